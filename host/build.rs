@@ -1,0 +1,88 @@
+//! Builds the plugins workspace for `wasm32-wasip2` and embeds the built-in
+//! plugins, so one `deployhost` binary carries them. Test-only plugins are
+//! built too and their paths written for the end-to-end tests.
+
+use std::env;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Plugins that are built but never embedded: they exist to attack the host.
+const TEST_ONLY: &[&str] = &["hostile"];
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap();
+    let plugins = root.join("plugins");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
+    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
+
+    check_target_installed();
+    let members = plugin_crates(&plugins);
+    for member in &members {
+        println!("cargo:rerun-if-changed={}", plugins.join(member).join("src").display());
+        println!("cargo:rerun-if-changed={}", plugins.join(member).join("Cargo.toml").display());
+    }
+
+    let target_dir = out_dir.join("plugins-target");
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--target", TARGET, "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_PROFILE_RELEASE_DEBUG")
+        .status()
+        .expect("could not run cargo to build the plugins");
+    assert!(status.success(), "building the plugins for {TARGET} failed (see the errors above)");
+
+    let wasm_dir = target_dir.join(TARGET).join("release");
+    let mut builtins = String::from("/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut tests = String::from("/// Test-only plugins: (name, path of the component).\n#[allow(dead_code)]\npub const TEST_PLUGINS: &[(&str, &str)] = &[\n");
+    for member in members.iter().filter(|m| *m != "sdk") {
+        let wasm = wasm_dir.join(format!("{}.wasm", member.replace('-', "_")));
+        assert!(wasm.exists(), "plugin {member} built no component at {}", wasm.display());
+        let path = wasm.display().to_string();
+        if TEST_ONLY.contains(&member.as_str()) {
+            writeln!(tests, "    ({member:?}, {path:?}),").unwrap();
+        } else {
+            writeln!(builtins, "    ({member:?}, include_bytes!({path:?})),").unwrap();
+        }
+    }
+    builtins.push_str("];\n");
+    tests.push_str("];\n");
+    std::fs::write(out_dir.join("builtins.rs"), builtins).unwrap();
+    std::fs::write(out_dir.join("test_plugins.rs"), tests).unwrap();
+}
+
+/// The crates of the plugins workspace: each folder with a Cargo.toml.
+fn plugin_crates(plugins: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(plugins)
+        .expect("plugins/ is missing")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("Cargo.toml").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A missing wasm target otherwise surfaces as a wall of `can't find crate
+/// for core` errors; say what to run instead.
+fn check_target_installed() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
+    if let Some(out) = sysroot.filter(|o| o.status.success()) {
+        let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+        if !lib.exists() {
+            panic!("\n\nThe {TARGET} target is not installed; the built-in plugins need it.\nRun:  rustup target add {TARGET}\n\n");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Filesystem: the step sees only its granted folders, each mounted at
+//! `/<folder as written>`, read-only unless granted for write. Escapes by
+//! `..`, absolute paths or symlinks are refused by the preopen sandbox
+//! (cap-std); this module mounts, and audits every path operation, so a
+//! refused escape shows in the audit log with the path that was tried.
+//!
+//! Paths outside every grant would never reach the host (the guest's libc
+//! finds no preopen for them), so an empty read-only folder is mounted at
+//! `/`: such attempts land there, fail, and are audited as denials.
+
+use crate::runner::StepState;
+use serde_json::json;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use wasmtime::component::{Linker, Resource};
+use wasmtime::StoreContextMut;
+use wasmtime_wasi::filesystem::WasiFilesystemView;
+use wasmtime_wasi::p2::FsResult;
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    Descriptor, DescriptorFlags, ErrorCode, Host as _, HostDescriptor, OpenFlags, PathFlags,
+};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+const TYPES: &str = "wasi:filesystem/types@0.2.12";
+const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
+const ROOT: &str = "/";
+
+/// A granted folder: where it is on the host and where the step sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host: PathBuf,
+    pub guest: String,
+    pub writable: bool,
+}
+
+impl Mount {
+    /// `written` is the grant as in the pipeline, relative to `base`.
+    pub fn new(base: &Path, written: &str, writable: bool) -> Mount {
+        let clean = written.trim_matches('/');
+        Mount { host: base.join(clean), guest: format!("/{clean}"), writable }
+    }
+}
+
+/// Checks a grant path as written: relative, inside the pipeline's folder.
+pub fn check_grant_path(written: &str) -> Result<(), String> {
+    let p = Path::new(written);
+    if written.trim().is_empty() {
+        return Err("empty path".into());
+    }
+    if p.is_absolute() {
+        return Err(format!("`{written}` is absolute; grant folders relative to the pipeline file"));
+    }
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("`{written}` leaves the pipeline's folder with `..`"));
+    }
+    Ok(())
+}
+
+/// Preopens the mounts and the empty root that catches everything else.
+pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {
+    builder.preopened_dir(empty_root, ROOT, FsPerms::ReadOnly)?;
+    for m in mounts {
+        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        builder
+            .preopened_dir(&m.host, &m.guest, perms)
+            .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
+    }
+    Ok(())
+}
+
+/// The guest path behind each descriptor the step holds, for the audit.
+#[derive(Default)]
+pub struct FsTracker {
+    paths: HashMap<u32, String>,
+}
+
+impl FsTracker {
+    fn path_of(&self, rep: u32) -> String {
+        self.paths.get(&rep).cloned().unwrap_or_else(|| "?".to_string())
+    }
+}
+
+fn join(parent: &str, path: &str) -> String {
+    if path.starts_with('/') || parent.is_empty() {
+        path.to_string()
+    } else if parent.ends_with('/') {
+        format!("{parent}{path}")
+    } else {
+        format!("{parent}/{path}")
+    }
+}
+
+fn is_denial(code: &ErrorCode) -> bool {
+    matches!(code, ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly)
+}
+
+/// Audits one path operation and turns its error into the WASI error code.
+fn settle<T>(
+    state: &mut StepState,
+    op: &str,
+    parent: &str,
+    path: &str,
+    result: FsResult<T>,
+) -> wasmtime::Result<Result<T, ErrorCode>> {
+    let full = join(parent, path);
+    let caps = &state.caps;
+    match result {
+        Ok(v) => {
+            caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
+            Ok(Ok(v))
+        }
+        Err(e) => {
+            let code = state.filesystem().convert_error_code(e)?;
+            let caps = &state.caps;
+            if is_denial(&code) || parent == ROOT {
+                let reason = if parent == ROOT {
+                    "outside every granted folder".to_string()
+                } else if op == "open-write" || op.ends_with("-write") || matches!(code, ErrorCode::ReadOnly) {
+                    "not under a write grant, or escapes its grant".to_string()
+                } else {
+                    "escapes its granted folder".to_string()
+                };
+                caps.audit.record(
+                    Some(&caps.step),
+                    "fs.denied",
+                    json!({ "op": op, "path": full, "error": format!("{code:?}"), "reason": reason }),
+                );
+            } else {
+                caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full, "error": format!("{code:?}") }));
+            }
+            Ok(Err(code))
+        }
+    }
+}
+
+type Store<'a> = StoreContextMut<'a, StepState>;
+
+/// Replaces the path-taking filesystem functions with audited wrappers
+/// around wasmtime-wasi's own implementation.
+pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+    linker.allow_shadowing(true);
+    linker.instance(PREOPENS)?.func_wrap("get-directories", |mut store: Store, (): ()| {
+        let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(&mut store.data_mut().filesystem())?;
+        let tracker = &mut store.data_mut().caps.fs;
+        for (fd, name) in &dirs {
+            tracker.paths.insert(fd.rep(), name.clone());
+        }
+        Ok((dirs,))
+    })?;
+
+    let mut types = linker.instance(TYPES)?;
+    types.func_wrap_async(
+        "[method]descriptor.open-at",
+        |mut store: Store, (fd, path_flags, path, open_flags, flags): (Resource<Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let writes = flags.contains(DescriptorFlags::WRITE)
+                    || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
+                let op = if writes { "open-write" } else { "open-read" };
+                let result =
+                    HostDescriptor::open_at(&mut store.data_mut().filesystem(), fd, path_flags, path.clone(), open_flags, flags)
+                        .await;
+                if let Ok(new) = &result {
+                    let full = join(&parent, &path);
+                    store.data_mut().caps.fs.paths.insert(new.rep(), full);
+                }
+                Ok((settle(store.data_mut(), op, &parent, &path, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.create-directory-at",
+        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let result = HostDescriptor::create_directory_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
+                Ok((settle(store.data_mut(), "mkdir-write", &parent, &path, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.unlink-file-at",
+        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let result = HostDescriptor::unlink_file_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
+                Ok((settle(store.data_mut(), "unlink-write", &parent, &path, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.remove-directory-at",
+        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let result = HostDescriptor::remove_directory_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
+                Ok((settle(store.data_mut(), "rmdir-write", &parent, &path, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.rename-at",
+        |mut store: Store, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let target = join(&store.data().caps.fs.path_of(new_fd.rep()), &new);
+                let result =
+                    HostDescriptor::rename_at(&mut store.data_mut().filesystem(), fd, old.clone(), new_fd, new).await;
+                let what = format!("{old} -> {target}");
+                Ok((settle(store.data_mut(), "rename-write", &parent, &what, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.symlink-at",
+        |mut store: Store, (fd, target, link): (Resource<Descriptor>, String, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let result =
+                    HostDescriptor::symlink_at(&mut store.data_mut().filesystem(), fd, target.clone(), link.clone()).await;
+                let what = format!("{link} -> {target}");
+                Ok((settle(store.data_mut(), "symlink-write", &parent, &what, result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.link-at",
+        |mut store: Store,
+         (fd, flags, old, new_fd, new): (Resource<Descriptor>, PathFlags, String, Resource<Descriptor>, String)| {
+            Box::new(async move {
+                let parent = store.data().caps.fs.path_of(fd.rep());
+                let target = join(&store.data().caps.fs.path_of(new_fd.rep()), &new);
+                let result =
+                    HostDescriptor::link_at(&mut store.data_mut().filesystem(), fd, flags, old.clone(), new_fd, new).await;
+                let what = format!("{old} -> {target}");
+                Ok((settle(store.data_mut(), "link-write", &parent, &what, result)?,))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}

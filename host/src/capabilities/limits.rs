@@ -1,0 +1,60 @@
+//! Memory and time. Memory is counted across all of a step's linear
+//! memories and tables' growth is bounded; time is a wall-clock deadline
+//! enforced by epoch interruption (guest code) and by the runner's timeout
+//! (host calls the guest is waiting on).
+
+use std::time::Duration;
+
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the engine's epoch advances; the resolution of timeouts.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_INSTANCES: usize = 64;
+
+#[derive(Debug, Clone, Copy)]
+pub struct StepLimits {
+    pub memory: u64,
+    pub timeout: Duration,
+}
+
+impl StepLimits {
+    /// Epoch ticks until the deadline.
+    pub fn deadline_ticks(&self) -> u64 {
+        (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+    }
+}
+
+/// The store's limiter: refuses growth past the step's memory limit and
+/// remembers that it did, so the failure is reported as what it was.
+pub struct MemoryLimiter {
+    limit: u64,
+    used: u64,
+    pub exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(limit: u64) -> Self {
+        MemoryLimiter { limit, used: 0, exceeded: false }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        let growth = desired.saturating_sub(current) as u64;
+        if self.used + growth > self.limit {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.limit);
+        }
+        self.used += growth;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+}

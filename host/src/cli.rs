@@ -1,0 +1,86 @@
+//! Command-line arguments and the top level: parse, dispatch, print errors,
+//! choose the exit code.
+
+use crate::commands::{self, ExitStatus};
+use crate::pipeline::ConfigErrors;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "deployhost", version, about = "Run deployment pipelines whose steps are sandboxed WebAssembly components")]
+#[command(after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input.")]
+pub struct Cli {
+    /// Where runs, logs and audit logs are kept.
+    #[arg(long, global = true, default_value = ".deployhost", env = "DEPLOYHOST_STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a pipeline.
+    #[command(after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run")]
+    Run {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Target environment (overrides the file's `environment:`).
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// Version being deployed (overrides the file's `version:`).
+        #[arg(long)]
+        version: Option<String>,
+        /// Validate, load every plugin and print the plan; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check a pipeline file without running it.
+    #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]
+    Validate {
+        file: PathBuf,
+        #[arg(long = "env")]
+        environment: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Show what each step may touch, or what a run actually used.
+    #[command(after_help = "Examples:\n  deployhost audit pipelines/prod.yaml\n  deployhost audit --run 20261128T013045Z-3fa2c1 --json")]
+    Audit {
+        /// The pipeline file (grants as written, next to the plugins' declared needs).
+        #[arg(required_unless_present = "run")]
+        file: Option<PathBuf>,
+        /// A run id: granted versus used in that run, from its audit log.
+        #[arg(long, conflicts_with = "file")]
+        run: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the built-in plugins.
+    Plugins {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match commands::dispatch(cli) {
+        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
+        Ok(ExitStatus::Failed) => ExitCode::from(1),
+        Ok(ExitStatus::InvalidInput) => ExitCode::from(2),
+        Err(e) => {
+            if let Some(config) = e.downcast_ref::<ConfigErrors>() {
+                eprintln!("{config}");
+                return ExitCode::from(2);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

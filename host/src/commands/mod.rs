@@ -1,0 +1,71 @@
+//! The CLI's commands. Each loads what it needs through `pipeline`, runs
+//! through `runner`, and prints; none holds policy of its own.
+
+mod audit;
+mod plugins;
+mod run;
+mod validate;
+
+use crate::cli::{Cli, Command};
+use crate::pipeline::{self, ConfigError, ConfigErrors, LoadOptions, Loaded, Plan};
+use crate::runner::{Runtime, inspect};
+use crate::bindings::deployhost::plugin::types::PluginInfo;
+use anyhow::Result;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub enum ExitStatus {
+    Success,
+    /// A blocking step failed.
+    Failed,
+    InvalidInput,
+}
+
+pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let state_dir = cli.state_dir;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Run { file, environment, version, dry_run } => {
+                run::run(&file, environment, version, dry_run, &state_dir).await
+            }
+            Command::Validate { file, environment, version } => validate::validate(&file, environment, version).await,
+            Command::Audit { file: Some(file), run: None, json } => audit::pipeline(&file, json).await,
+            Command::Audit { run: Some(run), json, .. } => audit::run(&state_dir, &run, json),
+            Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
+            Command::Plugins { json } => plugins::list(json).await,
+        }
+    })
+}
+
+/// Load and validate: every problem in the file, located.
+fn load_plan(file: &Path, environment: Option<String>, version: Option<String>) -> Result<(Loaded, Plan), ConfigErrors> {
+    let options = LoadOptions { environment, version, ..LoadOptions::default() };
+    let loaded = pipeline::load(file, &options)?;
+    let plan = pipeline::validate(&loaded)?;
+    Ok((loaded, plan))
+}
+
+/// Compiles every plugin the plan uses, asks each what it is, and checks
+/// each step's `with:` against the answer. Returns the answers by digest.
+async fn check_plugins(runtime: &Runtime, loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, PluginInfo>, ConfigErrors> {
+    let mut infos: HashMap<String, PluginInfo> = HashMap::new();
+    let mut errors: Vec<ConfigError> = Vec::new();
+    for step in plan.steps() {
+        if !infos.contains_key(&step.plugin.digest) {
+            match inspect::describe(runtime, &step.plugin).await {
+                Ok(info) => {
+                    infos.insert(step.plugin.digest.clone(), info);
+                }
+                Err(e) => {
+                    errors.push(loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")));
+                    continue;
+                }
+            }
+        }
+        for (key, message) in inspect::check_params(&infos[&step.plugin.digest], step) {
+            errors.push(loaded.error_at(&key, message));
+        }
+    }
+    if errors.is_empty() { Ok(infos) } else { Err(ConfigErrors(errors)) }
+}

@@ -1,0 +1,129 @@
+use super::{ExitStatus, check_plugins, load_plan};
+use crate::capabilities::secrets;
+use crate::pipeline::{ConfigErrors, Plan};
+use crate::runner::{self, Runtime, Status, StepOutcome};
+use anyhow::Result;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::Arc;
+
+pub async fn run(
+    file: &Path,
+    environment: Option<String>,
+    version: Option<String>,
+    dry_run: bool,
+    state_dir: &Path,
+) -> Result<ExitStatus> {
+    let (loaded, plan) = load_plan(file, environment, version)?;
+    let runtime = Arc::new(Runtime::new()?);
+    check_plugins(&runtime, &loaded, &plan).await?;
+    let env = |name: &str| std::env::var(name).ok();
+    let secret_values = secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(|errors| {
+        ConfigErrors(errors.into_iter().map(|(key, message)| loaded.value_error_at(&key, message)).collect())
+    })?;
+
+    let out = Printer::new();
+    if dry_run {
+        print_plan(&plan, &out);
+        return Ok(ExitStatus::Success);
+    }
+    out.header(&plan);
+    let mut last_stage = String::new();
+    let record = runner::run(&plan, runtime, state_dir, secret_values, &mut |outcome| {
+        if outcome.stage != last_stage {
+            last_stage = outcome.stage.clone();
+            out.stage(&last_stage);
+        }
+        out.step(outcome);
+    })
+    .await?;
+
+    let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
+    let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
+    if record.passed() {
+        out.finish(true, &format!("run {} passed ({} steps)", record.run_id, record.steps.len()), &run_dir);
+        Ok(ExitStatus::Success)
+    } else {
+        out.finish(false, &format!("run {} failed ({failed} step(s) failed)", record.run_id), &run_dir);
+        Ok(ExitStatus::Failed)
+    }
+}
+
+fn print_plan(plan: &Plan, out: &Printer) {
+    out.header(plan);
+    for stage in &plan.stages {
+        out.stage(&format!("{}{}", stage.name, if stage.parallel { " (parallel)" } else { "" }));
+        for step in &stage.steps {
+            let g = &step.grants;
+            println!("  {}  uses {} (sha256 {})", step.name, step.uses, &step.plugin.digest[..12]);
+            let mut grants = Vec::new();
+            for m in &g.mounts {
+                grants.push(format!("fs {} {}", if m.writable { "write" } else { "read" }, m.guest));
+            }
+            grants.extend(g.net.iter().map(|p| format!("net {p}")));
+            grants.extend(g.secrets.iter().map(|s| format!("secret {s}")));
+            println!(
+                "      grants: {}; memory {}, timeout {}{}",
+                if grants.is_empty() { "none".to_string() } else { grants.join(", ") },
+                crate::pipeline::units::ByteSize(step.limits.memory),
+                humantime::format_duration(step.limits.timeout),
+                if step.blocking { "" } else { ", non-blocking" }
+            );
+        }
+    }
+    println!("dry run: nothing was run");
+}
+
+/// Progress lines: coloured on a terminal (unless NO_COLOR), plain otherwise.
+struct Printer {
+    color: bool,
+}
+
+impl Printer {
+    fn new() -> Printer {
+        Printer { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    }
+
+    fn header(&self, plan: &Plan) {
+        println!(
+            "{} {} · environment {} · version {}",
+            self.paint("1", "pipeline"),
+            plan.pipeline,
+            plan.environment,
+            plan.version
+        );
+    }
+
+    fn stage(&self, name: &str) {
+        println!("{} {name}", self.paint("1", "stage"));
+    }
+
+    fn step(&self, o: &StepOutcome) {
+        let (mark, code) = match o.status {
+            Status::Passed => ("ok  ", "32"),
+            Status::Warning => ("warn", "33"),
+            Status::Failed if !o.blocking => ("FAIL", "33"),
+            Status::Failed => ("FAIL", "31"),
+            Status::Skipped => ("skip", "2"),
+        };
+        let secs = o.ms as f64 / 1000.0;
+        println!("  {} {:<20} {:>7.2}s  {}", self.paint(code, mark), o.step, secs, o.summary);
+        if o.status == Status::Failed {
+            if !o.blocking {
+                println!("       (non-blocking: the pipeline goes on)");
+            }
+            for line in o.log_tail.iter().rev().take(10).rev() {
+                println!("       {} {line}", self.paint("2", "|"));
+            }
+        }
+    }
+
+    fn finish(&self, ok: bool, message: &str, run_dir: &Path) {
+        let text = if ok { self.paint("32", message) } else { self.paint("31", message) };
+        println!("{text}\n  logs and audit: {}", run_dir.display());
+    }
+}

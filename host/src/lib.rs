@@ -1,0 +1,18 @@
+//! deployhost: deployment pipelines whose steps are sandboxed WebAssembly
+//! components.
+//!
+//! - [`pipeline`]: the pipeline file: parse, expand, validate, plan.
+//! - [`capabilities`]: what a step may touch; each grant checked and audited
+//!   in one place.
+//! - [`runner`]: runs a plan, one sandbox per step.
+//! - [`commands`]: the CLI's commands, wiring the three together.
+
+pub mod audit;
+pub mod bindings;
+pub mod capabilities;
+pub mod cli;
+pub mod commands;
+pub mod pipeline;
+pub mod redact;
+pub mod registry;
+pub mod runner;

@@ -1,0 +1,18 @@
+//! The pipeline model: parse → expand → validate → plan. Nothing here runs a
+//! step; the runner takes a [`Plan`].
+
+mod error;
+mod expand;
+mod load;
+pub mod model;
+mod plan;
+mod spans;
+pub mod units;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use expand::{RUNTIME_VARIABLES, substitute};
+pub use load::{LoadOptions, Loaded, load};
+pub use plan::{Plan, PlannedStage, PlannedStep, StepGrants};
+pub use spans::Spans;
+pub use validate::validate;

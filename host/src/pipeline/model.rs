@@ -1,0 +1,96 @@
+//! The pipeline file as written. Field names are the user-facing contract;
+//! every struct denies unknown keys so a typo is an error, not a no-op.
+
+use super::units::{ByteSize, Span};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    pub pipeline: String,
+    #[serde(default)]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Declared once, granted to steps by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub stages: Vec<Stage>,
+}
+
+/// Where a secret's value comes from: exactly one of `env` or `file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    pub name: String,
+    /// Run this stage's steps concurrently.
+    #[serde(default)]
+    pub parallel: bool,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// A built-in plugin's name, or a path to a `.wasm` component.
+    pub uses: String,
+    /// Required for a `.wasm` path: the component must have this digest.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    #[serde(default)]
+    pub with: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub grants: Grants,
+    #[serde(default)]
+    pub timeout: Option<Span>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// A failed blocking step stops the pipeline.
+    #[serde(default = "yes")]
+    pub blocking: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a step may touch. Everything not listed is denied.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    /// `host`, `host:port`, `host:*`, `*.example.com`.
+    #[serde(default)]
+    pub net: Vec<String>,
+    #[serde(default)]
+    pub fs: FsGrants,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+/// Folders relative to the pipeline file's folder.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrants {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub memory: Option<ByteSize>,
+}

@@ -1,0 +1,61 @@
+//! A validated pipeline, ready to run: plugins resolved to exact bytes,
+//! grants resolved to host folders and parsed host patterns.
+
+use crate::capabilities::fs::Mount;
+use crate::capabilities::limits::StepLimits;
+use crate::capabilities::net::HostPattern;
+use crate::pipeline::model::SecretSource;
+use crate::registry::PluginRef;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub struct Plan {
+    pub pipeline: String,
+    pub environment: String,
+    pub version: String,
+    pub file: PathBuf,
+    pub dir: PathBuf,
+    pub secrets: BTreeMap<String, SecretSource>,
+    pub stages: Vec<PlannedStage>,
+}
+
+#[derive(Debug)]
+pub struct PlannedStage {
+    pub name: String,
+    pub parallel: bool,
+    pub steps: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub stage: String,
+    pub name: String,
+    /// Key path in the file, e.g. `stages[0].steps[1]`, for error messages.
+    pub key: String,
+    pub uses: String,
+    pub plugin: PluginRef,
+    /// `with:`, environment variables expanded, runtime variables not yet.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub grants: StepGrants,
+    pub limits: StepLimits,
+    pub blocking: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepGrants {
+    pub mounts: Vec<Mount>,
+    pub net: Vec<HostPattern>,
+    pub secrets: BTreeSet<String>,
+}
+
+impl Plan {
+    pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
+        self.stages.iter().flat_map(|s| s.steps.iter())
+    }
+
+    /// Every secret some step is granted.
+    pub fn granted_secrets(&self) -> BTreeSet<String> {
+        self.steps().flat_map(|s| s.grants.secrets.iter().cloned()).collect()
+    }
+}

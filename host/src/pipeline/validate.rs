@@ -1,0 +1,166 @@
+//! Semantic checks the types cannot express, all reported in one pass, each
+//! with its position: names, plugins and digests, grants, limits.
+
+use super::error::{ConfigError, ConfigErrors};
+use super::load::Loaded;
+use super::plan::{Plan, PlannedStage, PlannedStep, StepGrants};
+use crate::capabilities::fs::{Mount, check_grant_path};
+use crate::capabilities::limits::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
+use crate::capabilities::net::HostPattern;
+use crate::registry;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+const MIN_MEMORY: u64 = 2 << 20;
+const MAX_MEMORY: u64 = 16 << 30;
+const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
+    let m = &loaded.model;
+    let mut errors: Vec<ConfigError> = Vec::new();
+
+    if m.pipeline.trim().is_empty() {
+        errors.push(loaded.value_error_at("pipeline", "the pipeline needs a name"));
+    }
+    if m.stages.is_empty() {
+        errors.push(loaded.value_error_at("stages", "a pipeline needs at least one stage"));
+    }
+    for (name, source) in &m.secrets {
+        let key = format!("secrets.{name}");
+        if source.env.is_some() == source.file.is_some() {
+            errors.push(loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"));
+        }
+    }
+
+    let mut stage_names = HashMap::new();
+    let mut step_names: HashMap<&str, String> = HashMap::new();
+    let mut stages = Vec::new();
+    for (si, stage) in m.stages.iter().enumerate() {
+        let skey = format!("stages[{si}]");
+        if !is_name(&stage.name) {
+            errors.push(loaded.value_error_at(&format!("{skey}.name"), "stage names use letters, digits, `-`, `_`, `.`"));
+        }
+        if let Some(first) = stage_names.insert(stage.name.as_str(), si) {
+            errors.push(loaded.value_error_at(
+                &format!("{skey}.name"),
+                format!("duplicate stage name `{}` (also stages[{first}])", stage.name),
+            ));
+        }
+        if stage.steps.is_empty() {
+            errors.push(loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"));
+        }
+        let mut steps = Vec::new();
+        for (i, step) in stage.steps.iter().enumerate() {
+            let key = format!("{skey}.steps[{i}]");
+            if !is_name(&step.name) {
+                errors.push(loaded.value_error_at(&format!("{key}.name"), "step names use letters, digits, `-`, `_`, `.`"));
+            }
+            if let Some(first) = step_names.insert(step.name.as_str(), key.clone()) {
+                errors.push(loaded.value_error_at(
+                    &format!("{key}.name"),
+                    format!("duplicate step name `{}` (also {first}); step names are unique in a pipeline", step.name),
+                ));
+            }
+            let plugin = match registry::resolve(&step.uses, step.sha256.as_deref(), &loaded.dir) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let at = if e.contains("sha256 ") && step.sha256.is_some() { "sha256" } else { "uses" };
+                    errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
+                    None
+                }
+            };
+            let grants = check_grants(loaded, &key, step, &mut errors);
+            let limits = check_limits(loaded, &key, step, &mut errors);
+            if let Some(plugin) = plugin {
+                steps.push(PlannedStep {
+                    stage: stage.name.clone(),
+                    name: step.name.clone(),
+                    key,
+                    uses: step.uses.clone(),
+                    plugin,
+                    params: step.with.clone(),
+                    grants,
+                    limits,
+                    blocking: step.blocking,
+                });
+            }
+        }
+        stages.push(PlannedStage { name: stage.name.clone(), parallel: stage.parallel, steps });
+    }
+
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.column));
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Plan {
+        pipeline: m.pipeline.clone(),
+        environment: m.environment.clone().unwrap_or_else(|| "default".into()),
+        version: m.version.clone().unwrap_or_else(|| "unversioned".into()),
+        file: loaded.path.clone(),
+        dir: loaded.dir.clone(),
+        secrets: m.secrets.clone(),
+        stages,
+    })
+}
+
+fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepGrants {
+    let g = &step.grants;
+    let mut grants = StepGrants::default();
+    for (i, written) in g.fs.read.iter().enumerate() {
+        let gkey = format!("{key}.grants.fs.read[{i}]");
+        match check_grant_path(written) {
+            Err(e) => errors.push(loaded.value_error_at(&gkey, e)),
+            Ok(()) => {
+                let mount = Mount::new(&loaded.dir, written, false);
+                if !mount.host.is_dir() {
+                    errors.push(loaded.value_error_at(
+                        &gkey,
+                        format!("granted folder `{written}` does not exist ({})", mount.host.display()),
+                    ));
+                } else if !g.fs.write.contains(written) {
+                    grants.mounts.push(mount);
+                }
+            }
+        }
+    }
+    for (i, written) in g.fs.write.iter().enumerate() {
+        match check_grant_path(written) {
+            Err(e) => errors.push(loaded.value_error_at(&format!("{key}.grants.fs.write[{i}]"), e)),
+            // Write folders are created when the step runs.
+            Ok(()) => grants.mounts.push(Mount::new(&loaded.dir, written, true)),
+        }
+    }
+    for (i, written) in g.net.iter().enumerate() {
+        match HostPattern::parse(written) {
+            Ok(p) => grants.net.push(p),
+            Err(e) => errors.push(loaded.value_error_at(&format!("{key}.grants.net[{i}]"), e)),
+        }
+    }
+    for (i, name) in g.secrets.iter().enumerate() {
+        if !loaded.model.secrets.contains_key(name) {
+            let declared: Vec<&String> = loaded.model.secrets.keys().collect();
+            errors.push(loaded.value_error_at(
+                &format!("{key}.grants.secrets[{i}]"),
+                format!("secret `{name}` is not declared in the top-level `secrets:` (declared: {declared:?})"),
+            ));
+        }
+    }
+    grants.secrets = g.secrets.iter().cloned().collect::<BTreeSet<_>>();
+    grants
+}
+
+fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepLimits {
+    let memory = step.limits.memory.map_or(DEFAULT_MEMORY, |m| m.0);
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&memory) {
+        errors.push(loaded.value_error_at(&format!("{key}.limits.memory"), "memory must be between 2MiB and 16GiB"));
+    }
+    let timeout = step.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
+    if timeout.is_zero() || timeout > MAX_TIMEOUT {
+        errors.push(loaded.value_error_at(&format!("{key}.timeout"), "timeout must be more than 0 and at most 24h"));
+    }
+    StepLimits { memory, timeout }
+}

@@ -1,0 +1,87 @@
+//! Where plugins come from: the built-ins embedded in this binary, or a
+//! `.wasm` file pinned by sha256. The bytes checked are the bytes compiled.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Builtin(&'static str),
+    File(PathBuf),
+}
+
+/// A plugin's identity and its exact bytes.
+#[derive(Debug, Clone)]
+pub struct PluginRef {
+    pub source: Source,
+    pub digest: String,
+    pub bytes: Arc<[u8]>,
+}
+
+impl PluginRef {
+    pub fn label(&self) -> String {
+        match &self.source {
+            Source::Builtin(name) => (*name).to_string(),
+            Source::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+pub fn builtin_names() -> Vec<&'static str> {
+    embedded::BUILTINS.iter().map(|(n, _)| *n).collect()
+}
+
+pub fn builtin(name: &str) -> Option<PluginRef> {
+    embedded::BUILTINS.iter().find(|(n, _)| *n == name).map(|(n, bytes)| PluginRef {
+        source: Source::Builtin(n),
+        digest: sha256_hex(bytes),
+        bytes: Arc::from(*bytes),
+    })
+}
+
+pub fn builtins() -> Vec<PluginRef> {
+    builtin_names().into_iter().filter_map(builtin).collect()
+}
+
+/// Does `uses:` name a file rather than a built-in?
+pub fn is_path(uses: &str) -> bool {
+    uses.ends_with(".wasm") || uses.starts_with("./") || uses.starts_with("../") || uses.starts_with('/')
+}
+
+/// Resolves `uses:` (and `sha256:`) relative to the pipeline's folder.
+pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
+    let plugin = if is_path(uses) {
+        let path = base.join(uses);
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+        let Some(_) = sha256 else {
+            return Err(format!(
+                "plugin `{uses}` is a file and must be pinned: add `sha256: {}`",
+                sha256_hex(&bytes)
+            ));
+        };
+        PluginRef { source: Source::File(path), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) }
+    } else {
+        builtin(uses).ok_or_else(|| {
+            format!("unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)", builtin_names().join(", "))
+        })?
+    };
+    if let Some(expected) = sha256 {
+        let expected = expected.trim().to_ascii_lowercase();
+        if expected != plugin.digest {
+            return Err(format!(
+                "plugin `{uses}` has sha256 {} but the pipeline pins {expected}; refusing to run a plugin that is not the one pinned",
+                plugin.digest
+            ));
+        }
+    }
+    Ok(plugin)
+}

@@ -1,0 +1,79 @@
+//! One wasmtime engine and linker per process; each plugin compiled once
+//! (by digest) and pre-instantiated, so starting a step is instantiation only.
+
+use super::state::StepState;
+use crate::bindings::StepPre;
+use crate::capabilities::{self, limits::EPOCH_TICK};
+use crate::registry::PluginRef;
+use anyhow::Result;
+use wasmtime::error::Context as _;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StepState>,
+    prepared: Mutex<HashMap<String, StepPre<StepState>>>,
+}
+
+impl Runtime {
+    pub fn new() -> Result<Runtime> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).context("cannot start the WebAssembly engine")?;
+        spawn_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        use crate::bindings::deployhost::plugin::{log, secrets, sql};
+        log::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        secrets::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        sql::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        capabilities::fs::add_to_linker(&mut linker)?;
+        capabilities::env::add_to_linker(&mut linker)?;
+        Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles and links a plugin, once per digest. A component that
+    /// imports something the host does not provide fails here, by name.
+    pub fn prepare(&self, plugin: &PluginRef) -> Result<StepPre<StepState>> {
+        if let Some(pre) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(&plugin.digest) {
+            return Ok(pre.clone());
+        }
+        let component = Component::new(&self.engine, &plugin.bytes)
+            .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .with_context(|| format!("plugin {} needs imports this host does not provide", plugin.label()))?;
+        let pre = StepPre::new(instance_pre).with_context(|| {
+            format!("plugin {} does not implement the deployhost:plugin/step world", plugin.label())
+        })?;
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(plugin.digest.clone(), pre.clone());
+        Ok(pre)
+    }
+}
+
+/// Advances the epoch every tick while the engine lives; store deadlines
+/// are counted in these ticks.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("deployhost-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}

@@ -1,0 +1,94 @@
+//! Asking a plugin what it is (`describe`) and checking a step against the
+//! answer: parameters it does not know, required ones missing, grants it
+//! never declared a need for.
+
+use super::engine::Runtime;
+use super::state::Sandbox;
+use crate::audit::AuditLog;
+use crate::bindings::deployhost::plugin::types::{Capability, PluginInfo};
+use crate::capabilities::limits::StepLimits;
+use crate::capabilities::log::StepLog;
+use crate::capabilities::net::NetPolicy;
+use crate::capabilities::secrets::SecretGrant;
+use crate::pipeline::PlannedStep;
+use crate::registry::PluginRef;
+use anyhow::{Result, anyhow};
+use wasmtime::error::Context as _;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi::WasiCtxBuilder;
+
+const DESCRIBE_MEMORY: u64 = 64 << 20;
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Calls the plugin's `describe` in a sandbox with no grants at all.
+pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInfo> {
+    let pre = runtime.prepare(plugin)?;
+    let mut store = Sandbox {
+        wasi: WasiCtxBuilder::new().build(),
+        step: Arc::from("describe"),
+        audit: Arc::new(AuditLog::discard()),
+        log: Arc::new(StepLog::in_memory()),
+        net: NetPolicy::default(),
+        secrets: SecretGrant { granted: Default::default(), values: Default::default() },
+        limits: StepLimits { memory: DESCRIBE_MEMORY, timeout: DESCRIBE_TIMEOUT },
+    }
+    .into_store(runtime.engine());
+    let call = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        instance.call_describe(&mut store).await
+    };
+    let info = tokio::time::timeout(DESCRIBE_TIMEOUT + Duration::from_secs(1), call)
+        .await
+        .map_err(|_| anyhow!("describe did not return within {DESCRIBE_TIMEOUT:?}"))?
+        .with_context(|| format!("plugin {} failed in describe", plugin.label()))?;
+    Ok(info)
+}
+
+/// `with:` keys the plugin does not declare, and required ones missing.
+/// A plugin that declares no parameters at all is not checked.
+pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    if info.params.is_empty() {
+        return problems;
+    }
+    for key in step.params.keys() {
+        if !info.params.iter().any(|p| &p.name == key) {
+            let known: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
+            problems.push((
+                format!("{}.with.{key}", step.key),
+                format!("plugin `{}` has no parameter `{key}` (it takes: {})", info.name, known.join(", ")),
+            ));
+        }
+    }
+    for p in info.params.iter().filter(|p| p.required) {
+        if !step.params.contains_key(&p.name) {
+            problems.push((
+                format!("{}.with", step.key),
+                format!("plugin `{}` needs parameter `{}`: {}", info.name, p.name, p.description),
+            ));
+        }
+    }
+    problems
+}
+
+/// Grants the plugin never said it needs: candidates to remove.
+pub fn over_grants(info: &PluginInfo, step: &PlannedStep) -> Vec<String> {
+    let needs = |c: Capability| info.needs.iter().any(|n| n.capability == c);
+    let g = &step.grants;
+    let mut extra = Vec::new();
+    if !g.net.is_empty() && !needs(Capability::Net) {
+        extra.push("net: granted, but the plugin declares no network use".to_string());
+    }
+    let (writes, reads): (Vec<_>, Vec<_>) = g.mounts.iter().partition(|m| m.writable);
+    if !writes.is_empty() && !needs(Capability::FsWrite) {
+        extra.push("fs.write: granted, but the plugin declares no file writes".to_string());
+    }
+    if !reads.is_empty() && !needs(Capability::FsRead) && !needs(Capability::FsWrite) {
+        extra.push("fs.read: granted, but the plugin declares no file reads".to_string());
+    }
+    if !g.secrets.is_empty() && !needs(Capability::Secret) {
+        extra.push("secrets: granted, but the plugin declares no secret use".to_string());
+    }
+    extra
+}

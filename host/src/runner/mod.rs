@@ -1,0 +1,201 @@
+//! The runner: takes a [`Plan`] and runs it, stage by stage, one store per
+//! step. Writes the run folder (`logs/`, `audit.jsonl`, `results.json`).
+
+mod engine;
+pub mod inspect;
+mod outcome;
+mod state;
+mod step;
+
+pub use engine::Runtime;
+pub use outcome::{Failure, Metric, Status, StepOutcome};
+pub use state::StepState;
+pub use step::RunContext;
+
+use crate::audit::AuditLog;
+use crate::pipeline::Plan;
+use crate::redact::Redactor;
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// `results.json`: the run as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub pipeline: String,
+    pub environment: String,
+    pub version: String,
+    pub file: String,
+    pub started: String,
+    #[serde(default)]
+    pub finished: Option<String>,
+    /// `running`, `passed` or `failed`.
+    pub status: String,
+    pub steps: Vec<StepOutcome>,
+}
+
+impl RunRecord {
+    pub fn passed(&self) -> bool {
+        self.status == "passed"
+    }
+}
+
+pub fn runs_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("runs")
+}
+
+/// Sortable by time, unique enough for one machine: `20261128T013045Z-3fa2c1`.
+fn new_run_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{compact}-{:06x}", h.finish() & 0xff_ffff)
+}
+
+/// Runs every stage of `plan`; `on_step` sees each outcome as it lands.
+pub async fn run(
+    plan: &Plan,
+    runtime: Arc<Runtime>,
+    state_dir: &Path,
+    secrets: BTreeMap<String, String>,
+    on_step: &mut dyn FnMut(&StepOutcome),
+) -> Result<RunRecord> {
+    let run_id = new_run_id();
+    let run_dir = runs_dir(state_dir).join(&run_id);
+    let empty_root = run_dir.join("sandbox-root");
+    std::fs::create_dir_all(run_dir.join("logs"))
+        .and_then(|()| std::fs::create_dir_all(&empty_root))
+        .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
+    let redactor = Arc::new(Redactor::new(secrets.values().cloned()));
+    let audit = Arc::new(
+        AuditLog::create(&run_dir.join("audit.jsonl"), &run_id, redactor.clone())
+            .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?,
+    );
+    let run = Arc::new(RunContext {
+        run_id: run_id.clone(),
+        pipeline: plan.pipeline.clone(),
+        environment: plan.environment.clone(),
+        version: plan.version.clone(),
+        run_dir: run_dir.clone(),
+        empty_root,
+        audit: audit.clone(),
+        redactor,
+        secrets: Arc::new(secrets),
+    });
+    let mut record = RunRecord {
+        run_id: run_id.clone(),
+        pipeline: plan.pipeline.clone(),
+        environment: plan.environment.clone(),
+        version: plan.version.clone(),
+        file: plan.file.display().to_string(),
+        started: crate::audit::timestamp(SystemTime::now()),
+        finished: None,
+        status: "running".into(),
+        steps: Vec::new(),
+    };
+    audit.record(
+        None,
+        "run.start",
+        json!({ "run": run_id, "pipeline": plan.pipeline, "environment": plan.environment, "version": plan.version, "file": record.file }),
+    );
+    save(&run_dir, &record)?;
+
+    let mut stopped_by: Option<String> = None;
+    for stage in &plan.stages {
+        if let Some(reason) = &stopped_by {
+            for step in &stage.steps {
+                let skipped = skipped(step, reason);
+                on_step(&skipped);
+                record.steps.push(skipped);
+            }
+            continue;
+        }
+        if stage.parallel {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, step) in stage.steps.iter().enumerate() {
+                let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
+                set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
+            }
+            let mut done = Vec::new();
+            while let Some(joined) = set.join_next().await {
+                let (i, outcome) = joined.context("a step task failed")?;
+                on_step(&outcome);
+                done.push((i, outcome));
+            }
+            done.sort_by_key(|(i, _)| *i);
+            for (_, outcome) in done {
+                note_failure(&outcome, &mut stopped_by);
+                record.steps.push(outcome);
+            }
+            save(&run_dir, &record)?;
+        } else {
+            for step in &stage.steps {
+                let outcome = match &stopped_by {
+                    Some(reason) => skipped(step, reason),
+                    None => step::run_step(&runtime, &run, step).await,
+                };
+                note_failure(&outcome, &mut stopped_by);
+                on_step(&outcome);
+                record.steps.push(outcome);
+                save(&run_dir, &record)?;
+            }
+        }
+    }
+
+    let passed = record.steps.iter().all(|o| o.ok() || !o.blocking);
+    record.status = if passed { "passed" } else { "failed" }.into();
+    record.finished = Some(crate::audit::timestamp(SystemTime::now()));
+    audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
+    save(&run_dir, &record)?;
+    Ok(record)
+}
+
+/// The first failed blocking step stops the pipeline.
+fn note_failure(outcome: &StepOutcome, stopped_by: &mut Option<String>) {
+    if stopped_by.is_none() && outcome.blocking && !outcome.ok() {
+        *stopped_by = Some(format!("blocking step `{}` failed", outcome.step));
+    }
+}
+
+fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
+    StepOutcome {
+        stage: step.stage.clone(),
+        step: step.name.clone(),
+        plugin: step.plugin.label(),
+        sha256: step.plugin.digest.clone(),
+        status: Status::Skipped,
+        failure: None,
+        summary: format!("not run: {reason}"),
+        outputs: Default::default(),
+        metrics: Vec::new(),
+        blocking: step.blocking,
+        started: String::new(),
+        ms: 0,
+        log: String::new(),
+        log_tail: Vec::new(),
+    }
+}
+
+/// Writes `results.json` whole (temp file, then rename): a crash leaves the
+/// previous version, never a torn one.
+fn save(run_dir: &Path, record: &RunRecord) -> Result<()> {
+    let tmp = run_dir.join("results.json.tmp");
+    let text = serde_json::to_string_pretty(record)?;
+    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, run_dir.join("results.json"))).with_context(
+        || format!("cannot write {}", run_dir.join("results.json").display()),
+    )
+}
+
+/// Reads a finished or interrupted run's `results.json`.
+pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord> {
+    let path = runs_dir(state_dir).join(run_id).join("results.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+}

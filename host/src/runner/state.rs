@@ -1,0 +1,67 @@
+//! The data of one step's store: WASI, HTTP, limits and capabilities.
+
+use crate::capabilities::StepCaps;
+use crate::capabilities::limits::MemoryLimiter;
+use crate::capabilities::net::NetHooks;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+pub struct StepState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub http: WasiHttpCtx,
+    pub net: NetHooks,
+    pub limiter: MemoryLimiter,
+    pub caps: StepCaps,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for StepState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.net }
+    }
+}
+
+/// The parts of a step's sandbox that differ from step to step.
+pub struct Sandbox {
+    pub wasi: WasiCtx,
+    pub step: std::sync::Arc<str>,
+    pub audit: std::sync::Arc<crate::audit::AuditLog>,
+    pub log: std::sync::Arc<crate::capabilities::log::StepLog>,
+    pub net: crate::capabilities::net::NetPolicy,
+    pub secrets: crate::capabilities::secrets::SecretGrant,
+    pub limits: crate::capabilities::limits::StepLimits,
+}
+
+impl Sandbox {
+    /// A store with the sandbox's state, memory limit and epoch deadline.
+    pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<StepState> {
+        let deadline = self.limits.deadline_ticks();
+        let state = StepState {
+            wasi: self.wasi,
+            table: ResourceTable::new(),
+            http: WasiHttpCtx::new(),
+            net: NetHooks { step: self.step.clone(), policy: std::sync::Arc::new(self.net), audit: self.audit.clone() },
+            limiter: MemoryLimiter::new(self.limits.memory),
+            caps: StepCaps {
+                step: self.step,
+                audit: self.audit,
+                log: self.log,
+                secrets: self.secrets,
+                fs: Default::default(),
+                audited_logs: 0,
+            },
+        };
+        let mut store = wasmtime::Store::new(engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(deadline);
+        store.epoch_deadline_trap();
+        store
+    }
+}
