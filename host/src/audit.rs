@@ -32,12 +32,20 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(AuditLog { out: Mutex::new(Some(LineWriter::new(file))), redactor, run_id: run_id.to_string() })
+        Ok(AuditLog {
+            out: Mutex::new(Some(LineWriter::new(file))),
+            redactor,
+            run_id: run_id.to_string(),
+        })
     }
 
     /// A log that keeps nothing: for commands that inspect without running.
     pub fn discard() -> AuditLog {
-        AuditLog { out: Mutex::new(None), redactor: Arc::new(Redactor::default()), run_id: String::new() }
+        AuditLog {
+            out: Mutex::new(None),
+            redactor: Arc::new(Redactor::default()),
+            run_id: String::new(),
+        }
     }
 
     pub fn run_id(&self) -> &str {
@@ -50,8 +58,15 @@ impl AuditLog {
             Value::Object(map) => map,
             other => Map::from_iter([("value".to_string(), other)]),
         };
-        let event = Event { ts: timestamp(SystemTime::now()), event: event.to_string(), step: step.map(str::to_string), fields };
-        let Ok(json) = serde_json::to_string(&event) else { return };
+        let event = Event {
+            ts: timestamp(SystemTime::now()),
+            event: event.to_string(),
+            step: step.map(str::to_string),
+            fields,
+        };
+        let Ok(json) = serde_json::to_string(&event) else {
+            return;
+        };
         let line = self.redactor.redact_json(&json);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = out.as_mut() {
@@ -68,7 +83,10 @@ impl AuditLog {
 /// Reads an `audit.jsonl`; a torn last line (a crash mid-write) is skipped.
 pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
     let text = std::fs::read_to_string(path)?;
-    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// RFC 3339 with milliseconds, UTC.

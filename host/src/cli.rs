@@ -8,11 +8,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "deployhost", version, about = "Run deployment pipelines whose steps are sandboxed WebAssembly components")]
-#[command(after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input.")]
+#[command(
+    name = "deployhost",
+    version,
+    about = "Run deployment pipelines whose steps are sandboxed WebAssembly components"
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input."
+)]
 pub struct Cli {
     /// Where runs, logs and audit logs are kept.
-    #[arg(long, global = true, default_value = ".deployhost", env = "DEPLOYHOST_STATE_DIR")]
+    #[arg(
+        long,
+        global = true,
+        default_value = ".deployhost",
+        env = "DEPLOYHOST_STATE_DIR"
+    )]
     pub state_dir: PathBuf,
 
     #[command(subcommand)]
@@ -22,7 +33,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run a pipeline.
-    #[command(after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run")]
+    #[command(
+        after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run"
+    )]
     Run {
         /// The pipeline file.
         file: PathBuf,
@@ -46,7 +59,9 @@ pub enum Command {
         version: Option<String>,
     },
     /// Show what each step may touch, or what a run actually used.
-    #[command(after_help = "Examples:\n  deployhost audit pipelines/prod.yaml\n  deployhost audit --run 20261128T013045Z-3fa2c1 --json")]
+    #[command(
+        after_help = "Examples:\n  deployhost audit pipelines/prod.yaml\n  deployhost audit --run 20261128T013045Z-3fa2c1 --json"
+    )]
     Audit {
         /// The pipeline file (grants as written, next to the plugins' declared needs).
         #[arg(required_unless_present = "run")]

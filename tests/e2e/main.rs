@@ -1,1 +1,11 @@
+//! End-to-end tests: the real `deployhost` binary, real plugins built from
+//! `plugins/`, a real HTTP server on 127.0.0.1.
 
+mod support;
+
+mod bad_input;
+mod commands;
+mod health;
+mod pipeline_flow;
+mod sandbox;
+mod secrets;

@@ -12,8 +12,8 @@ use crate::runner::StepState;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::FsResult;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
@@ -37,7 +37,11 @@ impl Mount {
     /// `written` is the grant as in the pipeline, relative to `base`.
     pub fn new(base: &Path, written: &str, writable: bool) -> Mount {
         let clean = written.trim_matches('/');
-        Mount { host: base.join(clean), guest: format!("/{clean}"), writable }
+        Mount {
+            host: base.join(clean),
+            guest: format!("/{clean}"),
+            writable,
+        }
     }
 }
 
@@ -48,19 +52,33 @@ pub fn check_grant_path(written: &str) -> Result<(), String> {
         return Err("empty path".into());
     }
     if p.is_absolute() {
-        return Err(format!("`{written}` is absolute; grant folders relative to the pipeline file"));
+        return Err(format!(
+            "`{written}` is absolute; grant folders relative to the pipeline file"
+        ));
     }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("`{written}` leaves the pipeline's folder with `..`"));
+    if p.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "`{written}` leaves the pipeline's folder with `..`"
+        ));
     }
     Ok(())
 }
 
 /// Preopens the mounts and the empty root that catches everything else.
-pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {
+pub fn preopen(
+    builder: &mut WasiCtxBuilder,
+    mounts: &[Mount],
+    empty_root: &Path,
+) -> anyhow::Result<()> {
     builder.preopened_dir(empty_root, ROOT, FsPerms::ReadOnly)?;
     for m in mounts {
-        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let perms = if m.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
         builder
             .preopened_dir(&m.host, &m.guest, perms)
             .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
@@ -76,7 +94,10 @@ pub struct FsTracker {
 
 impl FsTracker {
     fn path_of(&self, rep: u32) -> String {
-        self.paths.get(&rep).cloned().unwrap_or_else(|| "?".to_string())
+        self.paths
+            .get(&rep)
+            .cloned()
+            .unwrap_or_else(|| "?".to_string())
     }
 }
 
@@ -91,7 +112,10 @@ fn join(parent: &str, path: &str) -> String {
 }
 
 fn is_denial(code: &ErrorCode) -> bool {
-    matches!(code, ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly)
+    matches!(
+        code,
+        ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly
+    )
 }
 
 /// Audits one path operation and turns its error into the WASI error code.
@@ -106,7 +130,8 @@ fn settle<T>(
     let caps = &state.caps;
     match result {
         Ok(v) => {
-            caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
+            caps.audit
+                .record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
             Ok(Ok(v))
         }
         Err(e) => {
@@ -115,7 +140,10 @@ fn settle<T>(
             if is_denial(&code) || parent == ROOT {
                 let reason = if parent == ROOT {
                     "outside every granted folder".to_string()
-                } else if op == "open-write" || op.ends_with("-write") || matches!(code, ErrorCode::ReadOnly) {
+                } else if op == "open-write"
+                    || op.ends_with("-write")
+                    || matches!(code, ErrorCode::ReadOnly)
+                {
                     "not under a write grant, or escapes its grant".to_string()
                 } else {
                     "escapes its granted folder".to_string()
@@ -123,10 +151,14 @@ fn settle<T>(
                 caps.audit.record(
                     Some(&caps.step),
                     "fs.denied",
-                    json!({ "op": op, "path": full, "error": format!("{code:?}"), "reason": reason }),
+                    json!({ "op": op, "path": full, "error": code.name(), "reason": reason }),
                 );
             } else {
-                caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full, "error": format!("{code:?}") }));
+                caps.audit.record(
+                    Some(&caps.step),
+                    "fs",
+                    json!({ "op": op, "path": full, "error": code.name() }),
+                );
             }
             Ok(Err(code))
         }
@@ -139,27 +171,44 @@ type Store<'a> = StoreContextMut<'a, StepState>;
 /// around wasmtime-wasi's own implementation.
 pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(PREOPENS)?.func_wrap("get-directories", |mut store: Store, (): ()| {
-        let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(&mut store.data_mut().filesystem())?;
-        let tracker = &mut store.data_mut().caps.fs;
-        for (fd, name) in &dirs {
-            tracker.paths.insert(fd.rep(), name.clone());
-        }
-        Ok((dirs,))
-    })?;
+    linker
+        .instance(PREOPENS)?
+        .func_wrap("get-directories", |mut store: Store, (): ()| {
+            let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
+                &mut store.data_mut().filesystem(),
+            )?;
+            let tracker = &mut store.data_mut().caps.fs;
+            for (fd, name) in &dirs {
+                tracker.paths.insert(fd.rep(), name.clone());
+            }
+            Ok((dirs,))
+        })?;
 
     let mut types = linker.instance(TYPES)?;
     types.func_wrap_async(
         "[method]descriptor.open-at",
-        |mut store: Store, (fd, path_flags, path, open_flags, flags): (Resource<Descriptor>, PathFlags, String, OpenFlags, DescriptorFlags)| {
+        |mut store: Store,
+         (fd, path_flags, path, open_flags, flags): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            OpenFlags,
+            DescriptorFlags,
+        )| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
                 let writes = flags.contains(DescriptorFlags::WRITE)
                     || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
                 let op = if writes { "open-write" } else { "open-read" };
-                let result =
-                    HostDescriptor::open_at(&mut store.data_mut().filesystem(), fd, path_flags, path.clone(), open_flags, flags)
-                        .await;
+                let result = HostDescriptor::open_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    path_flags,
+                    path.clone(),
+                    open_flags,
+                    flags,
+                )
+                .await;
                 if let Ok(new) = &result {
                     let full = join(&parent, &path);
                     store.data_mut().caps.fs.paths.insert(new.rep(), full);
@@ -173,8 +222,19 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
         |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::create_directory_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
-                Ok((settle(store.data_mut(), "mkdir-write", &parent, &path, result)?,))
+                let result = HostDescriptor::create_directory_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    path.clone(),
+                )
+                .await;
+                Ok((settle(
+                    store.data_mut(),
+                    "mkdir-write",
+                    &parent,
+                    &path,
+                    result,
+                )?,))
             })
         },
     )?;
@@ -183,8 +243,19 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
         |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::unlink_file_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
-                Ok((settle(store.data_mut(), "unlink-write", &parent, &path, result)?,))
+                let result = HostDescriptor::unlink_file_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    path.clone(),
+                )
+                .await;
+                Ok((settle(
+                    store.data_mut(),
+                    "unlink-write",
+                    &parent,
+                    &path,
+                    result,
+                )?,))
             })
         },
     )?;
@@ -193,8 +264,19 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
         |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::remove_directory_at(&mut store.data_mut().filesystem(), fd, path.clone()).await;
-                Ok((settle(store.data_mut(), "rmdir-write", &parent, &path, result)?,))
+                let result = HostDescriptor::remove_directory_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    path.clone(),
+                )
+                .await;
+                Ok((settle(
+                    store.data_mut(),
+                    "rmdir-write",
+                    &parent,
+                    &path,
+                    result,
+                )?,))
             })
         },
     )?;
@@ -216,24 +298,54 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
         |mut store: Store, (fd, target, link): (Resource<Descriptor>, String, String)| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
-                let result =
-                    HostDescriptor::symlink_at(&mut store.data_mut().filesystem(), fd, target.clone(), link.clone()).await;
+                let result = HostDescriptor::symlink_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    target.clone(),
+                    link.clone(),
+                )
+                .await;
                 let what = format!("{link} -> {target}");
-                Ok((settle(store.data_mut(), "symlink-write", &parent, &what, result)?,))
+                Ok((settle(
+                    store.data_mut(),
+                    "symlink-write",
+                    &parent,
+                    &what,
+                    result,
+                )?,))
             })
         },
     )?;
     types.func_wrap_async(
         "[method]descriptor.link-at",
         |mut store: Store,
-         (fd, flags, old, new_fd, new): (Resource<Descriptor>, PathFlags, String, Resource<Descriptor>, String)| {
+         (fd, flags, old, new_fd, new): (
+            Resource<Descriptor>,
+            PathFlags,
+            String,
+            Resource<Descriptor>,
+            String,
+        )| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
                 let target = join(&store.data().caps.fs.path_of(new_fd.rep()), &new);
-                let result =
-                    HostDescriptor::link_at(&mut store.data_mut().filesystem(), fd, flags, old.clone(), new_fd, new).await;
+                let result = HostDescriptor::link_at(
+                    &mut store.data_mut().filesystem(),
+                    fd,
+                    flags,
+                    old.clone(),
+                    new_fd,
+                    new,
+                )
+                .await;
                 let what = format!("{old} -> {target}");
-                Ok((settle(store.data_mut(), "link-write", &parent, &what, result)?,))
+                Ok((settle(
+                    store.data_mut(),
+                    "link-write",
+                    &parent,
+                    &what,
+                    result,
+                )?,))
             })
         },
     )?;

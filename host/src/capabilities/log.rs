@@ -47,7 +47,13 @@ impl StepLog {
     pub fn create(path: &Path, redactor: Arc<Redactor>, limit: u64) -> std::io::Result<StepLog> {
         let file = File::create(path)?;
         Ok(StepLog {
-            inner: Mutex::new(Inner { file: Some(file), written: 0, dropped: 0, partial: Default::default(), tail: VecDeque::new() }),
+            inner: Mutex::new(Inner {
+                file: Some(file),
+                written: 0,
+                dropped: 0,
+                partial: Default::default(),
+                tail: VecDeque::new(),
+            }),
             redactor,
             limit,
         })
@@ -56,7 +62,13 @@ impl StepLog {
     /// A log that keeps only its tail: for `describe` calls outside a run.
     pub fn in_memory() -> StepLog {
         StepLog {
-            inner: Mutex::new(Inner { file: None, written: 0, dropped: 0, partial: Default::default(), tail: VecDeque::new() }),
+            inner: Mutex::new(Inner {
+                file: None,
+                written: 0,
+                dropped: 0,
+                partial: Default::default(),
+                tail: VecDeque::new(),
+            }),
             redactor: Arc::new(Redactor::default()),
             limit: DEFAULT_LOG_LIMIT,
         }
@@ -84,7 +96,10 @@ impl StepLog {
                     buffered.extend_from_slice(&rest[..i.min(room)]);
                     rest = &rest[i + 1..];
                     let line = std::mem::take(buffered);
-                    let text = self.redactor.redact(&String::from_utf8_lossy(&line)).into_owned();
+                    let text = self
+                        .redactor
+                        .redact(&String::from_utf8_lossy(&line))
+                        .into_owned();
                     inner.write_line(source, &text, self.limit);
                 }
                 None => {
@@ -110,7 +125,10 @@ impl StepLog {
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.dropped > 0 {
-            let note = format!("log limit of {} bytes reached; {} bytes dropped", self.limit, inner.dropped);
+            let note = format!(
+                "log limit of {} bytes reached; {} bytes dropped",
+                self.limit, inner.dropped
+            );
             if let Some(f) = inner.file.as_mut() {
                 let _ = writeln!(f, "deployhost: {note}");
             }
@@ -124,7 +142,13 @@ impl StepLog {
 
     /// The last lines, for showing a failed step without opening its log.
     pub fn tail(&self) -> Vec<String> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).tail.iter().cloned().collect()
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .tail
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -140,10 +164,10 @@ impl Inner {
             return;
         }
         self.written += line.len() as u64;
-        if let Some(f) = self.file.as_mut() {
-            if f.write_all(line.as_bytes()).is_err() {
-                self.file = None;
-            }
+        if let Some(f) = self.file.as_mut()
+            && f.write_all(line.as_bytes()).is_err()
+        {
+            self.file = None;
         }
     }
 }
@@ -174,7 +198,11 @@ impl StdoutStream for OutputPipe {
 }
 
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.log.bytes(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -200,7 +228,8 @@ impl Host for StepState {
             Level::Error => "error",
         };
         self.caps.log.line(name, &message);
-        if matches!(level, Level::Warn | Level::Error) && self.caps.audited_logs < AUDITED_LOG_LINES {
+        if matches!(level, Level::Warn | Level::Error) && self.caps.audited_logs < AUDITED_LOG_LINES
+        {
             self.caps.audited_logs += 1;
             let text: String = message.chars().take(500).collect();
             audit_log(&self.caps.audit, &self.caps.step, name, &text);
@@ -209,5 +238,9 @@ impl Host for StepState {
 }
 
 fn audit_log(audit: &AuditLog, step: &str, level: &str, message: &str) {
-    audit.record(Some(step), "log", json!({ "level": level, "message": message }));
+    audit.record(
+        Some(step),
+        "log",
+        json!({ "level": level, "message": message }),
+    );
 }

@@ -25,10 +25,14 @@ pub fn resolve(
     for name in needed {
         let key = format!("secrets.{name}");
         let value = match declared.get(name) {
-            Some(SecretSource { env: Some(var), file: None }) => {
-                env(var).ok_or_else(|| format!("environment variable {var} is not set"))
-            }
-            Some(SecretSource { file: Some(file), env: None }) => std::fs::read_to_string(base.join(file))
+            Some(SecretSource {
+                env: Some(var),
+                file: None,
+            }) => env(var).ok_or_else(|| format!("environment variable {var} is not set")),
+            Some(SecretSource {
+                file: Some(file),
+                env: None,
+            }) => std::fs::read_to_string(base.join(file))
                 .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read {file}: {e}")),
             _ => continue, // reported by validation
@@ -41,7 +45,11 @@ pub fn resolve(
             Err(e) => errors.push((key, e)),
         }
     }
-    if errors.is_empty() { Ok(values) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The secrets one step may read.
@@ -54,7 +62,8 @@ impl Host for StepState {
     async fn get(&mut self, name: String) -> Result<String, SecretError> {
         let caps = &self.caps;
         if !caps.secrets.granted.contains(&name) {
-            caps.audit.record(Some(&caps.step), "secret.denied", json!({ "name": name }));
+            caps.audit
+                .record(Some(&caps.step), "secret.denied", json!({ "name": name }));
             return Err(SecretError::NotGranted(format!(
                 "step `{}` may not read secret `{name}`: add it to the step's grants.secrets",
                 caps.step
@@ -62,10 +71,13 @@ impl Host for StepState {
         }
         match caps.secrets.values.get(&name) {
             Some(value) => {
-                caps.audit.record(Some(&caps.step), "secret.read", json!({ "name": name }));
+                caps.audit
+                    .record(Some(&caps.step), "secret.read", json!({ "name": name }));
                 Ok(value.clone())
             }
-            None => Err(SecretError::Unavailable(format!("secret `{name}` has no value in this run"))),
+            None => Err(SecretError::Unavailable(format!(
+                "secret `{name}` has no value in this run"
+            ))),
         }
     }
 }

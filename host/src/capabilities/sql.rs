@@ -2,7 +2,9 @@
 //! release declares the interface and denies every database (audited); the
 //! PostgreSQL implementation comes with the `databases:` pipeline section.
 
-use crate::bindings::deployhost::plugin::sql::{Host, HostConnection, QueryResult, SqlError, Value};
+use crate::bindings::deployhost::plugin::sql::{
+    Host, HostConnection, QueryResult, SqlError, Value,
+};
 use crate::runner::StepState;
 use serde_json::json;
 use wasmtime::component::Resource;
@@ -17,7 +19,11 @@ fn not_open() -> SqlError {
 impl Host for StepState {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, SqlError> {
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.denied", json!({ "database": database }));
+        caps.audit.record(
+            Some(&caps.step),
+            "sql.denied",
+            json!({ "database": database }),
+        );
         Err(SqlError::NotGranted(format!(
             "step `{}` may not open database `{database}`: no database is granted to it",
             caps.step
@@ -26,16 +32,30 @@ impl Host for StepState {
 }
 
 impl HostConnection for StepState {
-    async fn query(&mut self, _: Resource<Connection>, _: String, _: Vec<Value>) -> Result<QueryResult, SqlError> {
+    async fn query(
+        &mut self,
+        _: Resource<Connection>,
+        _: String,
+        _: Vec<Value>,
+    ) -> Result<QueryResult, SqlError> {
         Err(not_open())
     }
-    async fn execute(&mut self, _: Resource<Connection>, _: String, _: Vec<Value>) -> Result<u64, SqlError> {
+    async fn execute(
+        &mut self,
+        _: Resource<Connection>,
+        _: String,
+        _: Vec<Value>,
+    ) -> Result<u64, SqlError> {
         Err(not_open())
     }
     async fn batch(&mut self, _: Resource<Connection>, _: String) -> Result<(), SqlError> {
         Err(not_open())
     }
-    async fn transaction(&mut self, _: Resource<Connection>, _: Vec<String>) -> Result<(), SqlError> {
+    async fn transaction(
+        &mut self,
+        _: Resource<Connection>,
+        _: Vec<String>,
+    ) -> Result<(), SqlError> {
         Err(not_open())
     }
     async fn set_role(&mut self, _: Resource<Connection>, _: String) -> Result<(), SqlError> {

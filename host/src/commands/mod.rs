@@ -6,10 +6,10 @@ mod plugins;
 mod run;
 mod validate;
 
+use crate::bindings::deployhost::plugin::types::PluginInfo;
 use crate::cli::{Cli, Command};
 use crate::pipeline::{self, ConfigError, ConfigErrors, LoadOptions, Loaded, Plan};
 use crate::runner::{Runtime, inspect};
-use crate::bindings::deployhost::plugin::types::PluginInfo;
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,16 +22,33 @@ pub enum ExitStatus {
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let state_dir = cli.state_dir;
     rt.block_on(async move {
         match cli.command {
-            Command::Run { file, environment, version, dry_run } => {
-                run::run(&file, environment, version, dry_run, &state_dir).await
-            }
-            Command::Validate { file, environment, version } => validate::validate(&file, environment, version).await,
-            Command::Audit { file: Some(file), run: None, json } => audit::pipeline(&file, json).await,
-            Command::Audit { run: Some(run), json, .. } => audit::run(&state_dir, &run, json),
+            Command::Run {
+                file,
+                environment,
+                version,
+                dry_run,
+            } => run::run(&file, environment, version, dry_run, &state_dir).await,
+            Command::Validate {
+                file,
+                environment,
+                version,
+            } => validate::validate(&file, environment, version).await,
+            Command::Audit {
+                file: Some(file),
+                run: None,
+                json,
+            } => audit::pipeline(&file, json).await,
+            Command::Audit {
+                run: Some(run),
+                json,
+                ..
+            } => audit::run(&state_dir, &run, json),
             Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
             Command::Plugins { json } => plugins::list(json).await,
         }
@@ -39,8 +56,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
 }
 
 /// Load and validate: every problem in the file, located.
-fn load_plan(file: &Path, environment: Option<String>, version: Option<String>) -> Result<(Loaded, Plan), ConfigErrors> {
-    let options = LoadOptions { environment, version, ..LoadOptions::default() };
+fn load_plan(
+    file: &Path,
+    environment: Option<String>,
+    version: Option<String>,
+) -> Result<(Loaded, Plan), ConfigErrors> {
+    let options = LoadOptions {
+        environment,
+        version,
+        ..LoadOptions::default()
+    };
     let loaded = pipeline::load(file, &options)?;
     let plan = pipeline::validate(&loaded)?;
     Ok((loaded, plan))
@@ -48,7 +73,11 @@ fn load_plan(file: &Path, environment: Option<String>, version: Option<String>) 
 
 /// Compiles every plugin the plan uses, asks each what it is, and checks
 /// each step's `with:` against the answer. Returns the answers by digest.
-async fn check_plugins(runtime: &Runtime, loaded: &Loaded, plan: &Plan) -> Result<HashMap<String, PluginInfo>, ConfigErrors> {
+async fn check_plugins(
+    runtime: &Runtime,
+    loaded: &Loaded,
+    plan: &Plan,
+) -> Result<HashMap<String, PluginInfo>, ConfigErrors> {
     let mut infos: HashMap<String, PluginInfo> = HashMap::new();
     let mut errors: Vec<ConfigError> = Vec::new();
     for step in plan.steps() {
@@ -58,7 +87,9 @@ async fn check_plugins(runtime: &Runtime, loaded: &Loaded, plan: &Plan) -> Resul
                     infos.insert(step.plugin.digest.clone(), info);
                 }
                 Err(e) => {
-                    errors.push(loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")));
+                    errors.push(
+                        loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")),
+                    );
                     continue;
                 }
             }
@@ -67,5 +98,9 @@ async fn check_plugins(runtime: &Runtime, loaded: &Loaded, plan: &Plan) -> Resul
             errors.push(loaded.error_at(&key, message));
         }
     }
-    if errors.is_empty() { Ok(infos) } else { Err(ConfigErrors(errors)) }
+    if errors.is_empty() {
+        Ok(infos)
+    } else {
+        Err(ConfigErrors(errors))
+    }
 }

@@ -18,8 +18,14 @@ pub async fn run(
     let runtime = Arc::new(Runtime::new()?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
-    let secret_values = secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(|errors| {
-        ConfigErrors(errors.into_iter().map(|(key, message)| loaded.value_error_at(&key, message)).collect())
+    let secret_values = secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env)
+        .map_err(|errors| {
+        ConfigErrors(
+            errors
+                .into_iter()
+                .map(|(key, message)| loaded.value_error_at(&key, message))
+                .collect(),
+        )
     })?;
 
     let out = Printer::new();
@@ -39,12 +45,28 @@ pub async fn run(
     .await?;
 
     let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
-    let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
+    let failed = record
+        .steps
+        .iter()
+        .filter(|o| o.status == Status::Failed)
+        .count();
     if record.passed() {
-        out.finish(true, &format!("run {} passed ({} steps)", record.run_id, record.steps.len()), &run_dir);
+        out.finish(
+            true,
+            &format!(
+                "run {} passed ({} steps)",
+                record.run_id,
+                record.steps.len()
+            ),
+            &run_dir,
+        );
         Ok(ExitStatus::Success)
     } else {
-        out.finish(false, &format!("run {} failed ({failed} step(s) failed)", record.run_id), &run_dir);
+        out.finish(
+            false,
+            &format!("run {} failed ({failed} step(s) failed)", record.run_id),
+            &run_dir,
+        );
         Ok(ExitStatus::Failed)
     }
 }
@@ -52,19 +74,36 @@ pub async fn run(
 fn print_plan(plan: &Plan, out: &Printer) {
     out.header(plan);
     for stage in &plan.stages {
-        out.stage(&format!("{}{}", stage.name, if stage.parallel { " (parallel)" } else { "" }));
+        out.stage(&format!(
+            "{}{}",
+            stage.name,
+            if stage.parallel { " (parallel)" } else { "" }
+        ));
         for step in &stage.steps {
             let g = &step.grants;
-            println!("  {}  uses {} (sha256 {})", step.name, step.uses, &step.plugin.digest[..12]);
+            println!(
+                "  {}  uses {} (sha256 {})",
+                step.name,
+                step.uses,
+                &step.plugin.digest[..12]
+            );
             let mut grants = Vec::new();
             for m in &g.mounts {
-                grants.push(format!("fs {} {}", if m.writable { "write" } else { "read" }, m.guest));
+                grants.push(format!(
+                    "fs {} {}",
+                    if m.writable { "write" } else { "read" },
+                    m.guest
+                ));
             }
             grants.extend(g.net.iter().map(|p| format!("net {p}")));
             grants.extend(g.secrets.iter().map(|s| format!("secret {s}")));
             println!(
                 "      grants: {}; memory {}, timeout {}{}",
-                if grants.is_empty() { "none".to_string() } else { grants.join(", ") },
+                if grants.is_empty() {
+                    "none".to_string()
+                } else {
+                    grants.join(", ")
+                },
                 crate::pipeline::units::ByteSize(step.limits.memory),
                 humantime::format_duration(step.limits.timeout),
                 if step.blocking { "" } else { ", non-blocking" }
@@ -81,11 +120,17 @@ struct Printer {
 
 impl Printer {
     fn new() -> Printer {
-        Printer { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Printer {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
 
     fn header(&self, plan: &Plan) {
@@ -111,7 +156,13 @@ impl Printer {
             Status::Skipped => ("skip", "2"),
         };
         let secs = o.ms as f64 / 1000.0;
-        println!("  {} {:<20} {:>7.2}s  {}", self.paint(code, mark), o.step, secs, o.summary);
+        println!(
+            "  {} {:<20} {:>7.2}s  {}",
+            self.paint(code, mark),
+            o.step,
+            secs,
+            o.summary
+        );
         if o.status == Status::Failed {
             if !o.blocking {
                 println!("       (non-blocking: the pipeline goes on)");
@@ -123,7 +174,11 @@ impl Printer {
     }
 
     fn finish(&self, ok: bool, message: &str, run_dir: &Path) {
-        let text = if ok { self.paint("32", message) } else { self.paint("31", message) };
+        let text = if ok {
+            self.paint("32", message)
+        } else {
+            self.paint("31", message)
+        };
         println!("{text}\n  logs and audit: {}", run_dir.display());
     }
 }

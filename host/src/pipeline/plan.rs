@@ -56,6 +56,8 @@ impl Plan {
 
     /// Every secret some step is granted.
     pub fn granted_secrets(&self) -> BTreeSet<String> {
-        self.steps().flat_map(|s| s.grants.secrets.iter().cloned()).collect()
+        self.steps()
+            .flat_map(|s| s.grants.secrets.iter().cloned())
+            .collect()
     }
 }

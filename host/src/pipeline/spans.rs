@@ -15,7 +15,10 @@ pub struct Position {
 
 impl From<Marker> for Position {
     fn from(m: Marker) -> Self {
-        Position { line: m.line().max(1), column: m.col() + 1 }
+        Position {
+            line: m.line().max(1),
+            column: m.col() + 1,
+        }
     }
 }
 
@@ -26,6 +29,7 @@ pub struct Spans {
 }
 
 /// A YAML syntax error at a position.
+#[derive(Debug)]
 pub struct SyntaxError {
     pub position: Position,
     pub message: String,
@@ -34,10 +38,12 @@ pub struct SyntaxError {
 impl Spans {
     pub fn parse(text: &str) -> Result<Spans, SyntaxError> {
         let mut walker = Walker::default();
-        Parser::new_from_str(text).load(&mut walker, false).map_err(|e| SyntaxError {
-            position: (*e.marker()).into(),
-            message: e.info().to_string(),
-        })?;
+        Parser::new_from_str(text)
+            .load(&mut walker, false)
+            .map_err(|e| SyntaxError {
+                position: (*e.marker()).into(),
+                message: e.info().to_string(),
+            })?;
         Ok(walker.spans)
     }
 
@@ -55,8 +61,11 @@ impl Spans {
     fn lookup(&self, path: &str, prefer_key: bool) -> Position {
         let mut path = path;
         loop {
-            let (first, second) =
-                if prefer_key { (&self.keys, &self.values) } else { (&self.values, &self.keys) };
+            let (first, second) = if prefer_key {
+                (&self.keys, &self.values)
+            } else {
+                (&self.values, &self.keys)
+            };
             if let Some(p) = first.get(path).or_else(|| second.get(path)) {
                 return *p;
             }
@@ -77,7 +86,11 @@ fn parent(path: &str) -> Option<&str> {
 }
 
 pub fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+    if parent.is_empty() {
+        key.to_string()
+    } else {
+        format!("{parent}.{key}")
+    }
 }
 
 enum Frame {
@@ -95,10 +108,20 @@ impl Walker {
     /// A node begins: a mapping key, or a value whose path we now know.
     fn node(&mut self, mark: Marker, scalar: Option<&str>) -> Option<String> {
         match self.stack.last_mut() {
-            Some(Frame::Map { path, key: key @ None }) => {
+            Some(Frame::Map {
+                path,
+                key: key @ None,
+            }) => {
                 // A key. Non-scalar keys get a placeholder; pipelines have none.
                 let name = scalar.unwrap_or("?").to_string();
                 self.spans.keys.insert(join_key(path, &name), mark.into());
+                // A block mapping's start is reported after its first key;
+                // the first key is where the user sees the mapping begin.
+                let here = Position::from(mark);
+                let start = self.spans.values.entry(path.clone()).or_insert(here);
+                if (here.line, here.column) < (start.line, start.column) {
+                    *start = here;
+                }
                 *key = Some(name);
                 None
             }
@@ -132,15 +155,11 @@ impl Walker {
 impl MarkedEventReceiver for Walker {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
-            Event::Scalar(text, ..) => {
-                if self.node(mark, Some(&text)).is_some() {
-                    self.value_done();
-                }
+            Event::Scalar(text, ..) if self.node(mark, Some(&text)).is_some() => {
+                self.value_done();
             }
-            Event::Alias(_) => {
-                if self.node(mark, None).is_some() {
-                    self.value_done();
-                }
+            Event::Alias(_) if self.node(mark, None).is_some() => {
+                self.value_done();
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
@@ -168,18 +187,31 @@ mod tests {
 
     #[test]
     fn finds_keys_and_values_by_path() {
-        let text = "pipeline: x\nstages:\n  - name: a\n    steps:\n      - name: s\n        uses: probe\n";
+        let text =
+            "pipeline: x\nstages:\n  - name: a\n    steps:\n      - name: s\n        uses: probe\n";
         let spans = Spans::parse(text).unwrap();
         assert_eq!(spans.key("pipeline"), Position { line: 1, column: 1 });
-        assert_eq!(spans.key("stages[0].steps[0].uses"), Position { line: 6, column: 9 });
-        assert_eq!(spans.value("stages[0].steps[0].uses"), Position { line: 6, column: 15 });
+        assert_eq!(
+            spans.key("stages[0].steps[0].uses"),
+            Position { line: 6, column: 9 }
+        );
+        assert_eq!(
+            spans.value("stages[0].steps[0].uses"),
+            Position {
+                line: 6,
+                column: 15
+            }
+        );
         // An absent key falls back to its nearest parent.
-        assert_eq!(spans.key("stages[0].steps[0].with.url"), Position { line: 5, column: 9 });
+        assert_eq!(
+            spans.key("stages[0].steps[0].with.url"),
+            Position { line: 5, column: 9 }
+        );
     }
 
     #[test]
     fn reports_syntax_errors_with_position() {
-        let err = Spans::parse("a: [1, 2\nb: 3\n").err().expect("must fail");
+        let err = Spans::parse("a: [1, 2\nb: 3\n").expect_err("must fail");
         assert!(err.position.line >= 1);
         assert!(!err.message.is_empty());
     }

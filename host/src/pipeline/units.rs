@@ -48,7 +48,9 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let number: f64 = number
         .parse()
@@ -61,7 +63,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "KB" => 1_000,
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
-        other => return Err(format!("`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)"
+            ));
+        }
     };
     let bytes = number * factor as f64;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
@@ -73,11 +79,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b >= 1 << 30 && b % (1 << 30) == 0 {
+        if b >= 1 << 30 && b.is_multiple_of(1 << 30) {
             write!(f, "{}GiB", b >> 30)
-        } else if b >= 1 << 20 && b % (1 << 20) == 0 {
+        } else if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
             write!(f, "{}MiB", b >> 20)
-        } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+        } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
             write!(f, "{}KiB", b >> 10)
         } else {
             write!(f, "{b}B")

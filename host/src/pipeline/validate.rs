@@ -16,7 +16,9 @@ const MAX_MEMORY: u64 = 16 << 30;
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
@@ -32,7 +34,9 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     for (name, source) in &m.secrets {
         let key = format!("secrets.{name}");
         if source.env.is_some() == source.file.is_some() {
-            errors.push(loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"));
+            errors.push(
+                loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"),
+            );
         }
     }
 
@@ -42,22 +46,33 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     for (si, stage) in m.stages.iter().enumerate() {
         let skey = format!("stages[{si}]");
         if !is_name(&stage.name) {
-            errors.push(loaded.value_error_at(&format!("{skey}.name"), "stage names use letters, digits, `-`, `_`, `.`"));
+            errors.push(loaded.value_error_at(
+                &format!("{skey}.name"),
+                "stage names use letters, digits, `-`, `_`, `.`",
+            ));
         }
         if let Some(first) = stage_names.insert(stage.name.as_str(), si) {
             errors.push(loaded.value_error_at(
                 &format!("{skey}.name"),
-                format!("duplicate stage name `{}` (also stages[{first}])", stage.name),
+                format!(
+                    "duplicate stage name `{}` (also stages[{first}])",
+                    stage.name
+                ),
             ));
         }
         if stage.steps.is_empty() {
-            errors.push(loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"));
+            errors.push(
+                loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"),
+            );
         }
         let mut steps = Vec::new();
         for (i, step) in stage.steps.iter().enumerate() {
             let key = format!("{skey}.steps[{i}]");
             if !is_name(&step.name) {
-                errors.push(loaded.value_error_at(&format!("{key}.name"), "step names use letters, digits, `-`, `_`, `.`"));
+                errors.push(loaded.value_error_at(
+                    &format!("{key}.name"),
+                    "step names use letters, digits, `-`, `_`, `.`",
+                ));
             }
             if let Some(first) = step_names.insert(step.name.as_str(), key.clone()) {
                 errors.push(loaded.value_error_at(
@@ -68,7 +83,11 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
             let plugin = match registry::resolve(&step.uses, step.sha256.as_deref(), &loaded.dir) {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    let at = if e.contains("sha256 ") && step.sha256.is_some() { "sha256" } else { "uses" };
+                    let at = if e.contains("sha256 ") && step.sha256.is_some() {
+                        "sha256"
+                    } else {
+                        "uses"
+                    };
                     errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
                     None
                 }
@@ -89,7 +108,11 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 });
             }
         }
-        stages.push(PlannedStage { name: stage.name.clone(), parallel: stage.parallel, steps });
+        stages.push(PlannedStage {
+            name: stage.name.clone(),
+            parallel: stage.parallel,
+            steps,
+        });
     }
 
     if !errors.is_empty() {
@@ -107,7 +130,12 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     })
 }
 
-fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepGrants {
+fn check_grants(
+    loaded: &Loaded,
+    key: &str,
+    step: &super::model::Step,
+    errors: &mut Vec<ConfigError>,
+) -> StepGrants {
     let g = &step.grants;
     let mut grants = StepGrants::default();
     for (i, written) in g.fs.read.iter().enumerate() {
@@ -119,7 +147,10 @@ fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
                 if !mount.host.is_dir() {
                     errors.push(loaded.value_error_at(
                         &gkey,
-                        format!("granted folder `{written}` does not exist ({})", mount.host.display()),
+                        format!(
+                            "granted folder `{written}` does not exist ({})",
+                            mount.host.display()
+                        ),
                     ));
                 } else if !g.fs.write.contains(written) {
                     grants.mounts.push(mount);
@@ -153,14 +184,25 @@ fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
     grants
 }
 
-fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepLimits {
+fn check_limits(
+    loaded: &Loaded,
+    key: &str,
+    step: &super::model::Step,
+    errors: &mut Vec<ConfigError>,
+) -> StepLimits {
     let memory = step.limits.memory.map_or(DEFAULT_MEMORY, |m| m.0);
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&memory) {
-        errors.push(loaded.value_error_at(&format!("{key}.limits.memory"), "memory must be between 2MiB and 16GiB"));
+        errors.push(loaded.value_error_at(
+            &format!("{key}.limits.memory"),
+            "memory must be between 2MiB and 16GiB",
+        ));
     }
     let timeout = step.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
-        errors.push(loaded.value_error_at(&format!("{key}.timeout"), "timeout must be more than 0 and at most 24h"));
+        errors.push(loaded.value_error_at(
+            &format!("{key}.timeout"),
+            "timeout must be more than 0 and at most 24h",
+        ));
     }
     StepLimits { memory, timeout }
 }

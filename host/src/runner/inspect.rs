@@ -13,9 +13,9 @@ use crate::capabilities::secrets::SecretGrant;
 use crate::pipeline::PlannedStep;
 use crate::registry::PluginRef;
 use anyhow::{Result, anyhow};
-use wasmtime::error::Context as _;
 use std::sync::Arc;
 use std::time::Duration;
+use wasmtime::error::Context as _;
 use wasmtime_wasi::WasiCtxBuilder;
 
 const DESCRIBE_MEMORY: u64 = 64 << 20;
@@ -30,8 +30,14 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
         audit: Arc::new(AuditLog::discard()),
         log: Arc::new(StepLog::in_memory()),
         net: NetPolicy::default(),
-        secrets: SecretGrant { granted: Default::default(), values: Default::default() },
-        limits: StepLimits { memory: DESCRIBE_MEMORY, timeout: DESCRIBE_TIMEOUT },
+        secrets: SecretGrant {
+            granted: Default::default(),
+            values: Default::default(),
+        },
+        limits: StepLimits {
+            memory: DESCRIBE_MEMORY,
+            timeout: DESCRIBE_TIMEOUT,
+        },
     }
     .into_store(runtime.engine());
     let call = async {
@@ -57,7 +63,11 @@ pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, Strin
             let known: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
             problems.push((
                 format!("{}.with.{key}", step.key),
-                format!("plugin `{}` has no parameter `{key}` (it takes: {})", info.name, known.join(", ")),
+                format!(
+                    "plugin `{}` has no parameter `{key}` (it takes: {})",
+                    info.name,
+                    known.join(", ")
+                ),
             ));
         }
     }
@@ -65,7 +75,10 @@ pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, Strin
         if !step.params.contains_key(&p.name) {
             problems.push((
                 format!("{}.with", step.key),
-                format!("plugin `{}` needs parameter `{}`: {}", info.name, p.name, p.description),
+                format!(
+                    "plugin `{}` needs parameter `{}`: {}",
+                    info.name, p.name, p.description
+                ),
             ));
         }
     }

@@ -152,7 +152,11 @@ pub async fn run(
     let passed = record.steps.iter().all(|o| o.ok() || !o.blocking);
     record.status = if passed { "passed" } else { "failed" }.into();
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
-    audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
+    audit.record(
+        None,
+        "run.end",
+        json!({ "status": record.status, "reason": stopped_by }),
+    );
     save(&run_dir, &record)?;
     Ok(record)
 }
@@ -188,14 +192,15 @@ fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
 fn save(run_dir: &Path, record: &RunRecord) -> Result<()> {
     let tmp = run_dir.join("results.json.tmp");
     let text = serde_json::to_string_pretty(record)?;
-    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, run_dir.join("results.json"))).with_context(
-        || format!("cannot write {}", run_dir.join("results.json").display()),
-    )
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, run_dir.join("results.json")))
+        .with_context(|| format!("cannot write {}", run_dir.join("results.json").display()))
 }
 
 /// Reads a finished or interrupted run's `results.json`.
 pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord> {
     let path = runs_dir(state_dir).join(run_id).join("results.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
 }

@@ -71,6 +71,9 @@ pub struct StepOutcome {
 
 impl StepOutcome {
     pub fn ok(&self) -> bool {
-        matches!(self.status, Status::Passed | Status::Warning | Status::Skipped)
+        matches!(
+            self.status,
+            Status::Passed | Status::Warning | Status::Skipped
+        )
     }
 }

@@ -60,11 +60,28 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         log_tail: Vec::new(),
     };
     audit_grant(&run.audit, step);
-    run.audit.record(Some(&step.name), "step.start", json!({ "stage": step.stage }));
+    run.audit.record(
+        Some(&step.name),
+        "step.start",
+        json!({ "stage": step.stage }),
+    );
 
-    let log = match StepLog::create(&run.run_dir.join(&log_rel), run.redactor.clone(), DEFAULT_LOG_LIMIT) {
+    let log = match StepLog::create(
+        &run.run_dir.join(&log_rel),
+        run.redactor.clone(),
+        DEFAULT_LOG_LIMIT,
+    ) {
         Ok(l) => Arc::new(l),
-        Err(e) => return finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("cannot create the step log: {e}")),
+        Err(e) => {
+            return finish(
+                run,
+                outcome,
+                started,
+                Status::Failed,
+                Some(Failure::Setup),
+                format!("cannot create the step log: {e}"),
+            );
+        }
     };
     let result = execute(runtime, run, step, log.clone()).await;
     log.finish();
@@ -78,21 +95,54 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
                 wit::Status::Skipped => Status::Skipped,
             };
             for (k, v) in report.outputs {
-                outcome.outputs.insert(k, run.redactor.redact(&v).into_owned());
+                outcome
+                    .outputs
+                    .insert(k, run.redactor.redact(&v).into_owned());
             }
-            outcome.metrics =
-                report.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, unit: m.unit }).collect();
+            outcome.metrics = report
+                .metrics
+                .into_iter()
+                .map(|m| Metric {
+                    name: m.name,
+                    value: m.value,
+                    unit: m.unit,
+                })
+                .collect();
             let failure = (status == Status::Failed).then_some(Failure::Reported);
             finish(run, outcome, started, status, failure, report.summary)
         }
-        Ok(Execution::StepError(StepError::InvalidParams(m))) => {
-            finish(run, outcome, started, Status::Failed, Some(Failure::Error), format!("invalid `with:` parameters: {m}"))
-        }
-        Ok(Execution::StepError(StepError::Failed(m))) => {
-            finish(run, outcome, started, Status::Failed, Some(Failure::Error), m)
-        }
-        Ok(Execution::Stopped(failure, message)) => finish(run, outcome, started, Status::Failed, Some(failure), message),
-        Err(e) => finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("{e:#}")),
+        Ok(Execution::StepError(StepError::InvalidParams(m))) => finish(
+            run,
+            outcome,
+            started,
+            Status::Failed,
+            Some(Failure::Error),
+            format!("invalid `with:` parameters: {m}"),
+        ),
+        Ok(Execution::StepError(StepError::Failed(m))) => finish(
+            run,
+            outcome,
+            started,
+            Status::Failed,
+            Some(Failure::Error),
+            m,
+        ),
+        Ok(Execution::Stopped(failure, message)) => finish(
+            run,
+            outcome,
+            started,
+            Status::Failed,
+            Some(failure),
+            message,
+        ),
+        Err(e) => finish(
+            run,
+            outcome,
+            started,
+            Status::Failed,
+            Some(Failure::Setup),
+            format!("{e:#}"),
+        ),
     }
 }
 
@@ -103,7 +153,12 @@ enum Execution {
     Stopped(Failure, String),
 }
 
-async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: Arc<StepLog>) -> Result<Execution> {
+async fn execute(
+    runtime: &Runtime,
+    run: &RunContext,
+    step: &PlannedStep,
+    log: Arc<StepLog>,
+) -> Result<Execution> {
     let pre = runtime.prepare(&step.plugin)?;
     for mount in step.grants.mounts.iter().filter(|m| m.writable) {
         std::fs::create_dir_all(&mount.host)
@@ -126,7 +181,10 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
         audit: run.audit.clone(),
         log,
         net: NetPolicy::new(step.grants.net.clone()),
-        secrets: SecretGrant { granted: step.grants.secrets.clone(), values: run.secrets.clone() },
+        secrets: SecretGrant {
+            granted: step.grants.secrets.clone(),
+            values: run.secrets.clone(),
+        },
         limits: step.limits,
     }
     .into_store(runtime.engine());
@@ -148,38 +206,69 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
     let result = tokio::time::timeout(timeout, call).await;
     let limits = &step.limits;
     Ok(match result {
-        Err(_) => Execution::Stopped(Failure::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout))),
+        Err(_) => Execution::Stopped(
+            Failure::Timeout,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(limits.timeout)
+            ),
+        ),
         Ok(Ok(Ok(report))) => Execution::Report(report),
         Ok(Ok(Err(e))) => Execution::StepError(e),
         Ok(Err(trap)) => {
             let (failure, message) = explain_trap(&trap, store.data().limiter.exceeded, limits);
-            run.audit.record(Some(&step.name), "limit", json!({ "kind": format!("{failure:?}").to_lowercase(), "message": message }));
+            run.audit.record(
+                Some(&step.name),
+                "limit",
+                json!({ "kind": format!("{failure:?}").to_lowercase(), "message": message }),
+            );
             Execution::Stopped(failure, message)
         }
     })
 }
 
-fn explain_trap(err: &wasmtime::Error, memory_exceeded: bool, limits: &crate::capabilities::limits::StepLimits) -> (Failure, String) {
+fn explain_trap(
+    err: &wasmtime::Error,
+    memory_exceeded: bool,
+    limits: &crate::capabilities::limits::StepLimits,
+) -> (Failure, String) {
     if memory_exceeded {
         let limit = crate::pipeline::units::ByteSize(limits.memory);
-        return (Failure::Memory, format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"));
+        return (
+            Failure::Memory,
+            format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"),
+        );
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            (Failure::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
-        }
+        Some(wasmtime::Trap::Interrupt) => (
+            Failure::Timeout,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(limits.timeout)
+            ),
+        ),
         Some(wasmtime::Trap::StackOverflow) => (Failure::Crash, "crashed: stack overflow".into()),
-        Some(trap) => (Failure::Crash, format!("crashed: {trap} ({})", first_line(err))),
+        Some(trap) => (
+            Failure::Crash,
+            format!("crashed: {trap} ({})", first_line(err)),
+        ),
         None => (Failure::Crash, format!("crashed: {}", first_line(err))),
     }
 }
 
 fn first_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+    format!("{err:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `with:` with the runtime variables (`${VERSION}`, `${STEP}`, …) filled in.
-fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<String, serde_json::Value> {
+fn runtime_params(
+    run: &RunContext,
+    step: &PlannedStep,
+) -> serde_json::Map<String, serde_json::Value> {
     let lookup = |name: &str| -> Option<String> {
         Some(match name {
             "PIPELINE" => run.pipeline.clone(),
@@ -210,8 +299,18 @@ fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<Strin
 
 fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
     let g = &step.grants;
-    let read: Vec<&str> = g.mounts.iter().filter(|m| !m.writable).map(|m| m.guest.as_str()).collect();
-    let write: Vec<&str> = g.mounts.iter().filter(|m| m.writable).map(|m| m.guest.as_str()).collect();
+    let read: Vec<&str> = g
+        .mounts
+        .iter()
+        .filter(|m| !m.writable)
+        .map(|m| m.guest.as_str())
+        .collect();
+    let write: Vec<&str> = g
+        .mounts
+        .iter()
+        .filter(|m| m.writable)
+        .map(|m| m.guest.as_str())
+        .collect();
     let net: Vec<String> = g.net.iter().map(|p| p.to_string()).collect();
     audit.record(
         Some(&step.name),

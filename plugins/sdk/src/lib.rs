@@ -13,6 +13,7 @@
 //! sdk::export!(Hello);
 //! ```
 
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "step",

@@ -5,7 +5,9 @@ use std::time::Duration;
 /// Parses `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -15,9 +17,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("`{text}`: unknown duration unit `{other}` (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "`{text}`: unknown duration unit `{other}` (use ms, s, m or h)"
+            ));
+        }
     };
-    if !seconds.is_finite() || seconds < 0.0 || seconds > 86_400.0 * 366.0 {
+    if !seconds.is_finite() || !(0.0..=86_400.0 * 366.0).contains(&seconds) {
         return Err(format!("`{text}` is out of range"));
     }
     Ok(Duration::from_secs_f64(seconds))

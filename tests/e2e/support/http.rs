@@ -1,0 +1,179 @@
+//! A small real HTTP/1.1 server on 127.0.0.1 for the tests: scripted
+//! responses, a record of every request, and how many were in flight at once.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Response {
+    pub fn ok(body: &str) -> Response {
+        Response {
+            status: 200,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16) -> Response {
+        Response {
+            status,
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn delayed(mut self, delay: Duration) -> Response {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request, usize) -> Response + Send + Sync;
+
+struct Shared {
+    requests: Mutex<Vec<Request>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    stop: AtomicBool,
+    handler: Box<Handler>,
+}
+
+pub struct Server {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// `handler` gets each request and its 0-based sequence number.
+    pub fn start(handler: impl Fn(&Request, usize) -> Response + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let port = listener.local_addr().unwrap().port();
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            handler: Box::new(handler),
+        });
+        let accept = shared.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = accept.clone();
+                std::thread::spawn(move || serve(stream, &shared));
+            }
+        });
+        Server { port, shared }
+    }
+
+    /// Always the same response.
+    pub fn fixed(response: Response) -> Server {
+        Server::start(move |_, _| response.clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn grant(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let path = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    let _ = reader.read_exact(&mut body);
+    let request = Request {
+        method,
+        path,
+        headers,
+        body,
+    };
+
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let seq = {
+        let mut all = shared.requests.lock().unwrap();
+        all.push(request.clone());
+        all.len() - 1
+    };
+    let response = (shared.handler)(&request, seq);
+    std::thread::sleep(response.delay);
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+
+    let mut stream = stream;
+    let text = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{}",
+        response.status,
+        response.body.len(),
+        response.body
+    );
+    let _ = stream.write_all(text.as_bytes());
+}
