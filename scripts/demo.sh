@@ -1,26 +1,50 @@
 #!/usr/bin/env bash
-# Sets up and runs the demo pipeline on a fresh machine: installs the
-# wasm32-wasip2 target, builds deployhost (with its built-in plugins),
-# starts the demo service on a free port, runs pipelines/demo.yaml, and
-# shows the audit of the run.
+# Sets up and runs the demo on a fresh machine: installs the wasm32-wasip2
+# target and PostgreSQL, builds deployhost with its built-in plugins, starts
+# a throwaway PostgreSQL and the demo service, deploys the example Supabase
+# project with pipelines/demo.yaml (backup, migrations, stored procedures,
+# RLS tests per role, health checks), and shows the audit of the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-rustup target add wasm32-wasip2
+source scripts/prerequisites.sh
+install_prerequisites
 cargo build --bins --examples
 bin=target/debug/deployhost
 
-log=$(mktemp)
-target/debug/examples/demo_app --port 0 >"$log" 2>&1 &
+work=$(mktemp -d)
+cleanup() {
+    [ -n "${app:-}" ] && kill "$app" 2>/dev/null
+    [ -f "$work/data/postmaster.pid" ] && as_postgres "$pgbin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A throwaway PostgreSQL on a free port, owned by `postgres` when run as root.
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+echo "demo-password" >"$work/pw"
+[ "$(id -u)" = 0 ] && chown -R postgres "$work"
+as_postgres "$pgbin/initdb" -D "$work/data" -U postgres -A scram-sha-256 --pwfile="$work/pw" >/dev/null
+port=$(free_port)
+as_postgres "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+    -o "-p $port -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
+export DATABASE_URL="postgres://postgres:demo-password@127.0.0.1:$port/postgres"
+"$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f pipelines/examples/supabase/local/supabase-platform.sql
+echo "PostgreSQL on 127.0.0.1:$port (data in $work)"
+
+# The service the health checks probe.
+target/debug/examples/demo_app --port 0 >"$work/app.log" 2>&1 &
 app=$!
-trap 'kill $app 2>/dev/null || true; rm -f "$log"' EXIT
-for _ in $(seq 50); do grep -q listening "$log" && break; sleep 0.1; done
-export DEMO_PORT=$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$log")
+for _ in $(seq 50); do grep -q listening "$work/app.log" && break; sleep 0.1; done
+export DEMO_PORT=$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$work/app.log")
 echo "demo service on 127.0.0.1:$DEMO_PORT"
 
 "$bin" validate pipelines/demo.yaml
 "$bin" run pipelines/demo.yaml
-run_id=$(ls -t .deployhost/runs | head -n 1)
+run_id=$(ls .deployhost/runs | sort | tail -n 1)
 echo
 echo "What each step was granted and what it used (deployhost audit --run $run_id):"
 "$bin" audit --run "$run_id"
+echo
+echo "The RLS matrix, from the step log ($(pwd)/.deployhost/runs/$run_id/logs/rls-matrix.log):"
+sed 's/^info: /  /' ".deployhost/runs/$run_id/logs/rls-matrix.log"

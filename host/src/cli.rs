@@ -60,7 +60,7 @@ pub enum Command {
     },
     /// Show what each step may touch, or what a run actually used.
     #[command(
-        after_help = "Examples:\n  deployhost audit pipelines/prod.yaml\n  deployhost audit --run 20261128T013045Z-3fa2c1 --json"
+        after_help = "Examples:\n  deployhost audit pipelines/prod.yaml\n  deployhost audit --run 20261128T013045123Z-3fa2c1 --json"
     )]
     Audit {
         /// The pipeline file (grants as written, next to the plugins' declared needs).

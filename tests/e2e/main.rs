@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod commands;
+mod database;
 mod health;
 mod pipeline_flow;
 mod sandbox;

@@ -352,3 +352,57 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     linker.allow_shadowing(false);
     Ok(())
 }
+
+/// Maps a path the step wrote (as it sees it, e.g. `/backups/app.dump`) to
+/// the host, for host tools acting on the step's behalf. The path must lie
+/// in one of the step's mounts (a write mount when `write`), may not use
+/// `..`, and may not pass through a symlink out of the mount.
+pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, String> {
+    let guest = if guest.starts_with('/') {
+        guest.to_string()
+    } else {
+        format!("/{guest}")
+    };
+    let path = Path::new(&guest);
+    if path
+        .components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!("`{guest}` may not contain `..`"));
+    }
+    let mount = mounts
+        .iter()
+        .filter(|m| !write || m.writable)
+        .filter_map(|m| path.strip_prefix(&m.guest).ok().map(|rest| (m, rest)))
+        .max_by_key(|(m, _)| m.guest.len());
+    let Some((mount, rest)) = mount else {
+        let kind = if write { "write grant" } else { "grant" };
+        return Err(format!("`{guest}` is not under any {kind} of this step"));
+    };
+    if rest.as_os_str().is_empty() {
+        return Err(format!(
+            "`{guest}` names the granted folder itself, not a file in it"
+        ));
+    }
+    let host = mount.host.join(rest);
+    let root = mount
+        .host
+        .canonicalize()
+        .map_err(|e| format!("granted folder {}: {e}", mount.host.display()))?;
+    let parent = host.parent().unwrap_or(&root);
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| format!("`{guest}`: {e}"))?;
+    if !parent.starts_with(&root) {
+        return Err(format!("`{guest}` leads out of its granted folder"));
+    }
+    if host
+        .symlink_metadata()
+        .is_ok_and(|m| m.file_type().is_symlink())
+    {
+        return Err(format!(
+            "`{guest}` is a symlink; host tools do not follow links"
+        ));
+    }
+    Ok(parent.join(host.file_name().unwrap_or_default()))
+}

@@ -18,6 +18,7 @@ pub struct StepCaps {
     pub audit: Arc<AuditLog>,
     pub log: Arc<log::StepLog>,
     pub secrets: secrets::SecretGrant,
+    pub sql: sql::SqlGrant,
     pub fs: fs::FsTracker,
     pub audited_logs: u32,
 }

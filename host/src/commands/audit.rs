@@ -50,7 +50,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
             "fs_read": g.mounts.iter().filter(|m| !m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
             "fs_write": g.mounts.iter().filter(|m| m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
             "net": g.net.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "databases": Vec::<String>::new(),
+            "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
             "secrets": g.secrets,
             "memory": step.limits.memory,
             "timeout_ms": step.limits.timeout.as_millis() as u64,
@@ -122,6 +122,7 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
             ("fs.write", "fs_write", "files_written"),
             ("net", "net", "hosts"),
             ("secrets", "secrets", "secrets_read"),
+            ("databases", "databases", "databases"),
         ] {
             println!(
                 "    {what:<9} granted {}  used {}",
@@ -160,6 +161,7 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
     let mut written = BTreeSet::new();
     let mut hosts = BTreeSet::new();
     let mut secrets = BTreeSet::new();
+    let mut databases: std::collections::BTreeMap<String, u64> = Default::default();
     let mut denials = Vec::new();
     for e in mine() {
         match e.event.as_str() {
@@ -182,6 +184,15 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
             "secret.read" => {
                 secrets.insert(field(e, "name"));
             }
+            "sql" => *databases.entry(field(e, "database")).or_default() += 1,
+            "sql.dump" => {
+                written.insert(field(e, "path"));
+                databases.entry(field(e, "database")).or_default();
+            }
+            "sql.restore" => {
+                read.insert(field(e, "path"));
+                databases.entry(field(e, "database")).or_default();
+            }
             ev if ev.ends_with(".denied") => {
                 let mut detail = e.fields.clone();
                 detail.remove("ts");
@@ -202,6 +213,9 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
     if granted("fs_write") > 0 && written.is_empty() {
         unused.push("fs.write: granted but nothing was written".to_string());
     }
+    if granted("databases") > 0 && databases.is_empty() {
+        unused.push("databases: granted but not used".to_string());
+    }
     if granted("secrets") > secrets.len() {
         unused.push(format!(
             "secrets: {} granted, {} read",
@@ -214,7 +228,13 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
         "plugin": grant.get("plugin").cloned().unwrap_or_default(),
         "status": status,
         "granted": grant,
-        "used": { "files_read": read, "files_written": written, "hosts": hosts, "secrets_read": secrets },
+        "used": {
+            "files_read": read,
+            "files_written": written,
+            "hosts": hosts,
+            "secrets_read": secrets,
+            "databases": databases.iter().map(|(db, n)| format!("{db} ({n} statements)")).collect::<Vec<_>>(),
+        },
         "unused_grants": unused,
         "denials": denials,
     })

@@ -1,7 +1,7 @@
 use super::{ExitStatus, check_plugins, load_plan};
-use crate::capabilities::secrets;
+use crate::capabilities::{secrets, sql};
 use crate::pipeline::{ConfigErrors, Plan};
-use crate::runner::{self, Runtime, Status, StepOutcome};
+use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -18,15 +18,20 @@ pub async fn run(
     let runtime = Arc::new(Runtime::new()?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
-    let secret_values = secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env)
-        .map_err(|errors| {
+    let located = |errors: Vec<(String, String)>| {
         ConfigErrors(
             errors
                 .into_iter()
                 .map(|(key, message)| loaded.value_error_at(&key, message))
                 .collect(),
         )
-    })?;
+    };
+    let inputs = RunInputs {
+        secrets: secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env)
+            .map_err(located)?,
+        databases: sql::resolve(&plan.databases, &plan.granted_databases(), &plan.dir, &env)
+            .map_err(located)?,
+    };
 
     let out = Printer::new();
     if dry_run {
@@ -35,7 +40,7 @@ pub async fn run(
     }
     out.header(&plan);
     let mut last_stage = String::new();
-    let record = runner::run(&plan, runtime, state_dir, secret_values, &mut |outcome| {
+    let record = runner::run(&plan, runtime, state_dir, inputs, &mut |outcome| {
         if outcome.stage != last_stage {
             last_stage = outcome.stage.clone();
             out.stage(&last_stage);

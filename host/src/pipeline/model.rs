@@ -16,6 +16,9 @@ pub struct Pipeline {
     /// Declared once, granted to steps by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Declared once, granted to steps by name; the host holds the URL.
+    #[serde(default)]
+    pub databases: BTreeMap<String, DatabaseSource>,
     pub stages: Vec<Stage>,
 }
 
@@ -27,6 +30,16 @@ pub struct SecretSource {
     pub env: Option<String>,
     #[serde(default)]
     pub file: Option<String>,
+}
+
+/// Where a database URL comes from: exactly one of `url_env` or `url_file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSource {
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +89,39 @@ pub struct Grants {
     pub fs: FsGrants,
     #[serde(default)]
     pub secrets: Vec<String>,
+    #[serde(default)]
+    pub databases: Vec<DatabaseGrant>,
+}
+
+/// `app`, or `{ name: app, roles: [authenticated, anon] }` to allow `set-role`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DatabaseGrant {
+    Name(String),
+    WithRoles(DatabaseRoles),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRoles {
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl DatabaseGrant {
+    pub fn name(&self) -> &str {
+        match self {
+            DatabaseGrant::Name(n) => n,
+            DatabaseGrant::WithRoles(r) => &r.name,
+        }
+    }
+    pub fn roles(&self) -> &[String] {
+        match self {
+            DatabaseGrant::Name(_) => &[],
+            DatabaseGrant::WithRoles(r) => &r.roles,
+        }
+    }
 }
 
 /// Folders relative to the pipeline file's folder.

@@ -4,7 +4,7 @@
 use crate::capabilities::fs::Mount;
 use crate::capabilities::limits::StepLimits;
 use crate::capabilities::net::HostPattern;
-use crate::pipeline::model::SecretSource;
+use crate::pipeline::model::{DatabaseSource, SecretSource};
 use crate::registry::PluginRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,6 +17,7 @@ pub struct Plan {
     pub file: PathBuf,
     pub dir: PathBuf,
     pub secrets: BTreeMap<String, SecretSource>,
+    pub databases: BTreeMap<String, DatabaseSource>,
     pub stages: Vec<PlannedStage>,
 }
 
@@ -47,11 +48,20 @@ pub struct StepGrants {
     pub mounts: Vec<Mount>,
     pub net: Vec<HostPattern>,
     pub secrets: BTreeSet<String>,
+    /// Granted databases and the roles each allows `set-role` to.
+    pub databases: BTreeMap<String, Vec<String>>,
 }
 
 impl Plan {
     pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
         self.stages.iter().flat_map(|s| s.steps.iter())
+    }
+
+    /// Every database some step is granted.
+    pub fn granted_databases(&self) -> BTreeSet<String> {
+        self.steps()
+            .flat_map(|s| s.grants.databases.keys().cloned())
+            .collect()
     }
 
     /// Every secret some step is granted.

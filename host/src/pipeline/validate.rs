@@ -40,6 +40,16 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         }
     }
 
+    for (name, source) in &m.databases {
+        let key = format!("databases.{name}");
+        if source.url_env.is_some() == source.url_file.is_some() {
+            errors.push(loaded.value_error_at(
+                &key,
+                "a database needs exactly one of `url_env:` or `url_file:`",
+            ));
+        }
+    }
+
     let mut stage_names = HashMap::new();
     let mut step_names: HashMap<&str, String> = HashMap::new();
     let mut stages = Vec::new();
@@ -115,6 +125,8 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         });
     }
 
+    check_backup_before_migration(loaded, &stages, &mut errors);
+
     if !errors.is_empty() {
         errors.sort_by_key(|e| (e.line, e.column));
         return Err(ConfigErrors(errors));
@@ -126,8 +138,65 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         file: loaded.path.clone(),
         dir: loaded.dir.clone(),
         secrets: m.secrets.clone(),
+        databases: m.databases.clone(),
         stages,
     })
+}
+
+/// Plugins that change a database's schema.
+const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply"];
+const BACKUP: &str = "pg-backup";
+
+/// "Always backup before migration": every step that changes a database's
+/// schema needs a blocking `pg-backup` of the same database that finishes
+/// before it starts. No flag turns this off; a `dry_run: true` migration
+/// changes nothing and needs none.
+fn check_backup_before_migration(
+    loaded: &Loaded,
+    stages: &[PlannedStage],
+    errors: &mut Vec<ConfigError>,
+) {
+    let database = |step: &PlannedStep| {
+        step.params
+            .get("database")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let mut backed_up: BTreeSet<String> = BTreeSet::new();
+    for stage in stages {
+        let mut this_stage = BTreeSet::new();
+        for step in &stage.steps {
+            let dry_run = step
+                .params
+                .get("dry_run")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if MIGRATORS.contains(&step.uses.as_str())
+                && !dry_run
+                && let Some(db) = database(step)
+            {
+                let covered =
+                    backed_up.contains(&db) || (!stage.parallel && this_stage.contains(&db));
+                if !covered {
+                    errors.push(loaded.value_error_at(
+                            &format!("{}.uses", step.key),
+                            format!(
+                                "`{}` changes database `{db}` but no blocking `{BACKUP}` step of `{db}` runs before it; \
+                                 add one (deployhost always backs up before a migration)",
+                                step.uses
+                            ),
+                        ));
+                }
+            }
+            if step.uses == BACKUP
+                && step.blocking
+                && let Some(db) = database(step)
+            {
+                this_stage.insert(db);
+            }
+        }
+        backed_up.extend(this_stage);
+    }
 }
 
 fn check_grants(
@@ -181,6 +250,18 @@ fn check_grants(
         }
     }
     grants.secrets = g.secrets.iter().cloned().collect::<BTreeSet<_>>();
+    for (i, db) in g.databases.iter().enumerate() {
+        if !loaded.model.databases.contains_key(db.name()) {
+            let declared: Vec<&String> = loaded.model.databases.keys().collect();
+            errors.push(loaded.value_error_at(
+                &format!("{key}.grants.databases[{i}]"),
+                format!("database `{}` is not declared in the top-level `databases:` (declared: {declared:?})", db.name()),
+            ));
+        }
+        grants
+            .databases
+            .insert(db.name().to_string(), db.roles().to_vec());
+    }
     grants
 }
 

@@ -34,6 +34,7 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
             granted: Default::default(),
             values: Default::default(),
         },
+        sql: Default::default(),
         limits: StepLimits {
             memory: DESCRIBE_MEMORY,
             timeout: DESCRIBE_TIMEOUT,

@@ -13,6 +13,7 @@ pub use state::StepState;
 pub use step::RunContext;
 
 use crate::audit::AuditLog;
+use crate::capabilities::sql::{DbTarget, ToolSet};
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
 use anyhow::{Context, Result};
@@ -22,6 +23,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// What a run needs from outside the plan: secret values and database
+/// connections, resolved before anything starts.
+#[derive(Default)]
+pub struct RunInputs {
+    pub secrets: BTreeMap<String, String>,
+    pub databases: BTreeMap<String, DbTarget>,
+}
 
 /// `results.json`: the run as a whole.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,10 +58,11 @@ pub fn runs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("runs")
 }
 
-/// Sortable by time, unique enough for one machine: `20261128T013045Z-3fa2c1`.
+/// Sortable by time to the millisecond, unique enough for one machine:
+/// `20261128T013045123Z-3fa2c1`.
 fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
-    let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
@@ -64,7 +74,7 @@ pub async fn run(
     plan: &Plan,
     runtime: Arc<Runtime>,
     state_dir: &Path,
-    secrets: BTreeMap<String, String>,
+    inputs: RunInputs,
     on_step: &mut dyn FnMut(&StepOutcome),
 ) -> Result<RunRecord> {
     let run_id = new_run_id();
@@ -73,7 +83,12 @@ pub async fn run(
     std::fs::create_dir_all(run_dir.join("logs"))
         .and_then(|()| std::fs::create_dir_all(&empty_root))
         .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
-    let redactor = Arc::new(Redactor::new(secrets.values().cloned()));
+    let RunInputs { secrets, databases } = inputs;
+    let secret_texts = secrets
+        .values()
+        .cloned()
+        .chain(databases.values().flat_map(|d| d.secrets.clone()));
+    let redactor = Arc::new(Redactor::new(secret_texts));
     let audit = Arc::new(
         AuditLog::create(&run_dir.join("audit.jsonl"), &run_id, redactor.clone())
             .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?,
@@ -88,6 +103,8 @@ pub async fn run(
         audit: audit.clone(),
         redactor,
         secrets: Arc::new(secrets),
+        databases: Arc::new(databases),
+        tools: Arc::new(ToolSet::default()),
     });
     let mut record = RunRecord {
         run_id: run_id.clone(),

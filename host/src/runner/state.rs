@@ -43,6 +43,7 @@ pub struct Sandbox {
     pub log: std::sync::Arc<crate::capabilities::log::StepLog>,
     pub net: crate::capabilities::net::NetPolicy,
     pub secrets: crate::capabilities::secrets::SecretGrant,
+    pub sql: crate::capabilities::sql::SqlGrant,
     pub limits: crate::capabilities::limits::StepLimits,
 }
 
@@ -65,6 +66,7 @@ impl Sandbox {
                 audit: self.audit,
                 log: self.log,
                 secrets: self.secrets,
+                sql: self.sql,
                 fs: Default::default(),
                 audited_logs: 0,
             },

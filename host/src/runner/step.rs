@@ -12,10 +12,12 @@ use crate::capabilities::fs;
 use crate::capabilities::log::{DEFAULT_LOG_LIMIT, OutputPipe, StepLog, Stream};
 use crate::capabilities::net::{self, NetPolicy};
 use crate::capabilities::secrets::{SecretGrant, SecretValues};
+use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
 use crate::pipeline::PlannedStep;
 use crate::redact::Redactor;
 use anyhow::{Context, Result};
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -33,6 +35,8 @@ pub struct RunContext {
     pub audit: Arc<AuditLog>,
     pub redactor: Arc<Redactor>,
     pub secrets: SecretValues,
+    pub databases: Arc<BTreeMap<String, DbTarget>>,
+    pub tools: Arc<ToolSet>,
 }
 
 /// Extra time past the step's own timeout before the runner gives up on a
@@ -185,6 +189,12 @@ async fn execute(
             granted: step.grants.secrets.clone(),
             values: run.secrets.clone(),
         },
+        sql: SqlGrant {
+            granted: step.grants.databases.clone(),
+            targets: run.databases.clone(),
+            mounts: step.grants.mounts.clone(),
+            tools: run.tools.clone(),
+        },
         limits: step.limits,
     }
     .into_store(runtime.engine());
@@ -323,7 +333,7 @@ fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
             "fs_write": write,
             "net": net,
             "secrets": g.secrets,
-            "databases": [],
+            "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
             "memory": step.limits.memory,
             "timeout_ms": step.limits.timeout.as_millis() as u64,
         }),

@@ -31,10 +31,13 @@ pub mod bindings {
     });
 }
 
+pub mod db;
 pub mod http;
 pub mod log;
 mod params;
 mod report;
+pub mod sqltext;
+pub mod supabase;
 pub mod units;
 
 pub use bindings::deployhost::plugin::sql;
@@ -51,4 +54,10 @@ pub fn secret(name: &str) -> Result<String, StepError> {
     secrets::get(name).map_err(|e| match e {
         SecretError::NotGranted(m) | SecretError::Unavailable(m) => StepError::Failed(m),
     })
+}
+
+/// Where the step sees a folder granted as `rel` (grants are mounted at
+/// `/<folder>`).
+pub fn guest_path(rel: &str) -> String {
+    format!("/{}", rel.trim_start_matches("./").trim_matches('/'))
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pg;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,19 @@ impl Project {
         let bytes = std::fs::read(src).unwrap();
         std::fs::write(self.path().join(format!("{name}.wasm")), &bytes).unwrap();
         sha256(&bytes)
+    }
+
+    /// Copies the repository's `pipelines/` folder into the project.
+    pub fn with_example_pipelines(&self) {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(src)
+            .arg(self.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "copying pipelines/ failed");
     }
 
     pub fn pipeline(&self, yaml: &str) -> PathBuf {

@@ -1,0 +1,366 @@
+//! Backup and restore with PostgreSQL's own tools, run by the host on the
+//! step's behalf with the connection settings it holds: `pg_dump -Fc` into a
+//! write-granted folder, and a restore that drops what is there and replays
+//! the dump in one transaction, so the database ends fully restored or
+//! untouched. The password goes to the tools in their environment, never on
+//! a command line.
+
+use super::{DbTarget, connect, error_text};
+use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
+use crate::capabilities::fs;
+use crate::registry::sha256_hex;
+use crate::runner::StepState;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Instant;
+use tokio::process::Command;
+
+/// The PostgreSQL client tools on this machine, by major version.
+#[derive(Default)]
+pub struct ToolSet {
+    found: OnceLock<Vec<(u32, PathBuf)>>,
+}
+
+impl ToolSet {
+    /// Folders holding `pg_dump`, newest first: Debian's
+    /// `/usr/lib/postgresql/<major>/bin`, then whatever `PATH` has.
+    fn dirs(&self) -> &[(u32, PathBuf)] {
+        self.found.get_or_init(|| {
+            let mut dirs = Vec::new();
+            if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+                for e in entries.flatten() {
+                    if let Ok(major) = e.file_name().to_string_lossy().parse::<u32>() {
+                        let bin = e.path().join("bin");
+                        if bin.join("pg_dump").exists() {
+                            dirs.push((major, bin));
+                        }
+                    }
+                }
+            }
+            if let Some(path) = std::env::var_os("PATH") {
+                for dir in std::env::split_paths(&path) {
+                    let tool = dir.join("pg_dump");
+                    if let Some(major) = tool_major(&tool)
+                        && !dirs.iter().any(|(m, _)| *m == major)
+                    {
+                        dirs.push((major, dir));
+                    }
+                }
+            }
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
+            dirs
+        })
+    }
+
+    /// The newest `tool`, which must be at least the server's major version
+    /// (older ones refuse newer servers).
+    pub fn pick(&self, tool: &str, server_major: u32) -> Result<PathBuf, SqlError> {
+        match self.dirs().first() {
+            Some((major, dir)) if *major >= server_major => Ok(dir.join(tool)),
+            Some((major, _)) => Err(SqlError::Tool(format!(
+                "the server runs PostgreSQL {server_major} but the newest {tool} here is {major}; \
+                 install PostgreSQL {server_major}'s client tools (Debian: postgresql-client-{server_major})"
+            ))),
+            None => Err(SqlError::Tool(format!(
+                "{tool} is not installed; install PostgreSQL {server_major}'s client tools (Debian: postgresql-client-{server_major})"
+            ))),
+        }
+    }
+}
+
+fn tool_major(tool: &Path) -> Option<u32> {
+    let out = std::process::Command::new(tool)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "pg_dump (PostgreSQL) 15.18 (Debian …)"
+    text.split_whitespace()
+        .nth(2)?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Written next to each backup: what it is and its digest, checked before
+/// it is ever restored.
+#[derive(Serialize, Deserialize)]
+struct Manifest {
+    database: String,
+    server_version: String,
+    sha256: String,
+    bytes: u64,
+    created: String,
+}
+
+fn manifest_path(dump: &Path) -> PathBuf {
+    let mut name = dump.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// Environment for the tools: the connection without a command line.
+fn pg_env(cmd: &mut Command, target: &DbTarget) {
+    let c = &target.config;
+    cmd.env_clear()
+        .env("LC_ALL", "C")
+        .env("PGCONNECT_TIMEOUT", "10");
+    if let Some(tokio_postgres::config::Host::Tcp(h)) = c.get_hosts().first() {
+        cmd.env("PGHOST", h);
+    }
+    if let Some(tokio_postgres::config::Host::Unix(p)) = c.get_hosts().first() {
+        cmd.env("PGHOST", p);
+    }
+    cmd.env(
+        "PGPORT",
+        c.get_ports().first().copied().unwrap_or(5432).to_string(),
+    );
+    if let Some(u) = c.get_user() {
+        cmd.env("PGUSER", u);
+    }
+    if let Some(d) = c.get_dbname() {
+        cmd.env("PGDATABASE", d);
+    }
+    if let Some(pw) = c.get_password() {
+        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
+    }
+    let sslmode = match c.get_ssl_mode() {
+        tokio_postgres::config::SslMode::Disable => "disable",
+        tokio_postgres::config::SslMode::Require => "require",
+        _ => "prefer",
+    };
+    cmd.env("PGSSLMODE", sslmode);
+}
+
+async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr
+        .lines()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(SqlError::Tool(format!(
+        "{what} failed: {}",
+        tail.join(" | ")
+    )))
+}
+
+/// `SHOW server_version_num` → (major, full version text).
+async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
+    let client = connect(target).await.map_err(SqlError::Connection)?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+            &[],
+        )
+        .await
+        .map_err(|e| SqlError::Connection(error_text(&e)))?;
+    let num: i32 = row.get(0);
+    Ok(((num / 10_000) as u32, row.get(1)))
+}
+
+fn path_error(
+    state: &StepState,
+    database: &str,
+    op: &str,
+    path: &str,
+    message: String,
+) -> SqlError {
+    let caps = &state.caps;
+    caps.audit.record(
+        Some(&caps.step),
+        "fs.denied",
+        json!({ "op": op, "path": path, "database": database, "reason": message }),
+    );
+    SqlError::NotGranted(message)
+}
+
+fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
+    state
+        .caps
+        .sql
+        .targets
+        .get(database)
+        .cloned()
+        .ok_or_else(|| {
+            SqlError::Connection(format!(
+                "database `{database}` has no connection settings in this run"
+            ))
+        })
+}
+
+pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+    let host = fs::host_path(&state.caps.sql.mounts, path, true)
+        .map_err(|m| path_error(state, database, "dump-write", path, m))?;
+    let target = target(state, database)?;
+    let started = Instant::now();
+    let (major, version) = server_version(&target).await?;
+    let tool = state.caps.sql.tools.pick("pg_dump", major)?;
+    let mut cmd = Command::new(&tool);
+    pg_env(&mut cmd, &target);
+    cmd.args(["--format=custom", "--no-password", "--file"])
+        .arg(&host);
+    run_tool(cmd, "pg_dump").await?;
+
+    let bytes =
+        std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
+    let info = DumpInfo {
+        path: path.to_string(),
+        sha256: sha256_hex(&bytes),
+        bytes: bytes.len() as u64,
+        server_version: version,
+    };
+    let manifest = Manifest {
+        database: database.to_string(),
+        server_version: info.server_version.clone(),
+        sha256: info.sha256.clone(),
+        bytes: info.bytes,
+        created: crate::audit::timestamp(std::time::SystemTime::now()),
+    };
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(manifest_path(&host), text)
+        .map_err(|e| SqlError::Tool(format!("cannot write the backup manifest: {e}")))?;
+    let caps = &state.caps;
+    caps.audit.record(
+        Some(&caps.step),
+        "sql.dump",
+        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "ms": started.elapsed().as_millis() as u64 }),
+    );
+    Ok(info)
+}
+
+/// Drops every user schema (public is emptied and rebuilt with its owner,
+/// grants and comment), so that objects created after the backup go too.
+const CLEAR_SCHEMAS: &str = r#"
+SET client_min_messages = warning;
+DO $deployhost$
+DECLARE
+    s record;
+    g record;
+    owner_name text;
+    note text;
+BEGIN
+    FOR s IN SELECT nspname FROM pg_namespace
+             WHERE nspname !~ '^pg_' AND nspname <> 'information_schema' AND nspname <> 'public'
+    LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
+    END LOOP;
+    SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace')
+      INTO owner_name, note FROM pg_namespace WHERE nspname = 'public';
+    IF owner_name IS NOT NULL THEN
+        CREATE TEMP TABLE deployhost_public_grants ON COMMIT DROP AS
+            SELECT a.grantee, a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'public';
+        DROP SCHEMA public CASCADE;
+        EXECUTE format('CREATE SCHEMA public AUTHORIZATION %I', owner_name);
+        FOR g IN SELECT * FROM deployhost_public_grants LOOP
+            EXECUTE format('GRANT %s ON SCHEMA public TO %s', g.privilege_type,
+                CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END);
+        END LOOP;
+        IF note IS NOT NULL THEN
+            EXECUTE format('COMMENT ON SCHEMA public IS %L', note);
+        END IF;
+    END IF;
+END
+$deployhost$;
+"#;
+
+pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
+    let host = fs::host_path(&state.caps.sql.mounts, path, false)
+        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
+    let bytes = std::fs::read(&host)
+        .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
+    let digest = sha256_hex(&bytes);
+    if let Ok(text) = std::fs::read_to_string(manifest_path(&host)) {
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| SqlError::Tool(format!("backup manifest of `{path}` is damaged: {e}")))?;
+        if manifest.sha256 != digest {
+            return Err(SqlError::Tool(format!(
+                "backup `{path}` changed since it was taken (sha256 {digest}, recorded {}); refusing to restore it",
+                manifest.sha256
+            )));
+        }
+    }
+    let target = target(state, database)?;
+    let started = Instant::now();
+    let (major, _) = server_version(&target).await?;
+    let pg_restore = state.caps.sql.tools.pick("pg_restore", major)?;
+    let psql = state.caps.sql.tools.pick("psql", major)?;
+
+    let work = tempfile::tempdir()
+        .map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
+    let script = work.path().join("restore.sql");
+    let clear = work.path().join("clear.sql");
+    std::fs::write(&clear, CLEAR_SCHEMAS).map_err(|e| SqlError::Tool(e.to_string()))?;
+    let mut cmd = Command::new(&pg_restore);
+    cmd.env_clear()
+        .env("LC_ALL", "C")
+        .arg("--file")
+        .arg(&script)
+        .arg(&host);
+    run_tool(cmd, "pg_restore").await?;
+
+    let mut cmd = Command::new(&psql);
+    pg_env(&mut cmd, &target);
+    cmd.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--single-transaction",
+        "--set",
+        "ON_ERROR_STOP=1",
+        "--file",
+    ])
+    .arg(&clear)
+    .arg("--file")
+    .arg(&script);
+    let result = run_tool(cmd, "restore (psql)").await;
+    let caps = &state.caps;
+    caps.audit.record(
+        Some(&caps.step),
+        "sql.restore",
+        json!({ "database": database, "path": path, "sha256": digest, "ok": result.is_ok(), "ms": started.elapsed().as_millis() as u64 }),
+    );
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tools(majors: &[u32]) -> ToolSet {
+        let set = ToolSet::default();
+        let _ = set.found.set(majors.iter().map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin")))).collect());
+        set
+    }
+
+    #[test]
+    fn picks_the_newest_tool_that_can_talk_to_the_server() {
+        assert_eq!(tools(&[17, 15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/17/bin/pg_dump")));
+        assert_eq!(tools(&[15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/15/bin/pg_dump")));
+    }
+
+    #[test]
+    fn names_the_client_needed_for_a_newer_server() {
+        let Err(SqlError::Tool(message)) = tools(&[15]).pick("pg_dump", 17) else { panic!("must refuse") };
+        assert!(message.contains("PostgreSQL 17") && message.contains("postgresql-client-17"), "{message}");
+        let Err(SqlError::Tool(message)) = tools(&[]).pick("pg_dump", 16) else { panic!("must refuse") };
+        assert!(message.contains("not installed"), "{message}");
+    }
+}

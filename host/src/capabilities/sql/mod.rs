@@ -1,0 +1,431 @@
+//! Databases: pipelines declare them once (`databases:`), steps are granted
+//! them by name, and the host opens the connections, so a plugin never sees
+//! a URL or a password. Every statement is audited: database, the start of
+//! the text, rows, milliseconds, and the SQLSTATE when it fails.
+
+mod backup;
+mod values;
+
+use crate::bindings::deployhost::plugin::sql::{
+    DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value,
+};
+use crate::capabilities::fs::Mount;
+use crate::pipeline::model::DatabaseSource;
+use crate::runner::StepState;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+use values::{Param, row_values};
+use wasmtime::component::Resource;
+
+pub use backup::ToolSet;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const AUDIT_STATEMENT_CHARS: usize = 200;
+
+/// A declared database: how to reach it. Never printed whole.
+#[derive(Clone)]
+pub struct DbTarget {
+    pub config: tokio_postgres::Config,
+    /// `user@host:port/dbname`, for messages.
+    pub display: String,
+    /// The URL and password, for the redactor.
+    pub secrets: Vec<String>,
+}
+
+/// Reads the URLs of the databases in `needed`.
+pub fn resolve(
+    declared: &BTreeMap<String, DatabaseSource>,
+    needed: &BTreeSet<String>,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, DbTarget>, Vec<(String, String)>> {
+    let mut targets = BTreeMap::new();
+    let mut errors = Vec::new();
+    for name in needed {
+        let key = format!("databases.{name}");
+        let url = match declared.get(name) {
+            Some(DatabaseSource {
+                url_env: Some(var),
+                url_file: None,
+            }) => env(var).ok_or_else(|| format!("environment variable {var} is not set")),
+            Some(DatabaseSource {
+                url_file: Some(file),
+                url_env: None,
+            }) => std::fs::read_to_string(base.join(file))
+                .map(|v| v.trim().to_string())
+                .map_err(|e| format!("cannot read {file}: {e}")),
+            _ => continue,
+        };
+        let parsed = url.and_then(|url| {
+            let config: tokio_postgres::Config =
+                url.parse().map_err(|e| format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname"))?;
+            Ok(DbTarget { display: describe(&config), secrets: secret_parts(&url, &config), config })
+        });
+        match parsed {
+            Ok(target) => {
+                targets.insert(name.clone(), target);
+            }
+            Err(e) => errors.push((key, e)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(targets)
+    } else {
+        Err(errors)
+    }
+}
+
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map_or_else(String::new, |h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        });
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{host}:{port}/{}",
+        config.get_user().unwrap_or("?"),
+        config.get_dbname().unwrap_or("?")
+    )
+}
+
+fn secret_parts(url: &str, config: &tokio_postgres::Config) -> Vec<String> {
+    let mut parts = vec![url.to_string()];
+    if let Some(pw) = config.get_password() {
+        parts.push(String::from_utf8_lossy(pw).into_owned());
+    }
+    parts
+}
+
+/// A database grant as shown to people: `app`, or `app (roles: anon)`.
+pub fn grant_label(database: &str, roles: &[String]) -> String {
+    if roles.is_empty() {
+        database.to_string()
+    } else {
+        format!("{database} (roles: {})", roles.join(", "))
+    }
+}
+
+/// TLS when the server offers it (`sslmode=prefer`, the default) or the URL
+/// demands it (`sslmode=require`), verified against the web's roots.
+fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// Opens a connection to `target`; the connection task ends with the client.
+pub async fn connect(target: &DbTarget) -> Result<Client, String> {
+    let mut config = target.config.clone();
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.application_name("deployhost");
+    let (client, connection) = config
+        .connect(tls())
+        .await
+        .map_err(|e| format!("cannot connect to {}: {}", target.display, error_text(&e)))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// What one step may do with databases.
+#[derive(Default)]
+pub struct SqlGrant {
+    /// Granted database → roles it may `set-role` to.
+    pub granted: BTreeMap<String, Vec<String>>,
+    pub targets: Arc<BTreeMap<String, DbTarget>>,
+    /// The step's folders, for backup and restore paths.
+    pub mounts: Vec<Mount>,
+    pub tools: Arc<ToolSet>,
+}
+
+/// An open connection handed to a step.
+pub struct Connection {
+    database: String,
+    roles: Vec<String>,
+    client: Client,
+}
+
+fn error_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_string(),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+fn sql_error(e: tokio_postgres::Error) -> SqlError {
+    match e.as_db_error() {
+        Some(db) => SqlError::Database(DbError {
+            code: db.code().code().to_string(),
+            message: db.message().to_string(),
+            detail: db.detail().map(str::to_string),
+        }),
+        None => SqlError::Connection(error_text(&e)),
+    }
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl StepState {
+    /// Runs one statement against a connection and audits it.
+    async fn audited<T>(
+        &mut self,
+        conn: &Resource<Connection>,
+        statement: &str,
+        run: impl AsyncFnOnce(&Client) -> Result<(T, u64), SqlError>,
+    ) -> Result<T, SqlError> {
+        let conn = self
+            .table
+            .get(conn)
+            .map_err(|e| SqlError::Connection(e.to_string()))?;
+        let started = Instant::now();
+        let result = run(&conn.client).await;
+        let text: String = statement.chars().take(AUDIT_STATEMENT_CHARS).collect();
+        let mut fields = json!({
+            "database": conn.database,
+            "statement": text,
+            "ms": (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        });
+        match &result {
+            Ok((_, rows)) => fields["rows"] = json!(rows),
+            Err(SqlError::Database(db)) => fields["error"] = json!(db.code),
+            Err(_) => fields["error"] = json!("connection"),
+        }
+        let caps = &self.caps;
+        caps.audit.record(Some(&caps.step), "sql", fields);
+        result.map(|(v, _)| v)
+    }
+
+    fn deny_database(&self, database: &str, what: &str) -> SqlError {
+        let caps = &self.caps;
+        caps.audit.record(
+            Some(&caps.step),
+            "sql.denied",
+            json!({ "database": database, "op": what }),
+        );
+        SqlError::NotGranted(format!(
+            "step `{}` may not use database `{database}`: add it to the step's grants.databases",
+            caps.step
+        ))
+    }
+}
+
+fn params(values: Vec<Value>) -> Vec<Param> {
+    values.into_iter().map(Param).collect()
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
+}
+
+impl Host for StepState {
+    async fn open(&mut self, database: String) -> Result<Resource<Connection>, SqlError> {
+        let Some(roles) = self.caps.sql.granted.get(&database).cloned() else {
+            return Err(self.deny_database(&database, "open"));
+        };
+        let target = self
+            .caps
+            .sql
+            .targets
+            .get(&database)
+            .cloned()
+            .ok_or_else(|| {
+                SqlError::Connection(format!(
+                    "database `{database}` has no connection settings in this run"
+                ))
+            })?;
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let caps = &self.caps;
+        caps.audit.record(
+            Some(&caps.step),
+            "sql.open",
+            json!({ "database": database, "server": target.display }),
+        );
+        self.table
+            .push(Connection {
+                database,
+                roles,
+                client,
+            })
+            .map_err(|e| SqlError::Connection(e.to_string()))
+    }
+
+    async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
+        if !self.caps.sql.granted.contains_key(&database) {
+            return Err(self.deny_database(&database, "dump"));
+        }
+        backup::dump(self, &database, &path).await
+    }
+
+    async fn restore(&mut self, database: String, path: String) -> Result<(), SqlError> {
+        if !self.caps.sql.granted.contains_key(&database) {
+            return Err(self.deny_database(&database, "restore"));
+        }
+        backup::restore(self, &database, &path).await
+    }
+}
+
+impl HostConnection for StepState {
+    async fn query(
+        &mut self,
+        conn: Resource<Connection>,
+        statement: String,
+        values: Vec<Value>,
+    ) -> Result<QueryResult, SqlError> {
+        let p = params(values);
+        self.audited(&conn, &statement, async |client| {
+            let rows = client
+                .query(&statement, &refs(&p))
+                .await
+                .map_err(sql_error)?;
+            let columns = match rows.first() {
+                Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
+                None => client
+                    .prepare(&statement)
+                    .await
+                    .map(|s| s.columns().iter().map(|c| c.name().to_string()).collect())
+                    .unwrap_or_default(),
+            };
+            let out = rows
+                .iter()
+                .map(row_values)
+                .collect::<Result<Vec<_>, String>>()
+                .map_err(SqlError::Connection)?;
+            let n = out.len() as u64;
+            Ok((
+                QueryResult {
+                    columns,
+                    rows: out,
+                    rows_affected: n,
+                },
+                n,
+            ))
+        })
+        .await
+    }
+
+    async fn execute(
+        &mut self,
+        conn: Resource<Connection>,
+        statement: String,
+        values: Vec<Value>,
+    ) -> Result<u64, SqlError> {
+        let p = params(values);
+        self.audited(&conn, &statement, async |client| {
+            let n = client
+                .execute(&statement, &refs(&p))
+                .await
+                .map_err(sql_error)?;
+            Ok((n, n))
+        })
+        .await
+    }
+
+    async fn batch(&mut self, conn: Resource<Connection>, script: String) -> Result<(), SqlError> {
+        self.audited(&conn, &script, async |client| {
+            client.batch_execute(&script).await.map_err(sql_error)?;
+            Ok(((), 0))
+        })
+        .await
+    }
+
+    async fn transaction(
+        &mut self,
+        conn: Resource<Connection>,
+        statements: Vec<String>,
+    ) -> Result<(), SqlError> {
+        let summary = statements.join(";\n");
+        self.audited(&conn, &summary, async |client| {
+            client.batch_execute("BEGIN").await.map_err(sql_error)?;
+            for s in &statements {
+                if let Err(e) = client.batch_execute(s).await {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    return Err(sql_error(e));
+                }
+            }
+            client.batch_execute("COMMIT").await.map_err(sql_error)?;
+            Ok(((), 0))
+        })
+        .await
+    }
+
+    async fn begin(&mut self, conn: Resource<Connection>) -> Result<(), SqlError> {
+        self.batch(conn, "BEGIN".into()).await
+    }
+
+    async fn commit(&mut self, conn: Resource<Connection>) -> Result<(), SqlError> {
+        self.batch(conn, "COMMIT".into()).await
+    }
+
+    async fn rollback(&mut self, conn: Resource<Connection>) -> Result<(), SqlError> {
+        self.batch(conn, "ROLLBACK".into()).await
+    }
+
+    async fn set_role(&mut self, conn: Resource<Connection>, role: String) -> Result<(), SqlError> {
+        let allowed = {
+            let c = self
+                .table
+                .get(&conn)
+                .map_err(|e| SqlError::Connection(e.to_string()))?;
+            c.roles
+                .contains(&role)
+                .then(|| c.database.clone())
+                .ok_or_else(|| (c.database.clone(), c.roles.clone()))
+        };
+        match allowed {
+            Ok(_) => {
+                self.batch(conn, format!("SET ROLE {}", quote_ident(&role)))
+                    .await
+            }
+            Err((database, roles)) => {
+                let caps = &self.caps;
+                caps.audit.record(
+                    Some(&caps.step),
+                    "sql.denied",
+                    json!({ "database": database, "op": "set-role", "role": role }),
+                );
+                Err(SqlError::RoleNotGranted(format!(
+                    "step `{}` may not switch to role `{role}` on `{database}` (granted roles: {roles:?}); \
+                     write `databases: [{{ name: {database}, roles: [{role}] }}]` in its grants",
+                    caps.step
+                )))
+            }
+        }
+    }
+
+    async fn reset_role(&mut self, conn: Resource<Connection>) -> Result<(), SqlError> {
+        self.batch(conn, "RESET ROLE".into()).await
+    }
+
+    async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
+        // Dropping the client closes the connection; an open transaction is
+        // rolled back by the server.
+        self.table.delete(conn)?;
+        Ok(())
+    }
+}

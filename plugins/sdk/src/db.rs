@@ -1,0 +1,70 @@
+//! Databases the step was granted, by name. The host holds the connection.
+
+use crate::StepError;
+pub use crate::bindings::deployhost::plugin::sql::{
+    Connection, DbError, DumpInfo, QueryResult, SqlError, Value,
+};
+
+/// SQLSTATE for "insufficient privilege", also raised by row-level security.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+pub fn open(database: &str) -> Result<Connection, StepError> {
+    crate::bindings::deployhost::plugin::sql::open(database)
+        .map_err(|e| StepError::Failed(describe(&e)))
+}
+
+/// A one-line description of a database error.
+pub fn describe(e: &SqlError) -> String {
+    match e {
+        SqlError::NotGranted(m)
+        | SqlError::RoleNotGranted(m)
+        | SqlError::Connection(m)
+        | SqlError::Tool(m) => m.clone(),
+        SqlError::Database(db) => match &db.detail {
+            Some(detail) => format!("{} (SQLSTATE {}; {detail})", db.message, db.code),
+            None => format!("{} (SQLSTATE {})", db.message, db.code),
+        },
+    }
+}
+
+/// The SQLSTATE of a database error, if it is one.
+pub fn code(e: &SqlError) -> Option<&str> {
+    match e {
+        SqlError::Database(db) => Some(&db.code),
+        _ => None,
+    }
+}
+
+pub fn dump(database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+    crate::bindings::deployhost::plugin::sql::dump(database, path)
+}
+
+pub fn restore(database: &str, path: &str) -> Result<(), SqlError> {
+    crate::bindings::deployhost::plugin::sql::restore(database, path)
+}
+
+impl Value {
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Value::Text(s) | Value::Json(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        }
+    }
+}
+
+/// Turns a database error into a step failure with context.
+pub fn fail(context: &str) -> impl Fn(SqlError) -> StepError + '_ {
+    move |e| StepError::Failed(format!("{context}: {}", describe(&e)))
+}
