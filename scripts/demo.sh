@@ -14,23 +14,14 @@ bin=target/debug/deployhost
 work=$(mktemp -d)
 cleanup() {
     [ -n "${app:-}" ] && kill "$app" 2>/dev/null
-    [ -f "$work/data/postmaster.pid" ] && as_postgres "$pgbin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1
+    stop_throwaway_postgres "$work"
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# A throwaway PostgreSQL on a free port, owned by `postgres` when run as root.
-pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-echo "demo-password" >"$work/pw"
-[ "$(id -u)" = 0 ] && chown -R postgres "$work"
-as_postgres "$pgbin/initdb" -D "$work/data" -U postgres -A scram-sha-256 --pwfile="$work/pw" >/dev/null
-port=$(free_port)
-as_postgres "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
-    -o "-p $port -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
-export DATABASE_URL="postgres://postgres:demo-password@127.0.0.1:$port/postgres"
+start_throwaway_postgres "$work"
 "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f pipelines/examples/supabase/local/supabase-platform.sql
-echo "PostgreSQL on 127.0.0.1:$port (data in $work)"
+echo "PostgreSQL on 127.0.0.1:$PGPORT (data in $work)"
 
 # The service the health checks probe.
 target/debug/examples/demo_app --port 0 >"$work/app.log" 2>&1 &

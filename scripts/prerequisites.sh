@@ -20,3 +20,26 @@ free_port() {
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
+
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+# A throwaway PostgreSQL in folder $1 on a free port on 127.0.0.1 (owned by
+# `postgres` when run as root). Sets PGPORT and DATABASE_URL.
+start_throwaway_postgres() {
+    local work=$1
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    echo "throwaway-password" >"$work/pw"
+    [ "$(id -u)" = 0 ] && chown -R postgres "$work"
+    as_postgres "$pgbin/initdb" -D "$work/data" -U postgres -A scram-sha-256 --pwfile="$work/pw" >/dev/null
+    PGPORT=$(free_port)
+    as_postgres "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
+        -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
+    export PGPORT
+    export DATABASE_URL="postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/postgres"
+}
+
+stop_throwaway_postgres() {
+    local work=$1
+    [ -f "$work/data/postmaster.pid" ] && as_postgres "$pgbin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1
+    return 0
+}

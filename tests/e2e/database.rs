@@ -139,8 +139,19 @@ fn demo_pipeline_deploys_the_example_project_then_restores_the_backup() {
     std::fs::write(&path, bytes).unwrap();
     let tampered = run(&p, &pg, &app, "pipelines/supabase-restore.yaml");
     tampered.assert_code(1);
-    assert!(p.step("restore")["summary"].as_str().unwrap().contains("changed since it was taken"), "{}", p.step("restore"));
-    assert_eq!(pg.dump("postgres"), before, "a refused restore changes nothing");
+    assert!(
+        p.step("restore")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("changed since it was taken"),
+        "{}",
+        p.step("restore")
+    );
+    assert_eq!(
+        pg.dump("postgres"),
+        before,
+        "a refused restore changes nothing"
+    );
 
     // Deploying again applies everything again; then there is nothing to do.
     run(&p, &pg, &app, "pipelines/demo.yaml").assert_code(0);

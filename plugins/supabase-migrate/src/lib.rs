@@ -85,6 +85,32 @@ fn lock(db: &Connection, wait: Duration) -> Result<(), StepError> {
     }
 }
 
+/// `text` as a dollar-quoted literal whose tag does not occur in it.
+fn quote(text: &str) -> String {
+    let mut n = 0;
+    loop {
+        let tag = format!("$m{n}$");
+        if !text.contains(&tag) {
+            return format!("{tag}{text}{tag}");
+        }
+        n += 1;
+    }
+}
+
+/// The file and its history row as one script: sent as one simple query,
+/// PostgreSQL runs it as one implicit transaction (all or nothing) in one
+/// round trip.
+fn apply_script(m: &Migration) -> String {
+    let statements: Vec<String> = m.statements().iter().map(|s| quote(s)).collect();
+    format!(
+        "{}\n;\nINSERT INTO {HISTORY} (version, name, statements) VALUES ({}, {}, ARRAY[{}]::text[]);",
+        m.sql,
+        quote(&m.version),
+        quote(&m.name),
+        statements.join(", ")
+    )
+}
+
 fn insert_history(db: &Connection, m: &Migration) -> Result<(), db::SqlError> {
     db.execute(
         &format!("INSERT INTO {HISTORY} (version, name, statements) VALUES ($1, $2, $3)"),
@@ -284,12 +310,10 @@ impl Guest for SupabaseMigrate {
 
         let mut done = Vec::new();
         for m in &pending {
-            if !p.dry_run {
-                db.begin().map_err(fail(&m.file))?;
-            }
-            let result = db.batch(&m.sql).and_then(|()| insert_history(&db, m));
-            if let Err(e) = result {
-                let _ = db.rollback();
+            if let Err(e) = db.batch(&apply_script(m)) {
+                if p.dry_run {
+                    let _ = db.rollback();
+                }
                 let note = if p.dry_run {
                     "nothing was changed (dry run)".to_string()
                 } else if done.is_empty() {
@@ -304,9 +328,6 @@ impl Guest for SupabaseMigrate {
                 ))
                 .output("failed_version", &m.version)
                 .output("applied", done.join(",")));
-            }
-            if !p.dry_run {
-                db.commit().map_err(fail(&m.file))?;
             }
             sdk::log::info(&format!("applied {}", m.file));
             done.push(m.version.clone());

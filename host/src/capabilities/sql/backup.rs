@@ -346,21 +346,39 @@ mod tests {
 
     fn tools(majors: &[u32]) -> ToolSet {
         let set = ToolSet::default();
-        let _ = set.found.set(majors.iter().map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin")))).collect());
+        let _ = set.found.set(
+            majors
+                .iter()
+                .map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin"))))
+                .collect(),
+        );
         set
     }
 
     #[test]
     fn picks_the_newest_tool_that_can_talk_to_the_server() {
-        assert_eq!(tools(&[17, 15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/17/bin/pg_dump")));
-        assert_eq!(tools(&[15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/15/bin/pg_dump")));
+        assert_eq!(
+            tools(&[17, 15]).pick("pg_dump", 15).ok(),
+            Some(PathBuf::from("/pg/17/bin/pg_dump"))
+        );
+        assert_eq!(
+            tools(&[15]).pick("pg_dump", 15).ok(),
+            Some(PathBuf::from("/pg/15/bin/pg_dump"))
+        );
     }
 
     #[test]
     fn names_the_client_needed_for_a_newer_server() {
-        let Err(SqlError::Tool(message)) = tools(&[15]).pick("pg_dump", 17) else { panic!("must refuse") };
-        assert!(message.contains("PostgreSQL 17") && message.contains("postgresql-client-17"), "{message}");
-        let Err(SqlError::Tool(message)) = tools(&[]).pick("pg_dump", 16) else { panic!("must refuse") };
+        let Err(SqlError::Tool(message)) = tools(&[15]).pick("pg_dump", 17) else {
+            panic!("must refuse")
+        };
+        assert!(
+            message.contains("PostgreSQL 17") && message.contains("postgresql-client-17"),
+            "{message}"
+        );
+        let Err(SqlError::Tool(message)) = tools(&[]).pick("pg_dump", 16) else {
+            panic!("must refuse")
+        };
         assert!(message.contains("not installed"), "{message}");
     }
 }
