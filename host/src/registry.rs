@@ -9,6 +9,12 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 }
 
+/// Built-ins that change a database's schema: they need a backup before
+/// them, and a rollback restores it.
+pub const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply"];
+/// The built-in that takes that backup.
+pub const BACKUP: &str = "pg-backup";
+
 #[derive(Debug, Clone)]
 pub enum Source {
     Builtin(&'static str),

@@ -8,5 +8,6 @@ mod commands;
 mod database;
 mod health;
 mod pipeline_flow;
+mod rollback;
 mod sandbox;
 mod secrets;

@@ -217,69 +217,37 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
             })
         },
     )?;
-    types.func_wrap_async(
+    // Functions of one descriptor and one path: wrapped alike.
+    macro_rules! audited_path_op {
+        ($name:literal, $method:ident, $op:literal) => {
+            types.func_wrap_async(
+                $name,
+                |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+                    Box::new(async move {
+                        let parent = store.data().caps.fs.path_of(fd.rep());
+                        let view = &mut store.data_mut().filesystem();
+                        let result = HostDescriptor::$method(view, fd, path.clone()).await;
+                        Ok((settle(store.data_mut(), $op, &parent, &path, result)?,))
+                    })
+                },
+            )?;
+        };
+    }
+    audited_path_op!(
         "[method]descriptor.create-directory-at",
-        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
-            Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::create_directory_at(
-                    &mut store.data_mut().filesystem(),
-                    fd,
-                    path.clone(),
-                )
-                .await;
-                Ok((settle(
-                    store.data_mut(),
-                    "mkdir-write",
-                    &parent,
-                    &path,
-                    result,
-                )?,))
-            })
-        },
-    )?;
-    types.func_wrap_async(
+        create_directory_at,
+        "mkdir-write"
+    );
+    audited_path_op!(
         "[method]descriptor.unlink-file-at",
-        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
-            Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::unlink_file_at(
-                    &mut store.data_mut().filesystem(),
-                    fd,
-                    path.clone(),
-                )
-                .await;
-                Ok((settle(
-                    store.data_mut(),
-                    "unlink-write",
-                    &parent,
-                    &path,
-                    result,
-                )?,))
-            })
-        },
-    )?;
-    types.func_wrap_async(
+        unlink_file_at,
+        "unlink-write"
+    );
+    audited_path_op!(
         "[method]descriptor.remove-directory-at",
-        |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
-            Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::remove_directory_at(
-                    &mut store.data_mut().filesystem(),
-                    fd,
-                    path.clone(),
-                )
-                .await;
-                Ok((settle(
-                    store.data_mut(),
-                    "rmdir-write",
-                    &parent,
-                    &path,
-                    result,
-                )?,))
-            })
-        },
-    )?;
+        remove_directory_at,
+        "rmdir-write"
+    );
     types.func_wrap_async(
         "[method]descriptor.rename-at",
         |mut store: Store, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {

@@ -22,3 +22,25 @@ pub struct StepCaps {
     pub fs: fs::FsTracker,
     pub audited_logs: u32,
 }
+
+/// A value declared in the pipeline as coming from an environment variable
+/// or a file (relative to the pipeline's folder); exactly one is set, which
+/// validation has checked. The error names the source, never a value.
+pub fn read_declared(
+    from_env: Option<&str>,
+    from_file: Option<&str>,
+    base: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Result<String, String>> {
+    match (from_env, from_file) {
+        (Some(var), None) => {
+            Some(env(var).ok_or_else(|| format!("environment variable {var} is not set")))
+        }
+        (None, Some(file)) => Some(
+            std::fs::read_to_string(base.join(file))
+                .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read {file}: {e}")),
+        ),
+        _ => None,
+    }
+}

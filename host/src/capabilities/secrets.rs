@@ -24,18 +24,13 @@ pub fn resolve(
     let mut errors = Vec::new();
     for name in needed {
         let key = format!("secrets.{name}");
-        let value = match declared.get(name) {
-            Some(SecretSource {
-                env: Some(var),
-                file: None,
-            }) => env(var).ok_or_else(|| format!("environment variable {var} is not set")),
-            Some(SecretSource {
-                file: Some(file),
-                env: None,
-            }) => std::fs::read_to_string(base.join(file))
-                .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {file}: {e}")),
-            _ => continue, // reported by validation
+        let Some(source) = declared.get(name) else {
+            continue;
+        };
+        let Some(value) =
+            super::read_declared(source.env.as_deref(), source.file.as_deref(), base, env)
+        else {
+            continue; // reported by validation
         };
         match value {
             Ok(v) if v.is_empty() => errors.push((key, "the secret is empty".to_string())),

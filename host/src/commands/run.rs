@@ -65,15 +65,21 @@ pub async fn run(
             ),
             &run_dir,
         );
-        Ok(ExitStatus::Success)
-    } else {
-        out.finish(
-            false,
-            &format!("run {} failed ({failed} step(s) failed)", record.run_id),
-            &run_dir,
-        );
-        Ok(ExitStatus::Failed)
+        return Ok(ExitStatus::Success);
     }
+    let message = match &record.rollback {
+        Some(r) if r.ok => format!(
+            "run {} failed and was rolled back: {}",
+            record.run_id, r.reason
+        ),
+        Some(r) => format!(
+            "run {} failed and its ROLLBACK DID NOT COMPLETE ({}): check the failed rollback steps above",
+            record.run_id, r.reason
+        ),
+        None => format!("run {} failed ({failed} step(s) failed)", record.run_id),
+    };
+    out.finish(false, &message, &run_dir);
+    Ok(ExitStatus::Failed)
 }
 
 fn print_plan(plan: &Plan, out: &Printer) {

@@ -7,12 +7,13 @@ mod load;
 pub mod model;
 mod plan;
 mod spans;
+pub mod triggers;
 pub mod units;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use expand::{RUNTIME_VARIABLES, substitute};
 pub use load::{LoadOptions, Loaded, load};
-pub use plan::{Plan, PlannedStage, PlannedStep, StepGrants};
+pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 pub use spans::Spans;
 pub use validate::validate;

@@ -20,6 +20,19 @@ pub struct Pipeline {
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseSource>,
     pub stages: Vec<Stage>,
+    /// What to do when the deploy goes wrong.
+    #[serde(default)]
+    pub rollback: Option<Rollback>,
+}
+
+/// `on:` triggers, and steps run after the automatic compensations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    #[serde(default)]
+    pub on: Vec<String>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
 }
 
 /// Where a secret's value comes from: exactly one of `env` or `file`.

@@ -19,6 +19,13 @@ pub struct Plan {
     pub secrets: BTreeMap<String, SecretSource>,
     pub databases: BTreeMap<String, DatabaseSource>,
     pub stages: Vec<PlannedStage>,
+    pub rollback: Option<PlannedRollback>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedRollback {
+    pub triggers: Vec<super::triggers::Trigger>,
+    pub steps: Vec<PlannedStep>,
 }
 
 #[derive(Debug)]
@@ -53,8 +60,13 @@ pub struct StepGrants {
 }
 
 impl Plan {
+    /// Every step, the rollback's included.
     pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
-        self.stages.iter().flat_map(|s| s.steps.iter())
+        let rollback = self.rollback.iter().flat_map(|r| r.steps.iter());
+        self.stages
+            .iter()
+            .flat_map(|s| s.steps.iter())
+            .chain(rollback)
     }
 
     /// Every database some step is granted.

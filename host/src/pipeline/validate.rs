@@ -3,7 +3,8 @@
 
 use super::error::{ConfigError, ConfigErrors};
 use super::load::Loaded;
-use super::plan::{Plan, PlannedStage, PlannedStep, StepGrants};
+use super::plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
+use super::triggers::Trigger;
 use crate::capabilities::fs::{Mount, check_grant_path};
 use crate::capabilities::limits::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
 use crate::capabilities::net::HostPattern;
@@ -75,49 +76,21 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"),
             );
         }
-        let mut steps = Vec::new();
-        for (i, step) in stage.steps.iter().enumerate() {
-            let key = format!("{skey}.steps[{i}]");
-            if !is_name(&step.name) {
-                errors.push(loaded.value_error_at(
-                    &format!("{key}.name"),
-                    "step names use letters, digits, `-`, `_`, `.`",
-                ));
-            }
-            if let Some(first) = step_names.insert(step.name.as_str(), key.clone()) {
-                errors.push(loaded.value_error_at(
-                    &format!("{key}.name"),
-                    format!("duplicate step name `{}` (also {first}); step names are unique in a pipeline", step.name),
-                ));
-            }
-            let plugin = match registry::resolve(&step.uses, step.sha256.as_deref(), &loaded.dir) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let at = if e.contains("sha256 ") && step.sha256.is_some() {
-                        "sha256"
-                    } else {
-                        "uses"
-                    };
-                    errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
-                    None
-                }
-            };
-            let grants = check_grants(loaded, &key, step, &mut errors);
-            let limits = check_limits(loaded, &key, step, &mut errors);
-            if let Some(plugin) = plugin {
-                steps.push(PlannedStep {
-                    stage: stage.name.clone(),
-                    name: step.name.clone(),
-                    key,
-                    uses: step.uses.clone(),
-                    plugin,
-                    params: step.with.clone(),
-                    grants,
-                    limits,
-                    blocking: step.blocking,
-                });
-            }
-        }
+        let steps = stage
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| {
+                plan_step(
+                    loaded,
+                    format!("{skey}.steps[{i}]"),
+                    &stage.name,
+                    step,
+                    &mut step_names,
+                    &mut errors,
+                )
+            })
+            .collect();
         stages.push(PlannedStage {
             name: stage.name.clone(),
             parallel: stage.parallel,
@@ -126,6 +99,31 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     }
 
     check_backup_before_migration(loaded, &stages, &mut errors);
+    let rollback = m.rollback.as_ref().map(|r| {
+        let mut triggers = Vec::new();
+        for (i, written) in r.on.iter().enumerate() {
+            match Trigger::parse(written) {
+                Ok(t) => triggers.push(t),
+                Err(e) => errors.push(loaded.value_error_at(&format!("rollback.on[{i}]"), e)),
+            }
+        }
+        let steps = r
+            .steps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, step)| {
+                plan_step(
+                    loaded,
+                    format!("rollback.steps[{i}]"),
+                    "rollback",
+                    step,
+                    &mut step_names,
+                    &mut errors,
+                )
+            })
+            .collect();
+        PlannedRollback { triggers, steps }
+    });
 
     if !errors.is_empty() {
         errors.sort_by_key(|e| (e.line, e.column));
@@ -140,12 +138,62 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         secrets: m.secrets.clone(),
         databases: m.databases.clone(),
         stages,
+        rollback,
     })
 }
 
-/// Plugins that change a database's schema.
-const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply"];
-const BACKUP: &str = "pg-backup";
+/// Checks one step and resolves its plugin, grants and limits.
+fn plan_step<'a>(
+    loaded: &Loaded,
+    key: String,
+    stage: &str,
+    step: &'a super::model::Step,
+    step_names: &mut HashMap<&'a str, String>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<PlannedStep> {
+    if !is_name(&step.name) {
+        errors.push(loaded.value_error_at(
+            &format!("{key}.name"),
+            "step names use letters, digits, `-`, `_`, `.`",
+        ));
+    }
+    if let Some(first) = step_names.insert(step.name.as_str(), key.clone()) {
+        errors.push(loaded.value_error_at(
+            &format!("{key}.name"),
+            format!(
+                "duplicate step name `{}` (also {first}); step names are unique in a pipeline",
+                step.name
+            ),
+        ));
+    }
+    let plugin = match registry::resolve(&step.uses, step.sha256.as_deref(), &loaded.dir) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let at = if e.contains("sha256 ") && step.sha256.is_some() {
+                "sha256"
+            } else {
+                "uses"
+            };
+            errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
+            None
+        }
+    };
+    let grants = check_grants(loaded, &key, step, errors);
+    let limits = check_limits(loaded, &key, step, errors);
+    Some(PlannedStep {
+        stage: stage.to_string(),
+        name: step.name.clone(),
+        key,
+        uses: step.uses.clone(),
+        plugin: plugin?,
+        params: step.with.clone(),
+        grants,
+        limits,
+        blocking: step.blocking,
+    })
+}
+
+use crate::registry::{BACKUP, MIGRATORS};
 
 /// "Always backup before migration": every step that changes a database's
 /// schema needs a blocking `pg-backup` of the same database that finishes

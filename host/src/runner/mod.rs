@@ -4,6 +4,7 @@
 mod engine;
 pub mod inspect;
 mod outcome;
+mod rollback;
 mod state;
 mod step;
 
@@ -45,6 +46,17 @@ pub struct RunRecord {
     pub finished: Option<String>,
     /// `running`, `passed` or `failed`.
     pub status: String,
+    pub steps: Vec<StepOutcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+}
+
+/// Why a run rolled back and what the rollback did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    pub reason: String,
+    /// Every blocking rollback step passed.
+    pub ok: bool,
     pub steps: Vec<StepOutcome>,
 }
 
@@ -105,6 +117,7 @@ pub async fn run(
         secrets: Arc::new(secrets),
         databases: Arc::new(databases),
         tools: Arc::new(ToolSet::default()),
+        reason: Default::default(),
     });
     let mut record = RunRecord {
         run_id: run_id.clone(),
@@ -116,6 +129,7 @@ pub async fn run(
         finished: None,
         status: "running".into(),
         steps: Vec::new(),
+        rollback: None,
     };
     audit.record(
         None,
@@ -148,7 +162,7 @@ pub async fn run(
             }
             done.sort_by_key(|(i, _)| *i);
             for (_, outcome) in done {
-                note_failure(&outcome, &mut stopped_by);
+                note_failure(plan, &run, &outcome, &mut stopped_by);
                 record.steps.push(outcome);
             }
             save(&run_dir, &record)?;
@@ -158,7 +172,7 @@ pub async fn run(
                     Some(reason) => skipped(step, reason),
                     None => step::run_step(&runtime, &run, step).await,
                 };
-                note_failure(&outcome, &mut stopped_by);
+                note_failure(plan, &run, &outcome, &mut stopped_by);
                 on_step(&outcome);
                 record.steps.push(outcome);
                 save(&run_dir, &record)?;
@@ -166,7 +180,28 @@ pub async fn run(
         }
     }
 
-    let passed = record.steps.iter().all(|o| o.ok() || !o.blocking);
+    if let Some(reason) = run.reason.get() {
+        audit.record(None, "rollback.start", json!({ "reason": reason }));
+        let mut rollback = RollbackRecord {
+            reason: reason.clone(),
+            ok: true,
+            steps: Vec::new(),
+        };
+        let saga = rollback::compensations(plan, &record.steps);
+        let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned());
+        for step in saga.into_iter().chain(own) {
+            let outcome = step::run_step(&runtime, &run, &step).await;
+            rollback.ok &= outcome.ok() || !outcome.blocking;
+            on_step(&outcome);
+            rollback.steps.push(outcome);
+            record.rollback = Some(rollback.clone());
+            save(&run_dir, &record)?;
+        }
+        audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
+        record.rollback = Some(rollback);
+    }
+
+    let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
     record.status = if passed { "passed" } else { "failed" }.into();
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     audit.record(
@@ -178,9 +213,21 @@ pub async fn run(
     Ok(record)
 }
 
-/// The first failed blocking step stops the pipeline.
-fn note_failure(outcome: &StepOutcome, stopped_by: &mut Option<String>) {
-    if stopped_by.is_none() && outcome.blocking && !outcome.ok() {
+/// The first failed blocking step stops the pipeline, and so does a
+/// rollback trigger, which also records why the run rolls back.
+fn note_failure(
+    plan: &Plan,
+    run: &RunContext,
+    outcome: &StepOutcome,
+    stopped_by: &mut Option<String>,
+) {
+    if stopped_by.is_some() {
+        return;
+    }
+    if let Some(reason) = rollback::trigger(plan, outcome) {
+        *stopped_by = Some(format!("rolling back: {reason}"));
+        let _ = run.reason.set(reason);
+    } else if outcome.blocking && !outcome.ok() {
         *stopped_by = Some(format!("blocking step `{}` failed", outcome.step));
     }
 }

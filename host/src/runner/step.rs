@@ -37,6 +37,8 @@ pub struct RunContext {
     pub secrets: SecretValues,
     pub databases: Arc<BTreeMap<String, DbTarget>>,
     pub tools: Arc<ToolSet>,
+    /// Why the run is rolling back, once it is: `${REASON}`.
+    pub reason: std::sync::OnceLock<String>,
 }
 
 /// Extra time past the step's own timeout before the runner gives up on a
@@ -287,6 +289,9 @@ fn runtime_params(
             "RUN_ID" => run.run_id.clone(),
             "STAGE" => step.stage.clone(),
             "STEP" => step.name.clone(),
+            "REASON" => run.reason.get().cloned().unwrap_or_default(),
+            // Filled from the state store's history once there is one.
+            "PREVIOUS_VERSION" => String::new(),
             _ => return None,
         })
     };

@@ -79,6 +79,17 @@ impl Request {
         let started = Instant::now();
         let url = Url::parse(&self.url)?;
         let fields = Fields::new();
+        // A declared length, rather than chunked encoding, is what most
+        // webhook endpoints expect.
+        let has_length = self
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        if !self.body.is_empty() && !has_length {
+            fields
+                .append("content-length", self.body.len().to_string().as_bytes())
+                .map_err(|e| format!("content-length refused: {e:?}"))?;
+        }
         for (k, v) in &self.headers {
             fields
                 .append(k, v.as_bytes())

@@ -47,19 +47,18 @@ pub fn resolve(
     let mut errors = Vec::new();
     for name in needed {
         let key = format!("databases.{name}");
-        let url = match declared.get(name) {
-            Some(DatabaseSource {
-                url_env: Some(var),
-                url_file: None,
-            }) => env(var).ok_or_else(|| format!("environment variable {var} is not set")),
-            Some(DatabaseSource {
-                url_file: Some(file),
-                url_env: None,
-            }) => std::fs::read_to_string(base.join(file))
-                .map(|v| v.trim().to_string())
-                .map_err(|e| format!("cannot read {file}: {e}")),
-            _ => continue,
+        let Some(source) = declared.get(name) else {
+            continue;
         };
+        let Some(url) = super::read_declared(
+            source.url_env.as_deref(),
+            source.url_file.as_deref(),
+            base,
+            env,
+        ) else {
+            continue; // reported by validation
+        };
+        let url = url.map(|u| u.trim().to_string());
         let parsed = url.and_then(|url| {
             let config: tokio_postgres::Config =
                 url.parse().map_err(|e| format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname"))?;
