@@ -48,6 +48,10 @@ pub enum Command {
         /// Validate, load every plugin and print the plan; run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Refuse pipelines whose steps may run host programs (`run:`,
+        /// `grants.exec`): everything stays in the sandbox.
+        #[arg(long)]
+        sandbox_only: bool,
     },
     /// Check a pipeline file without running it.
     #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]

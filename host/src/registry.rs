@@ -14,6 +14,8 @@ mod embedded {
 pub const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply"];
 /// The built-in that takes that backup.
 pub const BACKUP: &str = "pg-backup";
+/// The built-in behind `run:` steps.
+pub const COMMAND: &str = "command";
 
 #[derive(Debug, Clone)]
 pub enum Source {

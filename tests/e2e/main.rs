@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod commands;
 mod database;
+mod exec;
 mod health;
 mod pipeline_flow;
 mod rollback;

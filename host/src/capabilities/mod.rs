@@ -2,6 +2,7 @@
 //! and its part of the linker; the runner only assembles them per step.
 
 pub mod env;
+pub mod exec;
 pub mod fs;
 pub mod limits;
 pub mod log;
@@ -19,6 +20,7 @@ pub struct StepCaps {
     pub log: Arc<log::StepLog>,
     pub secrets: secrets::SecretGrant,
     pub sql: sql::SqlGrant,
+    pub exec: exec::ExecGrant,
     pub fs: fs::FsTracker,
     pub audited_logs: u32,
 }

@@ -52,6 +52,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
             "net": g.net.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
             "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
             "secrets": g.secrets,
+            "exec": g.exec,
             "memory": step.limits.memory,
             "timeout_ms": step.limits.timeout.as_millis() as u64,
             "needs": needs,
@@ -70,7 +71,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
             s(&row["plugin"]),
             s(&row["sha256"])
         );
-        for key in ["fs_read", "fs_write", "net", "databases", "secrets"] {
+        for key in ["fs_read", "fs_write", "net", "databases", "secrets", "exec"] {
             println!("    {key:<10} {}", list(&row[key]));
         }
         println!(
@@ -123,6 +124,7 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
             ("net", "net", "hosts"),
             ("secrets", "secrets", "secrets_read"),
             ("databases", "databases", "databases"),
+            ("exec", "exec", "programs"),
         ] {
             println!(
                 "    {what:<9} granted {}  used {}",
@@ -162,6 +164,7 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
     let mut hosts = BTreeSet::new();
     let mut secrets = BTreeSet::new();
     let mut databases: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut programs = BTreeSet::new();
     let mut denials = Vec::new();
     for e in mine() {
         match e.event.as_str() {
@@ -185,6 +188,13 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
                 secrets.insert(field(e, "name"));
             }
             "sql" => *databases.entry(field(e, "database")).or_default() += 1,
+            "exec" => {
+                programs.insert(format!(
+                    "{} (exit {})",
+                    field(e, "program"),
+                    e.fields.get("exit").cloned().unwrap_or_default()
+                ));
+            }
             "sql.dump" => {
                 written.insert(field(e, "path"));
                 databases.entry(field(e, "database")).or_default();
@@ -233,6 +243,7 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
             "files_written": written,
             "hosts": hosts,
             "secrets_read": secrets,
+            "programs": programs,
             "databases": databases.iter().map(|(db, n)| format!("{db} ({n} statements)")).collect::<Vec<_>>(),
         },
         "unused_grants": unused,

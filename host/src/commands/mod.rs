@@ -33,7 +33,14 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
                 environment,
                 version,
                 dry_run,
-            } => run::run(&file, environment, version, dry_run, &state_dir).await,
+                sandbox_only,
+            } => {
+                let flags = run::RunFlags {
+                    dry_run,
+                    sandbox_only,
+                };
+                run::run(&file, environment, version, flags, &state_dir).await
+            }
             Command::Validate {
                 file,
                 environment,

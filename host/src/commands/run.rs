@@ -7,14 +7,37 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+pub struct RunFlags {
+    pub dry_run: bool,
+    pub sandbox_only: bool,
+}
+
 pub async fn run(
     file: &Path,
     environment: Option<String>,
     version: Option<String>,
-    dry_run: bool,
+    flags: RunFlags,
     state_dir: &Path,
 ) -> Result<ExitStatus> {
     let (loaded, plan) = load_plan(file, environment, version)?;
+    if flags.sandbox_only {
+        let host_steps: Vec<_> = plan
+            .steps()
+            .filter(|s| !s.grants.exec.is_empty())
+            .map(|s| {
+                loaded.error_at(
+                    &format!("{}.grants.exec", s.key),
+                    format!(
+                        "--sandbox-only: step `{}` may run host programs {:?}",
+                        s.name, s.grants.exec
+                    ),
+                )
+            })
+            .collect();
+        if !host_steps.is_empty() {
+            return Err(ConfigErrors(host_steps).into());
+        }
+    }
     let runtime = Arc::new(Runtime::new()?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
@@ -34,7 +57,7 @@ pub async fn run(
     };
 
     let out = Printer::new();
-    if dry_run {
+    if flags.dry_run {
         print_plan(&plan, &out);
         return Ok(ExitStatus::Success);
     }

@@ -70,7 +70,12 @@ pub struct Stage {
 pub struct Step {
     pub name: String,
     /// A built-in plugin's name, or a path to a `.wasm` component.
-    pub uses: String,
+    #[serde(default)]
+    pub uses: Option<String>,
+    /// Or: a host command line, run by the built-in `command` plugin; its
+    /// program must be in `grants.exec`.
+    #[serde(default)]
+    pub run: Option<String>,
     /// Required for a `.wasm` path: the component must have this digest.
     #[serde(default)]
     pub sha256: Option<String>,
@@ -104,6 +109,10 @@ pub struct Grants {
     pub secrets: Vec<String>,
     #[serde(default)]
     pub databases: Vec<DatabaseGrant>,
+    /// Host programs (names looked up on PATH, or paths relative to the
+    /// pipeline file) the step may start. Leaves the sandbox: grant sparingly.
+    #[serde(default)]
+    pub exec: Vec<String>,
 }
 
 /// `app`, or `{ name: app, roles: [authenticated, anon] }` to allow `set-role`.

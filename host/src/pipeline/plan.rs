@@ -57,6 +57,8 @@ pub struct StepGrants {
     pub secrets: BTreeSet<String>,
     /// Granted databases and the roles each allows `set-role` to.
     pub databases: BTreeMap<String, Vec<String>>,
+    /// Host programs the step may start.
+    pub exec: Vec<String>,
 }
 
 impl Plan {

@@ -166,7 +166,22 @@ fn plan_step<'a>(
             ),
         ));
     }
-    let plugin = match registry::resolve(&step.uses, step.sha256.as_deref(), &loaded.dir) {
+    let mut params = step.with.clone();
+    let uses = match (&step.uses, &step.run) {
+        (Some(uses), None) => uses.clone(),
+        (None, Some(command)) => {
+            params.insert("command".into(), serde_json::Value::String(command.clone()));
+            COMMAND.to_string()
+        }
+        _ => {
+            errors.push(loaded.value_error_at(
+                &key,
+                "a step needs exactly one of `uses:` (a plugin) or `run:` (a command)",
+            ));
+            return None;
+        }
+    };
+    let plugin = match registry::resolve(&uses, step.sha256.as_deref(), &loaded.dir) {
         Ok(p) => Some(p),
         Err(e) => {
             let at = if e.contains("sha256 ") && step.sha256.is_some() {
@@ -184,16 +199,16 @@ fn plan_step<'a>(
         stage: stage.to_string(),
         name: step.name.clone(),
         key,
-        uses: step.uses.clone(),
+        uses,
         plugin: plugin?,
-        params: step.with.clone(),
+        params,
         grants,
         limits,
         blocking: step.blocking,
     })
 }
 
-use crate::registry::{BACKUP, MIGRATORS};
+use crate::registry::{BACKUP, COMMAND, MIGRATORS};
 
 /// "Always backup before migration": every step that changes a database's
 /// schema needs a blocking `pg-backup` of the same database that finishes
@@ -310,6 +325,16 @@ fn check_grants(
             .databases
             .insert(db.name().to_string(), db.roles().to_vec());
     }
+    for (i, program) in g.exec.iter().enumerate() {
+        let bad = program.trim().is_empty() || program.contains("..") || program.starts_with('/');
+        if bad {
+            errors.push(loaded.value_error_at(
+                &format!("{key}.grants.exec[{i}]"),
+                format!("`{program}`: grant a program name (looked up on PATH) or a path inside the pipeline's folder"),
+            ));
+        }
+    }
+    grants.exec = g.exec.clone();
     grants
 }
 

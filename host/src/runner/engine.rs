@@ -29,10 +29,11 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        use crate::bindings::deployhost::plugin::{log, secrets, sql};
+        use crate::bindings::deployhost::plugin::{exec, log, secrets, sql};
         log::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         secrets::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         sql::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
+        exec::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
         Ok(Runtime {

@@ -35,6 +35,7 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
             values: Default::default(),
         },
         sql: Default::default(),
+        exec: Default::default(),
         limits: StepLimits {
             memory: DESCRIBE_MEMORY,
             timeout: DESCRIBE_TIMEOUT,
@@ -100,6 +101,9 @@ pub fn over_grants(info: &PluginInfo, step: &PlannedStep) -> Vec<String> {
     }
     if !reads.is_empty() && !needs(Capability::FsRead) && !needs(Capability::FsWrite) {
         extra.push("fs.read: granted, but the plugin declares no file reads".to_string());
+    }
+    if !g.exec.is_empty() && !needs(Capability::Exec) {
+        extra.push("exec: granted, but the plugin declares no host programs".to_string());
     }
     if !g.secrets.is_empty() && !needs(Capability::Secret) {
         extra.push("secrets: granted, but the plugin declares no secret use".to_string());

@@ -111,6 +111,7 @@ pub async fn run(
         environment: plan.environment.clone(),
         version: plan.version.clone(),
         run_dir: run_dir.clone(),
+        dir: plan.dir.clone(),
         empty_root,
         audit: audit.clone(),
         redactor,

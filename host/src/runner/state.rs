@@ -44,6 +44,7 @@ pub struct Sandbox {
     pub net: crate::capabilities::net::NetPolicy,
     pub secrets: crate::capabilities::secrets::SecretGrant,
     pub sql: crate::capabilities::sql::SqlGrant,
+    pub exec: crate::capabilities::exec::ExecGrant,
     pub limits: crate::capabilities::limits::StepLimits,
 }
 
@@ -67,6 +68,7 @@ impl Sandbox {
                 log: self.log,
                 secrets: self.secrets,
                 sql: self.sql,
+                exec: self.exec,
                 fs: Default::default(),
                 audited_logs: 0,
             },

@@ -8,6 +8,7 @@ use super::outcome::{Failure, Metric, Status, StepOutcome};
 use super::state::Sandbox;
 use crate::audit::AuditLog;
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
+use crate::capabilities::exec::ExecGrant;
 use crate::capabilities::fs;
 use crate::capabilities::log::{DEFAULT_LOG_LIMIT, OutputPipe, StepLog, Stream};
 use crate::capabilities::net::{self, NetPolicy};
@@ -30,6 +31,8 @@ pub struct RunContext {
     pub environment: String,
     pub version: String,
     pub run_dir: PathBuf,
+    /// The pipeline file's folder: where host programs run.
+    pub dir: PathBuf,
     /// The empty folder mounted at `/` in every sandbox.
     pub empty_root: PathBuf,
     pub audit: Arc<AuditLog>,
@@ -197,6 +200,10 @@ async fn execute(
             mounts: step.grants.mounts.clone(),
             tools: run.tools.clone(),
         },
+        exec: ExecGrant {
+            programs: step.grants.exec.clone(),
+            cwd: run.dir.clone(),
+        },
         limits: step.limits,
     }
     .into_store(runtime.engine());
@@ -338,6 +345,7 @@ fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
             "fs_write": write,
             "net": net,
             "secrets": g.secrets,
+            "exec": g.exec,
             "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
             "memory": step.limits.memory,
             "timeout_ms": step.limits.timeout.as_millis() as u64,

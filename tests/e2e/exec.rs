@@ -1,0 +1,147 @@
+//! `run:` steps: host programs, only when granted, audited, killed with
+//! their step, and refused altogether by `--sandbox-only`.
+
+use crate::support::Project;
+
+fn pipeline(p: &Project, step: &str) {
+    p.pipeline(&format!(
+        "pipeline: checks\nsecrets:\n  token: {{ env: TOKEN }}\nstages:\n  - name: pre-flight\n    steps:\n{step}"
+    ));
+}
+
+fn log(p: &Project, step: &str) -> String {
+    std::fs::read_to_string(p.last_run_dir().join(format!("logs/{step}.log"))).unwrap()
+}
+
+#[test]
+fn granted_program_runs_with_a_clean_environment() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: tests\n        run: sh -c \"echo out; echo err >&2; env\"\n        with: { env: { MODE: ci } }\n        grants: { exec: [sh] }\n",
+    );
+    p.run(&[
+        ("TOKEN", "not-for-this-step"),
+        ("AWS_SECRET_ACCESS_KEY", "host-only"),
+    ])
+    .assert_code(0);
+    let step = p.step("tests");
+    assert_eq!(step["status"], "passed");
+    assert_eq!(step["outputs"]["exit_code"], "0");
+    let log = log(&p, "tests");
+    assert!(log.contains("sh: out") && log.contains("sh: err"), "{log}");
+    assert!(log.contains("MODE=ci") && log.contains("PATH="), "{log}");
+    assert!(
+        !log.contains("AWS_SECRET_ACCESS_KEY") && !log.contains("TOKEN"),
+        "the host environment stays out: {log}"
+    );
+    let exec = &p.audit_events("tests", "exec")[0];
+    assert_eq!(exec["program"], "sh");
+    assert_eq!(exec["exit"], 0);
+}
+
+#[test]
+fn ungranted_program_is_refused_and_audited() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: sneaky\n        run: ls /\n        grants: { exec: [pytest] }\n",
+    );
+    p.run(&[]).assert_code(1);
+    let step = p.step("sneaky");
+    assert!(
+        step["summary"]
+            .as_str()
+            .unwrap()
+            .contains("may not run `ls`"),
+        "{step}"
+    );
+    assert_eq!(p.audit_events("sneaky", "exec.denied")[0]["program"], "ls");
+}
+
+#[test]
+fn exit_code_decides_the_step() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: lint\n        run: sh -c \"echo 'E501 line too long'; exit 3\"\n        grants: { exec: [sh] }\n",
+    );
+    p.run(&[]).assert_code(1);
+    let step = p.step("lint");
+    assert_eq!(step["outputs"]["exit_code"], "3");
+    assert!(
+        step["summary"]
+            .as_str()
+            .unwrap()
+            .contains("E501 line too long"),
+        "{step}"
+    );
+}
+
+#[test]
+fn secrets_reach_the_program_but_not_the_log() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: check-secrets\n        run: sh -c \"echo token is $TOKEN\"\n        with: { secret_env: { TOKEN: token } }\n        grants: { exec: [sh], secrets: [token] }\n",
+    );
+    let run = p.run(&[("TOKEN", "tok-998877")]);
+    run.assert_code(0);
+    assert!(log(&p, "check-secrets").contains("token is ***"));
+    assert!(!format!("{}{}", run.all_output(), p.run_files_text()).contains("tok-998877"));
+}
+
+#[test]
+fn a_stopped_step_kills_its_program() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: hang\n        run: sleep 37.25\n        timeout: 1s\n        grants: { exec: [sleep] }\n",
+    );
+    p.run(&[]).assert_code(1);
+    assert_eq!(p.step("hang")["failure"], "timeout");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 37.25"),
+        "the program outlived its step"
+    );
+}
+
+#[test]
+fn sandbox_only_refuses_host_programs() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: tests\n        run: pytest\n        grants: { exec: [pytest] }\n",
+    );
+    let run = p.deployhost(&["run", "pipeline.yaml", "--sandbox-only"], &[]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("--sandbox-only: step `tests` may run host programs"),
+        "{}",
+        run.stderr
+    );
+    assert!(!p.path().join(".deployhost").exists());
+}
+
+#[test]
+fn a_step_has_uses_or_run() {
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: both\n        uses: health-probe\n        run: ls\n",
+    );
+    let run = p.deployhost(&["validate", "pipeline.yaml"], &[]);
+    run.assert_code(2);
+    assert!(
+        run.stderr
+            .contains("exactly one of `uses:` (a plugin) or `run:` (a command)"),
+        "{}",
+        run.stderr
+    );
+}
