@@ -458,3 +458,43 @@ fn databases_and_roles_need_grants() {
     );
     assert!(!p.audit_events("wrong-role", "sql.denied").is_empty());
 }
+
+#[test]
+fn schema_verify_reports_what_is_wrong() {
+    let pg = Postgres::start();
+    let p = migrations_project(
+        &pg,
+        &[(
+            "1_a.sql",
+            "create table a (id int);\nalter table a enable row level security;",
+        )],
+        "",
+    );
+    migrate(&p, &pg).assert_code(0);
+    // Drift after the deploy: a table without RLS, a function whose table is
+    // gone, a migration file nobody applied.
+    pg.psql(
+        "postgres",
+        "create table b (id int); create table doomed (id int);",
+    );
+    pg.psql("postgres", "create function count_doomed() returns bigint language sql as 'select count(*) from doomed';");
+    pg.psql("postgres", "drop table doomed;");
+    p.write("migrations/2_new.sql", "create table c (id int);");
+    p.pipeline("pipeline: v\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n      - name: verify\n        uses: schema-verify\n        with: { database: app, dir: migrations, require_rls: [public.a, public.b] }\n        grants: { databases: [app], fs: { read: [migrations] } }\n");
+    migrate(&p, &pg).assert_code(1);
+    let summary = p.step("verify")["summary"].as_str().unwrap().to_string();
+    assert!(summary.starts_with("3 problem(s)"), "{summary}");
+    assert!(
+        summary.contains("migration 2_new.sql is not applied"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("table public.b has no row-level security"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("function count_doomed() does not compile") && summary.contains("doomed"),
+        "{summary}"
+    );
+    assert!(!summary.contains("public.a "), "{summary}");
+}
