@@ -76,21 +76,14 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"),
             );
         }
-        let steps = stage
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, step)| {
-                plan_step(
-                    loaded,
-                    format!("{skey}.steps[{i}]"),
-                    &stage.name,
-                    step,
-                    &mut step_names,
-                    &mut errors,
-                )
-            })
-            .collect();
+        let steps = plan_steps(
+            loaded,
+            &format!("{skey}.steps"),
+            &stage.name,
+            &stage.steps,
+            &mut step_names,
+            &mut errors,
+        );
         stages.push(PlannedStage {
             name: stage.name.clone(),
             parallel: stage.parallel,
@@ -107,21 +100,14 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 Err(e) => errors.push(loaded.value_error_at(&format!("rollback.on[{i}]"), e)),
             }
         }
-        let steps = r
-            .steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, step)| {
-                plan_step(
-                    loaded,
-                    format!("rollback.steps[{i}]"),
-                    "rollback",
-                    step,
-                    &mut step_names,
-                    &mut errors,
-                )
-            })
-            .collect();
+        let steps = plan_steps(
+            loaded,
+            "rollback.steps",
+            "rollback",
+            &r.steps,
+            &mut step_names,
+            &mut errors,
+        );
         PlannedRollback { triggers, steps }
     });
 
@@ -140,6 +126,31 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         stages,
         rollback,
     })
+}
+
+/// Plans the steps at `prefix[0]`, `prefix[1]`, …; those with errors are left out.
+fn plan_steps<'a>(
+    loaded: &Loaded,
+    prefix: &str,
+    stage: &str,
+    steps: &'a [super::model::Step],
+    step_names: &mut HashMap<&'a str, String>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<PlannedStep> {
+    steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, step)| {
+            plan_step(
+                loaded,
+                format!("{prefix}[{i}]"),
+                stage,
+                step,
+                step_names,
+                errors,
+            )
+        })
+        .collect()
 }
 
 /// Checks one step and resolves its plugin, grants and limits.
