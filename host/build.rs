@@ -18,26 +18,14 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join("Cargo.toml").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        plugins.join("Cargo.lock").display()
-    );
+    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
+    println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
 
     check_target_installed();
     let members = plugin_crates(&plugins);
     for member in &members {
-        println!(
-            "cargo:rerun-if-changed={}",
-            plugins.join(member).join("src").display()
-        );
-        println!(
-            "cargo:rerun-if-changed={}",
-            plugins.join(member).join("Cargo.toml").display()
-        );
+        println!("cargo:rerun-if-changed={}", plugins.join(member).join("src").display());
+        println!("cargo:rerun-if-changed={}", plugins.join(member).join("Cargo.toml").display());
     }
 
     let target_dir = out_dir.join("plugins-target");
@@ -55,25 +43,17 @@ fn main() {
         .env_remove("RUSTC_WRAPPER")
         .status()
         .expect("could not run cargo to build the plugins");
-    assert!(
-        status.success(),
-        "building the plugins for {TARGET} failed (see the errors above)"
-    );
+    assert!(status.success(), "building the plugins for {TARGET} failed (see the errors above)");
 
     let wasm_dir = target_dir.join(TARGET).join("release");
-    let mut builtins = String::from(
-        "/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n",
-    );
+    let mut builtins =
+        String::from("/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n");
     let mut tests = String::from(
         "/// Test-only plugins: (name, path of the component).\n#[allow(dead_code)]\npub const TEST_PLUGINS: &[(&str, &str)] = &[\n",
     );
     for member in members.iter().filter(|m| *m != "sdk") {
         let wasm = wasm_dir.join(format!("{}.wasm", member.replace('-', "_")));
-        assert!(
-            wasm.exists(),
-            "plugin {member} built no component at {}",
-            wasm.display()
-        );
+        assert!(wasm.exists(), "plugin {member} built no component at {}", wasm.display());
         let path = wasm.display().to_string();
         if TEST_ONLY.contains(&member.as_str()) {
             writeln!(tests, "    ({member:?}, {path:?}),").unwrap();
@@ -103,10 +83,7 @@ fn plugin_crates(plugins: &Path) -> Vec<String> {
 /// for core` errors; say what to run instead.
 fn check_target_installed() {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok();
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().ok();
     if let Some(out) = sysroot.filter(|o| o.status.success()) {
         let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);

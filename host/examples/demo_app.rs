@@ -16,28 +16,18 @@ struct Settings {
 }
 
 fn parse_args() -> Result<Settings, String> {
-    let mut s = Settings {
-        port: 0,
-        fail_rate: 0.0,
-        latency: Duration::ZERO,
-    };
+    let mut s = Settings { port: 0, fail_rate: 0.0, latency: Duration::ZERO };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--port" => s.port = value.parse().map_err(|_| format!("bad port {value}"))?,
-            "--fail-rate" => {
-                s.fail_rate = value.parse().map_err(|_| format!("bad rate {value}"))?
-            }
+            "--fail-rate" => s.fail_rate = value.parse().map_err(|_| format!("bad rate {value}"))?,
             "--latency-ms" => {
-                s.latency = Duration::from_millis(
-                    value.parse().map_err(|_| format!("bad latency {value}"))?,
-                )
+                s.latency = Duration::from_millis(value.parse().map_err(|_| format!("bad latency {value}"))?)
             }
             other => {
-                return Err(format!(
-                    "unknown flag {other} (use --port, --fail-rate, --latency-ms)"
-                ));
+                return Err(format!("unknown flag {other} (use --port, --fail-rate, --latency-ms)"));
             }
         }
     }

@@ -32,20 +32,12 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(AuditLog {
-            out: Mutex::new(Some(LineWriter::new(file))),
-            redactor,
-            run_id: run_id.to_string(),
-        })
+        Ok(AuditLog { out: Mutex::new(Some(LineWriter::new(file))), redactor, run_id: run_id.to_string() })
     }
 
     /// A log that keeps nothing: for commands that inspect without running.
     pub fn discard() -> AuditLog {
-        AuditLog {
-            out: Mutex::new(None),
-            redactor: Arc::new(Redactor::default()),
-            run_id: String::new(),
-        }
+        AuditLog { out: Mutex::new(None), redactor: Arc::new(Redactor::default()), run_id: String::new() }
     }
 
     pub fn run_id(&self) -> &str {
@@ -83,10 +75,7 @@ impl AuditLog {
 /// Reads an `audit.jsonl`; a torn last line (a crash mid-write) is skipped.
 pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
     let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// RFC 3339 with milliseconds, UTC.

@@ -14,16 +14,12 @@ use std::process::ExitCode;
     about = "Run deployment pipelines whose steps are sandboxed WebAssembly components"
 )]
 #[command(
-    after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input."
+    after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input, \
+                  3 awaiting approval, 4 refused (promotion rule, or the environment is locked by another run)."
 )]
 pub struct Cli {
     /// Where runs, logs and audit logs are kept.
-    #[arg(
-        long,
-        global = true,
-        default_value = ".deployhost",
-        env = "DEPLOYHOST_STATE_DIR"
-    )]
+    #[arg(long, global = true, default_value = ".deployhost", env = "DEPLOYHOST_STATE_DIR")]
     pub state_dir: PathBuf,
 
     #[command(subcommand)]
@@ -52,6 +48,32 @@ pub enum Command {
         /// `grants.exec`): everything stays in the sandbox.
         #[arg(long)]
         sandbox_only: bool,
+        /// Who approved this deploy, for environments with `require_approval`
+        /// (in CI, from the environment's protection rules).
+        #[arg(long, env = "DEPLOYHOST_APPROVED_BY")]
+        approved_by: Option<String>,
+    },
+    /// Past runs, newest first.
+    #[command(after_help = "Examples:\n  deployhost history\n  deployhost history --env prod --json")]
+    History {
+        #[arg(long = "env")]
+        environment: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: its steps, and whether it is still going or was interrupted.
+    #[command(after_help = "Example:\n  deployhost status 20261128T013045123Z-3fa2c1")]
+    Status {
+        run_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Break an environment's lock left by a run that died.
+    Unlock {
+        #[arg(long = "env")]
+        environment: String,
     },
     /// Check a pipeline file without running it.
     #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]
@@ -93,6 +115,8 @@ pub fn main() -> ExitCode {
         Ok(ExitStatus::Success) => ExitCode::SUCCESS,
         Ok(ExitStatus::Failed) => ExitCode::from(1),
         Ok(ExitStatus::InvalidInput) => ExitCode::from(2),
+        Ok(ExitStatus::AwaitingApproval) => ExitCode::from(3),
+        Ok(ExitStatus::Refused) => ExitCode::from(4),
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigErrors>() {
                 eprintln!("{config}");

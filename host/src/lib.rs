@@ -5,7 +5,8 @@
 //! - [`capabilities`]: what a step may touch; each grant checked and audited
 //!   in one place.
 //! - [`runner`]: runs a plan, one sandbox per step.
-//! - [`commands`]: the CLI's commands, wiring the three together.
+//! - [`state`]: runs, steps and environment locks, in SQLite.
+//! - [`commands`]: the CLI's commands, wiring them together.
 
 pub mod audit;
 pub mod bindings;
@@ -13,6 +14,8 @@ pub mod capabilities;
 pub mod cli;
 pub mod commands;
 pub mod pipeline;
+pub mod promotion;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+pub mod state;

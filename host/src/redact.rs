@@ -30,10 +30,7 @@ impl Redactor {
                 quoted[1..quoted.len() - 1].to_string()
             })
             .collect();
-        Redactor {
-            values,
-            json_values,
-        }
+        Redactor { values, json_values }
     }
 
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -65,11 +62,7 @@ mod tests {
 
     #[test]
     fn masks_every_occurrence_longest_first() {
-        let r = Redactor::new([
-            "hunter2".to_string(),
-            "hunter2-extra".to_string(),
-            "x".to_string(),
-        ]);
+        let r = Redactor::new(["hunter2".to_string(), "hunter2-extra".to_string(), "x".to_string()]);
         assert_eq!(r.redact("a hunter2 b hunter2-extra x"), "a *** b *** x");
     }
 

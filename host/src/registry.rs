@@ -49,14 +49,11 @@ pub fn builtin_names() -> Vec<&'static str> {
 }
 
 pub fn builtin(name: &str) -> Option<PluginRef> {
-    embedded::BUILTINS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(n, bytes)| PluginRef {
-            source: Source::Builtin(n),
-            digest: sha256_hex(bytes),
-            bytes: Arc::from(*bytes),
-        })
+    embedded::BUILTINS.iter().find(|(n, _)| *n == name).map(|(n, bytes)| PluginRef {
+        source: Source::Builtin(n),
+        digest: sha256_hex(bytes),
+        bytes: Arc::from(*bytes),
+    })
 }
 
 pub fn builtins() -> Vec<PluginRef> {
@@ -65,35 +62,21 @@ pub fn builtins() -> Vec<PluginRef> {
 
 /// Does `uses:` name a file rather than a built-in?
 pub fn is_path(uses: &str) -> bool {
-    uses.ends_with(".wasm")
-        || uses.starts_with("./")
-        || uses.starts_with("../")
-        || uses.starts_with('/')
+    uses.ends_with(".wasm") || uses.starts_with("./") || uses.starts_with("../") || uses.starts_with('/')
 }
 
 /// Resolves `uses:` (and `sha256:`) relative to the pipeline's folder.
 pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
     let plugin = if is_path(uses) {
         let path = base.join(uses);
-        let bytes = std::fs::read(&path)
-            .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
         let Some(_) = sha256 else {
-            return Err(format!(
-                "plugin `{uses}` is a file and must be pinned: add `sha256: {}`",
-                sha256_hex(&bytes)
-            ));
+            return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", sha256_hex(&bytes)));
         };
-        PluginRef {
-            source: Source::File(path),
-            digest: sha256_hex(&bytes),
-            bytes: Arc::from(bytes),
-        }
+        PluginRef { source: Source::File(path), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) }
     } else {
         builtin(uses).ok_or_else(|| {
-            format!(
-                "unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)",
-                builtin_names().join(", ")
-            )
+            format!("unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)", builtin_names().join(", "))
         })?
     };
     if let Some(expected) = sha256 {

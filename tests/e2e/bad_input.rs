@@ -10,22 +10,11 @@ fn fails_with(yaml: &str, expected: &[&str]) -> String {
         let run = p.deployhost(&[command, "pipeline.yaml"], &[]);
         run.assert_code(2);
         for e in expected {
-            assert!(
-                run.stderr.contains(e),
-                "`deployhost {command}` should say {e:?}; got:\n{}",
-                run.stderr
-            );
+            assert!(run.stderr.contains(e), "`deployhost {command}` should say {e:?}; got:\n{}", run.stderr);
         }
-        assert!(
-            run.stderr.starts_with("error: pipeline.yaml:"),
-            "errors start with file:line:column: {}",
-            run.stderr
-        );
+        assert!(run.stderr.starts_with("error: pipeline.yaml:"), "errors start with file:line:column: {}", run.stderr);
     }
-    assert!(
-        !p.path().join(".deployhost").exists(),
-        "bad input runs nothing"
-    );
+    assert!(!p.path().join(".deployhost").exists(), "bad input runs nothing");
     p.deployhost(&["validate", "pipeline.yaml"], &[]).stderr
 }
 
@@ -33,10 +22,7 @@ const HEAD: &str = "pipeline: x\nstages:\n  - name: s\n    steps:\n";
 
 #[test]
 fn malformed_yaml() {
-    fails_with(
-        "pipeline: x\nstages: [\n  - name: s\n",
-        &["pipeline.yaml:", "invalid YAML"],
-    );
+    fails_with("pipeline: x\nstages: [\n  - name: s\n", &["pipeline.yaml:", "invalid YAML"]);
 }
 
 #[test]
@@ -54,12 +40,7 @@ fn unknown_key_is_named_with_its_line() {
 fn unknown_plugin() {
     fails_with(
         &format!("{HEAD}      - name: a\n        uses: helth-probe\n"),
-        &[
-            "pipeline.yaml:6:15:",
-            "stages[0].steps[0].uses",
-            "unknown plugin `helth-probe`",
-            "health-probe",
-        ],
+        &["pipeline.yaml:6:15:", "stages[0].steps[0].uses", "unknown plugin `helth-probe`", "health-probe"],
     );
 }
 
@@ -67,18 +48,12 @@ fn unknown_plugin() {
 fn digest_mismatch_refuses_the_plugin() {
     let p = Project::new();
     let digest = p.plugin("hostile");
-    let wrong = format!(
-        "{}{}",
-        &digest[..63],
-        if digest.ends_with('0') { "1" } else { "0" }
-    );
+    let wrong = format!("{}{}", &digest[..63], if digest.ends_with('0') { "1" } else { "0" });
     p.pipeline(&format!("{HEAD}      - name: a\n        uses: ./hostile.wasm\n        sha256: {wrong}\n        with: {{ attack: env }}\n"));
     let run = p.deployhost(&["run", "pipeline.yaml"], &[]);
     run.assert_code(2);
     assert!(
-        run.stderr.contains("pipeline.yaml:7:17:")
-            && run.stderr.contains(&digest)
-            && run.stderr.contains("refusing"),
+        run.stderr.contains("pipeline.yaml:7:17:") && run.stderr.contains(&digest) && run.stderr.contains("refusing"),
         "{}",
         run.stderr
     );
@@ -89,16 +64,10 @@ fn digest_mismatch_refuses_the_plugin() {
 fn file_plugin_must_be_pinned() {
     let p = Project::new();
     let digest = p.plugin("hostile");
-    p.pipeline(&format!(
-        "{HEAD}      - name: a\n        uses: ./hostile.wasm\n        with: {{ attack: env }}\n"
-    ));
+    p.pipeline(&format!("{HEAD}      - name: a\n        uses: ./hostile.wasm\n        with: {{ attack: env }}\n"));
     let run = p.deployhost(&["validate", "pipeline.yaml"], &[]);
     run.assert_code(2);
-    assert!(
-        run.stderr.contains(&format!("sha256: {digest}")),
-        "the error offers the digest to pin: {}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(&format!("sha256: {digest}")), "the error offers the digest to pin: {}", run.stderr);
 }
 
 #[test]
@@ -107,10 +76,7 @@ fn missing_grant_path() {
         &format!(
             "{HEAD}      - name: a\n        uses: health-probe\n        with: {{ url: \"http://127.0.0.1:1/\" }}\n        grants: {{ fs: {{ read: [config, nope] }} }}\n"
         ),
-        &[
-            "stages[0].steps[0].grants.fs.read[1]",
-            "`nope` does not exist",
-        ],
+        &["stages[0].steps[0].grants.fs.read[1]", "`nope` does not exist"],
     );
 }
 
@@ -130,11 +96,7 @@ fn duplicate_step_names_and_bad_values_are_all_reported() {
         &format!(
             "{HEAD}      - name: a\n        uses: health-probe\n        with: {{ url: \"http://127.0.0.1:1/\" }}\n        grants: {{ net: [\"http://x.com/\"] }}\n      - name: a\n        uses: health-probe\n        with: {{ url: \"http://127.0.0.1:1/\" }}\n        grants: {{ secrets: [nope] }}\n"
         ),
-        &[
-            "duplicate step name `a`",
-            "without scheme",
-            "secret `nope` is not declared",
-        ],
+        &["duplicate step name `a`", "without scheme", "secret `nope` is not declared"],
     );
     assert!(err.contains("3 errors"), "{err}");
 }
@@ -161,11 +123,7 @@ fn unknown_and_missing_parameters() {
         &format!(
             "{HEAD}      - name: a\n        uses: health-probe\n        with: {{ urll: \"http://127.0.0.1:1/\" }}\n"
         ),
-        &[
-            "stages[0].steps[0].with.urll",
-            "no parameter `urll`",
-            "needs parameter `url`",
-        ],
+        &["stages[0].steps[0].with.urll", "no parameter `urll`", "needs parameter `url`"],
     );
 }
 
@@ -182,11 +140,7 @@ fn missing_file_and_wrong_shapes() {
     let p = Project::new();
     let run = p.deployhost(&["run", "nope.yaml"], &[]);
     run.assert_code(2);
-    assert!(
-        run.stderr.contains("nope.yaml") && run.stderr.contains("cannot read"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("nope.yaml") && run.stderr.contains("cannot read"), "{}", run.stderr);
     fails_with("- just\n- a list\n", &["must be a mapping"]);
     fails_with("pipeline: x\nstages: []\n", &["at least one stage"]);
     fails_with("pipeline: x\n", &["missing field `stages`"]);

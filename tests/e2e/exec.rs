@@ -20,21 +20,14 @@ fn granted_program_runs_with_a_clean_environment() {
         &p,
         "      - name: tests\n        run: sh -c \"echo out; echo err >&2; env\"\n        with: { env: { MODE: ci } }\n        grants: { exec: [sh] }\n",
     );
-    p.run(&[
-        ("TOKEN", "not-for-this-step"),
-        ("AWS_SECRET_ACCESS_KEY", "host-only"),
-    ])
-    .assert_code(0);
+    p.run(&[("TOKEN", "not-for-this-step"), ("AWS_SECRET_ACCESS_KEY", "host-only")]).assert_code(0);
     let step = p.step("tests");
     assert_eq!(step["status"], "passed");
     assert_eq!(step["outputs"]["exit_code"], "0");
     let log = log(&p, "tests");
     assert!(log.contains("sh: out") && log.contains("sh: err"), "{log}");
     assert!(log.contains("MODE=ci") && log.contains("PATH="), "{log}");
-    assert!(
-        !log.contains("AWS_SECRET_ACCESS_KEY") && !log.contains("TOKEN"),
-        "the host environment stays out: {log}"
-    );
+    assert!(!log.contains("AWS_SECRET_ACCESS_KEY") && !log.contains("TOKEN"), "the host environment stays out: {log}");
     let exec = &p.audit_events("tests", "exec")[0];
     assert_eq!(exec["program"], "sh");
     assert_eq!(exec["exit"], 0);
@@ -43,19 +36,10 @@ fn granted_program_runs_with_a_clean_environment() {
 #[test]
 fn ungranted_program_is_refused_and_audited() {
     let p = Project::new();
-    pipeline(
-        &p,
-        "      - name: sneaky\n        run: ls /\n        grants: { exec: [pytest] }\n",
-    );
+    pipeline(&p, "      - name: sneaky\n        run: ls /\n        grants: { exec: [pytest] }\n");
     p.run(&[]).assert_code(1);
     let step = p.step("sneaky");
-    assert!(
-        step["summary"]
-            .as_str()
-            .unwrap()
-            .contains("may not run `ls`"),
-        "{step}"
-    );
+    assert!(step["summary"].as_str().unwrap().contains("may not run `ls`"), "{step}");
     assert_eq!(p.audit_events("sneaky", "exec.denied")[0]["program"], "ls");
 }
 
@@ -69,13 +53,7 @@ fn exit_code_decides_the_step() {
     p.run(&[]).assert_code(1);
     let step = p.step("lint");
     assert_eq!(step["outputs"]["exit_code"], "3");
-    assert!(
-        step["summary"]
-            .as_str()
-            .unwrap()
-            .contains("E501 line too long"),
-        "{step}"
-    );
+    assert!(step["summary"].as_str().unwrap().contains("E501 line too long"), "{step}");
 }
 
 #[test]
@@ -101,47 +79,25 @@ fn a_stopped_step_kills_its_program() {
     p.run(&[]).assert_code(1);
     assert_eq!(p.step("hang")["failure"], "timeout");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .unwrap();
-    assert!(
-        !String::from_utf8_lossy(&ps.stdout).contains("sleep 37.25"),
-        "the program outlived its step"
-    );
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 37.25"), "the program outlived its step");
 }
 
 #[test]
 fn sandbox_only_refuses_host_programs() {
     let p = Project::new();
-    pipeline(
-        &p,
-        "      - name: tests\n        run: pytest\n        grants: { exec: [pytest] }\n",
-    );
+    pipeline(&p, "      - name: tests\n        run: pytest\n        grants: { exec: [pytest] }\n");
     let run = p.deployhost(&["run", "pipeline.yaml", "--sandbox-only"], &[]);
     run.assert_code(2);
-    assert!(
-        run.stderr
-            .contains("--sandbox-only: step `tests` may run host programs"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("--sandbox-only: step `tests` may run host programs"), "{}", run.stderr);
     assert!(!p.path().join(".deployhost").exists());
 }
 
 #[test]
 fn a_step_has_uses_or_run() {
     let p = Project::new();
-    pipeline(
-        &p,
-        "      - name: both\n        uses: health-probe\n        run: ls\n",
-    );
+    pipeline(&p, "      - name: both\n        uses: health-probe\n        run: ls\n");
     let run = p.deployhost(&["validate", "pipeline.yaml"], &[]);
     run.assert_code(2);
-    assert!(
-        run.stderr
-            .contains("exactly one of `uses:` (a plugin) or `run:` (a command)"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("exactly one of `uses:` (a plugin) or `run:` (a command)"), "{}", run.stderr);
 }

@@ -16,10 +16,7 @@ fn passing_probe_exits_zero_and_audits_the_request() {
     let p = Project::new();
     p.pipeline(&probe_pipeline(
         &server,
-        &format!(
-            "{{ url: \"{}\", expect: 200, body_contains: healthy }}",
-            server.url("/health")
-        ),
+        &format!("{{ url: \"{}\", expect: 200, body_contains: healthy }}", server.url("/health")),
     ));
     p.run(&[]).assert_code(0);
 
@@ -46,40 +43,22 @@ fn failing_probe_retries_then_fails_the_run() {
     let p = Project::new();
     p.pipeline(&probe_pipeline(
         &server,
-        &format!(
-            "{{ url: \"{}\", retries: 2, backoff: 10ms }}",
-            server.url("/health")
-        ),
+        &format!("{{ url: \"{}\", retries: 2, backoff: 10ms }}", server.url("/health")),
     ));
     let run = p.run(&[]);
     run.assert_code(1);
     assert_eq!(server.requests().len(), 3, "one attempt plus two retries");
     let step = p.step("api-up");
     assert_eq!(step["status"], "failed");
-    assert!(
-        step["summary"].as_str().unwrap().contains("status 503"),
-        "{step}"
-    );
+    assert!(step["summary"].as_str().unwrap().contains("status 503"), "{step}");
     assert!(run.stdout.contains("status 503"));
 }
 
 #[test]
 fn recovers_when_a_retry_succeeds() {
-    let server = Server::start(|_, n| {
-        if n < 2 {
-            Response::status(500)
-        } else {
-            Response::ok("up")
-        }
-    });
+    let server = Server::start(|_, n| if n < 2 { Response::status(500) } else { Response::ok("up") });
     let p = Project::new();
-    p.pipeline(&probe_pipeline(
-        &server,
-        &format!(
-            "{{ url: \"{}\", retries: 3, backoff: 10ms }}",
-            server.url("/")
-        ),
-    ));
+    p.pipeline(&probe_pipeline(&server, &format!("{{ url: \"{}\", retries: 3, backoff: 10ms }}", server.url("/"))));
     p.run(&[]).assert_code(0);
     assert_eq!(p.step("api-up")["outputs"]["attempts"], "3");
 }
@@ -88,90 +67,45 @@ fn recovers_when_a_retry_succeeds() {
 fn body_mismatch_fails() {
     let server = Server::fixed(Response::ok("degraded"));
     let p = Project::new();
-    p.pipeline(&probe_pipeline(
-        &server,
-        &format!("{{ url: \"{}\", body_contains: healthy }}", server.url("/")),
-    ));
+    p.pipeline(&probe_pipeline(&server, &format!("{{ url: \"{}\", body_contains: healthy }}", server.url("/"))));
     p.run(&[]).assert_code(1);
-    assert!(
-        p.step("api-up")["summary"]
-            .as_str()
-            .unwrap()
-            .contains("does not contain")
-    );
+    assert!(p.step("api-up")["summary"].as_str().unwrap().contains("does not contain"));
 }
 
 #[test]
 fn sampled_probe_reports_error_rate_and_latency() {
     // Every fifth request fails: 20% errors over 10 samples.
-    let server = Server::start(|_, n| {
-        if n % 5 == 4 {
-            Response::status(500)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let server = Server::start(|_, n| if n % 5 == 4 { Response::status(500) } else { Response::ok("ok") });
     let p = Project::new();
     p.pipeline(&probe_pipeline(
         &server,
-        &format!(
-            "{{ url: \"{}\", samples: 10, interval: 1ms, max_error_rate: \"25%\" }}",
-            server.url("/")
-        ),
+        &format!("{{ url: \"{}\", samples: 10, interval: 1ms, max_error_rate: \"25%\" }}", server.url("/")),
     ));
     p.run(&[]).assert_code(0);
     let step = p.step("api-up");
     let metric = |name: &str| {
-        step["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == name)
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap()
+        step["metrics"].as_array().unwrap().iter().find(|m| m["name"] == name).unwrap()["value"].as_f64().unwrap()
     };
     assert!((metric("error_rate") - 0.2).abs() < 1e-9, "{step}");
     assert!(metric("latency_p99_ms") >= metric("latency_p50_ms"));
     assert_eq!(server.requests().len(), 10);
 
     // The same traffic fails a stricter threshold.
-    let strict = Server::start(|_, n| {
-        if n % 5 == 4 {
-            Response::status(500)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let strict = Server::start(|_, n| if n % 5 == 4 { Response::status(500) } else { Response::ok("ok") });
     p.pipeline(&probe_pipeline(
         &strict,
-        &format!(
-            "{{ url: \"{}\", samples: 10, interval: 1ms, max_error_rate: \"10%\" }}",
-            strict.url("/")
-        ),
+        &format!("{{ url: \"{}\", samples: 10, interval: 1ms, max_error_rate: \"10%\" }}", strict.url("/")),
     ));
     p.run(&[]).assert_code(1);
-    assert!(
-        p.step("api-up")["summary"]
-            .as_str()
-            .unwrap()
-            .contains("error rate 20.0%")
-    );
+    assert!(p.step("api-up")["summary"].as_str().unwrap().contains("error rate 20.0%"));
 }
 
 #[test]
 fn slow_response_hits_the_probe_timeout() {
-    let server =
-        Server::fixed(Response::ok("late").delayed(std::time::Duration::from_millis(1500)));
+    let server = Server::fixed(Response::ok("late").delayed(std::time::Duration::from_millis(1500)));
     let p = Project::new();
-    p.pipeline(&probe_pipeline(
-        &server,
-        &format!("{{ url: \"{}\", timeout: 200ms }}", server.url("/")),
-    ));
+    p.pipeline(&probe_pipeline(&server, &format!("{{ url: \"{}\", timeout: 200ms }}", server.url("/"))));
     p.run(&[]).assert_code(1);
     let summary = p.step("api-up")["summary"].as_str().unwrap().to_string();
-    assert!(
-        summary.contains("timed out") || summary.contains("timeout"),
-        "{summary}"
-    );
+    assert!(summary.contains("timed out") || summary.contains("timeout"), "{summary}");
 }

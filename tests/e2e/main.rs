@@ -8,6 +8,7 @@ mod commands;
 mod database;
 mod exec;
 mod health;
+mod lifecycle;
 mod pipeline_flow;
 mod rollback;
 mod sandbox;

@@ -14,13 +14,7 @@ fn step(name: &str, server: &Server, path: &str, extra: &str) -> String {
 
 #[test]
 fn failed_blocking_step_skips_the_rest() {
-    let server = Server::start(|r, _| {
-        if r.path == "/down" {
-            Response::status(500)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let server = Server::start(|r, _| if r.path == "/down" { Response::status(500) } else { Response::ok("ok") });
     let p = Project::new();
     p.pipeline(&format!(
         "pipeline: x\nstages:\n  - name: one\n    steps:\n{}{}  - name: two\n    steps:\n{}",
@@ -33,22 +27,13 @@ fn failed_blocking_step_skips_the_rest() {
     assert_eq!(p.step("first")["status"], "passed");
     assert_eq!(p.step("broken")["status"], "failed");
     assert_eq!(p.step("never")["status"], "skipped");
-    assert!(
-        server.requests().iter().all(|r| r.path != "/never"),
-        "a skipped step must not run"
-    );
+    assert!(server.requests().iter().all(|r| r.path != "/never"), "a skipped step must not run");
     assert_eq!(p.results()["status"], "failed");
 }
 
 #[test]
 fn non_blocking_failure_lets_the_pipeline_pass() {
-    let server = Server::start(|r, _| {
-        if r.path == "/down" {
-            Response::status(500)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let server = Server::start(|r, _| if r.path == "/down" { Response::status(500) } else { Response::ok("ok") });
     let p = Project::new();
     p.pipeline(&format!(
         "pipeline: x\nstages:\n  - name: one\n    steps:\n{}{}",
@@ -66,12 +51,8 @@ fn non_blocking_failure_lets_the_pipeline_pass() {
 fn parallel_stage_runs_steps_concurrently() {
     let server = Server::fixed(Response::ok("ok").delayed(Duration::from_millis(400)));
     let p = Project::new();
-    let steps: String = (0..4)
-        .map(|i| step(&format!("probe{i}"), &server, &format!("/{i}"), ""))
-        .collect();
-    p.pipeline(&format!(
-        "pipeline: x\nstages:\n  - name: fan-out\n    parallel: true\n    steps:\n{steps}"
-    ));
+    let steps: String = (0..4).map(|i| step(&format!("probe{i}"), &server, &format!("/{i}"), "")).collect();
+    p.pipeline(&format!("pipeline: x\nstages:\n  - name: fan-out\n    parallel: true\n    steps:\n{steps}"));
     p.run(&[]).assert_code(0);
     assert_eq!(server.requests().len(), 4);
     assert!(
@@ -80,12 +61,8 @@ fn parallel_stage_runs_steps_concurrently() {
         server.max_in_flight()
     );
     // Results keep the pipeline's order whatever order the steps finished in.
-    let names: Vec<String> = p.results()["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<String> =
+        p.results()["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["probe0", "probe1", "probe2", "probe3"]);
 }
 
@@ -106,11 +83,7 @@ fn variables_reach_the_plugin() {
     assert_eq!(p.results()["version"], "2.3.4");
 
     // --version and --env override the file.
-    p.deployhost(
-        &["run", "pipeline.yaml", "--version", "9.9.9", "--env", "uat"],
-        &[],
-    )
-    .assert_code(0);
+    p.deployhost(&["run", "pipeline.yaml", "--version", "9.9.9", "--env", "uat"], &[]).assert_code(0);
     let r = &server.requests()[1];
     assert_eq!(r.header("x-version"), Some("9.9.9"));
     assert_eq!(r.header("x-env"), Some("uat"));
@@ -120,17 +93,10 @@ fn variables_reach_the_plugin() {
 fn dry_run_runs_nothing() {
     let server = Server::fixed(Response::ok("ok"));
     let p = Project::new();
-    p.pipeline(&format!(
-        "pipeline: x\nstages:\n  - name: s\n    steps:\n{}",
-        step("probe", &server, "/", "")
-    ));
+    p.pipeline(&format!("pipeline: x\nstages:\n  - name: s\n    steps:\n{}", step("probe", &server, "/", "")));
     let run = p.deployhost(&["run", "pipeline.yaml", "--dry-run"], &[]);
     run.assert_code(0);
-    assert!(
-        run.stdout.contains("probe") && run.stdout.contains(&format!("net {}", server.grant())),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("probe") && run.stdout.contains(&format!("net {}", server.grant())), "{}", run.stdout);
     assert!(run.stdout.contains("dry run"));
     assert!(server.requests().is_empty());
     assert!(!p.path().join(".deployhost/runs").exists());
@@ -140,24 +106,11 @@ fn dry_run_runs_nothing() {
 fn state_dir_flag_moves_the_run_folder() {
     let server = Server::fixed(Response::ok("ok"));
     let p = Project::new();
-    p.pipeline(&format!(
-        "pipeline: x\nstages:\n  - name: s\n    steps:\n{}",
-        step("probe", &server, "/", "")
-    ));
-    p.deployhost(&["run", "pipeline.yaml", "--state-dir", "elsewhere"], &[])
-        .assert_code(0);
+    p.pipeline(&format!("pipeline: x\nstages:\n  - name: s\n    steps:\n{}", step("probe", &server, "/", "")));
+    p.deployhost(&["run", "pipeline.yaml", "--state-dir", "elsewhere"], &[]).assert_code(0);
     let runs = p.path().join("elsewhere/runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .expect("a run folder")
-        .unwrap()
-        .path();
+    let run = std::fs::read_dir(&runs).unwrap().next().expect("a run folder").unwrap().path();
     for file in ["audit.jsonl", "results.json", "logs/probe.log"] {
-        assert!(
-            run.join(file).exists(),
-            "{file} missing in {}",
-            run.display()
-        );
+        assert!(run.join(file).exists(), "{file} missing in {}", run.display());
     }
 }

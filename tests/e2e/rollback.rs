@@ -18,67 +18,28 @@ fn deploy_pipeline(app: &Server, rollback: &str) -> String {
 #[test]
 fn failed_health_check_restores_the_database() {
     let pg = Postgres::start();
-    let app = Server::start(|r, _| {
-        if r.path == "/health" {
-            Response::status(503)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let app = Server::start(|r, _| if r.path == "/health" { Response::status(503) } else { Response::ok("ok") });
     let p = Project::new();
-    p.write(
-        "migrations/1_a.sql",
-        "create table a (id int);\ninsert into a values (1);",
-    );
-    p.pipeline(&deploy_pipeline(
-        &app,
-        "rollback:\n  on: [health_check_failure]\n",
-    ));
-    pg.psql(
-        "postgres",
-        "create table existing (id int); insert into existing values (7);",
-    );
+    p.write("migrations/1_a.sql", "create table a (id int);\ninsert into a values (1);");
+    p.pipeline(&deploy_pipeline(&app, "rollback:\n  on: [health_check_failure]\n"));
+    pg.psql("postgres", "create table existing (id int); insert into existing values (7);");
     let before = pg.dump("postgres");
 
-    let run = p.deployhost(
-        &["run", "pipeline.yaml"],
-        &[("DATABASE_URL", &pg.url("postgres"))],
-    );
+    let run = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
     run.assert_code(1);
-    assert!(
-        run.stdout
-            .contains("rolled back: health check `probe` failed"),
-        "{}",
-        run.stdout
-    );
+    assert!(run.stdout.contains("rolled back: health check `probe` failed"), "{}", run.stdout);
     let results = p.results();
     let rollback = &results["rollback"];
-    assert!(
-        rollback["reason"]
-            .as_str()
-            .unwrap()
-            .contains("health check `probe` failed")
-    );
+    assert!(rollback["reason"].as_str().unwrap().contains("health check `probe` failed"));
     assert_eq!(rollback["ok"], true);
     assert_eq!(rollback["steps"][0]["step"], "restore-app");
     assert_eq!(rollback["steps"][0]["status"], "passed");
     assert_eq!(p.step("never")["status"], "skipped");
     assert!(app.requests().iter().all(|r| r.path != "/never"));
-    assert_eq!(
-        pg.dump("postgres"),
-        before,
-        "the database is back to the backup taken before the migration"
-    );
+    assert_eq!(pg.dump("postgres"), before, "the database is back to the backup taken before the migration");
     assert_eq!(results["status"], "failed");
-    let events: Vec<String> = p
-        .audit()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap().to_string())
-        .collect();
-    assert!(
-        events.contains(&"rollback.start".to_string())
-            && events.contains(&"sql.restore".to_string())
-    );
+    let events: Vec<String> = p.audit().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    assert!(events.contains(&"rollback.start".to_string()) && events.contains(&"sql.restore".to_string()));
 }
 
 #[test]
@@ -87,32 +48,13 @@ fn a_failed_migration_is_restored_too() {
     let app = Server::fixed(Response::ok("ok"));
     let p = Project::new();
     p.write("migrations/1_a.sql", "create table a (id int);");
-    p.write(
-        "migrations/2_b.sql",
-        "create table b (id int);\nselect broken syntax here;",
-    );
-    p.pipeline(&deploy_pipeline(
-        &app,
-        "rollback:\n  on: [health_check_failure]\n",
-    ));
+    p.write("migrations/2_b.sql", "create table b (id int);\nselect broken syntax here;");
+    p.pipeline(&deploy_pipeline(&app, "rollback:\n  on: [health_check_failure]\n"));
     let before = pg.dump("postgres");
-    p.deployhost(
-        &["run", "pipeline.yaml"],
-        &[("DATABASE_URL", &pg.url("postgres"))],
-    )
-    .assert_code(1);
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(1);
     // 1_a applied before 2_b failed: the rollback restores the backup.
-    assert!(
-        p.results()["rollback"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("blocking step `migrate` failed")
-    );
-    assert_eq!(
-        pg.dump("postgres"),
-        before,
-        "fully restored, not half migrated"
-    );
+    assert!(p.results()["rollback"]["reason"].as_str().unwrap().contains("blocking step `migrate` failed"));
+    assert_eq!(pg.dump("postgres"), before, "fully restored, not half migrated");
 }
 
 #[test]
@@ -122,29 +64,16 @@ fn without_a_rollback_block_nothing_is_undone() {
     let p = Project::new();
     p.write("migrations/1_a.sql", "create table a (id int);");
     p.pipeline(&deploy_pipeline(&app, ""));
-    p.deployhost(
-        &["run", "pipeline.yaml"],
-        &[("DATABASE_URL", &pg.url("postgres"))],
-    )
-    .assert_code(1);
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(1);
     assert!(p.results().get("rollback").is_none());
-    assert_eq!(
-        pg.psql("postgres", "select to_regclass('public.a') is not null"),
-        "t"
-    );
+    assert_eq!(pg.psql("postgres", "select to_regclass('public.a') is not null"), "t");
 }
 
 #[test]
 fn error_rate_spike_runs_the_rollback_steps_with_the_reason() {
     // Half the requests fail: the probe's own threshold lets it pass, the
     // pipeline's trigger does not.
-    let app = Server::start(|_, n| {
-        if n % 2 == 0 {
-            Response::status(500)
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let app = Server::start(|_, n| if n % 2 == 0 { Response::status(500) } else { Response::ok("ok") });
     let slack = Server::fixed(Response::ok("ok"));
     let incidents = Server::fixed(Response::status(201));
     let p = Project::new();
@@ -160,13 +89,7 @@ fn error_rate_spike_runs_the_rollback_steps_with_the_reason() {
     run.assert_code(1);
     assert_eq!(p.step("error-budget")["status"], "passed");
     let results = p.results();
-    assert!(
-        results["rollback"]["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("error_rate > 1%"),
-        "{results:#}"
-    );
+    assert!(results["rollback"]["reason"].as_str().unwrap().starts_with("error_rate > 1%"), "{results:#}");
 
     let posts = slack.requests();
     assert_eq!(posts.len(), 1);
@@ -174,13 +97,9 @@ fn error_rate_spike_runs_the_rollback_steps_with_the_reason() {
     assert_eq!(posts[0].header("content-type"), Some("application/json"));
     let payload: serde_json::Value = serde_json::from_slice(&posts[0].body).unwrap();
     let text = payload["text"].as_str().unwrap();
-    assert!(
-        text.starts_with("Rollback of 2.0.0 on prod: error_rate > 1%"),
-        "{text}"
-    );
+    assert!(text.starts_with("Rollback of 2.0.0 on prod: error_rate > 1%"), "{text}");
 
-    let incident: serde_json::Value =
-        serde_json::from_slice(&incidents.requests()[0].body).unwrap();
+    let incident: serde_json::Value = serde_json::from_slice(&incidents.requests()[0].body).unwrap();
     assert_eq!(incident["title"], "deploy 2.0.0 rolled back");
     assert_eq!(incident["run"], results["run_id"]);
     assert!(incident["reason"].as_str().unwrap().contains("error_rate"));
@@ -198,11 +117,7 @@ fn slack_pipeline(slack: &Server) -> String {
 fn slack_rate_limits_are_retried_and_errors_reported() {
     let limited = Server::start(|_, n| {
         if n == 0 {
-            Response {
-                status: 429,
-                body: "rate_limited".into(),
-                delay: Default::default(),
-            }
+            Response { status: 429, body: "rate_limited".into(), delay: Default::default() }
         } else {
             Response::ok("ok")
         }
@@ -213,20 +128,10 @@ fn slack_rate_limits_are_retried_and_errors_reported() {
     assert_eq!(limited.requests().len(), 2);
     assert_eq!(p.step("notify")["outputs"]["attempts"], "2");
 
-    let rejecting = Server::fixed(Response {
-        status: 400,
-        body: "invalid_payload".into(),
-        delay: Default::default(),
-    });
+    let rejecting = Server::fixed(Response { status: 400, body: "invalid_payload".into(), delay: Default::default() });
     p.pipeline(&slack_pipeline(&rejecting));
     p.run(&[("HOOK", &rejecting.url("/hook"))]).assert_code(1);
     let step = p.step("notify");
-    assert!(
-        step["summary"]
-            .as_str()
-            .unwrap()
-            .contains("400: invalid_payload"),
-        "{step}"
-    );
+    assert!(step["summary"].as_str().unwrap().contains("400: invalid_payload"), "{step}");
     assert_eq!(step["outputs"]["error"], "invalid_payload");
 }

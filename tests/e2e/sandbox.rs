@@ -12,22 +12,13 @@ struct Attack {
 }
 
 impl Attack {
-    fn run(
-        steps: &[(&str, &str, &str)],
-        envs: &[(&str, &str)],
-        setup: impl Fn(&Project),
-    ) -> Attack {
-        let steps: Vec<(&str, &str, &str, &str)> =
-            steps.iter().map(|(n, w, g)| (*n, *w, *g, "")).collect();
+    fn run(steps: &[(&str, &str, &str)], envs: &[(&str, &str)], setup: impl Fn(&Project)) -> Attack {
+        let steps: Vec<(&str, &str, &str, &str)> = steps.iter().map(|(n, w, g)| (*n, *w, *g, "")).collect();
         Attack::run_with(&steps, envs, setup)
     }
 
     /// Steps as (name, with, grants, extra YAML lines such as limits).
-    fn run_with(
-        steps: &[(&str, &str, &str, &str)],
-        envs: &[(&str, &str)],
-        setup: impl Fn(&Project),
-    ) -> Attack {
+    fn run_with(steps: &[(&str, &str, &str, &str)], envs: &[(&str, &str)], setup: impl Fn(&Project)) -> Attack {
         let p = Project::new();
         let server = Server::fixed(Response::ok("ok"));
         let digest = p.plugin("hostile");
@@ -51,18 +42,12 @@ impl Attack {
     }
 
     fn result(&self, step: &str) -> String {
-        self.p.step(step)["outputs"]["result"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
+        self.p.step(step)["outputs"]["result"].as_str().unwrap_or_default().to_string()
     }
 
     fn assert_denied(&self, step: &str) {
         let outcome = self.p.step(step);
-        assert_ne!(
-            outcome["status"], "passed",
-            "{step} must not succeed: {outcome}"
-        );
+        assert_ne!(outcome["status"], "passed", "{step} must not succeed: {outcome}");
         let result = self.result(step);
         assert!(!result.starts_with("escaped"), "{step} escaped: {result}");
     }
@@ -70,15 +55,9 @@ impl Attack {
     fn assert_audited(&self, step: &str, event: &str, field: &str, contains: &str) {
         let events = self.p.audit_events(step, event);
         assert!(
-            events
-                .iter()
-                .any(|e| e[field].as_str().unwrap_or_default().contains(contains)),
+            events.iter().any(|e| e[field].as_str().unwrap_or_default().contains(contains)),
             "no {event} with {field} containing {contains:?} for {step}; audit: {:#?}",
-            self.p
-                .audit()
-                .iter()
-                .filter(|e| e["step"] == step)
-                .collect::<Vec<_>>()
+            self.p.audit().iter().filter(|e| e["step"] == step).collect::<Vec<_>>()
         );
     }
 }
@@ -94,36 +73,12 @@ fn with_config(p: &Project) {
 fn filesystem_escapes_are_denied_and_audited() {
     let a = Attack::run(
         &[
-            (
-                "etc-passwd",
-                "{ attack: read-file, path: /etc/passwd }",
-                CONFIG_READ,
-            ),
-            (
-                "dotdot",
-                "{ attack: read-file, path: config/../../../../etc/passwd }",
-                CONFIG_READ,
-            ),
-            (
-                "dotdot-sibling",
-                "{ attack: read-file, path: config/../outside.txt }",
-                CONFIG_READ,
-            ),
-            (
-                "symlink-abs",
-                "{ attack: read-file, path: config/etc-link/passwd }",
-                CONFIG_READ,
-            ),
-            (
-                "symlink-rel",
-                "{ attack: read-file, path: config/up-link }",
-                CONFIG_READ,
-            ),
-            (
-                "allowed-read",
-                "{ attack: read-file, path: config/app.toml }",
-                CONFIG_READ,
-            ),
+            ("etc-passwd", "{ attack: read-file, path: /etc/passwd }", CONFIG_READ),
+            ("dotdot", "{ attack: read-file, path: config/../../../../etc/passwd }", CONFIG_READ),
+            ("dotdot-sibling", "{ attack: read-file, path: config/../outside.txt }", CONFIG_READ),
+            ("symlink-abs", "{ attack: read-file, path: config/etc-link/passwd }", CONFIG_READ),
+            ("symlink-rel", "{ attack: read-file, path: config/up-link }", CONFIG_READ),
+            ("allowed-read", "{ attack: read-file, path: config/app.toml }", CONFIG_READ),
             ("root-listing", "{ attack: list-dir, path: / }", CONFIG_READ),
         ],
         &[],
@@ -133,13 +88,7 @@ fn filesystem_escapes_are_denied_and_audited() {
             std::os::unix::fs::symlink("../outside.txt", p.path().join("config/up-link")).unwrap();
         },
     );
-    for step in [
-        "etc-passwd",
-        "dotdot",
-        "dotdot-sibling",
-        "symlink-abs",
-        "symlink-rel",
-    ] {
+    for step in ["etc-passwd", "dotdot", "dotdot-sibling", "symlink-abs", "symlink-rel"] {
         a.assert_denied(step);
     }
     a.assert_audited("etc-passwd", "fs.denied", "path", "/etc/passwd");
@@ -148,11 +97,7 @@ fn filesystem_escapes_are_denied_and_audited() {
     a.assert_audited("symlink-abs", "fs.denied", "path", "etc-link/passwd");
     a.assert_audited("symlink-rel", "fs.denied", "path", "up-link");
     // The control: a granted file is readable, and its read is audited.
-    assert!(
-        a.result("allowed-read").starts_with("escaped: 14 bytes"),
-        "{}",
-        a.result("allowed-read")
-    );
+    assert!(a.result("allowed-read").starts_with("escaped: 14 bytes"), "{}", a.result("allowed-read"));
     a.assert_audited("allowed-read", "fs", "path", "/config/app.toml");
     // `/` is an empty folder: nothing of the host is visible there.
     assert_eq!(a.result("root-listing"), "escaped: 0 entries");
@@ -162,26 +107,14 @@ fn filesystem_escapes_are_denied_and_audited() {
 fn writes_need_a_write_grant() {
     let a = Attack::run(
         &[
-            (
-                "write-readonly",
-                "{ attack: write-file, path: config/evil.txt }",
-                CONFIG_READ,
-            ),
-            (
-                "write-outside",
-                "{ attack: write-file, path: /tmp/deployhost-evil.txt }",
-                "{ fs: { write: [reports] } }",
-            ),
+            ("write-readonly", "{ attack: write-file, path: config/evil.txt }", CONFIG_READ),
+            ("write-outside", "{ attack: write-file, path: /tmp/deployhost-evil.txt }", "{ fs: { write: [reports] } }"),
             (
                 "rename-out",
                 "{ attack: rename, path: \"config/app.toml -> reports/stolen.toml\" }",
                 "{ fs: { read: [config], write: [reports] } }",
             ),
-            (
-                "write-granted",
-                "{ attack: write-file, path: reports/out.txt }",
-                "{ fs: { write: [reports] } }",
-            ),
+            ("write-granted", "{ attack: write-file, path: reports/out.txt }", "{ fs: { write: [reports] } }"),
         ],
         &[],
         with_config,
@@ -190,24 +123,13 @@ fn writes_need_a_write_grant() {
     a.assert_audited("write-readonly", "fs.denied", "path", "/config/evil.txt");
     assert!(!a.p.path().join("config/evil.txt").exists());
     a.assert_denied("write-outside");
-    a.assert_audited(
-        "write-outside",
-        "fs.denied",
-        "path",
-        "/tmp/deployhost-evil.txt",
-    );
+    a.assert_audited("write-outside", "fs.denied", "path", "/tmp/deployhost-evil.txt");
     assert!(!std::path::Path::new("/tmp/deployhost-evil.txt").exists());
     a.assert_denied("rename-out");
-    assert!(
-        a.p.path().join("config/app.toml").exists(),
-        "a rename out of a read-only grant must not move the file"
-    );
+    assert!(a.p.path().join("config/app.toml").exists(), "a rename out of a read-only grant must not move the file");
     a.assert_audited("rename-out", "fs.denied", "path", "reports/stolen.toml");
     // The control: a write grant allows writing, and the folder was created.
-    assert_eq!(
-        std::fs::read_to_string(a.p.path().join("reports/out.txt")).unwrap(),
-        "pwned"
-    );
+    assert_eq!(std::fs::read_to_string(a.p.path().join("reports/out.txt")).unwrap(), "pwned");
     a.assert_audited("write-granted", "fs", "path", "/reports/out.txt");
 }
 
@@ -217,22 +139,11 @@ fn network_needs_a_net_grant() {
     let url = target.url("/data");
     let a = Attack::run(
         &[
-            (
-                "no-grant",
-                &format!("{{ attack: http, url: \"{url}\" }}"),
-                "{}",
-            ),
-            (
-                "wrong-port",
-                &format!("{{ attack: http, url: \"{url}\" }}"),
-                "{ net: [\"127.0.0.1:1\"] }",
-            ),
+            ("no-grant", &format!("{{ attack: http, url: \"{url}\" }}"), "{}"),
+            ("wrong-port", &format!("{{ attack: http, url: \"{url}\" }}"), "{ net: [\"127.0.0.1:1\"] }"),
             (
                 "name-for-ip",
-                &format!(
-                    "{{ attack: http, url: \"http://localhost:{}/data\" }}",
-                    target.port
-                ),
+                &format!("{{ attack: http, url: \"http://localhost:{}/data\" }}", target.port),
                 &format!("{{ net: [\"{}\"] }}", target.grant()),
             ),
         ],
@@ -242,16 +153,10 @@ fn network_needs_a_net_grant() {
     for step in ["no-grant", "wrong-port", "name-for-ip"] {
         a.assert_denied(step);
     }
-    assert!(
-        target.requests().is_empty(),
-        "no request may reach a host that was not granted"
-    );
+    assert!(target.requests().is_empty(), "no request may reach a host that was not granted");
     a.assert_audited("no-grant", "net.denied", "allow_with", &target.grant());
     a.assert_audited("name-for-ip", "net.denied", "host", "localhost");
-    let message = a.p.step("no-grant")["summary"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let message = a.p.step("no-grant")["summary"].as_str().unwrap().to_string();
     assert!(
         message.contains("no-grant") && message.contains(&target.grant()),
         "the denial names step and host: {message}"
@@ -278,12 +183,7 @@ fn runaway_plugins_are_stopped() {
         &[
             ("spin", "{ attack: spin }", "{}", "        timeout: 1s\n"),
             ("sleep", "{ attack: sleep }", "{}", "        timeout: 1s\n"),
-            (
-                "hog",
-                "{ attack: alloc }",
-                "{}",
-                "        limits: { memory: 32MiB }\n",
-            ),
+            ("hog", "{ attack: alloc }", "{}", "        limits: { memory: 32MiB }\n"),
             ("crash", "{ attack: panic }", "{}", ""),
         ],
         &[],
@@ -292,46 +192,22 @@ fn runaway_plugins_are_stopped() {
     let spin = a.p.step("spin");
     assert_eq!(spin["status"], "failed");
     assert_eq!(spin["failure"], "timeout", "{spin}");
-    assert!(
-        spin["summary"]
-            .as_str()
-            .unwrap()
-            .contains("timed out after 1s")
-    );
-    assert!(
-        spin["ms"].as_u64().unwrap() < 10_000,
-        "the spin was stopped near its timeout: {spin}"
-    );
-    assert!(
-        a.p.audit_events("spin", "limit")
-            .iter()
-            .any(|e| e["kind"] == "timeout")
-    );
+    assert!(spin["summary"].as_str().unwrap().contains("timed out after 1s"));
+    assert!(spin["ms"].as_u64().unwrap() < 10_000, "the spin was stopped near its timeout: {spin}");
+    assert!(a.p.audit_events("spin", "limit").iter().any(|e| e["kind"] == "timeout"));
 
     let sleep = a.p.step("sleep");
     assert_eq!(sleep["failure"], "timeout", "{sleep}");
 
     let hog = a.p.step("hog");
     assert_eq!(hog["failure"], "memory", "{hog}");
-    assert!(
-        hog["summary"]
-            .as_str()
-            .unwrap()
-            .contains("memory limit of 32MiB")
-    );
-    assert!(
-        a.p.audit_events("hog", "limit")
-            .iter()
-            .any(|e| e["kind"] == "memory")
-    );
+    assert!(hog["summary"].as_str().unwrap().contains("memory limit of 32MiB"));
+    assert!(a.p.audit_events("hog", "limit").iter().any(|e| e["kind"] == "memory"));
 
     let crash = a.p.step("crash");
     assert_eq!(crash["failure"], "crash", "{crash}");
     let log = std::fs::read_to_string(a.p.last_run_dir().join("logs/crash.log")).unwrap();
-    assert!(
-        log.contains("panicked on purpose"),
-        "the panic message reaches the step log: {log}"
-    );
+    assert!(log.contains("panicked on purpose"), "the panic message reaches the step log: {log}");
 }
 
 #[test]
@@ -339,11 +215,7 @@ fn output_floods_are_capped() {
     let a = Attack::run(
         &[
             ("log-flood", "{ attack: log-flood, count: 100000 }", "{}"),
-            (
-                "stdout-flood",
-                "{ attack: stdout-flood, count: 20000 }",
-                "{}",
-            ),
+            ("stdout-flood", "{ attack: stdout-flood, count: 20000 }", "{}"),
         ],
         &[],
         |_| {},
@@ -351,14 +223,8 @@ fn output_floods_are_capped() {
     for step in ["log-flood", "stdout-flood"] {
         let log = a.p.last_run_dir().join(format!("logs/{step}.log"));
         let size = std::fs::metadata(&log).unwrap().len();
-        assert!(
-            size <= 8 * 1024 * 1024 + 4096,
-            "{step} log is capped, got {size} bytes"
-        );
+        assert!(size <= 8 * 1024 * 1024 + 4096, "{step} log is capped, got {size} bytes");
         let text = std::fs::read_to_string(&log).unwrap();
-        assert!(
-            text.contains("bytes dropped"),
-            "{step}: the log says it was cut"
-        );
+        assert!(text.contains("bytes dropped"), "{step}: the log says it was cut");
     }
 }

@@ -10,18 +10,15 @@ const ENVIRONMENT: &str = "wasi:cli/environment@0.2.12";
 
 pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(ENVIRONMENT)?.func_wrap(
-        "get-environment",
-        |store: StoreContextMut<StepState>, (): ()| {
-            let caps = &store.data().caps;
-            caps.audit.record(
-                Some(&caps.step),
-                "env.denied",
-                json!({ "reason": "steps get no environment variables; pass values with `with:` or secrets" }),
-            );
-            Ok((Vec::<(String, String)>::new(),))
-        },
-    )?;
+    linker.instance(ENVIRONMENT)?.func_wrap("get-environment", |store: StoreContextMut<StepState>, (): ()| {
+        let caps = &store.data().caps;
+        caps.audit.record(
+            Some(&caps.step),
+            "env.denied",
+            json!({ "reason": "steps get no environment variables; pass values with `with:` or secrets" }),
+        );
+        Ok((Vec::<(String, String)>::new(),))
+    })?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -32,9 +32,7 @@ fn resolve(program: &str, cwd: &Path) -> Option<PathBuf> {
         return path.is_file().then_some(path);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
 impl Host for StepState {
@@ -46,11 +44,7 @@ impl Host for StepState {
     ) -> Result<Output, ExecError> {
         let caps = &self.caps;
         if !caps.exec.programs.contains(&program) {
-            caps.audit.record(
-                Some(&caps.step),
-                "exec.denied",
-                json!({ "program": program }),
-            );
+            caps.audit.record(Some(&caps.step), "exec.denied", json!({ "program": program }));
             return Err(ExecError::NotGranted(format!(
                 "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
                 caps.step, caps.exec.programs
@@ -66,19 +60,14 @@ impl Host for StepState {
         cmd.args(&args)
             .current_dir(&caps.exec.cwd)
             .env_clear()
-            .envs(
-                ["PATH", "HOME", "LANG"]
-                    .iter()
-                    .filter_map(|k| Some((*k, std::env::var_os(k)?))),
-            )
+            .envs(["PATH", "HOME", "LANG"].iter().filter_map(|k| Some((*k, std::env::var_os(k)?))))
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            ExecError::FailedToStart(format!("cannot start {}: {e}", path.display()))
-        })?;
+        let mut child =
+            cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
         let log = caps.log.clone();
         let mut tail = VecDeque::new();
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
@@ -97,10 +86,7 @@ impl Host for StepState {
                 tail.push_back(line);
             }
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| ExecError::FailedToStart(e.to_string()))?;
+        let status = child.wait().await.map_err(|e| ExecError::FailedToStart(e.to_string()))?;
         let exit_code = status.code().unwrap_or(-1);
         let ms = started.elapsed().as_millis() as u64;
         let caps = &self.caps;
@@ -110,10 +96,6 @@ impl Host for StepState {
             json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms }),
         );
         let tail: Vec<String> = tail.into_iter().collect();
-        Ok(Output {
-            exit_code,
-            tail: tail.join("\n"),
-            ms,
-        })
+        Ok(Output { exit_code, tail: tail.join("\n"), ms })
     }
 }

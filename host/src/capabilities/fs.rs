@@ -37,11 +37,7 @@ impl Mount {
     /// `written` is the grant as in the pipeline, relative to `base`.
     pub fn new(base: &Path, written: &str, writable: bool) -> Mount {
         let clean = written.trim_matches('/');
-        Mount {
-            host: base.join(clean),
-            guest: format!("/{clean}"),
-            writable,
-        }
+        Mount { host: base.join(clean), guest: format!("/{clean}"), writable }
     }
 }
 
@@ -52,33 +48,19 @@ pub fn check_grant_path(written: &str) -> Result<(), String> {
         return Err("empty path".into());
     }
     if p.is_absolute() {
-        return Err(format!(
-            "`{written}` is absolute; grant folders relative to the pipeline file"
-        ));
+        return Err(format!("`{written}` is absolute; grant folders relative to the pipeline file"));
     }
-    if p.components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "`{written}` leaves the pipeline's folder with `..`"
-        ));
+    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(format!("`{written}` leaves the pipeline's folder with `..`"));
     }
     Ok(())
 }
 
 /// Preopens the mounts and the empty root that catches everything else.
-pub fn preopen(
-    builder: &mut WasiCtxBuilder,
-    mounts: &[Mount],
-    empty_root: &Path,
-) -> anyhow::Result<()> {
+pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {
     builder.preopened_dir(empty_root, ROOT, FsPerms::ReadOnly)?;
     for m in mounts {
-        let perms = if m.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
+        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
         builder
             .preopened_dir(&m.host, &m.guest, perms)
             .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
@@ -94,10 +76,7 @@ pub struct FsTracker {
 
 impl FsTracker {
     fn path_of(&self, rep: u32) -> String {
-        self.paths
-            .get(&rep)
-            .cloned()
-            .unwrap_or_else(|| "?".to_string())
+        self.paths.get(&rep).cloned().unwrap_or_else(|| "?".to_string())
     }
 }
 
@@ -112,10 +91,7 @@ fn join(parent: &str, path: &str) -> String {
 }
 
 fn is_denial(code: &ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly
-    )
+    matches!(code, ErrorCode::NotPermitted | ErrorCode::Access | ErrorCode::ReadOnly)
 }
 
 /// Audits one path operation and turns its error into the WASI error code.
@@ -130,8 +106,7 @@ fn settle<T>(
     let caps = &state.caps;
     match result {
         Ok(v) => {
-            caps.audit
-                .record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
+            caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
             Ok(Ok(v))
         }
         Err(e) => {
@@ -140,10 +115,7 @@ fn settle<T>(
             if is_denial(&code) || parent == ROOT {
                 let reason = if parent == ROOT {
                     "outside every granted folder".to_string()
-                } else if op == "open-write"
-                    || op.ends_with("-write")
-                    || matches!(code, ErrorCode::ReadOnly)
-                {
+                } else if op == "open-write" || op.ends_with("-write") || matches!(code, ErrorCode::ReadOnly) {
                     "not under a write grant, or escapes its grant".to_string()
                 } else {
                     "escapes its granted folder".to_string()
@@ -154,11 +126,7 @@ fn settle<T>(
                     json!({ "op": op, "path": full, "error": code.name(), "reason": reason }),
                 );
             } else {
-                caps.audit.record(
-                    Some(&caps.step),
-                    "fs",
-                    json!({ "op": op, "path": full, "error": code.name() }),
-                );
+                caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full, "error": code.name() }));
             }
             Ok(Err(code))
         }
@@ -171,18 +139,16 @@ type Store<'a> = StoreContextMut<'a, StepState>;
 /// around wasmtime-wasi's own implementation.
 pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    linker
-        .instance(PREOPENS)?
-        .func_wrap("get-directories", |mut store: Store, (): ()| {
-            let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
-                &mut store.data_mut().filesystem(),
-            )?;
-            let tracker = &mut store.data_mut().caps.fs;
-            for (fd, name) in &dirs {
-                tracker.paths.insert(fd.rep(), name.clone());
-            }
-            Ok((dirs,))
-        })?;
+    linker.instance(PREOPENS)?.func_wrap("get-directories", |mut store: Store, (): ()| {
+        let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
+            &mut store.data_mut().filesystem(),
+        )?;
+        let tracker = &mut store.data_mut().caps.fs;
+        for (fd, name) in &dirs {
+            tracker.paths.insert(fd.rep(), name.clone());
+        }
+        Ok((dirs,))
+    })?;
 
     let mut types = linker.instance(TYPES)?;
     types.func_wrap_async(
@@ -220,34 +186,19 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     // Functions of one descriptor and one path: wrapped alike.
     macro_rules! audited_path_op {
         ($name:literal, $method:ident, $op:literal) => {
-            types.func_wrap_async(
-                $name,
-                |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
-                    Box::new(async move {
-                        let parent = store.data().caps.fs.path_of(fd.rep());
-                        let view = &mut store.data_mut().filesystem();
-                        let result = HostDescriptor::$method(view, fd, path.clone()).await;
-                        Ok((settle(store.data_mut(), $op, &parent, &path, result)?,))
-                    })
-                },
-            )?;
+            types.func_wrap_async($name, |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+                Box::new(async move {
+                    let parent = store.data().caps.fs.path_of(fd.rep());
+                    let view = &mut store.data_mut().filesystem();
+                    let result = HostDescriptor::$method(view, fd, path.clone()).await;
+                    Ok((settle(store.data_mut(), $op, &parent, &path, result)?,))
+                })
+            })?;
         };
     }
-    audited_path_op!(
-        "[method]descriptor.create-directory-at",
-        create_directory_at,
-        "mkdir-write"
-    );
-    audited_path_op!(
-        "[method]descriptor.unlink-file-at",
-        unlink_file_at,
-        "unlink-write"
-    );
-    audited_path_op!(
-        "[method]descriptor.remove-directory-at",
-        remove_directory_at,
-        "rmdir-write"
-    );
+    audited_path_op!("[method]descriptor.create-directory-at", create_directory_at, "mkdir-write");
+    audited_path_op!("[method]descriptor.unlink-file-at", unlink_file_at, "unlink-write");
+    audited_path_op!("[method]descriptor.remove-directory-at", remove_directory_at, "rmdir-write");
     types.func_wrap_async(
         "[method]descriptor.rename-at",
         |mut store: Store, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
@@ -266,21 +217,11 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
         |mut store: Store, (fd, target, link): (Resource<Descriptor>, String, String)| {
             Box::new(async move {
                 let parent = store.data().caps.fs.path_of(fd.rep());
-                let result = HostDescriptor::symlink_at(
-                    &mut store.data_mut().filesystem(),
-                    fd,
-                    target.clone(),
-                    link.clone(),
-                )
-                .await;
+                let result =
+                    HostDescriptor::symlink_at(&mut store.data_mut().filesystem(), fd, target.clone(), link.clone())
+                        .await;
                 let what = format!("{link} -> {target}");
-                Ok((settle(
-                    store.data_mut(),
-                    "symlink-write",
-                    &parent,
-                    &what,
-                    result,
-                )?,))
+                Ok((settle(store.data_mut(), "symlink-write", &parent, &what, result)?,))
             })
         },
     )?;
@@ -326,16 +267,9 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
 /// in one of the step's mounts (a write mount when `write`), may not use
 /// `..`, and may not pass through a symlink out of the mount.
 pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, String> {
-    let guest = if guest.starts_with('/') {
-        guest.to_string()
-    } else {
-        format!("/{guest}")
-    };
+    let guest = if guest.starts_with('/') { guest.to_string() } else { format!("/{guest}") };
     let path = Path::new(&guest);
-    if path
-        .components()
-        .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
+    if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
         return Err(format!("`{guest}` may not contain `..`"));
     }
     let mount = mounts
@@ -348,29 +282,17 @@ pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, 
         return Err(format!("`{guest}` is not under any {kind} of this step"));
     };
     if rest.as_os_str().is_empty() {
-        return Err(format!(
-            "`{guest}` names the granted folder itself, not a file in it"
-        ));
+        return Err(format!("`{guest}` names the granted folder itself, not a file in it"));
     }
     let host = mount.host.join(rest);
-    let root = mount
-        .host
-        .canonicalize()
-        .map_err(|e| format!("granted folder {}: {e}", mount.host.display()))?;
+    let root = mount.host.canonicalize().map_err(|e| format!("granted folder {}: {e}", mount.host.display()))?;
     let parent = host.parent().unwrap_or(&root);
-    let parent = parent
-        .canonicalize()
-        .map_err(|e| format!("`{guest}`: {e}"))?;
+    let parent = parent.canonicalize().map_err(|e| format!("`{guest}`: {e}"))?;
     if !parent.starts_with(&root) {
         return Err(format!("`{guest}` leads out of its granted folder"));
     }
-    if host
-        .symlink_metadata()
-        .is_ok_and(|m| m.file_type().is_symlink())
-    {
-        return Err(format!(
-            "`{guest}` is a symlink; host tools do not follow links"
-        ));
+    if host.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(format!("`{guest}` is a symlink; host tools do not follow links"));
     }
     Ok(parent.join(host.file_name().unwrap_or_default()))
 }

@@ -35,21 +35,12 @@ pub struct MemoryLimiter {
 
 impl MemoryLimiter {
     pub fn new(limit: u64) -> Self {
-        MemoryLimiter {
-            limit,
-            used: 0,
-            exceeded: false,
-        }
+        MemoryLimiter { limit, used: 0, exceeded: false }
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         let growth = desired.saturating_sub(current) as u64;
         if self.used + growth > self.limit {
             self.exceeded = true;
@@ -59,12 +50,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

@@ -96,10 +96,7 @@ impl StepLog {
                     buffered.extend_from_slice(&rest[..i.min(room)]);
                     rest = &rest[i + 1..];
                     let line = std::mem::take(buffered);
-                    let text = self
-                        .redactor
-                        .redact(&String::from_utf8_lossy(&line))
-                        .into_owned();
+                    let text = self.redactor.redact(&String::from_utf8_lossy(&line)).into_owned();
                     inner.write_line(source, &text, self.limit);
                 }
                 None => {
@@ -125,10 +122,7 @@ impl StepLog {
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.dropped > 0 {
-            let note = format!(
-                "log limit of {} bytes reached; {} bytes dropped",
-                self.limit, inner.dropped
-            );
+            let note = format!("log limit of {} bytes reached; {} bytes dropped", self.limit, inner.dropped);
             if let Some(f) = inner.file.as_mut() {
                 let _ = writeln!(f, "deployhost: {note}");
             }
@@ -142,13 +136,7 @@ impl StepLog {
 
     /// The last lines, for showing a failed step without opening its log.
     pub fn tail(&self) -> Vec<String> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .tail
-            .iter()
-            .cloned()
-            .collect()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).tail.iter().cloned().collect()
     }
 }
 
@@ -198,11 +186,7 @@ impl StdoutStream for OutputPipe {
 }
 
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.log.bytes(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -228,8 +212,7 @@ impl Host for StepState {
             Level::Error => "error",
         };
         self.caps.log.line(name, &message);
-        if matches!(level, Level::Warn | Level::Error) && self.caps.audited_logs < AUDITED_LOG_LINES
-        {
+        if matches!(level, Level::Warn | Level::Error) && self.caps.audited_logs < AUDITED_LOG_LINES {
             self.caps.audited_logs += 1;
             let text: String = message.chars().take(500).collect();
             audit_log(&self.caps.audit, &self.caps.step, name, &text);
@@ -238,9 +221,5 @@ impl Host for StepState {
 }
 
 fn audit_log(audit: &AuditLog, step: &str, level: &str, message: &str) {
-    audit.record(
-        Some(step),
-        "log",
-        json!({ "level": level, "message": message }),
-    );
+    audit.record(Some(step), "log", json!({ "level": level, "message": message }));
 }

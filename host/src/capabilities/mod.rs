@@ -35,9 +35,7 @@ pub fn read_declared(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<Result<String, String>> {
     match (from_env, from_file) {
-        (Some(var), None) => {
-            Some(env(var).ok_or_else(|| format!("environment variable {var} is not set")))
-        }
+        (Some(var), None) => Some(env(var).ok_or_else(|| format!("environment variable {var} is not set"))),
         (None, Some(file)) => Some(
             std::fs::read_to_string(base.join(file))
                 .map(|v| v.trim_end_matches(['\n', '\r']).to_string())

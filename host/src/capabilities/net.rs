@@ -41,9 +41,7 @@ impl HostPattern {
     pub fn parse(text: &str) -> Result<HostPattern, String> {
         let t = text.trim();
         if t.contains("://") || t.contains('/') || t.contains('@') {
-            return Err(format!(
-                "`{text}`: write a host or host:port, without scheme, path or user"
-            ));
+            return Err(format!("`{text}`: write a host or host:port, without scheme, path or user"));
         }
         let (host, ports) = split_port(t).map_err(|e| format!("`{text}`: {e}"))?;
         let (host, wildcard) = match host.strip_prefix("*.") {
@@ -51,28 +49,18 @@ impl HostPattern {
             None => (host, false),
         };
         if host.is_empty() || host.contains('*') {
-            return Err(format!(
-                "`{text}`: `*` may only start a pattern, as in *.example.com"
-            ));
+            return Err(format!("`{text}`: `*` may only start a pattern, as in *.example.com"));
         }
-        let valid = host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
+        let valid = host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
         if !valid {
             return Err(format!("`{text}` is not a host name or IP address"));
         }
-        Ok(HostPattern {
-            written: text.to_string(),
-            host: normalize_host(host),
-            wildcard,
-            ports,
-        })
+        Ok(HostPattern { written: text.to_string(), host: normalize_host(host), wildcard, ports })
     }
 
     fn matches(&self, host: &str, port: u16) -> bool {
         let host_ok = if self.wildcard {
-            host.strip_suffix(self.host.as_str())
-                .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+            host.strip_suffix(self.host.as_str()).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
         } else {
             host == self.host
         };
@@ -107,10 +95,7 @@ fn split_port(t: &str) -> Result<(&str, Ports), String> {
 
 /// Lowercase, no trailing dot, IPv6 without brackets: one spelling per host.
 fn normalize_host(host: &str) -> String {
-    host.trim_end_matches('.')
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase()
+    host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
 }
 
 /// The hosts one step may reach.
@@ -137,16 +122,8 @@ impl NetPolicy {
 /// The grant entry that would allow `host:port`, for the denial message.
 pub fn suggestion(host: &str, port: u16) -> String {
     let host = normalize_host(host);
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host
-    };
-    if port == 80 || port == 443 {
-        host
-    } else {
-        format!("{host}:{port}")
-    }
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    if port == 80 || port == 443 { host } else { format!("{host}:{port}") }
 }
 
 /// wasi-http hooks for one step: every request is checked, timed and audited.
@@ -159,10 +136,7 @@ pub struct NetHooks {
 type ResponseFuture = Box<
     dyn Future<
             Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
+                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
                 HttpError,
             >,
         > + Send,
@@ -205,7 +179,8 @@ impl WasiHttpHooks for NetHooks {
             let started = Instant::now();
             let result = wasmtime_wasi_http::default_send_request(request, options).await;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            let mut fields = json!({ "method": method, "host": host, "port": port, "path": path, "ms": (ms * 10.0).round() / 10.0 });
+            let mut fields =
+                json!({ "method": method, "host": host, "port": port, "path": path, "ms": (ms * 10.0).round() / 10.0 });
             match &result {
                 Ok((response, _)) => fields["status"] = json!(response.status().as_u16()),
                 Err(e) => fields["error"] = json!(e.to_string()),
@@ -224,10 +199,7 @@ impl WasiHttpHooks for NetHooks {
 pub fn deny_sockets(
     step: Arc<str>,
     audit: Arc<AuditLog>,
-) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>>
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>> + Send + Sync + 'static {
     move |addr, usage| {
         audit.record(
             Some(&step),
@@ -243,12 +215,7 @@ mod tests {
     use super::*;
 
     fn policy(entries: &[&str]) -> NetPolicy {
-        NetPolicy::new(
-            entries
-                .iter()
-                .map(|e| HostPattern::parse(e).unwrap())
-                .collect(),
-        )
+        NetPolicy::new(entries.iter().map(|e| HostPattern::parse(e).unwrap()).collect())
     }
 
     #[test]
@@ -285,14 +252,7 @@ mod tests {
 
     #[test]
     fn rejects_malformed_patterns() {
-        for bad in [
-            "http://x.com",
-            "x.com/path",
-            "a*.com",
-            "x.com:port",
-            "user@x.com",
-            "",
-        ] {
+        for bad in ["http://x.com", "x.com/path", "a*.com", "x.com:port", "user@x.com", ""] {
             assert!(HostPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -27,9 +27,7 @@ pub fn resolve(
         let Some(source) = declared.get(name) else {
             continue;
         };
-        let Some(value) =
-            super::read_declared(source.env.as_deref(), source.file.as_deref(), base, env)
-        else {
+        let Some(value) = super::read_declared(source.env.as_deref(), source.file.as_deref(), base, env) else {
             continue; // reported by validation
         };
         match value {
@@ -40,11 +38,7 @@ pub fn resolve(
             Err(e) => errors.push((key, e)),
         }
     }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(values) } else { Err(errors) }
 }
 
 /// The secrets one step may read.
@@ -57,8 +51,7 @@ impl Host for StepState {
     async fn get(&mut self, name: String) -> Result<String, SecretError> {
         let caps = &self.caps;
         if !caps.secrets.granted.contains(&name) {
-            caps.audit
-                .record(Some(&caps.step), "secret.denied", json!({ "name": name }));
+            caps.audit.record(Some(&caps.step), "secret.denied", json!({ "name": name }));
             return Err(SecretError::NotGranted(format!(
                 "step `{}` may not read secret `{name}`: add it to the step's grants.secrets",
                 caps.step
@@ -66,13 +59,10 @@ impl Host for StepState {
         }
         match caps.secrets.values.get(&name) {
             Some(value) => {
-                caps.audit
-                    .record(Some(&caps.step), "secret.read", json!({ "name": name }));
+                caps.audit.record(Some(&caps.step), "secret.read", json!({ "name": name }));
                 Ok(value.clone())
             }
-            None => Err(SecretError::Unavailable(format!(
-                "secret `{name}` has no value in this run"
-            ))),
+            None => Err(SecretError::Unavailable(format!("secret `{name}` has no value in this run"))),
         }
     }
 }

@@ -33,14 +33,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
         let needs: Vec<String> = info
             .needs
             .iter()
-            .map(|n| {
-                format!(
-                    "{} ({}): {}",
-                    capability_name(n.capability),
-                    n.detail,
-                    n.reason
-                )
-            })
+            .map(|n| format!("{} ({}): {}", capability_name(n.capability), n.detail, n.reason))
             .collect();
         rows.push(json!({
             "stage": step.stage,
@@ -64,22 +57,14 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     for row in &rows {
-        println!(
-            "{}/{}  {}  sha256:{}",
-            s(&row["stage"]),
-            s(&row["step"]),
-            s(&row["plugin"]),
-            s(&row["sha256"])
-        );
+        println!("{}/{}  {}  sha256:{}", s(&row["stage"]), s(&row["step"]), s(&row["plugin"]), s(&row["sha256"]));
         for key in ["fs_read", "fs_write", "net", "databases", "secrets", "exec"] {
             println!("    {key:<10} {}", list(&row[key]));
         }
         println!(
             "    limits     memory {}, timeout {}",
             crate::pipeline::units::ByteSize(row["memory"].as_u64().unwrap_or(0)),
-            humantime::format_duration(std::time::Duration::from_millis(
-                row["timeout_ms"].as_u64().unwrap_or(0)
-            ))
+            humantime::format_duration(std::time::Duration::from_millis(row["timeout_ms"].as_u64().unwrap_or(0)))
         );
         println!("    needs      {}", list(&row["needs"]));
         for warning in row["over_grants"].as_array().into_iter().flatten() {
@@ -92,8 +77,8 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
 /// Granted versus used, per step, from a run's audit log.
 pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
     let path = runner::runs_dir(state_dir).join(run_id).join("audit.jsonl");
-    let events = audit::read(&path)
-        .with_context(|| format!("no audit log for run `{run_id}` at {}", path.display()))?;
+    let events =
+        audit::read(&path).with_context(|| format!("no audit log for run `{run_id}` at {}", path.display()))?;
     let mut steps: Vec<String> = Vec::new();
     for e in &events {
         if let Some(step) = &e.step
@@ -104,20 +89,12 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
     }
     let rows: Vec<Value> = steps.iter().map(|step| step_usage(step, &events)).collect();
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "run": run_id, "steps": rows }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&json!({ "run": run_id, "steps": rows }))?);
         return Ok(ExitStatus::Success);
     }
     println!("run {run_id}");
     for row in &rows {
-        println!(
-            "{}  {}  status {}",
-            s(&row["step"]),
-            s(&row["plugin"]),
-            s(&row["status"])
-        );
+        println!("{}  {}  status {}", s(&row["step"]), s(&row["plugin"]), s(&row["status"]));
         for (what, granted, used) in [
             ("fs.read", "fs_read", "files_read"),
             ("fs.write", "fs_write", "files_written"),
@@ -126,11 +103,7 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
             ("databases", "databases", "databases"),
             ("exec", "exec", "programs"),
         ] {
-            println!(
-                "    {what:<9} granted {}  used {}",
-                list(&row["granted"][granted]),
-                list(&row["used"][used])
-            );
+            println!("    {what:<9} granted {}  used {}", list(&row["granted"][granted]), list(&row["used"][used]));
         }
         for unused in row["unused_grants"].as_array().into_iter().flatten() {
             println!("    UNUSED    {}", s(unused));
@@ -143,22 +116,9 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
 }
 
 fn step_usage(step: &str, events: &[Event]) -> Value {
-    let mine = || {
-        events
-            .iter()
-            .filter(move |e| e.step.as_deref() == Some(step))
-    };
-    let grant = mine()
-        .find(|e| e.event == "grant")
-        .map(|e| Value::Object(e.fields.clone()))
-        .unwrap_or(json!({}));
-    let field = |e: &Event, k: &str| {
-        e.fields
-            .get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let mine = || events.iter().filter(move |e| e.step.as_deref() == Some(step));
+    let grant = mine().find(|e| e.event == "grant").map(|e| Value::Object(e.fields.clone())).unwrap_or(json!({}));
+    let field = |e: &Event, k: &str| e.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let mut read = BTreeSet::new();
     let mut written = BTreeSet::new();
     let mut hosts = BTreeSet::new();
@@ -170,19 +130,10 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
         match e.event.as_str() {
             "fs" if !e.fields.contains_key("error") => {
                 let op = field(e, "op");
-                if op.ends_with("-write") {
-                    &mut written
-                } else {
-                    &mut read
-                }
-                .insert(field(e, "path"));
+                if op.ends_with("-write") { &mut written } else { &mut read }.insert(field(e, "path"));
             }
             "net.request" => {
-                hosts.insert(format!(
-                    "{}:{}",
-                    field(e, "host"),
-                    e.fields.get("port").cloned().unwrap_or_default()
-                ));
+                hosts.insert(format!("{}:{}", field(e, "host"), e.fields.get("port").cloned().unwrap_or_default()));
             }
             "secret.read" => {
                 secrets.insert(field(e, "name"));
@@ -211,10 +162,8 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
             _ => {}
         }
     }
-    let status = mine()
-        .find(|e| e.event == "step.end")
-        .map(|e| field(e, "status"))
-        .unwrap_or_else(|| "interrupted".into());
+    let status =
+        mine().find(|e| e.event == "step.end").map(|e| field(e, "status")).unwrap_or_else(|| "interrupted".into());
     let mut unused = Vec::new();
     let granted = |k: &str| grant.get(k).and_then(Value::as_array).map_or(0, Vec::len);
     if granted("net") > 0 && hosts.is_empty() {
@@ -227,11 +176,7 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
         unused.push("databases: granted but not used".to_string());
     }
     if granted("secrets") > secrets.len() {
-        unused.push(format!(
-            "secrets: {} granted, {} read",
-            granted("secrets"),
-            secrets.len()
-        ));
+        unused.push(format!("secrets: {} granted, {} read", granted("secrets"), secrets.len()));
     }
     json!({
         "step": step,

@@ -2,6 +2,7 @@
 //! through `runner`, and prints; none holds policy of its own.
 
 mod audit;
+mod history;
 mod plugins;
 mod run;
 mod validate;
@@ -19,45 +20,30 @@ pub enum ExitStatus {
     /// A blocking step failed.
     Failed,
     InvalidInput,
+    AwaitingApproval,
+    /// A promotion rule or another run's lock stood in the way.
+    Refused,
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
     rt.block_on(async move {
         match cli.command {
-            Command::Run {
-                file,
-                environment,
-                version,
-                dry_run,
-                sandbox_only,
-            } => {
-                let flags = run::RunFlags {
-                    dry_run,
-                    sandbox_only,
-                };
+            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by } => {
+                let flags = run::RunFlags { dry_run, sandbox_only, approved_by };
                 run::run(&file, environment, version, flags, &state_dir).await
             }
-            Command::Validate {
-                file,
-                environment,
-                version,
-            } => validate::validate(&file, environment, version).await,
-            Command::Audit {
-                file: Some(file),
-                run: None,
-                json,
-            } => audit::pipeline(&file, json).await,
-            Command::Audit {
-                run: Some(run),
-                json,
-                ..
-            } => audit::run(&state_dir, &run, json),
+            Command::Validate { file, environment, version } => validate::validate(&file, environment, version).await,
+            Command::Audit { file: Some(file), run: None, json } => audit::pipeline(&file, json).await,
+            Command::Audit { run: Some(run), json, .. } => audit::run(&state_dir, &run, json),
             Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
             Command::Plugins { json } => plugins::list(json).await,
+            Command::History { environment, limit, json } => {
+                history::history(&state_dir, environment.as_deref(), limit, json)
+            }
+            Command::Status { run_id, json } => history::status(&state_dir, &run_id, json),
+            Command::Unlock { environment } => history::unlock(&state_dir, &environment),
         }
     })
 }
@@ -68,11 +54,7 @@ fn load_plan(
     environment: Option<String>,
     version: Option<String>,
 ) -> Result<(Loaded, Plan), ConfigErrors> {
-    let options = LoadOptions {
-        environment,
-        version,
-        ..LoadOptions::default()
-    };
+    let options = LoadOptions { environment, version, ..LoadOptions::default() };
     let loaded = pipeline::load(file, &options)?;
     let plan = pipeline::validate(&loaded)?;
     Ok((loaded, plan))
@@ -94,9 +76,7 @@ async fn check_plugins(
                     infos.insert(step.plugin.digest.clone(), info);
                 }
                 Err(e) => {
-                    errors.push(
-                        loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")),
-                    );
+                    errors.push(loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")));
                     continue;
                 }
             }
@@ -105,9 +85,5 @@ async fn check_plugins(
             errors.push(loaded.error_at(&key, message));
         }
     }
-    if errors.is_empty() {
-        Ok(infos)
-    } else {
-        Err(ConfigErrors(errors))
-    }
+    if errors.is_empty() { Ok(infos) } else { Err(ConfigErrors(errors)) }
 }

@@ -13,13 +13,7 @@ pub async fn list(as_json: bool) -> Result<ExitStatus> {
         let needs: Vec<String> = info
             .needs
             .iter()
-            .map(|n| {
-                format!(
-                    "{} ({})",
-                    super::audit::capability_name(n.capability),
-                    n.detail
-                )
-            })
+            .map(|n| format!("{} ({})", super::audit::capability_name(n.capability), n.detail))
             .collect();
         rows.push(json!({
             "name": info.name,
@@ -42,20 +36,8 @@ pub async fn list(as_json: bool) -> Result<ExitStatus> {
             row["sha256"].as_str().unwrap_or_default()
         );
         println!("    {}", row["description"].as_str().unwrap_or_default());
-        let needs: Vec<&str> = row["needs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-            .collect();
-        println!(
-            "    needs: {}",
-            if needs.is_empty() {
-                "nothing".to_string()
-            } else {
-                needs.join(", ")
-            }
-        );
+        let needs: Vec<&str> = row["needs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+        println!("    needs: {}", if needs.is_empty() { "nothing".to_string() } else { needs.join(", ") });
     }
     Ok(ExitStatus::Success)
 }

@@ -1,7 +1,9 @@
 use super::{ExitStatus, check_plugins, load_plan};
 use crate::capabilities::{secrets, sql};
 use crate::pipeline::{ConfigErrors, Plan};
+use crate::promotion::{self, Refusal};
 use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
+use crate::state::{NewRun, StateError, StateStore};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -10,6 +12,15 @@ use std::sync::Arc;
 pub struct RunFlags {
     pub dry_run: bool,
     pub sandbox_only: bool,
+    pub approved_by: Option<String>,
+}
+
+/// Who starts a run: CI's actor, else the local user.
+fn who() -> String {
+    ["GITHUB_ACTOR", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub async fn run(
@@ -27,10 +38,7 @@ pub async fn run(
             .map(|s| {
                 loaded.error_at(
                     &format!("{}.grants.exec", s.key),
-                    format!(
-                        "--sandbox-only: step `{}` may run host programs {:?}",
-                        s.name, s.grants.exec
-                    ),
+                    format!("--sandbox-only: step `{}` may run host programs {:?}", s.name, s.grants.exec),
                 )
             })
             .collect();
@@ -42,18 +50,12 @@ pub async fn run(
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
     let located = |errors: Vec<(String, String)>| {
-        ConfigErrors(
-            errors
-                .into_iter()
-                .map(|(key, message)| loaded.value_error_at(&key, message))
-                .collect(),
-        )
+        ConfigErrors(errors.into_iter().map(|(key, message)| loaded.value_error_at(&key, message)).collect())
     };
-    let inputs = RunInputs {
-        secrets: secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env)
-            .map_err(located)?,
-        databases: sql::resolve(&plan.databases, &plan.granted_databases(), &plan.dir, &env)
-            .map_err(located)?,
+    let mut inputs = RunInputs {
+        secrets: secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(located)?,
+        databases: sql::resolve(&plan.databases, &plan.granted_databases(), &plan.dir, &env).map_err(located)?,
+        previous_version: String::new(),
     };
 
     let out = Printer::new();
@@ -61,40 +63,76 @@ pub async fn run(
         print_plan(&plan, &out);
         return Ok(ExitStatus::Success);
     }
+
+    let store = StateStore::open(state_dir)?;
+    let approved_by = match promotion::check(&plan, &store, flags.approved_by.as_deref()) {
+        Ok(a) => a,
+        Err(Refusal::AwaitingApproval(message)) => {
+            eprintln!("awaiting approval: {message}");
+            return Ok(ExitStatus::AwaitingApproval);
+        }
+        Err(Refusal::Promotion(message)) => {
+            eprintln!("refused: {message}");
+            return Ok(ExitStatus::Refused);
+        }
+        Err(Refusal::State(e)) => return Err(e.into()),
+    };
+    inputs.previous_version =
+        store.last_passed(&plan.pipeline, &plan.environment, None)?.map(|r| r.version).unwrap_or_default();
+    let run_id = runner::new_run_id();
+    let who = who();
+    let file_text = plan.file.display().to_string();
+    let new = NewRun {
+        id: &run_id,
+        pipeline: &plan.pipeline,
+        environment: &plan.environment,
+        version: &plan.version,
+        who: &who,
+        approved_by: approved_by.as_deref(),
+        file: &file_text,
+    };
+    match store.begin(&new) {
+        Ok(()) => {}
+        Err(e @ StateError::Locked { .. }) => {
+            eprintln!("refused: {e}");
+            return Ok(ExitStatus::Refused);
+        }
+        Err(e) => return Err(e.into()),
+    }
+
     out.header(&plan);
     let mut last_stage = String::new();
-    let record = runner::run(&plan, runtime, state_dir, inputs, &mut |outcome| {
+    let mut seq = 0;
+    let result = runner::run(&plan, runtime, state_dir, &run_id, inputs, &mut |outcome| {
         if outcome.stage != last_stage {
             last_stage = outcome.stage.clone();
             out.stage(&last_stage);
         }
         out.step(outcome);
+        if let Err(e) = store.record_step(&run_id, seq, outcome) {
+            eprintln!("deployhost: {e}");
+        }
+        seq += 1;
     })
-    .await?;
+    .await;
+    let record = match result {
+        Ok(record) => record,
+        Err(e) => {
+            store.finish(&run_id, "failed", Some(&format!("{e:#}")))?;
+            return Err(e);
+        }
+    };
+    let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
+    store.finish(&run_id, &record.status, reason.as_deref())?;
 
     let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
-    let failed = record
-        .steps
-        .iter()
-        .filter(|o| o.status == Status::Failed)
-        .count();
+    let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
     if record.passed() {
-        out.finish(
-            true,
-            &format!(
-                "run {} passed ({} steps)",
-                record.run_id,
-                record.steps.len()
-            ),
-            &run_dir,
-        );
+        out.finish(true, &format!("run {} passed ({} steps)", record.run_id, record.steps.len()), &run_dir);
         return Ok(ExitStatus::Success);
     }
     let message = match &record.rollback {
-        Some(r) if r.ok => format!(
-            "run {} failed and was rolled back: {}",
-            record.run_id, r.reason
-        ),
+        Some(r) if r.ok => format!("run {} failed and was rolled back: {}", record.run_id, r.reason),
         Some(r) => format!(
             "run {} failed and its ROLLBACK DID NOT COMPLETE ({}): check the failed rollback steps above",
             record.run_id, r.reason
@@ -108,36 +146,19 @@ pub async fn run(
 fn print_plan(plan: &Plan, out: &Printer) {
     out.header(plan);
     for stage in &plan.stages {
-        out.stage(&format!(
-            "{}{}",
-            stage.name,
-            if stage.parallel { " (parallel)" } else { "" }
-        ));
+        out.stage(&format!("{}{}", stage.name, if stage.parallel { " (parallel)" } else { "" }));
         for step in &stage.steps {
             let g = &step.grants;
-            println!(
-                "  {}  uses {} (sha256 {})",
-                step.name,
-                step.uses,
-                &step.plugin.digest[..12]
-            );
+            println!("  {}  uses {} (sha256 {})", step.name, step.uses, &step.plugin.digest[..12]);
             let mut grants = Vec::new();
             for m in &g.mounts {
-                grants.push(format!(
-                    "fs {} {}",
-                    if m.writable { "write" } else { "read" },
-                    m.guest
-                ));
+                grants.push(format!("fs {} {}", if m.writable { "write" } else { "read" }, m.guest));
             }
             grants.extend(g.net.iter().map(|p| format!("net {p}")));
             grants.extend(g.secrets.iter().map(|s| format!("secret {s}")));
             println!(
                 "      grants: {}; memory {}, timeout {}{}",
-                if grants.is_empty() {
-                    "none".to_string()
-                } else {
-                    grants.join(", ")
-                },
+                if grants.is_empty() { "none".to_string() } else { grants.join(", ") },
                 crate::pipeline::units::ByteSize(step.limits.memory),
                 humantime::format_duration(step.limits.timeout),
                 if step.blocking { "" } else { ", non-blocking" }
@@ -154,17 +175,11 @@ struct Printer {
 
 impl Printer {
     fn new() -> Printer {
-        Printer {
-            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        }
+        Printer { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.color {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
     }
 
     fn header(&self, plan: &Plan) {
@@ -190,13 +205,7 @@ impl Printer {
             Status::Skipped => ("skip", "2"),
         };
         let secs = o.ms as f64 / 1000.0;
-        println!(
-            "  {} {:<20} {:>7.2}s  {}",
-            self.paint(code, mark),
-            o.step,
-            secs,
-            o.summary
-        );
+        println!("  {} {:<20} {:>7.2}s  {}", self.paint(code, mark), o.step, secs, o.summary);
         if o.status == Status::Failed {
             if !o.blocking {
                 println!("       (non-blocking: the pipeline goes on)");
@@ -208,11 +217,7 @@ impl Printer {
     }
 
     fn finish(&self, ok: bool, message: &str, run_dir: &Path) {
-        let text = if ok {
-            self.paint("32", message)
-        } else {
-            self.paint("31", message)
-        };
+        let text = if ok { self.paint("32", message) } else { self.paint("31", message) };
         println!("{text}\n  logs and audit: {}", run_dir.display());
     }
 }

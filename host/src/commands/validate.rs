@@ -3,19 +3,11 @@ use crate::runner::Runtime;
 use anyhow::Result;
 use std::path::Path;
 
-pub async fn validate(
-    file: &Path,
-    environment: Option<String>,
-    version: Option<String>,
-) -> Result<ExitStatus> {
+pub async fn validate(file: &Path, environment: Option<String>, version: Option<String>) -> Result<ExitStatus> {
     let (loaded, plan) = load_plan(file, environment, version)?;
     let runtime = Runtime::new()?;
     check_plugins(&runtime, &loaded, &plan).await?;
     let steps = plan.steps().count();
-    println!(
-        "{}: ok ({} stages, {steps} steps)",
-        file.display(),
-        plan.stages.len()
-    );
+    println!("{}: ok ({} stages, {steps} steps)", file.display(), plan.stages.len());
     Ok(ExitStatus::Success)
 }

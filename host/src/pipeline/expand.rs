@@ -6,16 +6,8 @@ use super::spans::join_key;
 use serde_yaml::Value;
 
 /// Names the host fills in when a step runs; never read from the environment.
-pub const RUNTIME_VARIABLES: &[&str] = &[
-    "PIPELINE",
-    "ENVIRONMENT",
-    "VERSION",
-    "RUN_ID",
-    "STAGE",
-    "STEP",
-    "REASON",
-    "PREVIOUS_VERSION",
-];
+pub const RUNTIME_VARIABLES: &[&str] =
+    &["PIPELINE", "ENVIRONMENT", "VERSION", "RUN_ID", "STAGE", "STEP", "REASON", "PREVIOUS_VERSION"];
 
 /// Replaces `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`.
 /// `resolve` returns `Ok(None)` to leave a reference as written.
@@ -32,18 +24,14 @@ pub fn substitute(
             out.push_str("${");
             rest = tail;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| format!("unclosed `${{` in {text:?}"))?;
+            let end = body.find('}').ok_or_else(|| format!("unclosed `${{` in {text:?}"))?;
             let inner = &body[..end];
             let (name, default) = match inner.split_once(":-") {
                 Some((n, d)) => (n, Some(d)),
                 None => (inner, None),
             };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{inner}}}` is not a variable name (letters, digits, _)"
-                ));
+                return Err(format!("`${{{inner}}}` is not a variable name (letters, digits, _)"));
             }
             match resolve(name, default)? {
                 Some(value) => out.push_str(&value),
@@ -61,21 +49,13 @@ pub fn substitute(
 
 /// Expands environment variables in every string of the document, collecting
 /// one error per failing value (with its key path).
-pub fn expand_env(
-    value: &mut Value,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Vec<(String, String)> {
+pub fn expand_env(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     walk(value, String::new(), lookup, &mut errors);
     errors
 }
 
-fn walk(
-    value: &mut Value,
-    path: String,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    errors: &mut Vec<(String, String)>,
-) {
+fn walk(value: &mut Value, path: String, lookup: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) => {
             let result = substitute(s, |name, default| {
@@ -121,10 +101,8 @@ mod tests {
 
     #[test]
     fn expands_env_and_keeps_runtime_names() {
-        let mut v: Value = serde_yaml::from_str(
-            "a: \"${TAG}-${VERSION}\"\nb: \"${MISSING:-x}\"\nc: \"$${TAG} $5\"",
-        )
-        .unwrap();
+        let mut v: Value =
+            serde_yaml::from_str("a: \"${TAG}-${VERSION}\"\nb: \"${MISSING:-x}\"\nc: \"$${TAG} $5\"").unwrap();
         assert!(expand_env(&mut v, &env).is_empty());
         assert_eq!(v["a"].as_str(), Some("v1.2-${VERSION}"));
         assert_eq!(v["b"].as_str(), Some("x"));

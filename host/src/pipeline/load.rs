@@ -20,11 +20,7 @@ pub struct LoadOptions<'a> {
 
 impl Default for LoadOptions<'_> {
     fn default() -> Self {
-        LoadOptions {
-            environment: None,
-            version: None,
-            env_lookup: &|name| std::env::var(name).ok(),
-        }
+        LoadOptions { environment: None, version: None, env_lookup: &|name| std::env::var(name).ok() }
     }
 }
 
@@ -64,31 +60,16 @@ fn located(file: &Path, at: Position, key: &str, message: impl Into<String>) -> 
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let start = Position { line: 1, column: 1 };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        located(
-            path,
-            start,
-            "",
-            format!("cannot read the pipeline file: {e}"),
-        )
-    })?;
-    let spans = Spans::parse(&text)
-        .map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| located(path, start, "", format!("cannot read the pipeline file: {e}")))?;
+    let spans =
+        Spans::parse(&text).map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
     let mut value: Value = serde_yaml::from_str(&text).map_err(|e| {
-        let at = e.location().map_or(start, |l| Position {
-            line: l.line(),
-            column: l.column(),
-        });
+        let at = e.location().map_or(start, |l| Position { line: l.line(), column: l.column() });
         located(path, at, "", format!("invalid YAML: {e}"))
     })?;
     let Value::Mapping(map) = &mut value else {
-        return Err(located(
-            path,
-            start,
-            "",
-            "a pipeline file must be a mapping with `pipeline:` and `stages:`",
-        )
-        .into());
+        return Err(located(path, start, "", "a pipeline file must be a mapping with `pipeline:` and `stages:`").into());
     };
     if let Some(env) = &options.environment {
         map.insert("environment".into(), Value::String(env.clone()));
@@ -101,10 +82,7 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, ConfigErrors> 
     let errors = expand_env(&mut value, options.env_lookup);
     if !errors.is_empty() {
         return Err(ConfigErrors(
-            errors
-                .into_iter()
-                .map(|(key, msg)| located(path, spans.value(&key), &key, msg))
-                .collect(),
+            errors.into_iter().map(|(key, msg)| located(path, spans.value(&key), &key, msg)).collect(),
         ));
     }
 
@@ -120,18 +98,8 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, ConfigErrors> 
     })?;
 
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        dir
-    };
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        dir,
-        spans,
-        model,
-        raw,
-    })
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    Ok(Loaded { path: path.to_path_buf(), dir, spans, model, raw })
 }
 
 /// `unknown field `foo`, expected …` → `foo`.

@@ -20,9 +20,29 @@ pub struct Pipeline {
     #[serde(default)]
     pub databases: BTreeMap<String, DatabaseSource>,
     pub stages: Vec<Stage>,
+    /// Promotion rules per environment: `requires`, approvals.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
     /// What to do when the deploy goes wrong.
     #[serde(default)]
     pub rollback: Option<Rollback>,
+}
+
+/// How an environment may be deployed to.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Deploys here need no one's go (informational; CI acts on it).
+    #[serde(default)]
+    pub auto_deploy: bool,
+    /// The same version must have passed in this environment first.
+    #[serde(default)]
+    pub requires: Option<String>,
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Who may approve (`@devops-lead` or `devops-lead`).
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 /// `on:` triggers, and steps run after the automatic compensations.

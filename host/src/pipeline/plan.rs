@@ -4,7 +4,7 @@
 use crate::capabilities::fs::Mount;
 use crate::capabilities::limits::StepLimits;
 use crate::capabilities::net::HostPattern;
-use crate::pipeline::model::{DatabaseSource, SecretSource};
+use crate::pipeline::model::{DatabaseSource, Environment, SecretSource};
 use crate::registry::PluginRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -18,6 +18,8 @@ pub struct Plan {
     pub dir: PathBuf,
     pub secrets: BTreeMap<String, SecretSource>,
     pub databases: BTreeMap<String, DatabaseSource>,
+    /// The rules of the environment this run targets, if declared.
+    pub environment_rules: Option<Environment>,
     pub stages: Vec<PlannedStage>,
     pub rollback: Option<PlannedRollback>,
 }
@@ -65,23 +67,16 @@ impl Plan {
     /// Every step, the rollback's included.
     pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
         let rollback = self.rollback.iter().flat_map(|r| r.steps.iter());
-        self.stages
-            .iter()
-            .flat_map(|s| s.steps.iter())
-            .chain(rollback)
+        self.stages.iter().flat_map(|s| s.steps.iter()).chain(rollback)
     }
 
     /// Every database some step is granted.
     pub fn granted_databases(&self) -> BTreeSet<String> {
-        self.steps()
-            .flat_map(|s| s.grants.databases.keys().cloned())
-            .collect()
+        self.steps().flat_map(|s| s.grants.databases.keys().cloned()).collect()
     }
 
     /// Every secret some step is granted.
     pub fn granted_secrets(&self) -> BTreeSet<String> {
-        self.steps()
-            .flat_map(|s| s.grants.secrets.iter().cloned())
-            .collect()
+        self.steps().flat_map(|s| s.grants.secrets.iter().cloned()).collect()
     }
 }

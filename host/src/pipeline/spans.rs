@@ -15,10 +15,7 @@ pub struct Position {
 
 impl From<Marker> for Position {
     fn from(m: Marker) -> Self {
-        Position {
-            line: m.line().max(1),
-            column: m.col() + 1,
-        }
+        Position { line: m.line().max(1), column: m.col() + 1 }
     }
 }
 
@@ -40,10 +37,7 @@ impl Spans {
         let mut walker = Walker::default();
         Parser::new_from_str(text)
             .load(&mut walker, false)
-            .map_err(|e| SyntaxError {
-                position: (*e.marker()).into(),
-                message: e.info().to_string(),
-            })?;
+            .map_err(|e| SyntaxError { position: (*e.marker()).into(), message: e.info().to_string() })?;
         Ok(walker.spans)
     }
 
@@ -61,11 +55,7 @@ impl Spans {
     fn lookup(&self, path: &str, prefer_key: bool) -> Position {
         let mut path = path;
         loop {
-            let (first, second) = if prefer_key {
-                (&self.keys, &self.values)
-            } else {
-                (&self.values, &self.keys)
-            };
+            let (first, second) = if prefer_key { (&self.keys, &self.values) } else { (&self.values, &self.keys) };
             if let Some(p) = first.get(path).or_else(|| second.get(path)) {
                 return *p;
             }
@@ -86,11 +76,7 @@ fn parent(path: &str) -> Option<&str> {
 }
 
 pub fn join_key(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_string()
-    } else {
-        format!("{parent}.{key}")
-    }
+    if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
 }
 
 enum Frame {
@@ -108,10 +94,7 @@ impl Walker {
     /// A node begins: a mapping key, or a value whose path we now know.
     fn node(&mut self, mark: Marker, scalar: Option<&str>) -> Option<String> {
         match self.stack.last_mut() {
-            Some(Frame::Map {
-                path,
-                key: key @ None,
-            }) => {
+            Some(Frame::Map { path, key: key @ None }) => {
                 // A key. Non-scalar keys get a placeholder; pipelines have none.
                 let name = scalar.unwrap_or("?").to_string();
                 self.spans.keys.insert(join_key(path, &name), mark.into());
@@ -166,11 +149,7 @@ impl MarkedEventReceiver for Walker {
                 // A collection used as a key is not something pipelines use;
                 // track it under a placeholder so the walk stays balanced.
                 let path = self.node(mark, None).unwrap_or_else(|| "?".to_string());
-                self.stack.push(if is_map {
-                    Frame::Map { path, key: None }
-                } else {
-                    Frame::Seq { path, index: 0 }
-                });
+                self.stack.push(if is_map { Frame::Map { path, key: None } } else { Frame::Seq { path, index: 0 } });
             }
             Event::MappingEnd | Event::SequenceEnd => {
                 self.stack.pop();
@@ -187,26 +166,13 @@ mod tests {
 
     #[test]
     fn finds_keys_and_values_by_path() {
-        let text =
-            "pipeline: x\nstages:\n  - name: a\n    steps:\n      - name: s\n        uses: probe\n";
+        let text = "pipeline: x\nstages:\n  - name: a\n    steps:\n      - name: s\n        uses: probe\n";
         let spans = Spans::parse(text).unwrap();
         assert_eq!(spans.key("pipeline"), Position { line: 1, column: 1 });
-        assert_eq!(
-            spans.key("stages[0].steps[0].uses"),
-            Position { line: 6, column: 9 }
-        );
-        assert_eq!(
-            spans.value("stages[0].steps[0].uses"),
-            Position {
-                line: 6,
-                column: 15
-            }
-        );
+        assert_eq!(spans.key("stages[0].steps[0].uses"), Position { line: 6, column: 9 });
+        assert_eq!(spans.value("stages[0].steps[0].uses"), Position { line: 6, column: 15 });
         // An absent key falls back to its nearest parent.
-        assert_eq!(
-            spans.key("stages[0].steps[0].with.url"),
-            Position { line: 5, column: 9 }
-        );
+        assert_eq!(spans.key("stages[0].steps[0].with.url"), Position { line: 5, column: 9 });
     }
 
     #[test]

@@ -49,47 +49,24 @@ impl Trigger {
                 let ms = parse_duration(value).map_err(|_| bad())?.as_secs_f64() * 1000.0;
                 (format!("{name}_ms"), ms)
             }
-            other
-                if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !other.is_empty() =>
-            {
+            other if other.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !other.is_empty() => {
                 (other.to_string(), value.parse::<f64>().map_err(|_| bad())?)
             }
             _ => return Err(format!("`{text}`: `{name}` is not a metric name")),
         };
-        Ok(Trigger::Metric {
-            metric,
-            at_least,
-            threshold,
-            written: t.to_string(),
-        })
+        Ok(Trigger::Metric { metric, at_least, threshold, written: t.to_string() })
     }
 
     /// Does a step's outcome fire this trigger? The reason, if so.
-    pub fn fires(
-        &self,
-        step: &str,
-        plugin: &str,
-        failed: bool,
-        metrics: &[(String, f64)],
-    ) -> Option<String> {
+    pub fn fires(&self, step: &str, plugin: &str, failed: bool, metrics: &[(String, f64)]) -> Option<String> {
         match self {
             Trigger::HealthCheckFailure if failed && HEALTH_CHECKS.contains(&plugin) => {
                 Some(format!("health check `{step}` failed"))
             }
             Trigger::HealthCheckFailure => None,
-            Trigger::Metric {
-                metric,
-                at_least,
-                threshold,
-                written,
-            } => {
+            Trigger::Metric { metric, at_least, threshold, written } => {
                 let (_, value) = metrics.iter().find(|(name, _)| name == metric)?;
-                let hit = if *at_least {
-                    *value >= *threshold
-                } else {
-                    *value > *threshold
-                };
+                let hit = if *at_least { *value >= *threshold } else { *value > *threshold };
                 hit.then(|| format!("{written} (step `{step}` reported {metric} = {value:.4})"))
             }
         }
@@ -112,33 +89,11 @@ mod tests {
     #[test]
     fn seed_triggers() {
         let rate = Trigger::parse("error_rate > 1%").unwrap();
-        assert!(
-            rate.fires("p", "health-probe", false, &[("error_rate".into(), 0.02)])
-                .is_some()
-        );
-        assert!(
-            rate.fires("p", "health-probe", false, &[("error_rate".into(), 0.01)])
-                .is_none()
-        );
+        assert!(rate.fires("p", "health-probe", false, &[("error_rate".into(), 0.02)]).is_some());
+        assert!(rate.fires("p", "health-probe", false, &[("error_rate".into(), 0.01)]).is_none());
         let p99 = Trigger::parse("latency_p99 > 5s").unwrap();
-        assert!(
-            p99.fires(
-                "p",
-                "health-probe",
-                false,
-                &[("latency_p99_ms".into(), 5001.0)]
-            )
-            .is_some()
-        );
-        assert!(
-            p99.fires(
-                "p",
-                "health-probe",
-                false,
-                &[("latency_p99_ms".into(), 4000.0)]
-            )
-            .is_none()
-        );
+        assert!(p99.fires("p", "health-probe", false, &[("latency_p99_ms".into(), 5001.0)]).is_some());
+        assert!(p99.fires("p", "health-probe", false, &[("latency_p99_ms".into(), 4000.0)]).is_none());
         let health = Trigger::parse("health_check_failure").unwrap();
         assert!(health.fires("p", "health-probe", true, &[]).is_some());
         assert!(health.fires("p", "supabase-migrate", true, &[]).is_none());
@@ -146,12 +101,7 @@ mod tests {
 
     #[test]
     fn rejects_nonsense() {
-        for bad in [
-            "sometimes",
-            "error_rate > lots",
-            "latency_p99 > soon",
-            "> 5",
-        ] {
+        for bad in ["sometimes", "error_rate > lots", "latency_p99 > soon", "> 5"] {
             assert!(Trigger::parse(bad).is_err(), "{bad}");
         }
     }

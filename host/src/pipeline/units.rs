@@ -48,13 +48,9 @@ impl<'de> Deserialize<'de> for ByteSize {
 
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (write e.g. 64MiB, 1GiB)"))?;
+    let number: f64 = number.parse().map_err(|_| format!("`{text}` is not a size (write e.g. 64MiB, 1GiB)"))?;
     let factor: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" | "K" => 1 << 10,
@@ -64,9 +60,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         other => {
-            return Err(format!(
-                "`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)"
-            ));
+            return Err(format!("`{text}`: unknown size unit `{other}` (use KiB, MiB or GiB)"));
         }
     };
     let bytes = number * factor as f64;

@@ -17,9 +17,7 @@ const MAX_MEMORY: u64 = 16 << 30;
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
@@ -35,20 +33,40 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     for (name, source) in &m.secrets {
         let key = format!("secrets.{name}");
         if source.env.is_some() == source.file.is_some() {
-            errors.push(
-                loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"),
-            );
+            errors.push(loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"));
         }
     }
 
     for (name, source) in &m.databases {
         let key = format!("databases.{name}");
         if source.url_env.is_some() == source.url_file.is_some() {
+            errors.push(loaded.value_error_at(&key, "a database needs exactly one of `url_env:` or `url_file:`"));
+        }
+    }
+
+    for (name, env) in &m.environments {
+        if let Some(required) = &env.requires
+            && !m.environments.contains_key(required)
+        {
             errors.push(loaded.value_error_at(
-                &key,
-                "a database needs exactly one of `url_env:` or `url_file:`",
+                &format!("environments.{name}.requires"),
+                format!("`{required}` is not a declared environment"),
             ));
         }
+        if env.require_approval && env.approvers.is_empty() {
+            errors.push(loaded.value_error_at(
+                &format!("environments.{name}.approvers"),
+                "require_approval needs at least one approver",
+            ));
+        }
+    }
+    let environment = m.environment.clone().unwrap_or_else(|| "default".into());
+    if !m.environments.is_empty() && !m.environments.contains_key(&environment) {
+        let declared: Vec<&String> = m.environments.keys().collect();
+        errors.push(loaded.value_error_at(
+            "environment",
+            format!("environment `{environment}` is not declared in `environments:` (declared: {declared:?})"),
+        ));
     }
 
     let mut stage_names = HashMap::new();
@@ -57,38 +75,21 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     for (si, stage) in m.stages.iter().enumerate() {
         let skey = format!("stages[{si}]");
         if !is_name(&stage.name) {
-            errors.push(loaded.value_error_at(
-                &format!("{skey}.name"),
-                "stage names use letters, digits, `-`, `_`, `.`",
-            ));
+            errors
+                .push(loaded.value_error_at(&format!("{skey}.name"), "stage names use letters, digits, `-`, `_`, `.`"));
         }
         if let Some(first) = stage_names.insert(stage.name.as_str(), si) {
             errors.push(loaded.value_error_at(
                 &format!("{skey}.name"),
-                format!(
-                    "duplicate stage name `{}` (also stages[{first}])",
-                    stage.name
-                ),
+                format!("duplicate stage name `{}` (also stages[{first}])", stage.name),
             ));
         }
         if stage.steps.is_empty() {
-            errors.push(
-                loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"),
-            );
+            errors.push(loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"));
         }
-        let steps = plan_steps(
-            loaded,
-            &format!("{skey}.steps"),
-            &stage.name,
-            &stage.steps,
-            &mut step_names,
-            &mut errors,
-        );
-        stages.push(PlannedStage {
-            name: stage.name.clone(),
-            parallel: stage.parallel,
-            steps,
-        });
+        let steps =
+            plan_steps(loaded, &format!("{skey}.steps"), &stage.name, &stage.steps, &mut step_names, &mut errors);
+        stages.push(PlannedStage { name: stage.name.clone(), parallel: stage.parallel, steps });
     }
 
     check_backup_before_migration(loaded, &stages, &mut errors);
@@ -100,14 +101,7 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 Err(e) => errors.push(loaded.value_error_at(&format!("rollback.on[{i}]"), e)),
             }
         }
-        let steps = plan_steps(
-            loaded,
-            "rollback.steps",
-            "rollback",
-            &r.steps,
-            &mut step_names,
-            &mut errors,
-        );
+        let steps = plan_steps(loaded, "rollback.steps", "rollback", &r.steps, &mut step_names, &mut errors);
         PlannedRollback { triggers, steps }
     });
 
@@ -117,7 +111,8 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     }
     Ok(Plan {
         pipeline: m.pipeline.clone(),
-        environment: m.environment.clone().unwrap_or_else(|| "default".into()),
+        environment_rules: m.environments.get(&environment).cloned(),
+        environment,
         version: m.version.clone().unwrap_or_else(|| "unversioned".into()),
         file: loaded.path.clone(),
         dir: loaded.dir.clone(),
@@ -140,16 +135,7 @@ fn plan_steps<'a>(
     steps
         .iter()
         .enumerate()
-        .filter_map(|(i, step)| {
-            plan_step(
-                loaded,
-                format!("{prefix}[{i}]"),
-                stage,
-                step,
-                step_names,
-                errors,
-            )
-        })
+        .filter_map(|(i, step)| plan_step(loaded, format!("{prefix}[{i}]"), stage, step, step_names, errors))
         .collect()
 }
 
@@ -163,18 +149,12 @@ fn plan_step<'a>(
     errors: &mut Vec<ConfigError>,
 ) -> Option<PlannedStep> {
     if !is_name(&step.name) {
-        errors.push(loaded.value_error_at(
-            &format!("{key}.name"),
-            "step names use letters, digits, `-`, `_`, `.`",
-        ));
+        errors.push(loaded.value_error_at(&format!("{key}.name"), "step names use letters, digits, `-`, `_`, `.`"));
     }
     if let Some(first) = step_names.insert(step.name.as_str(), key.clone()) {
         errors.push(loaded.value_error_at(
             &format!("{key}.name"),
-            format!(
-                "duplicate step name `{}` (also {first}); step names are unique in a pipeline",
-                step.name
-            ),
+            format!("duplicate step name `{}` (also {first}); step names are unique in a pipeline", step.name),
         ));
     }
     let mut params = step.with.clone();
@@ -185,21 +165,16 @@ fn plan_step<'a>(
             COMMAND.to_string()
         }
         _ => {
-            errors.push(loaded.value_error_at(
-                &key,
-                "a step needs exactly one of `uses:` (a plugin) or `run:` (a command)",
-            ));
+            errors.push(
+                loaded.value_error_at(&key, "a step needs exactly one of `uses:` (a plugin) or `run:` (a command)"),
+            );
             return None;
         }
     };
     let plugin = match registry::resolve(&uses, step.sha256.as_deref(), &loaded.dir) {
         Ok(p) => Some(p),
         Err(e) => {
-            let at = if e.contains("sha256 ") && step.sha256.is_some() {
-                "sha256"
-            } else {
-                "uses"
-            };
+            let at = if e.contains("sha256 ") && step.sha256.is_some() { "sha256" } else { "uses" };
             errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
             None
         }
@@ -225,41 +200,27 @@ use crate::registry::{BACKUP, COMMAND, MIGRATORS};
 /// schema needs a blocking `pg-backup` of the same database that finishes
 /// before it starts. No flag turns this off; a `dry_run: true` migration
 /// changes nothing and needs none.
-fn check_backup_before_migration(
-    loaded: &Loaded,
-    stages: &[PlannedStage],
-    errors: &mut Vec<ConfigError>,
-) {
-    let database = |step: &PlannedStep| {
-        step.params
-            .get("database")
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
+fn check_backup_before_migration(loaded: &Loaded, stages: &[PlannedStage], errors: &mut Vec<ConfigError>) {
+    let database = |step: &PlannedStep| step.params.get("database").and_then(|v| v.as_str()).map(str::to_string);
     let mut backed_up: BTreeSet<String> = BTreeSet::new();
     for stage in stages {
         let mut this_stage = BTreeSet::new();
         for step in &stage.steps {
-            let dry_run = step
-                .params
-                .get("dry_run")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
+            let dry_run = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
             if MIGRATORS.contains(&step.uses.as_str())
                 && !dry_run
                 && let Some(db) = database(step)
             {
-                let covered =
-                    backed_up.contains(&db) || (!stage.parallel && this_stage.contains(&db));
+                let covered = backed_up.contains(&db) || (!stage.parallel && this_stage.contains(&db));
                 if !covered {
                     errors.push(loaded.value_error_at(
-                            &format!("{}.uses", step.key),
-                            format!(
-                                "`{}` changes database `{db}` but no blocking `{BACKUP}` step of `{db}` runs before it; \
+                        &format!("{}.uses", step.key),
+                        format!(
+                            "`{}` changes database `{db}` but no blocking `{BACKUP}` step of `{db}` runs before it; \
                                  add one (deployhost always backs up before a migration)",
-                                step.uses
-                            ),
-                        ));
+                            step.uses
+                        ),
+                    ));
                 }
             }
             if step.uses == BACKUP
@@ -273,12 +234,7 @@ fn check_backup_before_migration(
     }
 }
 
-fn check_grants(
-    loaded: &Loaded,
-    key: &str,
-    step: &super::model::Step,
-    errors: &mut Vec<ConfigError>,
-) -> StepGrants {
+fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepGrants {
     let g = &step.grants;
     let mut grants = StepGrants::default();
     for (i, written) in g.fs.read.iter().enumerate() {
@@ -290,10 +246,7 @@ fn check_grants(
                 if !mount.host.is_dir() {
                     errors.push(loaded.value_error_at(
                         &gkey,
-                        format!(
-                            "granted folder `{written}` does not exist ({})",
-                            mount.host.display()
-                        ),
+                        format!("granted folder `{written}` does not exist ({})", mount.host.display()),
                     ));
                 } else if !g.fs.write.contains(written) {
                     grants.mounts.push(mount);
@@ -329,12 +282,13 @@ fn check_grants(
             let declared: Vec<&String> = loaded.model.databases.keys().collect();
             errors.push(loaded.value_error_at(
                 &format!("{key}.grants.databases[{i}]"),
-                format!("database `{}` is not declared in the top-level `databases:` (declared: {declared:?})", db.name()),
+                format!(
+                    "database `{}` is not declared in the top-level `databases:` (declared: {declared:?})",
+                    db.name()
+                ),
             ));
         }
-        grants
-            .databases
-            .insert(db.name().to_string(), db.roles().to_vec());
+        grants.databases.insert(db.name().to_string(), db.roles().to_vec());
     }
     for (i, program) in g.exec.iter().enumerate() {
         let bad = program.trim().is_empty() || program.contains("..") || program.starts_with('/');
@@ -349,25 +303,14 @@ fn check_grants(
     grants
 }
 
-fn check_limits(
-    loaded: &Loaded,
-    key: &str,
-    step: &super::model::Step,
-    errors: &mut Vec<ConfigError>,
-) -> StepLimits {
+fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepLimits {
     let memory = step.limits.memory.map_or(DEFAULT_MEMORY, |m| m.0);
     if !(MIN_MEMORY..=MAX_MEMORY).contains(&memory) {
-        errors.push(loaded.value_error_at(
-            &format!("{key}.limits.memory"),
-            "memory must be between 2MiB and 16GiB",
-        ));
+        errors.push(loaded.value_error_at(&format!("{key}.limits.memory"), "memory must be between 2MiB and 16GiB"));
     }
     let timeout = step.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
-        errors.push(loaded.value_error_at(
-            &format!("{key}.timeout"),
-            "timeout must be more than 0 and at most 24h",
-        ));
+        errors.push(loaded.value_error_at(&format!("{key}.timeout"), "timeout must be more than 0 and at most 24h"));
     }
     StepLimits { memory, timeout }
 }

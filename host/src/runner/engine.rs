@@ -36,11 +36,7 @@ impl Runtime {
         exec::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
-        Ok(Runtime {
-            engine,
-            linker,
-            prepared: Mutex::new(HashMap::new()),
-        })
+        Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()) })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -50,32 +46,19 @@ impl Runtime {
     /// Compiles and links a plugin, once per digest. A component that
     /// imports something the host does not provide fails here, by name.
     pub fn prepare(&self, plugin: &PluginRef) -> Result<StepPre<StepState>> {
-        if let Some(pre) = self
-            .prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&plugin.digest)
-        {
+        if let Some(pre) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(&plugin.digest) {
             return Ok(pre.clone());
         }
         let component = Component::new(&self.engine, &plugin.bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
-        let instance_pre = self.linker.instantiate_pre(&component).with_context(|| {
-            format!(
-                "plugin {} needs imports this host does not provide",
-                plugin.label()
-            )
-        })?;
+        let instance_pre = self
+            .linker
+            .instantiate_pre(&component)
+            .with_context(|| format!("plugin {} needs imports this host does not provide", plugin.label()))?;
         let pre = StepPre::new(instance_pre).with_context(|| {
-            format!(
-                "plugin {} does not implement the deployhost:plugin/step world",
-                plugin.label()
-            )
+            format!("plugin {} does not implement the deployhost:plugin/step world", plugin.label())
         })?;
-        self.prepared
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(plugin.digest.clone(), pre.clone());
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(plugin.digest.clone(), pre.clone());
         Ok(pre)
     }
 }

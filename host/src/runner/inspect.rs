@@ -30,16 +30,10 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
         audit: Arc::new(AuditLog::discard()),
         log: Arc::new(StepLog::in_memory()),
         net: NetPolicy::default(),
-        secrets: SecretGrant {
-            granted: Default::default(),
-            values: Default::default(),
-        },
+        secrets: SecretGrant { granted: Default::default(), values: Default::default() },
         sql: Default::default(),
         exec: Default::default(),
-        limits: StepLimits {
-            memory: DESCRIBE_MEMORY,
-            timeout: DESCRIBE_TIMEOUT,
-        },
+        limits: StepLimits { memory: DESCRIBE_MEMORY, timeout: DESCRIBE_TIMEOUT },
     }
     .into_store(runtime.engine());
     let call = async {
@@ -65,11 +59,7 @@ pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, Strin
             let known: Vec<&str> = info.params.iter().map(|p| p.name.as_str()).collect();
             problems.push((
                 format!("{}.with.{key}", step.key),
-                format!(
-                    "plugin `{}` has no parameter `{key}` (it takes: {})",
-                    info.name,
-                    known.join(", ")
-                ),
+                format!("plugin `{}` has no parameter `{key}` (it takes: {})", info.name, known.join(", ")),
             ));
         }
     }
@@ -77,10 +67,7 @@ pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, Strin
         if !step.params.contains_key(&p.name) {
             problems.push((
                 format!("{}.with", step.key),
-                format!(
-                    "plugin `{}` needs parameter `{}`: {}",
-                    info.name, p.name, p.description
-                ),
+                format!("plugin `{}` needs parameter `{}`: {}", info.name, p.name, p.description),
             ));
         }
     }

@@ -31,6 +31,8 @@ use std::time::SystemTime;
 pub struct RunInputs {
     pub secrets: BTreeMap<String, String>,
     pub databases: BTreeMap<String, DbTarget>,
+    /// The version that last passed in this environment (`${PREVIOUS_VERSION}`).
+    pub previous_version: String,
 }
 
 /// `results.json`: the run as a whole.
@@ -72,7 +74,7 @@ pub fn runs_dir(state_dir: &Path) -> PathBuf {
 
 /// Sortable by time to the millisecond, unique enough for one machine:
 /// `20261128T013045123Z-3fa2c1`.
-fn new_run_id() -> String {
+pub fn new_run_id() -> String {
     use std::hash::{BuildHasher, Hasher};
     let now = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
@@ -86,20 +88,18 @@ pub async fn run(
     plan: &Plan,
     runtime: Arc<Runtime>,
     state_dir: &Path,
+    run_id: &str,
     inputs: RunInputs,
     on_step: &mut dyn FnMut(&StepOutcome),
 ) -> Result<RunRecord> {
-    let run_id = new_run_id();
+    let run_id = run_id.to_string();
     let run_dir = runs_dir(state_dir).join(&run_id);
     let empty_root = run_dir.join("sandbox-root");
     std::fs::create_dir_all(run_dir.join("logs"))
         .and_then(|()| std::fs::create_dir_all(&empty_root))
         .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
-    let RunInputs { secrets, databases } = inputs;
-    let secret_texts = secrets
-        .values()
-        .cloned()
-        .chain(databases.values().flat_map(|d| d.secrets.clone()));
+    let RunInputs { secrets, databases, previous_version } = inputs;
+    let secret_texts = secrets.values().cloned().chain(databases.values().flat_map(|d| d.secrets.clone()));
     let redactor = Arc::new(Redactor::new(secret_texts));
     let audit = Arc::new(
         AuditLog::create(&run_dir.join("audit.jsonl"), &run_id, redactor.clone())
@@ -119,6 +119,7 @@ pub async fn run(
         databases: Arc::new(databases),
         tools: Arc::new(ToolSet::default()),
         reason: Default::default(),
+        previous_version,
     });
     let mut record = RunRecord {
         run_id: run_id.clone(),
@@ -183,11 +184,7 @@ pub async fn run(
 
     if let Some(reason) = run.reason.get() {
         audit.record(None, "rollback.start", json!({ "reason": reason }));
-        let mut rollback = RollbackRecord {
-            reason: reason.clone(),
-            ok: true,
-            steps: Vec::new(),
-        };
+        let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
         let saga = rollback::compensations(plan, &record.steps);
         let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned());
         for step in saga.into_iter().chain(own) {
@@ -205,23 +202,14 @@ pub async fn run(
     let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
     record.status = if passed { "passed" } else { "failed" }.into();
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
-    audit.record(
-        None,
-        "run.end",
-        json!({ "status": record.status, "reason": stopped_by }),
-    );
+    audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
     save(&run_dir, &record)?;
     Ok(record)
 }
 
 /// The first failed blocking step stops the pipeline, and so does a
 /// rollback trigger, which also records why the run rolls back.
-fn note_failure(
-    plan: &Plan,
-    run: &RunContext,
-    outcome: &StepOutcome,
-    stopped_by: &mut Option<String>,
-) {
+fn note_failure(plan: &Plan, run: &RunContext, outcome: &StepOutcome, stopped_by: &mut Option<String>) {
     if stopped_by.is_some() {
         return;
     }
@@ -265,7 +253,6 @@ fn save(run_dir: &Path, record: &RunRecord) -> Result<()> {
 /// Reads a finished or interrupted run's `results.json`.
 pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord> {
     let path = runs_dir(state_dir).join(run_id).join("results.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
 }

@@ -71,9 +71,6 @@ pub struct StepOutcome {
 
 impl StepOutcome {
     pub fn ok(&self) -> bool {
-        matches!(
-            self.status,
-            Status::Passed | Status::Warning | Status::Skipped
-        )
+        matches!(self.status, Status::Passed | Status::Warning | Status::Skipped)
     }
 }

@@ -20,23 +20,14 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 pub fn trigger(plan: &Plan, outcome: &StepOutcome) -> Option<String> {
     let rollback = plan.rollback.as_ref()?;
     let failed = outcome.status == Status::Failed;
-    let metrics: Vec<(String, f64)> = outcome
-        .metrics
-        .iter()
-        .map(|m| (m.name.clone(), m.value))
-        .collect();
+    let metrics: Vec<(String, f64)> = outcome.metrics.iter().map(|m| (m.name.clone(), m.value)).collect();
     let plugin = planned(plan, &outcome.step).map_or(outcome.plugin.as_str(), |s| s.uses.as_str());
     for t in &rollback.triggers {
         if let Some(reason) = t.fires(&outcome.step, plugin, failed, &metrics) {
             return Some(reason);
         }
     }
-    (failed && outcome.blocking).then(|| {
-        format!(
-            "blocking step `{}` failed: {}",
-            outcome.step, outcome.summary
-        )
-    })
+    (failed && outcome.blocking).then(|| format!("blocking step `{}` failed: {}", outcome.step, outcome.summary))
 }
 
 fn planned<'a>(plan: &'a Plan, step: &str) -> Option<&'a PlannedStep> {
@@ -67,14 +58,8 @@ pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<PlannedStep> {
             backups.push((db.to_string(), path.clone()));
         }
         let ran = matches!(outcome.status, Status::Passed | Status::Failed);
-        let dry = step
-            .params
-            .get("dry_run")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        let already = restores
-            .iter()
-            .any(|r| text_param(r, "database") == Some(db));
+        let dry = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
+        let already = restores.iter().any(|r| text_param(r, "database") == Some(db));
         if MIGRATORS.contains(&step.uses.as_str())
             && ran
             && !dry
@@ -89,10 +74,7 @@ pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<PlannedStep> {
 }
 
 fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
-    let folder = Path::new(backup)
-        .parent()
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let folder = Path::new(backup).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut params = serde_json::Map::new();
     params.insert("database".into(), json!(database));
     params.insert("from".into(), json!(backup));
@@ -108,10 +90,7 @@ fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
             databases: [(database.to_string(), Vec::new())].into_iter().collect(),
             ..StepGrants::default()
         },
-        limits: StepLimits {
-            memory: 64 << 20,
-            timeout: RESTORE_TIMEOUT,
-        },
+        limits: StepLimits { memory: 64 << 20, timeout: RESTORE_TIMEOUT },
         blocking: true,
     }
 }

@@ -18,20 +18,13 @@ pub struct StepState {
 
 impl WasiView for StepState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
 impl WasiHttpView for StepState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.net,
-        }
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.net }
     }
 }
 
@@ -56,11 +49,7 @@ impl Sandbox {
             wasi: self.wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            net: NetHooks {
-                step: self.step.clone(),
-                policy: std::sync::Arc::new(self.net),
-                audit: self.audit.clone(),
-            },
+            net: NetHooks { step: self.step.clone(), policy: std::sync::Arc::new(self.net), audit: self.audit.clone() },
             limiter: MemoryLimiter::new(self.limits.memory),
             caps: StepCaps {
                 step: self.step,

@@ -42,6 +42,7 @@ pub struct RunContext {
     pub tools: Arc<ToolSet>,
     /// Why the run is rolling back, once it is: `${REASON}`.
     pub reason: std::sync::OnceLock<String>,
+    pub previous_version: String,
 }
 
 /// Extra time past the step's own timeout before the runner gives up on a
@@ -69,17 +70,9 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         log_tail: Vec::new(),
     };
     audit_grant(&run.audit, step);
-    run.audit.record(
-        Some(&step.name),
-        "step.start",
-        json!({ "stage": step.stage }),
-    );
+    run.audit.record(Some(&step.name), "step.start", json!({ "stage": step.stage }));
 
-    let log = match StepLog::create(
-        &run.run_dir.join(&log_rel),
-        run.redactor.clone(),
-        DEFAULT_LOG_LIMIT,
-    ) {
+    let log = match StepLog::create(&run.run_dir.join(&log_rel), run.redactor.clone(), DEFAULT_LOG_LIMIT) {
         Ok(l) => Arc::new(l),
         Err(e) => {
             return finish(
@@ -104,19 +97,10 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
                 wit::Status::Skipped => Status::Skipped,
             };
             for (k, v) in report.outputs {
-                outcome
-                    .outputs
-                    .insert(k, run.redactor.redact(&v).into_owned());
+                outcome.outputs.insert(k, run.redactor.redact(&v).into_owned());
             }
-            outcome.metrics = report
-                .metrics
-                .into_iter()
-                .map(|m| Metric {
-                    name: m.name,
-                    value: m.value,
-                    unit: m.unit,
-                })
-                .collect();
+            outcome.metrics =
+                report.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, unit: m.unit }).collect();
             let failure = (status == Status::Failed).then_some(Failure::Reported);
             finish(run, outcome, started, status, failure, report.summary)
         }
@@ -128,30 +112,13 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
             Some(Failure::Error),
             format!("invalid `with:` parameters: {m}"),
         ),
-        Ok(Execution::StepError(StepError::Failed(m))) => finish(
-            run,
-            outcome,
-            started,
-            Status::Failed,
-            Some(Failure::Error),
-            m,
-        ),
-        Ok(Execution::Stopped(failure, message)) => finish(
-            run,
-            outcome,
-            started,
-            Status::Failed,
-            Some(failure),
-            message,
-        ),
-        Err(e) => finish(
-            run,
-            outcome,
-            started,
-            Status::Failed,
-            Some(Failure::Setup),
-            format!("{e:#}"),
-        ),
+        Ok(Execution::StepError(StepError::Failed(m))) => {
+            finish(run, outcome, started, Status::Failed, Some(Failure::Error), m)
+        }
+        Ok(Execution::Stopped(failure, message)) => {
+            finish(run, outcome, started, Status::Failed, Some(failure), message)
+        }
+        Err(e) => finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("{e:#}")),
     }
 }
 
@@ -162,12 +129,7 @@ enum Execution {
     Stopped(Failure, String),
 }
 
-async fn execute(
-    runtime: &Runtime,
-    run: &RunContext,
-    step: &PlannedStep,
-    log: Arc<StepLog>,
-) -> Result<Execution> {
+async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: Arc<StepLog>) -> Result<Execution> {
     let pre = runtime.prepare(&step.plugin)?;
     for mount in step.grants.mounts.iter().filter(|m| m.writable) {
         std::fs::create_dir_all(&mount.host)
@@ -190,20 +152,14 @@ async fn execute(
         audit: run.audit.clone(),
         log,
         net: NetPolicy::new(step.grants.net.clone()),
-        secrets: SecretGrant {
-            granted: step.grants.secrets.clone(),
-            values: run.secrets.clone(),
-        },
+        secrets: SecretGrant { granted: step.grants.secrets.clone(), values: run.secrets.clone() },
         sql: SqlGrant {
             granted: step.grants.databases.clone(),
             targets: run.databases.clone(),
             mounts: step.grants.mounts.clone(),
             tools: run.tools.clone(),
         },
-        exec: ExecGrant {
-            programs: step.grants.exec.clone(),
-            cwd: run.dir.clone(),
-        },
+        exec: ExecGrant { programs: step.grants.exec.clone(), cwd: run.dir.clone() },
         limits: step.limits,
     }
     .into_store(runtime.engine());
@@ -227,10 +183,7 @@ async fn execute(
     Ok(match result {
         Err(_) => Execution::Stopped(
             Failure::Timeout,
-            format!(
-                "timed out after {}",
-                humantime::format_duration(limits.timeout)
-            ),
+            format!("timed out after {}", humantime::format_duration(limits.timeout)),
         ),
         Ok(Ok(Ok(report))) => Execution::Report(report),
         Ok(Ok(Err(e))) => Execution::StepError(e),
@@ -253,41 +206,24 @@ fn explain_trap(
 ) -> (Failure, String) {
     if memory_exceeded {
         let limit = crate::pipeline::units::ByteSize(limits.memory);
-        return (
-            Failure::Memory,
-            format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"),
-        );
+        return (Failure::Memory, format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"));
     }
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => (
-            Failure::Timeout,
-            format!(
-                "timed out after {}",
-                humantime::format_duration(limits.timeout)
-            ),
-        ),
+        Some(wasmtime::Trap::Interrupt) => {
+            (Failure::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
+        }
         Some(wasmtime::Trap::StackOverflow) => (Failure::Crash, "crashed: stack overflow".into()),
-        Some(trap) => (
-            Failure::Crash,
-            format!("crashed: {trap} ({})", first_line(err)),
-        ),
+        Some(trap) => (Failure::Crash, format!("crashed: {trap} ({})", first_line(err))),
         None => (Failure::Crash, format!("crashed: {}", first_line(err))),
     }
 }
 
 fn first_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    format!("{err:#}").lines().next().unwrap_or_default().to_string()
 }
 
 /// `with:` with the runtime variables (`${VERSION}`, `${STEP}`, …) filled in.
-fn runtime_params(
-    run: &RunContext,
-    step: &PlannedStep,
-) -> serde_json::Map<String, serde_json::Value> {
+fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<String, serde_json::Value> {
     let lookup = |name: &str| -> Option<String> {
         Some(match name {
             "PIPELINE" => run.pipeline.clone(),
@@ -297,8 +233,7 @@ fn runtime_params(
             "STAGE" => step.stage.clone(),
             "STEP" => step.name.clone(),
             "REASON" => run.reason.get().cloned().unwrap_or_default(),
-            // Filled from the state store's history once there is one.
-            "PREVIOUS_VERSION" => String::new(),
+            "PREVIOUS_VERSION" => run.previous_version.clone(),
             _ => return None,
         })
     };
@@ -321,18 +256,8 @@ fn runtime_params(
 
 fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
     let g = &step.grants;
-    let read: Vec<&str> = g
-        .mounts
-        .iter()
-        .filter(|m| !m.writable)
-        .map(|m| m.guest.as_str())
-        .collect();
-    let write: Vec<&str> = g
-        .mounts
-        .iter()
-        .filter(|m| m.writable)
-        .map(|m| m.guest.as_str())
-        .collect();
+    let read: Vec<&str> = g.mounts.iter().filter(|m| !m.writable).map(|m| m.guest.as_str()).collect();
+    let write: Vec<&str> = g.mounts.iter().filter(|m| m.writable).map(|m| m.guest.as_str()).collect();
     let net: Vec<String> = g.net.iter().map(|p| p.to_string()).collect();
     audit.record(
         Some(&step.name),

@@ -5,9 +5,7 @@
 //! `bash -c "…"`.
 
 use deployhost_plugin_sdk::bindings::deployhost::plugin::exec::{self, ExecError};
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -80,38 +78,18 @@ struct Command;
 
 impl Guest for Command {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "command",
-            "run a granted host program (what `run:` steps use)",
-        )
-        .param("command", "string", true, None, "the command line")
-        .param("env", "map", false, None, "extra environment variables")
-        .param(
-            "secret_env",
-            "map",
-            false,
-            None,
-            "{ VAR: secret }: variables from granted secrets",
-        )
-        .param(
-            "expect_exit",
-            "integer",
-            false,
-            Some("0"),
-            "the exit code that passes",
-        )
-        .needs(Capability::Exec, "command", "runs the program on the host")
-        .needs(
-            Capability::Secret,
-            "secret_env",
-            "when variables come from secrets",
-        )
+        sdk::info("command", "run a granted host program (what `run:` steps use)")
+            .param("command", "string", true, None, "the command line")
+            .param("env", "map", false, None, "extra environment variables")
+            .param("secret_env", "map", false, None, "{ VAR: secret }: variables from granted secrets")
+            .param("expect_exit", "integer", false, Some("0"), "the exit code that passes")
+            .needs(Capability::Exec, "command", "runs the program on the host")
+            .needs(Capability::Secret, "secret_env", "when variables come from secrets")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
-        let mut words =
-            split(&p.command).map_err(|e| StepError::InvalidParams(format!("command: {e}")))?;
+        let mut words = split(&p.command).map_err(|e| StepError::InvalidParams(format!("command: {e}")))?;
         if words.is_empty() {
             return Err(StepError::InvalidParams("command is empty".into()));
         }
@@ -121,23 +99,16 @@ impl Guest for Command {
             env.push((var.clone(), sdk::secret(secret)?));
         }
         let out = exec::run(&program, &words, &env).map_err(|e| match e {
-            ExecError::NotGranted(m) | ExecError::FailedToStart(m) | ExecError::TimedOut(m) => {
-                StepError::Failed(m)
-            }
+            ExecError::NotGranted(m) | ExecError::FailedToStart(m) | ExecError::TimedOut(m) => StepError::Failed(m),
         })?;
-        let summary = format!(
-            "`{}` exited {} after {} ms",
-            p.command, out.exit_code, out.ms
-        );
+        let summary = format!("`{}` exited {} after {} ms", p.command, out.exit_code, out.ms);
         let report = if out.exit_code == p.expect_exit {
             Report::passed(summary)
         } else {
             let last = out.tail.lines().last().unwrap_or_default().to_string();
             Report::failed(format!("{summary}: {last}"))
         };
-        Ok(report
-            .output("exit_code", out.exit_code)
-            .metric("command_ms", out.ms as f64, "ms"))
+        Ok(report.output("exit_code", out.exit_code).metric("command_ms", out.ms as f64, "ms"))
     }
 }
 

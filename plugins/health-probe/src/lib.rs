@@ -3,8 +3,7 @@
 //! rollback triggers such as `error_rate > 1%` read.
 
 use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, http::Request,
-    units,
+    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, http::Request, units,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -77,11 +76,7 @@ impl Expect {
     fn describe(&self) -> String {
         match self {
             Expect::One(s) => s.to_string(),
-            Expect::Many(list) => list
-                .iter()
-                .map(u16::to_string)
-                .collect::<Vec<_>>()
-                .join(" or "),
+            Expect::Many(list) => list.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
         }
     }
 }
@@ -99,23 +94,15 @@ impl Rate {
             Rate::Fraction(f) => *f,
             Rate::Text(t) => match t.trim().strip_suffix('%') {
                 Some(p) => {
-                    p.trim()
-                        .parse::<f64>()
-                        .map_err(|_| format!("max_error_rate: `{t}` is not a percentage"))?
-                        / 100.0
+                    p.trim().parse::<f64>().map_err(|_| format!("max_error_rate: `{t}` is not a percentage"))? / 100.0
                 }
-                None => t
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("max_error_rate: `{t}` is not a rate"))?,
+                None => t.trim().parse().map_err(|_| format!("max_error_rate: `{t}` is not a rate"))?,
             },
         };
         if (0.0..=1.0).contains(&value) {
             Ok(value)
         } else {
-            Err(format!(
-                "max_error_rate must be between 0% and 100%, got {value}"
-            ))
+            Err(format!("max_error_rate must be between 0% and 100%, got {value}"))
         }
     }
 }
@@ -137,11 +124,7 @@ fn probe_once(p: &Params) -> Probe {
         Ok(response) => {
             let mut problems = Vec::new();
             if !p.expect.accepts(response.status) {
-                problems.push(format!(
-                    "status {} (expected {})",
-                    response.status,
-                    p.expect.describe()
-                ));
+                problems.push(format!("status {} (expected {})", response.status, p.expect.describe()));
             }
             if let Some(needle) = &p.body_contains
                 && !response.text().contains(needle.as_str())
@@ -151,20 +134,11 @@ fn probe_once(p: &Params) -> Probe {
             Probe {
                 ok: problems.is_empty(),
                 latency: response.elapsed,
-                detail: if problems.is_empty() {
-                    format!("status {}", response.status)
-                } else {
-                    problems.join(", ")
-                },
+                detail: if problems.is_empty() { format!("status {}", response.status) } else { problems.join(", ") },
                 status: Some(response.status),
             }
         }
-        Err(e) => Probe {
-            ok: false,
-            latency: p.timeout,
-            detail: e,
-            status: None,
-        },
+        Err(e) => Probe { ok: false, latency: p.timeout, detail: e, status: None },
     }
 }
 
@@ -190,28 +164,19 @@ fn run_with_retries(p: &Params) -> Report {
         // A denial by the host is a configuration problem; retrying cannot help.
         let denied = probe.detail.contains("deployhost denied");
         if probe.ok || denied || attempt > p.retries {
-            let summary = format!(
-                "{} {}: {} after {} attempt(s)",
-                p.method, p.url, probe.detail, attempt
+            let summary = format!("{} {}: {} after {} attempt(s)", p.method, p.url, probe.detail, attempt);
+            let report = if probe.ok { Report::passed(summary) } else { Report::failed(summary) };
+            let report = report.output("attempts", attempt).metric("latency_ms", ms(probe.latency), "ms").metric(
+                "error_rate",
+                if probe.ok { 0.0 } else { 1.0 },
+                "ratio",
             );
-            let report = if probe.ok {
-                Report::passed(summary)
-            } else {
-                Report::failed(summary)
-            };
-            let report = report
-                .output("attempts", attempt)
-                .metric("latency_ms", ms(probe.latency), "ms")
-                .metric("error_rate", if probe.ok { 0.0 } else { 1.0 }, "ratio");
             return match probe.status {
                 Some(s) => report.output("status", s),
                 None => report,
             };
         }
-        sdk::log::warn(&format!(
-            "attempt {attempt}: {}; retrying in {delay:?}",
-            probe.detail
-        ));
+        sdk::log::warn(&format!("attempt {attempt}: {}; retrying in {delay:?}", probe.detail));
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_secs(10));
     }
@@ -254,17 +219,9 @@ fn run_sampled(p: &Params, max_error_rate: f64) -> Report {
         p.samples,
         p.url,
         error_rate * 100.0,
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!("; {}", problems.join("; "))
-        }
+        if problems.is_empty() { String::new() } else { format!("; {}", problems.join("; ")) }
     );
-    let report = if problems.is_empty() {
-        Report::passed(summary)
-    } else {
-        Report::failed(summary)
-    };
+    let report = if problems.is_empty() { Report::passed(summary) } else { Report::failed(summary) };
     report
         .output("failures", failures)
         .metric("error_rate", error_rate, "ratio")
@@ -277,98 +234,32 @@ struct HealthProbe;
 
 impl Guest for HealthProbe {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "health-probe",
-            "HTTP health check with retries, or sampled error rate and latency",
-        )
-        .param("url", "string", true, None, "URL to probe")
-        .param("method", "string", false, Some("GET"), "HTTP method")
-        .param(
-            "expect",
-            "integer",
-            false,
-            Some("200"),
-            "expected status, or a list of them",
-        )
-        .param(
-            "body_contains",
-            "string",
-            false,
-            None,
-            "text the body must contain",
-        )
-        .param(
-            "timeout",
-            "duration",
-            false,
-            Some("5s"),
-            "per-request timeout",
-        )
-        .param(
-            "retries",
-            "integer",
-            false,
-            Some("0"),
-            "extra attempts when a single probe fails",
-        )
-        .param(
-            "backoff",
-            "duration",
-            false,
-            Some("200ms"),
-            "first retry delay, doubled each time",
-        )
-        .param(
-            "samples",
-            "integer",
-            false,
-            Some("1"),
-            "probe this many times and report error rate and latency",
-        )
-        .param(
-            "interval",
-            "duration",
-            false,
-            Some("100ms"),
-            "pause between samples",
-        )
-        .param(
-            "max_error_rate",
-            "string",
-            false,
-            Some("0%"),
-            "largest failure share that passes, e.g. 1%",
-        )
-        .param(
-            "max_latency_p99",
-            "duration",
-            false,
-            None,
-            "p99 latency that still passes",
-        )
-        .param("headers", "map", false, None, "request headers")
-        .needs(
-            Capability::Net,
-            "url",
-            "sends HTTP requests to the probed URL",
-        )
+        sdk::info("health-probe", "HTTP health check with retries, or sampled error rate and latency")
+            .param("url", "string", true, None, "URL to probe")
+            .param("method", "string", false, Some("GET"), "HTTP method")
+            .param("expect", "integer", false, Some("200"), "expected status, or a list of them")
+            .param("body_contains", "string", false, None, "text the body must contain")
+            .param("timeout", "duration", false, Some("5s"), "per-request timeout")
+            .param("retries", "integer", false, Some("0"), "extra attempts when a single probe fails")
+            .param("backoff", "duration", false, Some("200ms"), "first retry delay, doubled each time")
+            .param("samples", "integer", false, Some("1"), "probe this many times and report error rate and latency")
+            .param("interval", "duration", false, Some("100ms"), "pause between samples")
+            .param("max_error_rate", "string", false, Some("0%"), "largest failure share that passes, e.g. 1%")
+            .param("max_latency_p99", "duration", false, None, "p99 latency that still passes")
+            .param("headers", "map", false, None, "request headers")
+            .needs(Capability::Net, "url", "sends HTTP requests to the probed URL")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
         if p.samples == 0 {
-            return Err(StepError::InvalidParams(
-                "samples must be at least 1".into(),
-            ));
+            return Err(StepError::InvalidParams("samples must be at least 1".into()));
         }
         match p.samples {
             1 => Ok(run_with_retries(&p)),
             _ => {
-                let max = p
-                    .max_error_rate
-                    .as_ref()
-                    .map_or(Ok(0.0), Rate::fraction)
-                    .map_err(StepError::InvalidParams)?;
+                let max =
+                    p.max_error_rate.as_ref().map_or(Ok(0.0), Rate::fraction).map_err(StepError::InvalidParams)?;
                 Ok(run_sampled(&p, max))
             }
         }

@@ -3,9 +3,7 @@
 //! when the host stopped it; attacks that never return (a spin, an endless
 //! allocation) must be stopped by the host's limits.
 
-use deployhost_plugin_sdk::{
-    self as sdk, Guest, PluginInfo, Report, StepContext, StepError, http::Request,
-};
+use deployhost_plugin_sdk::{self as sdk, Guest, PluginInfo, Report, StepContext, StepError, http::Request};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -23,16 +21,12 @@ struct Params {
     count: u64,
 }
 
-fn outcome<T, E: std::fmt::Display>(
-    what: &str,
-    result: Result<T, E>,
-    show: impl Fn(T) -> String,
-) -> Report {
+fn outcome<T, E: std::fmt::Display>(what: &str, result: Result<T, E>, show: impl Fn(T) -> String) -> Report {
     match result {
-        Ok(value) => Report::passed(format!("{what} got through"))
-            .output("result", format!("escaped: {}", show(value))),
-        Err(e) => Report::failed(format!("{what} was stopped: {e}"))
-            .output("result", format!("denied: {e}")),
+        Ok(value) => {
+            Report::passed(format!("{what} got through")).output("result", format!("escaped: {}", show(value)))
+        }
+        Err(e) => Report::failed(format!("{what} was stopped: {e}")).output("result", format!("denied: {e}")),
     }
 }
 
@@ -45,54 +39,32 @@ impl Guest for Hostile {
             .param("path", "string", false, None, "file or folder to attack")
             .param("url", "string", false, None, "URL to reach")
             .param("name", "string", false, None, "secret or variable name")
-            .param(
-                "count",
-                "integer",
-                false,
-                None,
-                "how many lines or KiB to flood",
-            )
+            .param("count", "integer", false, None, "how many lines or KiB to flood")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
         let report = match p.attack.as_str() {
-            "read-file" => outcome("reading", std::fs::read(&p.path), |b| {
-                format!("{} bytes", b.len())
-            }),
-            "write-file" => outcome("writing", std::fs::write(&p.path, b"pwned"), |()| {
-                "wrote".into()
-            }),
-            "list-dir" => outcome(
-                "listing",
-                std::fs::read_dir(&p.path).map(|d| d.count()),
-                |n| format!("{n} entries"),
-            ),
+            "read-file" => outcome("reading", std::fs::read(&p.path), |b| format!("{} bytes", b.len())),
+            "write-file" => outcome("writing", std::fs::write(&p.path, b"pwned"), |()| "wrote".into()),
+            "list-dir" => outcome("listing", std::fs::read_dir(&p.path).map(|d| d.count()), |n| format!("{n} entries")),
             "rename" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
-                outcome("renaming", std::fs::rename(from.trim(), to.trim()), |()| {
-                    "renamed".into()
-                })
+                outcome("renaming", std::fs::rename(from.trim(), to.trim()), |()| "renamed".into())
             }
-            "http" => outcome(
-                "HTTP request",
-                Request::get(&p.url).timeout(Duration::from_secs(5)).send(),
-                |r| format!("status {}", r.status),
-            ),
+            "http" => outcome("HTTP request", Request::get(&p.url).timeout(Duration::from_secs(5)).send(), |r| {
+                format!("status {}", r.status)
+            }),
             "env" => {
                 let vars: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
                 let named = std::env::var(&p.name);
                 if vars.is_empty() && named.is_err() {
-                    Report::failed("the environment is empty")
-                        .output("result", "denied: no environment variables")
+                    Report::failed("the environment is empty").output("result", "denied: no environment variables")
                 } else {
-                    Report::passed("saw host environment")
-                        .output("result", format!("escaped: {} vars", vars.len()))
+                    Report::passed("saw host environment").output("result", format!("escaped: {} vars", vars.len()))
                 }
             }
-            "secret" => outcome("secret read", sdk::secret(&p.name), |v| {
-                format!("{} chars", v.len())
-            }),
+            "secret" => outcome("secret read", sdk::secret(&p.name), |v| format!("{} chars", v.len())),
             "spin" => {
                 let mut x: u64 = 0;
                 loop {
@@ -114,8 +86,7 @@ impl Guest for Hostile {
                 for i in 0..p.count {
                     sdk::log::info(&format!("flood line {i} {}", "x".repeat(200)));
                 }
-                Report::passed("flooded the log")
-                    .output("result", format!("escaped: {} lines", p.count))
+                Report::passed("flooded the log").output("result", format!("escaped: {} lines", p.count))
             }
             "stdout-flood" => {
                 use std::io::Write;
@@ -126,8 +97,7 @@ impl Guest for Hostile {
                         break;
                     }
                 }
-                Report::passed("flooded stdout")
-                    .output("result", format!("escaped: {} KiB", p.count))
+                Report::passed("flooded stdout").output("result", format!("escaped: {} KiB", p.count))
             }
             "print-secret" => {
                 let value = sdk::secret(&p.name)?;
@@ -137,9 +107,7 @@ impl Guest for Hostile {
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
             other => {
-                return Err(StepError::InvalidParams(format!(
-                    "unknown attack `{other}`"
-                )));
+                return Err(StepError::InvalidParams(format!("unknown attack `{other}`")));
             }
         };
         Ok(report)

@@ -3,9 +3,7 @@
 //! changed since it was taken is refused.
 
 use deployhost_plugin_sdk::db;
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,12 +22,7 @@ fn newest_dump(dir: &str) -> Result<String, StepError> {
         .map_err(|e| StepError::Failed(format!("cannot read {dir}: {e}")))?
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().ends_with(".dump"))
-        .filter_map(|e| {
-            Some((
-                e.metadata().ok()?.modified().ok()?,
-                e.file_name().to_string_lossy().into_owned(),
-            ))
-        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.file_name().to_string_lossy().into_owned())))
         .collect();
     dumps.sort();
     dumps
@@ -42,31 +35,12 @@ struct PgRestore;
 
 impl Guest for PgRestore {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "pg-restore",
-            "restore a database from a pg-backup, in one transaction",
-        )
-        .param(
-            "database",
-            "string",
-            true,
-            None,
-            "granted database to restore",
-        )
-        .param("from", "string", false, None, "backup file to restore")
-        .param(
-            "latest_in",
-            "string",
-            false,
-            None,
-            "or: restore the newest .dump in this folder",
-        )
-        .needs(
-            Capability::Database,
-            "database",
-            "replaces the database's contents",
-        )
-        .needs(Capability::FsRead, "from", "reads the backup file")
+        sdk::info("pg-restore", "restore a database from a pg-backup, in one transaction")
+            .param("database", "string", true, None, "granted database to restore")
+            .param("from", "string", false, None, "backup file to restore")
+            .param("latest_in", "string", false, None, "or: restore the newest .dump in this folder")
+            .needs(Capability::Database, "database", "replaces the database's contents")
+            .needs(Capability::FsRead, "from", "reads the backup file")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -75,22 +49,13 @@ impl Guest for PgRestore {
             (Some(f), None) => f.clone(),
             (None, Some(dir)) => newest_dump(dir)?,
             _ => {
-                return Err(StepError::InvalidParams(
-                    "give exactly one of `from` or `latest_in`".into(),
-                ));
+                return Err(StepError::InvalidParams("give exactly one of `from` or `latest_in`".into()));
             }
         };
         db::restore(&p.database, &sdk::guest_path(&from)).map_err(|e| {
-            StepError::Failed(format!(
-                "restore of `{}` from {from} failed: {}",
-                p.database,
-                db::describe(&e)
-            ))
+            StepError::Failed(format!("restore of `{}` from {from} failed: {}", p.database, db::describe(&e)))
         })?;
-        Ok(
-            Report::passed(format!("restored `{}` from {from}", p.database))
-                .output("restored_from", from),
-        )
+        Ok(Report::passed(format!("restored `{}` from {from}", p.database)).output("restored_from", from))
     }
 }
 

@@ -5,9 +5,7 @@
 //! row count, success, or permission denial.
 
 use deployhost_plugin_sdk::db::{self, Connection, INSUFFICIENT_PRIVILEGE, Value};
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -56,16 +54,11 @@ impl Check {
             (Some(n), false, false) => Ok(Expect::Rows(n)),
             (None, true, false) => Ok(Expect::Allowed),
             (None, false, true) => Ok(Expect::Denied),
-            _ => Err(format!(
-                "check `{}`: give exactly one of rows, allowed: true, denied: true",
-                self.label()
-            )),
+            _ => Err(format!("check `{}`: give exactly one of rows, allowed: true, denied: true", self.label())),
         }
     }
     fn label(&self) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| self.sql.chars().take(60).collect())
+        self.name.clone().unwrap_or_else(|| self.sql.chars().take(60).collect())
     }
 }
 
@@ -75,11 +68,8 @@ fn run_check(db: &Connection, entry: &Entry, check: &Check) -> Result<String, St
     let outcome = (|| -> Result<Result<u64, db::SqlError>, String> {
         if let Some(claims) = &entry.claims {
             let json = serde_json::Value::Object(claims.clone()).to_string();
-            db.execute(
-                "SELECT set_config('request.jwt.claims', $1, true)",
-                &[Value::Text(json)],
-            )
-            .map_err(|e| db::describe(&e))?;
+            db.execute("SELECT set_config('request.jwt.claims', $1, true)", &[Value::Text(json)])
+                .map_err(|e| db::describe(&e))?;
             for (k, v) in claims {
                 let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
                 db.execute(
@@ -120,29 +110,10 @@ struct RlsTest;
 
 impl Guest for RlsTest {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "rls-test",
-            "check row-level security per role: row counts, allowed, denied",
-        )
-        .param(
-            "database",
-            "string",
-            true,
-            None,
-            "granted database (grant the roles too)",
-        )
-        .param(
-            "matrix",
-            "list",
-            true,
-            None,
-            "[{ as, role, claims, checks: [{ sql, rows | allowed | denied }] }]",
-        )
-        .needs(
-            Capability::Database,
-            "database",
-            "runs each check as each role, rolled back",
-        )
+        sdk::info("rls-test", "check row-level security per role: row counts, allowed, denied")
+            .param("database", "string", true, None, "granted database (grant the roles too)")
+            .param("matrix", "list", true, None, "[{ as, role, claims, checks: [{ sql, rows | allowed | denied }] }]")
+            .needs(Capability::Database, "database", "runs each check as each role, rolled back")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -151,16 +122,13 @@ impl Guest for RlsTest {
         let mut failures = Vec::new();
         let mut total = 0;
         let mut per_role: BTreeMap<String, (u32, u32)> = BTreeMap::new();
-        sdk::log::info(&format!(
-            "{:<12} {:<44} {:<12} {:<12} result",
-            "as", "check", "expected", "got"
-        ));
+        sdk::log::info(&format!("{:<12} {:<44} {:<12} {:<12} result", "as", "check", "expected", "got"));
         for entry in &p.matrix {
             for check in &entry.checks {
                 let expect = check.expect().map_err(StepError::InvalidParams)?;
                 total += 1;
-                let got = run_check(&db, entry, check)
-                    .map_err(|e| StepError::Failed(format!("as {}: {e}", entry.label)))?;
+                let got =
+                    run_check(&db, entry, check).map_err(|e| StepError::Failed(format!("as {}: {e}", entry.label)))?;
                 let ok = passes(&expect, &got);
                 let counts = per_role.entry(entry.label.clone()).or_default();
                 if ok {
@@ -188,28 +156,14 @@ impl Guest for RlsTest {
             }
         }
         let mut report = if failures.is_empty() {
-            Report::passed(format!(
-                "{total}/{total} RLS checks passed for {} role(s)",
-                per_role.len()
-            ))
+            Report::passed(format!("{total}/{total} RLS checks passed for {} role(s)", per_role.len()))
         } else {
-            Report::failed(format!(
-                "{} of {total} RLS checks failed: {}",
-                failures.len(),
-                failures.join("; ")
-            ))
+            Report::failed(format!("{} of {total} RLS checks failed: {}", failures.len(), failures.join("; ")))
         };
         for (role, (pass, fail)) in &per_role {
-            report = report.output(
-                format!("role.{role}"),
-                format!("{pass} passed, {fail} failed"),
-            );
+            report = report.output(format!("role.{role}"), format!("{pass} passed, {fail} failed"));
         }
-        Ok(report.metric("checks", total as f64, "count").metric(
-            "checks_failed",
-            failures.len() as f64,
-            "count",
-        ))
+        Ok(report.metric("checks", total as f64, "count").metric("checks_failed", failures.len() as f64, "count"))
     }
 }
 

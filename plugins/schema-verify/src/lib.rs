@@ -4,9 +4,7 @@
 
 use deployhost_plugin_sdk::db::{self, Connection, Value, fail};
 use deployhost_plugin_sdk::supabase;
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -29,10 +27,7 @@ fn default_schemas() -> Vec<String> {
 
 fn texts(db: &Connection, sql: &str, params: &[Value]) -> Result<Vec<String>, StepError> {
     let r = db.query(sql, params).map_err(fail("schema query"))?;
-    Ok(r.rows
-        .into_iter()
-        .map(|row| row[0].as_text().unwrap_or_default().to_string())
-        .collect())
+    Ok(r.rows.into_iter().map(|row| row[0].as_text().unwrap_or_default().to_string()).collect())
 }
 
 fn history_problems(db: &Connection, dir: &str) -> Result<Vec<String>, StepError> {
@@ -43,10 +38,7 @@ fn history_problems(db: &Connection, dir: &str) -> Result<Vec<String>, StepError
         match applied.iter().find(|a| a.version == m.version) {
             None => problems.push(format!("migration {} is not applied", m.file)),
             Some(a) if !a.statements.is_empty() && !supabase::same_statements(&a.statements, m) => {
-                problems.push(format!(
-                    "migration {} differs from what was applied",
-                    m.file
-                ))
+                problems.push(format!("migration {} differs from what was applied", m.file))
             }
             Some(_) => {}
         }
@@ -63,11 +55,7 @@ fn rls_problems(db: &Connection, required: &[String]) -> Result<Vec<String>, Ste
     let mut problems = Vec::new();
     for pattern in required {
         let (schema, table) = pattern.split_once('.').unwrap_or(("public", pattern));
-        let like = if table == "*" {
-            "%".to_string()
-        } else {
-            table.to_string()
-        };
+        let like = if table == "*" { "%".to_string() } else { table.to_string() };
         let r = db
             .query(
                 "SELECT c.relname::text, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -80,10 +68,8 @@ fn rls_problems(db: &Connection, required: &[String]) -> Result<Vec<String>, Ste
         }
         for row in r.rows {
             if row[1].as_bool() != Some(true) {
-                problems.push(format!(
-                    "table {schema}.{} has no row-level security",
-                    row[0].as_text().unwrap_or_default()
-                ));
+                problems
+                    .push(format!("table {schema}.{} has no row-level security", row[0].as_text().unwrap_or_default()));
             }
         }
     }
@@ -106,15 +92,10 @@ fn function_problems(db: &Connection, schemas: &[String]) -> Result<Vec<String>,
         let name = row[0].as_text().unwrap_or_default().to_string();
         let def = row[1].as_text().unwrap_or_default().to_string();
         db.begin().map_err(fail("begin"))?;
-        let result = db
-            .batch("SET LOCAL check_function_bodies = on")
-            .and_then(|()| db.batch(&def));
+        let result = db.batch("SET LOCAL check_function_bodies = on").and_then(|()| db.batch(&def));
         let _ = db.rollback();
         if let Err(e) = result {
-            problems.push(format!(
-                "function {name} does not compile: {}",
-                db::describe(&e)
-            ));
+            problems.push(format!("function {name} does not compile: {}", db::describe(&e)));
         }
     }
     Ok(problems)
@@ -124,34 +105,13 @@ struct SchemaVerify;
 
 impl Guest for SchemaVerify {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "schema-verify",
-            "check history, invalid indexes, required RLS and functions after a migration",
-        )
-        .param("database", "string", true, None, "granted database")
-        .param(
-            "dir",
-            "string",
-            false,
-            None,
-            "migration folder to compare with the history",
-        )
-        .param(
-            "require_rls",
-            "list",
-            false,
-            None,
-            "tables (schema.table or schema.*) that must have RLS",
-        )
-        .param(
-            "schemas",
-            "list",
-            false,
-            Some("[public]"),
-            "schemas whose functions are checked",
-        )
-        .needs(Capability::Database, "database", "reads the catalog")
-        .needs(Capability::FsRead, "dir", "reads the migration files")
+        sdk::info("schema-verify", "check history, invalid indexes, required RLS and functions after a migration")
+            .param("database", "string", true, None, "granted database")
+            .param("dir", "string", false, None, "migration folder to compare with the history")
+            .param("require_rls", "list", false, None, "tables (schema.table or schema.*) that must have RLS")
+            .param("schemas", "list", false, Some("[public]"), "schemas whose functions are checked")
+            .needs(Capability::Database, "database", "reads the catalog")
+            .needs(Capability::FsRead, "dir", "reads the migration files")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -161,11 +121,7 @@ impl Guest for SchemaVerify {
         if let Some(dir) = &p.dir {
             problems.extend(history_problems(&db, dir)?);
         }
-        let invalid = texts(
-            &db,
-            "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid",
-            &[],
-        )?;
+        let invalid = texts(&db, "SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid", &[])?;
         problems.extend(invalid.into_iter().map(|i| format!("index {i} is invalid")));
         problems.extend(rls_problems(&db, &p.require_rls)?);
         problems.extend(function_problems(&db, &p.schemas)?);

@@ -1,25 +1,21 @@
 //! Databases the step was granted, by name. The host holds the connection.
 
 use crate::StepError;
-pub use crate::bindings::deployhost::plugin::sql::{
-    Connection, DbError, DumpInfo, QueryResult, SqlError, Value,
-};
+pub use crate::bindings::deployhost::plugin::sql::{Connection, DbError, DumpInfo, QueryResult, SqlError, Value};
 
 /// SQLSTATE for "insufficient privilege", also raised by row-level security.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 pub fn open(database: &str) -> Result<Connection, StepError> {
-    crate::bindings::deployhost::plugin::sql::open(database)
-        .map_err(|e| StepError::Failed(describe(&e)))
+    crate::bindings::deployhost::plugin::sql::open(database).map_err(|e| StepError::Failed(describe(&e)))
 }
 
 /// A one-line description of a database error.
 pub fn describe(e: &SqlError) -> String {
     match e {
-        SqlError::NotGranted(m)
-        | SqlError::RoleNotGranted(m)
-        | SqlError::Connection(m)
-        | SqlError::Tool(m) => m.clone(),
+        SqlError::NotGranted(m) | SqlError::RoleNotGranted(m) | SqlError::Connection(m) | SqlError::Tool(m) => {
+            m.clone()
+        }
         SqlError::Database(db) => match &db.detail {
             Some(detail) => format!("{} (SQLSTATE {}; {detail})", db.message, db.code),
             None => format!("{} (SQLSTATE {})", db.message, db.code),

@@ -4,9 +4,7 @@
 
 use std::time::{Duration, Instant};
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-};
+use wasip2::http::types::{ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme};
 use wasip2::io::streams::StreamError;
 
 /// Bodies larger than this are cut; a health check never needs more.
@@ -34,10 +32,7 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -67,8 +62,7 @@ impl Request {
         self
     }
     pub fn json(self, value: &serde_json::Value) -> Self {
-        self.header("content-type", "application/json")
-            .body(value.to_string())
+        self.header("content-type", "application/json").body(value.to_string())
     }
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -81,37 +75,22 @@ impl Request {
         let fields = Fields::new();
         // A declared length, rather than chunked encoding, is what most
         // webhook endpoints expect.
-        let has_length = self
-            .headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        let has_length = self.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
         if !self.body.is_empty() && !has_length {
             fields
                 .append("content-length", self.body.len().to_string().as_bytes())
                 .map_err(|e| format!("content-length refused: {e:?}"))?;
         }
         for (k, v) in &self.headers {
-            fields
-                .append(k, v.as_bytes())
-                .map_err(|e| format!("header `{k}` refused: {e:?}"))?;
+            fields.append(k, v.as_bytes()).map_err(|e| format!("header `{k}` refused: {e:?}"))?;
         }
         let request = OutgoingRequest::new(fields);
-        request
-            .set_method(&method(&self.method))
-            .map_err(|_| format!("bad method {}", self.method))?;
-        request
-            .set_scheme(Some(&url.scheme))
-            .map_err(|_| "bad scheme".to_string())?;
-        request
-            .set_authority(Some(&url.authority))
-            .map_err(|_| format!("bad host `{}`", url.authority))?;
-        request
-            .set_path_with_query(Some(&url.path))
-            .map_err(|_| format!("bad path `{}`", url.path))?;
+        request.set_method(&method(&self.method)).map_err(|_| format!("bad method {}", self.method))?;
+        request.set_scheme(Some(&url.scheme)).map_err(|_| "bad scheme".to_string())?;
+        request.set_authority(Some(&url.authority)).map_err(|_| format!("bad host `{}`", url.authority))?;
+        request.set_path_with_query(Some(&url.path)).map_err(|_| format!("bad path `{}`", url.path))?;
 
-        let body = request
-            .body()
-            .map_err(|_| "request body already taken".to_string())?;
+        let body = request.body().map_err(|_| "request body already taken".to_string())?;
         let options = RequestOptions::new();
         let nanos = self.timeout.as_nanos().min(u64::MAX as u128) as u64;
         let _ = options.set_connect_timeout(Some(nanos));
@@ -123,9 +102,7 @@ impl Request {
         let response = loop {
             match pending.get() {
                 Some(result) => {
-                    break result
-                        .map_err(|_| "response already taken".to_string())?
-                        .map_err(describe_error)?;
+                    break result.map_err(|_| "response already taken".to_string())?.map_err(describe_error)?;
                 }
                 None => pending.subscribe().block(),
             }
@@ -138,39 +115,23 @@ impl Request {
             .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
             .collect();
         let body = read_body(&response, self.max_body)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-            elapsed: started.elapsed(),
-        })
+        Ok(Response { status, headers, body, elapsed: started.elapsed() })
     }
 }
 
 fn write_body(body: OutgoingBody, bytes: &[u8]) -> Result<(), String> {
     {
-        let stream = body
-            .write()
-            .map_err(|_| "request body stream taken".to_string())?;
+        let stream = body.write().map_err(|_| "request body stream taken".to_string())?;
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(stream_error)?;
+            stream.blocking_write_and_flush(chunk).map_err(stream_error)?;
         }
     }
     OutgoingBody::finish(body, None).map_err(describe_error)
 }
 
-fn read_body(
-    response: &wasip2::http::types::IncomingResponse,
-    max: usize,
-) -> Result<Vec<u8>, String> {
-    let body = response
-        .consume()
-        .map_err(|_| "response body taken".to_string())?;
-    let stream = body
-        .stream()
-        .map_err(|_| "response stream taken".to_string())?;
+fn read_body(response: &wasip2::http::types::IncomingResponse, max: usize) -> Result<Vec<u8>, String> {
+    let body = response.consume().map_err(|_| "response body taken".to_string())?;
+    let stream = body.stream().map_err(|_| "response stream taken".to_string())?;
     let mut out = Vec::new();
     loop {
         match stream.blocking_read(64 * 1024) {
@@ -228,9 +189,7 @@ struct Url {
 
 impl Url {
     fn parse(url: &str) -> Result<Url, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| format!("`{url}` is not an absolute http(s) URL"))?;
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{url}` is not an absolute http(s) URL"))?;
         let scheme = match scheme.to_ascii_lowercase().as_str() {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
@@ -244,10 +203,6 @@ impl Url {
         if authority.is_empty() || authority.contains('@') {
             return Err(format!("`{url}`: missing host, or credentials in the URL"));
         }
-        Ok(Url {
-            scheme,
-            authority: authority.to_string(),
-            path,
-        })
+        Ok(Url { scheme, authority: authority.to_string(), path })
     }
 }

@@ -2,12 +2,7 @@ use crate::{Capability, Metric, Need, ParamSpec, PluginInfo, Report, Status};
 
 impl Report {
     pub fn new(status: Status, summary: impl Into<String>) -> Self {
-        Report {
-            status,
-            summary: summary.into(),
-            outputs: Vec::new(),
-            metrics: Vec::new(),
-        }
+        Report { status, summary: summary.into(), outputs: Vec::new(), metrics: Vec::new() }
     }
     pub fn passed(summary: impl Into<String>) -> Self {
         Self::new(Status::Passed, summary)
@@ -20,11 +15,7 @@ impl Report {
         self
     }
     pub fn metric(mut self, name: impl Into<String>, value: f64, unit: impl Into<String>) -> Self {
-        self.metrics.push(Metric {
-            name: name.into(),
-            value,
-            unit: unit.into(),
-        });
+        self.metrics.push(Metric { name: name.into(), value, unit: unit.into() });
         self
     }
 }
@@ -46,14 +37,7 @@ impl PluginInfo {
         self
     }
     /// A parameter; `default` of `None` with `required` false means optional.
-    pub fn param(
-        mut self,
-        name: &str,
-        kind: &str,
-        required: bool,
-        default: Option<&str>,
-        description: &str,
-    ) -> Self {
+    pub fn param(mut self, name: &str, kind: &str, required: bool, default: Option<&str>, description: &str) -> Self {
         self.params.push(ParamSpec {
             name: name.to_string(),
             kind: kind.to_string(),
@@ -64,11 +48,7 @@ impl PluginInfo {
         self
     }
     pub fn needs(mut self, capability: Capability, detail: &str, reason: &str) -> Self {
-        self.needs.push(Need {
-            capability,
-            detail: detail.to_string(),
-            reason: reason.to_string(),
-        });
+        self.needs.push(Need { capability, detail: detail.to_string(), reason: reason.to_string() });
         self
     }
 }

@@ -70,12 +70,8 @@ pub fn split_statements(script: &str) -> Vec<String> {
 
 /// `$$` or `$tag$` at the start of `b`: its length.
 fn dollar_tag(b: &[u8]) -> Option<usize> {
-    let end = b[1..]
-        .iter()
-        .position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))?
-        + 1;
-    (b.get(end) == Some(&b'$') && !b[1..end].first().is_some_and(u8::is_ascii_digit))
-        .then_some(end + 1)
+    let end = b[1..].iter().position(|&c| !(c.is_ascii_alphanumeric() || c == b'_'))? + 1;
+    (b.get(end) == Some(&b'$') && !b[1..end].first().is_some_and(u8::is_ascii_digit)).then_some(end + 1)
 }
 
 fn push(out: &mut Vec<String>, statement: &str) {

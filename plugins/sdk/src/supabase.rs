@@ -49,9 +49,7 @@ pub fn version_key(v: &str) -> (usize, &str) {
 /// not match `<digits>_<name>.sql` are skipped, as the CLI skips them.
 pub fn read_migrations(dir: &str) -> Result<Vec<Migration>, StepError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        StepError::Failed(format!(
-            "cannot read migrations folder {dir}: {e} (is it in grants.fs.read?)"
-        ))
+        StepError::Failed(format!("cannot read migrations folder {dir}: {e} (is it in grants.fs.read?)"))
     })?;
     let mut out: Vec<Migration> = Vec::new();
     for entry in entries {
@@ -67,20 +65,11 @@ pub fn read_migrations(dir: &str) -> Result<Vec<Migration>, StepError> {
             continue;
         }
         let path = format!("{}/{file}", dir.trim_end_matches('/'));
-        let sql = std::fs::read_to_string(&path)
-            .map_err(|e| StepError::Failed(format!("cannot read {path}: {e}")))?;
+        let sql = std::fs::read_to_string(&path).map_err(|e| StepError::Failed(format!("cannot read {path}: {e}")))?;
         if let Some(other) = out.iter().find(|m| m.version == version) {
-            return Err(StepError::Failed(format!(
-                "{file} and {} have the same version {version}",
-                other.file
-            )));
+            return Err(StepError::Failed(format!("{file} and {} have the same version {version}", other.file)));
         }
-        out.push(Migration {
-            version: version.to_string(),
-            name: name.to_string(),
-            file,
-            sql,
-        });
+        out.push(Migration { version: version.to_string(), name: name.to_string(), file, sql });
     }
     out.sort_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)));
     Ok(out)
@@ -89,21 +78,13 @@ pub fn read_migrations(dir: &str) -> Result<Vec<Migration>, StepError> {
 /// The history table's rows, oldest first (empty when it does not exist).
 pub fn read_history(db: &Connection) -> Result<Vec<Applied>, StepError> {
     let exists = db
-        .query(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[Value::Text(HISTORY.into())],
-        )
+        .query("SELECT to_regclass($1) IS NOT NULL", &[Value::Text(HISTORY.into())])
         .map_err(fail("checking the migration history"))?;
     if exists.rows.first().and_then(|r| r[0].as_bool()) != Some(true) {
         return Ok(Vec::new());
     }
     let rows = db
-        .query(
-            &format!(
-                "SELECT version, coalesce(name, ''), coalesce(statements, '{{}}') FROM {HISTORY}"
-            ),
-            &[],
-        )
+        .query(&format!("SELECT version, coalesce(name, ''), coalesce(statements, '{{}}') FROM {HISTORY}"), &[])
         .map_err(fail("reading the migration history"))?;
     let mut applied: Vec<Applied> = rows
         .rows
@@ -114,11 +95,7 @@ pub fn read_history(db: &Connection) -> Result<Vec<Applied>, StepError> {
                 Value::TextArray(items) => items.clone(),
                 _ => Vec::new(),
             };
-            Applied {
-                version: text(&r[0]),
-                name: text(&r[1]),
-                statements,
-            }
+            Applied { version: text(&r[0]), name: text(&r[1]), statements }
         })
         .collect();
     applied.sort_by(|a, b| version_key(&a.version).cmp(&version_key(&b.version)));
@@ -128,10 +105,6 @@ pub fn read_history(db: &Connection) -> Result<Vec<Applied>, StepError> {
 /// Does the recorded history match the file? Layout-insensitive.
 pub fn same_statements(recorded: &[String], file: &Migration) -> bool {
     let ours: Vec<String> = file.statements().iter().map(|s| normalize(s)).collect();
-    let theirs: Vec<String> = recorded
-        .iter()
-        .map(|s| normalize(s))
-        .filter(|s| !s.is_empty())
-        .collect();
+    let theirs: Vec<String> = recorded.iter().map(|s| normalize(s)).filter(|s| !s.is_empty()).collect();
     ours == theirs
 }

@@ -5,22 +5,16 @@ use std::time::Duration;
 /// Parses `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration (write e.g. 250ms, 5s, 2m)"))?;
+    let value: f64 = number.parse().map_err(|_| format!("`{text}` is not a duration (write e.g. 250ms, 5s, 2m)"))?;
     let seconds = match unit.trim() {
         "ms" => value / 1000.0,
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
         other => {
-            return Err(format!(
-                "`{text}`: unknown duration unit `{other}` (use ms, s, m or h)"
-            ));
+            return Err(format!("`{text}`: unknown duration unit `{other}` (use ms, s, m or h)"));
         }
     };
     if !seconds.is_finite() || !(0.0..=86_400.0 * 366.0).contains(&seconds) {

@@ -33,33 +33,11 @@ struct SlackNotify;
 impl Guest for SlackNotify {
     fn describe() -> PluginInfo {
         sdk::info("slack-notify", "post a message to a Slack incoming webhook")
-            .param(
-                "webhook_secret",
-                "string",
-                true,
-                None,
-                "granted secret holding the webhook URL",
-            )
-            .param(
-                "text",
-                "string",
-                true,
-                None,
-                "message text; ${VERSION}, ${ENVIRONMENT}, ${REASON} are filled in",
-            )
+            .param("webhook_secret", "string", true, None, "granted secret holding the webhook URL")
+            .param("text", "string", true, None, "message text; ${VERSION}, ${ENVIRONMENT}, ${REASON} are filled in")
             .param("blocks", "list", false, None, "Block Kit blocks")
-            .param(
-                "retries",
-                "integer",
-                false,
-                Some("3"),
-                "retries after HTTP 429",
-            )
-            .needs(
-                Capability::Secret,
-                "webhook_secret",
-                "the webhook URL is a secret",
-            )
+            .param("retries", "integer", false, Some("3"), "retries after HTTP 429")
+            .needs(Capability::Secret, "webhook_secret", "the webhook URL is a secret")
             .needs(Capability::Net, "hooks.slack.com", "posts to the webhook")
     }
 
@@ -82,8 +60,7 @@ impl Guest for SlackNotify {
             match response.status {
                 200 if body.trim() == "ok" => {
                     return Ok(
-                        Report::passed(format!("posted to Slack ({} chars)", p.text.len()))
-                            .output("attempts", attempt),
+                        Report::passed(format!("posted to Slack ({} chars)", p.text.len())).output("attempts", attempt)
                     );
                 }
                 429 if attempt <= p.retries => {
@@ -92,17 +69,13 @@ impl Guest for SlackNotify {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map_or(Duration::from_secs(1), Duration::from_secs)
                         .min(MAX_RETRY_AFTER);
-                    sdk::log::warn(&format!(
-                        "Slack rate-limited the post; retrying in {wait:?}"
-                    ));
+                    sdk::log::warn(&format!("Slack rate-limited the post; retrying in {wait:?}"));
                     std::thread::sleep(wait);
                 }
                 status => {
-                    return Ok(
-                        Report::failed(format!("Slack answered {status}: {}", body.trim()))
-                            .output("status", status)
-                            .output("error", body.trim()),
-                    );
+                    return Ok(Report::failed(format!("Slack answered {status}: {}", body.trim()))
+                        .output("status", status)
+                        .output("error", body.trim()));
                 }
             }
         }

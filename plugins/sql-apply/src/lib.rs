@@ -2,9 +2,7 @@
 //! transaction: all of them apply, or none does.
 
 use deployhost_plugin_sdk::db::{self, fail};
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,9 +22,7 @@ fn files(p: &Params) -> Result<Vec<String>, StepError> {
     let mut files = p.files.clone();
     if let Some(dir) = &p.dir {
         let mut found: Vec<String> = std::fs::read_dir(sdk::guest_path(dir))
-            .map_err(|e| {
-                StepError::Failed(format!("cannot read {dir}: {e} (is it in grants.fs.read?)"))
-            })?
+            .map_err(|e| StepError::Failed(format!("cannot read {dir}: {e} (is it in grants.fs.read?)")))?
             .filter_map(Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| n.ends_with(".sql"))
@@ -36,9 +32,7 @@ fn files(p: &Params) -> Result<Vec<String>, StepError> {
         files.extend(found);
     }
     if files.is_empty() {
-        return Err(StepError::InvalidParams(
-            "no SQL files: give `files` or `dir`".into(),
-        ));
+        return Err(StepError::InvalidParams("no SQL files: give `files` or `dir`".into()));
     }
     Ok(files)
 }
@@ -47,28 +41,13 @@ struct SqlApply;
 
 impl Guest for SqlApply {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "sql-apply",
-            "apply SQL files (functions, policies) in one transaction",
-        )
-        .param("database", "string", true, None, "granted database")
-        .param("files", "list", false, None, "SQL files, applied in order")
-        .param(
-            "dir",
-            "string",
-            false,
-            None,
-            "or: every .sql file in this folder, by name",
-        )
-        .param(
-            "dry_run",
-            "boolean",
-            false,
-            Some("false"),
-            "apply, then roll back",
-        )
-        .needs(Capability::Database, "database", "runs the SQL")
-        .needs(Capability::FsRead, "files", "reads the SQL files")
+        sdk::info("sql-apply", "apply SQL files (functions, policies) in one transaction")
+            .param("database", "string", true, None, "granted database")
+            .param("files", "list", false, None, "SQL files, applied in order")
+            .param("dir", "string", false, None, "or: every .sql file in this folder, by name")
+            .param("dry_run", "boolean", false, Some("false"), "apply, then roll back")
+            .needs(Capability::Database, "database", "runs the SQL")
+            .needs(Capability::FsRead, "files", "reads the SQL files")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -83,28 +62,18 @@ impl Guest for SqlApply {
             })?;
             if let Err(e) = db.batch(&sql) {
                 let _ = db.rollback();
-                return Ok(Report::failed(format!(
-                    "{file} failed: {}; nothing was applied",
-                    db::describe(&e)
-                ))
-                .output("failed_file", file));
+                return Ok(Report::failed(format!("{file} failed: {}; nothing was applied", db::describe(&e)))
+                    .output("failed_file", file));
             }
         }
         if p.dry_run {
             db.rollback().map_err(fail("rollback"))?;
-            return Ok(Report::passed(format!(
-                "dry run: {} file(s) apply cleanly; rolled back",
-                files.len()
-            )));
+            return Ok(Report::passed(format!("dry run: {} file(s) apply cleanly; rolled back", files.len())));
         }
         db.commit().map_err(fail("commit"))?;
-        Ok(Report::passed(format!(
-            "applied {} file(s): {}",
-            files.len(),
-            files.join(", ")
-        ))
-        .output("applied", files.join(","))
-        .metric("files_applied", files.len() as f64, "count"))
+        Ok(Report::passed(format!("applied {} file(s): {}", files.len(), files.join(", ")))
+            .output("applied", files.join(","))
+            .metric("files_applied", files.len() as f64, "count"))
     }
 }
 

@@ -8,9 +8,7 @@
 
 use deployhost_plugin_sdk::db::{self, Connection, Value, fail};
 use deployhost_plugin_sdk::supabase::{self, CREATE_HISTORY, HISTORY, Migration, version_key};
-use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, units,
-};
+use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, units};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -76,9 +74,7 @@ fn lock(db: &Connection, wait: Duration) -> Result<(), StepError> {
             )));
         }
         if !told {
-            sdk::log::warn(
-                "another migration of this database is running; waiting for it to finish",
-            );
+            sdk::log::warn("another migration of this database is running; waiting for it to finish");
             told = true;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -114,28 +110,16 @@ fn apply_script(m: &Migration) -> String {
 fn insert_history(db: &Connection, m: &Migration) -> Result<(), db::SqlError> {
     db.execute(
         &format!("INSERT INTO {HISTORY} (version, name, statements) VALUES ($1, $2, $3)"),
-        &[
-            Value::Text(m.version.clone()),
-            Value::Text(m.name.clone()),
-            Value::TextArray(m.statements()),
-        ],
+        &[Value::Text(m.version.clone()), Value::Text(m.name.clone()), Value::TextArray(m.statements())],
     )
     .map(|_| ())
 }
 
 /// Checks history against the files: what is pending, or why not to go on.
-fn plan(
-    files: &[Migration],
-    applied: &[supabase::Applied],
-    include_all: bool,
-) -> Result<Vec<Migration>, StepError> {
-    let by_version: BTreeMap<&str, &Migration> =
-        files.iter().map(|m| (m.version.as_str(), m)).collect();
-    let missing: Vec<&str> = applied
-        .iter()
-        .filter(|a| !by_version.contains_key(a.version.as_str()))
-        .map(|a| a.version.as_str())
-        .collect();
+fn plan(files: &[Migration], applied: &[supabase::Applied], include_all: bool) -> Result<Vec<Migration>, StepError> {
+    let by_version: BTreeMap<&str, &Migration> = files.iter().map(|m| (m.version.as_str(), m)).collect();
+    let missing: Vec<&str> =
+        applied.iter().filter(|a| !by_version.contains_key(a.version.as_str())).map(|a| a.version.as_str()).collect();
     if !missing.is_empty() {
         return Err(fail_with(format!(
             "applied migration(s) {} have no local file; restore the files, or mark them reverted with `repair: {{ status: reverted, versions: [...] }}`",
@@ -145,8 +129,7 @@ fn plan(
     let changed: Vec<&str> = applied
         .iter()
         .filter(|a| {
-            !a.statements.is_empty()
-                && !supabase::same_statements(&a.statements, by_version[a.version.as_str()])
+            !a.statements.is_empty() && !supabase::same_statements(&a.statements, by_version[a.version.as_str()])
         })
         .map(|a| by_version[a.version.as_str()].file.as_str())
         .collect();
@@ -157,21 +140,10 @@ fn plan(
         )));
     }
     let done: Vec<&str> = applied.iter().map(|a| a.version.as_str()).collect();
-    let pending: Vec<Migration> = files
-        .iter()
-        .filter(|m| !done.contains(&m.version.as_str()))
-        .cloned()
-        .collect();
-    if let Some(last) = applied
-        .iter()
-        .map(|a| a.version.as_str())
-        .max_by_key(|v| version_key(v))
-    {
-        let older: Vec<&str> = pending
-            .iter()
-            .filter(|m| version_key(&m.version) < version_key(last))
-            .map(|m| m.file.as_str())
-            .collect();
+    let pending: Vec<Migration> = files.iter().filter(|m| !done.contains(&m.version.as_str())).cloned().collect();
+    if let Some(last) = applied.iter().map(|a| a.version.as_str()).max_by_key(|v| version_key(v)) {
+        let older: Vec<&str> =
+            pending.iter().filter(|m| version_key(&m.version) < version_key(last)).map(|m| m.file.as_str()).collect();
         if !older.is_empty() && !include_all {
             return Err(fail_with(format!(
                 "local migration(s) {} are older than the last applied version {last}; rename them with a newer timestamp, or set include_all: true",
@@ -183,112 +155,48 @@ fn plan(
 }
 
 fn repair(db: &Connection, files: &[Migration], r: &Repair) -> Result<Report, StepError> {
-    db.batch(CREATE_HISTORY)
-        .map_err(fail("creating the migration history"))?;
+    db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))?;
     db.begin().map_err(fail("repair"))?;
     for version in &r.versions {
         let result = match r.status {
             RepairStatus::Reverted => db
-                .execute(
-                    &format!("DELETE FROM {HISTORY} WHERE version = $1"),
-                    &[Value::Text(version.clone())],
-                )
+                .execute(&format!("DELETE FROM {HISTORY} WHERE version = $1"), &[Value::Text(version.clone())])
                 .map(|_| ()),
             RepairStatus::Applied => {
-                let file = files
-                    .iter()
-                    .find(|m| &m.version == version)
-                    .cloned()
-                    .unwrap_or(Migration {
-                        version: version.clone(),
-                        name: String::new(),
-                        file: String::new(),
-                        sql: String::new(),
-                    });
-                db.execute(
-                    &format!("DELETE FROM {HISTORY} WHERE version = $1"),
-                    &[Value::Text(version.clone())],
-                )
-                .and_then(|_| insert_history(db, &file))
+                let file = files.iter().find(|m| &m.version == version).cloned().unwrap_or(Migration {
+                    version: version.clone(),
+                    name: String::new(),
+                    file: String::new(),
+                    sql: String::new(),
+                });
+                db.execute(&format!("DELETE FROM {HISTORY} WHERE version = $1"), &[Value::Text(version.clone())])
+                    .and_then(|_| insert_history(db, &file))
             }
         };
         if let Err(e) = result {
             let _ = db.rollback();
-            return Err(fail_with(format!(
-                "repair of {version}: {}",
-                db::describe(&e)
-            )));
+            return Err(fail_with(format!("repair of {version}: {}", db::describe(&e))));
         }
     }
     db.commit().map_err(fail("repair"))?;
-    let what = if r.status == RepairStatus::Applied {
-        "applied"
-    } else {
-        "reverted"
-    };
-    Ok(Report::passed(format!(
-        "marked {} as {what} in the history (no SQL run)",
-        r.versions.join(", ")
-    ))
-    .output("repaired", r.versions.join(",")))
+    let what = if r.status == RepairStatus::Applied { "applied" } else { "reverted" };
+    Ok(Report::passed(format!("marked {} as {what} in the history (no SQL run)", r.versions.join(", ")))
+        .output("repaired", r.versions.join(",")))
 }
 
 struct SupabaseMigrate;
 
 impl Guest for SupabaseMigrate {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "supabase-migrate",
-            "apply Supabase migrations and keep the CLI's history table",
-        )
-        .param(
-            "database",
-            "string",
-            true,
-            None,
-            "granted database to migrate",
-        )
-        .param(
-            "dir",
-            "string",
-            false,
-            Some("supabase/migrations"),
-            "folder of <version>_<name>.sql files",
-        )
-        .param(
-            "include_all",
-            "boolean",
-            false,
-            Some("false"),
-            "also apply files older than the last applied one",
-        )
-        .param(
-            "dry_run",
-            "boolean",
-            false,
-            Some("false"),
-            "apply in one transaction, then roll back",
-        )
-        .param(
-            "lock_wait",
-            "duration",
-            false,
-            Some("5m"),
-            "how long to wait for another migration",
-        )
-        .param(
-            "repair",
-            "map",
-            false,
-            None,
-            "{ status: applied|reverted, versions: [...] }: edit history only",
-        )
-        .needs(
-            Capability::Database,
-            "database",
-            "applies migrations and records them",
-        )
-        .needs(Capability::FsRead, "dir", "reads the migration files")
+        sdk::info("supabase-migrate", "apply Supabase migrations and keep the CLI's history table")
+            .param("database", "string", true, None, "granted database to migrate")
+            .param("dir", "string", false, Some("supabase/migrations"), "folder of <version>_<name>.sql files")
+            .param("include_all", "boolean", false, Some("false"), "also apply files older than the last applied one")
+            .param("dry_run", "boolean", false, Some("false"), "apply in one transaction, then roll back")
+            .param("lock_wait", "duration", false, Some("5m"), "how long to wait for another migration")
+            .param("repair", "map", false, None, "{ status: applied|reverted, versions: [...] }: edit history only")
+            .needs(Capability::Database, "database", "applies migrations and records them")
+            .needs(Capability::FsRead, "dir", "reads the migration files")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -303,8 +211,7 @@ impl Guest for SupabaseMigrate {
         if p.dry_run {
             db.begin().map_err(fail("dry run"))?;
         }
-        db.batch(CREATE_HISTORY)
-            .map_err(fail("creating the migration history"))?;
+        db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))?;
         let applied = supabase::read_history(&db)?;
         let pending = plan(&files, &applied, p.include_all)?;
 
@@ -321,13 +228,9 @@ impl Guest for SupabaseMigrate {
                 } else {
                     format!("{} applied before it: {}", done.len(), done.join(", "))
                 };
-                return Ok(Report::failed(format!(
-                    "{} failed: {}; {note}",
-                    m.file,
-                    db::describe(&e)
-                ))
-                .output("failed_version", &m.version)
-                .output("applied", done.join(",")));
+                return Ok(Report::failed(format!("{} failed: {}; {note}", m.file, db::describe(&e)))
+                    .output("failed_version", &m.version)
+                    .output("applied", done.join(",")));
             }
             sdk::log::info(&format!("applied {}", m.file));
             done.push(m.version.clone());
@@ -344,13 +247,7 @@ impl Guest for SupabaseMigrate {
         Ok(Report::passed(summary)
             .output("applied", done.join(","))
             .output("latest_version", latest)
-            .output(
-                "previous_version",
-                applied
-                    .last()
-                    .map(|a| a.version.clone())
-                    .unwrap_or_default(),
-            )
+            .output("previous_version", applied.last().map(|a| a.version.clone()).unwrap_or_default())
             .metric("migrations_applied", done.len() as f64, "count")
             .metric("migrate_ms", started.elapsed().as_secs_f64() * 1000.0, "ms"))
     }

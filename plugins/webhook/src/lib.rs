@@ -33,34 +33,15 @@ struct Webhook;
 
 impl Guest for Webhook {
     fn describe() -> PluginInfo {
-        sdk::info(
-            "webhook",
-            "send JSON to a URL (incidents, chat, deploy markers)",
-        )
-        .param("url", "string", false, None, "the URL")
-        .param(
-            "url_secret",
-            "string",
-            false,
-            None,
-            "or: a granted secret holding the URL",
-        )
-        .param("method", "string", false, Some("POST"), "HTTP method")
-        .param("body", "map", false, None, "JSON body")
-        .param("headers", "map", false, None, "extra headers")
-        .param(
-            "token_secret",
-            "string",
-            false,
-            None,
-            "granted secret sent as a bearer token",
-        )
-        .needs(Capability::Net, "url", "sends the request")
-        .needs(
-            Capability::Secret,
-            "url_secret",
-            "when the URL or token is secret",
-        )
+        sdk::info("webhook", "send JSON to a URL (incidents, chat, deploy markers)")
+            .param("url", "string", false, None, "the URL")
+            .param("url_secret", "string", false, None, "or: a granted secret holding the URL")
+            .param("method", "string", false, Some("POST"), "HTTP method")
+            .param("body", "map", false, None, "JSON body")
+            .param("headers", "map", false, None, "extra headers")
+            .param("token_secret", "string", false, None, "granted secret sent as a bearer token")
+            .needs(Capability::Net, "url", "sends the request")
+            .needs(Capability::Secret, "url_secret", "when the URL or token is secret")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
@@ -69,9 +50,7 @@ impl Guest for Webhook {
             (Some(u), None) => u.clone(),
             (None, Some(s)) => sdk::secret(s)?,
             _ => {
-                return Err(StepError::InvalidParams(
-                    "give exactly one of `url` or `url_secret`".into(),
-                ));
+                return Err(StepError::InvalidParams("give exactly one of `url` or `url_secret`".into()));
             }
         };
         let mut request = Request::new(&p.method, &url).timeout(Duration::from_secs(30));
@@ -84,19 +63,12 @@ impl Guest for Webhook {
         if let Some(secret) = &p.token_secret {
             request = request.header("authorization", &format!("Bearer {}", sdk::secret(secret)?));
         }
-        let response = request
-            .send()
-            .map_err(|e| StepError::Failed(format!("{} failed: {e}", p.method)))?;
+        let response = request.send().map_err(|e| StepError::Failed(format!("{} failed: {e}", p.method)))?;
         let body: String = response.text().chars().take(300).collect();
         let report = if (200..300).contains(&response.status) {
             Report::passed(format!("{} answered {}", p.method, response.status))
         } else {
-            Report::failed(format!(
-                "{} answered {}: {}",
-                p.method,
-                response.status,
-                body.trim()
-            ))
+            Report::failed(format!("{} answered {}: {}", p.method, response.status, body.trim()))
         };
         Ok(report.output("status", response.status))
     }

@@ -17,10 +17,7 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -33,18 +30,10 @@ pub struct Response {
 
 impl Response {
     pub fn ok(body: &str) -> Response {
-        Response {
-            status: 200,
-            body: body.to_string(),
-            delay: Duration::ZERO,
-        }
+        Response { status: 200, body: body.to_string(), delay: Duration::ZERO }
     }
     pub fn status(status: u16) -> Response {
-        Response {
-            status,
-            body: String::new(),
-            delay: Duration::ZERO,
-        }
+        Response { status, body: String::new(), delay: Duration::ZERO }
     }
     pub fn delayed(mut self, delay: Duration) -> Response {
         self.delay = delay;
@@ -150,12 +139,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .unwrap_or(0);
     let mut body = vec![0; length];
     let _ = reader.read_exact(&mut body);
-    let request = Request {
-        method,
-        path,
-        headers,
-        body,
-    };
+    let request = Request { method, path, headers, body };
 
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);

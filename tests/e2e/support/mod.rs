@@ -30,16 +30,8 @@ pub struct Run {
 
 impl Run {
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
-        assert!(
-            !self.stderr.contains("panicked"),
-            "deployhost panicked:\n{}",
-            self.stderr
-        );
+        assert_eq!(self.code, code, "expected exit {code}\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert!(!self.stderr.contains("panicked"), "deployhost panicked:\n{}", self.stderr);
         self
     }
     pub fn all_output(&self) -> String {
@@ -49,9 +41,7 @@ impl Run {
 
 impl Project {
     pub fn new() -> Project {
-        Project {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
+        Project { dir: tempfile::tempdir().expect("temp dir") }
     }
 
     pub fn path(&self) -> &Path {
@@ -73,10 +63,7 @@ impl Project {
 
     /// Copies a test-only plugin into the project; returns its sha256.
     pub fn plugin(&self, name: &str) -> String {
-        let (_, src) = test_plugins::TEST_PLUGINS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .expect("no such test plugin");
+        let (_, src) = test_plugins::TEST_PLUGINS.iter().find(|(n, _)| *n == name).expect("no such test plugin");
         let bytes = std::fs::read(src).unwrap();
         std::fs::write(self.path().join(format!("{name}.wasm")), &bytes).unwrap();
         sha256(&bytes)
@@ -85,13 +72,7 @@ impl Project {
     /// Copies the repository's `pipelines/` folder into the project.
     pub fn with_example_pipelines(&self) {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
-        let ok = Command::new("cp")
-            .arg("-r")
-            .arg(src)
-            .arg(self.path())
-            .status()
-            .unwrap()
-            .success();
+        let ok = Command::new("cp").arg("-r").arg(src).arg(self.path()).status().unwrap().success();
         assert!(ok, "copying pipelines/ failed");
     }
 
@@ -103,18 +84,11 @@ impl Project {
     /// plus `envs`.
     pub fn deployhost(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .current_dir(self.path())
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        cmd.args(args).current_dir(self.path()).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in envs {
             cmd.env(k, v);
         }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = cmd.output().expect("run deployhost");
+        let Output { status, stdout, stderr } = cmd.output().expect("run deployhost");
         Run {
             code: status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
@@ -129,10 +103,8 @@ impl Project {
     /// The newest run's folder.
     pub fn last_run_dir(&self) -> PathBuf {
         let runs = self.path().join(".deployhost/runs");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
-            .expect("no runs folder")
-            .map(|e| e.unwrap().path())
-            .collect();
+        let mut dirs: Vec<PathBuf> =
+            std::fs::read_dir(&runs).expect("no runs folder").map(|e| e.unwrap().path()).collect();
         dirs.sort();
         dirs.pop().expect("no run")
     }
@@ -156,17 +128,12 @@ impl Project {
 
     pub fn audit(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(self.last_run_dir().join("audit.jsonl")).unwrap();
-        text.lines()
-            .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).expect("audit line is JSON")).collect()
     }
 
     /// Audit events of `event` for `step`.
     pub fn audit_events(&self, step: &str, event: &str) -> Vec<Value> {
-        self.audit()
-            .into_iter()
-            .filter(|e| e["step"] == step && e["event"] == event)
-            .collect()
+        self.audit().into_iter().filter(|e| e["step"] == step && e["event"] == event).collect()
     }
 
     /// Every file the last run wrote, concatenated.

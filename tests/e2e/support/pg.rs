@@ -19,26 +19,20 @@ fn bindir() -> PathBuf {
         .map(|entries| {
             entries
                 .flatten()
-                .filter_map(|e| {
-                    Some((
-                        e.file_name().to_string_lossy().parse().ok()?,
-                        e.path().join("bin"),
-                    ))
-                })
+                .filter_map(|e| Some((e.file_name().to_string_lossy().parse().ok()?, e.path().join("bin"))))
                 .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").exists())
                 .collect()
         })
         .unwrap_or_default();
     versions.sort();
-    versions.pop().map(|(_, b)| b).expect("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
+    versions
+        .pop()
+        .map(|(_, b)| b)
+        .expect("PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)")
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 /// A command run as the server's owner.
@@ -54,12 +48,7 @@ fn as_owner(program: &Path) -> Command {
 
 fn give_to_owner(path: &Path) {
     if is_root() {
-        let ok = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(path)
-            .status()
-            .unwrap()
-            .success();
+        let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().unwrap().success();
         assert!(ok, "chown {} failed", path.display());
     }
 }
@@ -101,24 +90,14 @@ fn template() -> &'static Path {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Postgres {
     pub fn start() -> Postgres {
         let bin = bindir();
         let dir = tempfile::tempdir().unwrap();
-        let ok = Command::new("cp")
-            .arg("-a")
-            .arg(template().join("data"))
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success();
+        let ok = Command::new("cp").arg("-a").arg(template().join("data")).arg(dir.path()).status().unwrap().success();
         assert!(ok, "copying the template cluster failed");
         give_to_owner(dir.path());
         let port = free_port();
@@ -149,17 +128,12 @@ impl Postgres {
     /// Stops the server at once, as a crash or an outage would.
     pub fn stop(&self) {
         let mut cmd = as_owner(&self.bin.join("pg_ctl"));
-        cmd.arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "stop"]);
+        cmd.arg("-D").arg(self.data()).args(["-m", "immediate", "-w", "stop"]);
         let _ = cmd.output();
     }
 
     pub fn url(&self, db: &str) -> String {
-        format!(
-            "postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}",
-            self.port
-        )
+        format!("postgres://postgres:{PASSWORD}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Runs SQL with psql; returns unaligned, tuples-only output.
@@ -171,11 +145,7 @@ impl Postgres {
             .arg(sql)
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql failed on {sql}:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "psql failed on {sql}:\n{}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -187,12 +157,7 @@ impl Postgres {
             .arg(file)
             .output()
             .expect("psql");
-        assert!(
-            out.status.success(),
-            "psql -f {} failed:\n{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "psql -f {} failed:\n{}", file.display(), String::from_utf8_lossy(&out.stderr));
     }
 
     /// A schema-and-data dump to compare two states of a database.
@@ -202,11 +167,7 @@ impl Postgres {
             .arg(self.url(db))
             .output()
             .expect("pg_dump");
-        assert!(
-            out.status.success(),
-            "pg_dump failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
         // `\restrict` lines carry a random key per dump.
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -72,18 +72,10 @@ impl ToolSet {
 }
 
 fn tool_major(tool: &Path) -> Option<u32> {
-    let out = std::process::Command::new(tool)
-        .arg("--version")
-        .output()
-        .ok()?;
+    let out = std::process::Command::new(tool).arg("--version").output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     // "pg_dump (PostgreSQL) 15.18 (Debian …)"
-    text.split_whitespace()
-        .nth(2)?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
+    text.split_whitespace().nth(2)?.split('.').next()?.parse().ok()
 }
 
 /// Written next to each backup: what it is and its digest, checked before
@@ -106,19 +98,14 @@ fn manifest_path(dump: &Path) -> PathBuf {
 /// Environment for the tools: the connection without a command line.
 fn pg_env(cmd: &mut Command, target: &DbTarget) {
     let c = &target.config;
-    cmd.env_clear()
-        .env("LC_ALL", "C")
-        .env("PGCONNECT_TIMEOUT", "10");
+    cmd.env_clear().env("LC_ALL", "C").env("PGCONNECT_TIMEOUT", "10");
     if let Some(tokio_postgres::config::Host::Tcp(h)) = c.get_hosts().first() {
         cmd.env("PGHOST", h);
     }
     if let Some(tokio_postgres::config::Host::Unix(p)) = c.get_hosts().first() {
         cmd.env("PGHOST", p);
     }
-    cmd.env(
-        "PGPORT",
-        c.get_ports().first().copied().unwrap_or(5432).to_string(),
-    );
+    cmd.env("PGPORT", c.get_ports().first().copied().unwrap_or(5432).to_string());
     if let Some(u) = c.get_user() {
         cmd.env("PGUSER", u);
     }
@@ -148,41 +135,22 @@ async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: Vec<&str> = stderr
-        .lines()
-        .rev()
-        .take(6)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    Err(SqlError::Tool(format!(
-        "{what} failed: {}",
-        tail.join(" | ")
-    )))
+    let tail: Vec<&str> = stderr.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect();
+    Err(SqlError::Tool(format!("{what} failed: {}", tail.join(" | "))))
 }
 
 /// `SHOW server_version_num` → (major, full version text).
 async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
     let client = connect(target).await.map_err(SqlError::Connection)?;
     let row = client
-        .query_one(
-            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
-            &[],
-        )
+        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
         .await
         .map_err(|e| SqlError::Connection(error_text(&e)))?;
     let num: i32 = row.get(0);
     Ok(((num / 10_000) as u32, row.get(1)))
 }
 
-fn path_error(
-    state: &StepState,
-    database: &str,
-    op: &str,
-    path: &str,
-    message: String,
-) -> SqlError {
+fn path_error(state: &StepState, database: &str, op: &str, path: &str, message: String) -> SqlError {
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
@@ -199,11 +167,7 @@ fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
         .targets
         .get(database)
         .cloned()
-        .ok_or_else(|| {
-            SqlError::Connection(format!(
-                "database `{database}` has no connection settings in this run"
-            ))
-        })
+        .ok_or_else(|| SqlError::Connection(format!("database `{database}` has no connection settings in this run")))
 }
 
 pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
@@ -215,12 +179,10 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
     let mut cmd = Command::new(&tool);
     pg_env(&mut cmd, &target);
-    cmd.args(["--format=custom", "--no-password", "--file"])
-        .arg(&host);
+    cmd.args(["--format=custom", "--no-password", "--file"]).arg(&host);
     run_tool(cmd, "pg_dump").await?;
 
-    let bytes =
-        std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
+    let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
     let info = DumpInfo {
         path: path.to_string(),
         sha256: sha256_hex(&bytes),
@@ -284,8 +246,7 @@ $deployhost$;
 pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let bytes = std::fs::read(&host)
-        .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
+    let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
     let digest = sha256_hex(&bytes);
     if let Ok(text) = std::fs::read_to_string(manifest_path(&host)) {
         let manifest: Manifest = serde_json::from_str(&text)
@@ -303,33 +264,20 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
     let pg_restore = state.caps.sql.tools.pick("pg_restore", major)?;
     let psql = state.caps.sql.tools.pick("psql", major)?;
 
-    let work = tempfile::tempdir()
-        .map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
+    let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
     let script = work.path().join("restore.sql");
     let clear = work.path().join("clear.sql");
     std::fs::write(&clear, CLEAR_SCHEMAS).map_err(|e| SqlError::Tool(e.to_string()))?;
     let mut cmd = Command::new(&pg_restore);
-    cmd.env_clear()
-        .env("LC_ALL", "C")
-        .arg("--file")
-        .arg(&script)
-        .arg(&host);
+    cmd.env_clear().env("LC_ALL", "C").arg("--file").arg(&script).arg(&host);
     run_tool(cmd, "pg_restore").await?;
 
     let mut cmd = Command::new(&psql);
     pg_env(&mut cmd, &target);
-    cmd.args([
-        "--no-psqlrc",
-        "--quiet",
-        "--no-password",
-        "--single-transaction",
-        "--set",
-        "ON_ERROR_STOP=1",
-        "--file",
-    ])
-    .arg(&clear)
-    .arg("--file")
-    .arg(&script);
+    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1", "--file"])
+        .arg(&clear)
+        .arg("--file")
+        .arg(&script);
     let result = run_tool(cmd, "restore (psql)").await;
     let caps = &state.caps;
     caps.audit.record(
@@ -346,39 +294,21 @@ mod tests {
 
     fn tools(majors: &[u32]) -> ToolSet {
         let set = ToolSet::default();
-        let _ = set.found.set(
-            majors
-                .iter()
-                .map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin"))))
-                .collect(),
-        );
+        let _ = set.found.set(majors.iter().map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin")))).collect());
         set
     }
 
     #[test]
     fn picks_the_newest_tool_that_can_talk_to_the_server() {
-        assert_eq!(
-            tools(&[17, 15]).pick("pg_dump", 15).ok(),
-            Some(PathBuf::from("/pg/17/bin/pg_dump"))
-        );
-        assert_eq!(
-            tools(&[15]).pick("pg_dump", 15).ok(),
-            Some(PathBuf::from("/pg/15/bin/pg_dump"))
-        );
+        assert_eq!(tools(&[17, 15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/17/bin/pg_dump")));
+        assert_eq!(tools(&[15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/15/bin/pg_dump")));
     }
 
     #[test]
     fn names_the_client_needed_for_a_newer_server() {
-        let Err(SqlError::Tool(message)) = tools(&[15]).pick("pg_dump", 17) else {
-            panic!("must refuse")
-        };
-        assert!(
-            message.contains("PostgreSQL 17") && message.contains("postgresql-client-17"),
-            "{message}"
-        );
-        let Err(SqlError::Tool(message)) = tools(&[]).pick("pg_dump", 16) else {
-            panic!("must refuse")
-        };
+        let Err(SqlError::Tool(message)) = tools(&[15]).pick("pg_dump", 17) else { panic!("must refuse") };
+        assert!(message.contains("PostgreSQL 17") && message.contains("postgresql-client-17"), "{message}");
+        let Err(SqlError::Tool(message)) = tools(&[]).pick("pg_dump", 16) else { panic!("must refuse") };
         assert!(message.contains("not installed"), "{message}");
     }
 }

@@ -6,9 +6,7 @@
 mod backup;
 mod values;
 
-use crate::bindings::deployhost::plugin::sql::{
-    DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value,
-};
+use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
 use crate::capabilities::fs::Mount;
 use crate::pipeline::model::DatabaseSource;
 use crate::runner::StepState;
@@ -50,18 +48,14 @@ pub fn resolve(
         let Some(source) = declared.get(name) else {
             continue;
         };
-        let Some(url) = super::read_declared(
-            source.url_env.as_deref(),
-            source.url_file.as_deref(),
-            base,
-            env,
-        ) else {
+        let Some(url) = super::read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
             continue; // reported by validation
         };
         let url = url.map(|u| u.trim().to_string());
         let parsed = url.and_then(|url| {
-            let config: tokio_postgres::Config =
-                url.parse().map_err(|e| format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname"))?;
+            let config: tokio_postgres::Config = url.parse().map_err(|e| {
+                format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname")
+            })?;
             Ok(DbTarget { display: describe(&config), secrets: secret_parts(&url, &config), config })
         });
         match parsed {
@@ -71,27 +65,16 @@ pub fn resolve(
             Err(e) => errors.push((key, e)),
         }
     }
-    if errors.is_empty() {
-        Ok(targets)
-    } else {
-        Err(errors)
-    }
+    if errors.is_empty() { Ok(targets) } else { Err(errors) }
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
-    let host = config
-        .get_hosts()
-        .first()
-        .map_or_else(String::new, |h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        });
+    let host = config.get_hosts().first().map_or_else(String::new, |h| match h {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    });
     let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{}@{host}:{port}/{}",
-        config.get_user().unwrap_or("?"),
-        config.get_dbname().unwrap_or("?")
-    )
+    format!("{}@{host}:{port}/{}", config.get_user().unwrap_or("?"), config.get_dbname().unwrap_or("?"))
 }
 
 fn secret_parts(url: &str, config: &tokio_postgres::Config) -> Vec<String> {
@@ -104,19 +87,13 @@ fn secret_parts(url: &str, config: &tokio_postgres::Config) -> Vec<String> {
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
 pub fn grant_label(database: &str, roles: &[String]) -> String {
-    if roles.is_empty() {
-        database.to_string()
-    } else {
-        format!("{database} (roles: {})", roles.join(", "))
-    }
+    if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
 }
 
 /// TLS when the server offers it (`sslmode=prefer`, the default) or the URL
 /// demands it (`sslmode=require`), verified against the web's roots.
 fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -131,10 +108,8 @@ pub async fn connect(target: &DbTarget) -> Result<Client, String> {
     let mut config = target.config.clone();
     config.connect_timeout(CONNECT_TIMEOUT);
     config.application_name("deployhost");
-    let (client, connection) = config
-        .connect(tls())
-        .await
-        .map_err(|e| format!("cannot connect to {}: {}", target.display, error_text(&e)))?;
+    let (client, connection) =
+        config.connect(tls()).await.map_err(|e| format!("cannot connect to {}: {}", target.display, error_text(&e)))?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -195,10 +170,7 @@ impl StepState {
         statement: &str,
         run: impl AsyncFnOnce(&Client) -> Result<(T, u64), SqlError>,
     ) -> Result<T, SqlError> {
-        let conn = self
-            .table
-            .get(conn)
-            .map_err(|e| SqlError::Connection(e.to_string()))?;
+        let conn = self.table.get(conn).map_err(|e| SqlError::Connection(e.to_string()))?;
         let started = Instant::now();
         let result = run(&conn.client).await;
         let text: String = statement.chars().take(AUDIT_STATEMENT_CHARS).collect();
@@ -219,11 +191,7 @@ impl StepState {
 
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            "sql.denied",
-            json!({ "database": database, "op": what }),
-        );
+        caps.audit.record(Some(&caps.step), "sql.denied", json!({ "database": database, "op": what }));
         SqlError::NotGranted(format!(
             "step `{}` may not use database `{database}`: add it to the step's grants.databases",
             caps.step
@@ -236,10 +204,7 @@ fn params(values: Vec<Value>) -> Vec<Param> {
 }
 
 fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-    params
-        .iter()
-        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect()
+    params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
 }
 
 impl Host for StepState {
@@ -247,31 +212,13 @@ impl Host for StepState {
         let Some(roles) = self.caps.sql.granted.get(&database).cloned() else {
             return Err(self.deny_database(&database, "open"));
         };
-        let target = self
-            .caps
-            .sql
-            .targets
-            .get(&database)
-            .cloned()
-            .ok_or_else(|| {
-                SqlError::Connection(format!(
-                    "database `{database}` has no connection settings in this run"
-                ))
-            })?;
+        let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
+            SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
+        })?;
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            "sql.open",
-            json!({ "database": database, "server": target.display }),
-        );
-        self.table
-            .push(Connection {
-                database,
-                roles,
-                client,
-            })
-            .map_err(|e| SqlError::Connection(e.to_string()))
+        caps.audit.record(Some(&caps.step), "sql.open", json!({ "database": database, "server": target.display }));
+        self.table.push(Connection { database, roles, client }).map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
@@ -298,10 +245,7 @@ impl HostConnection for StepState {
     ) -> Result<QueryResult, SqlError> {
         let p = params(values);
         self.audited(&conn, &statement, async |client| {
-            let rows = client
-                .query(&statement, &refs(&p))
-                .await
-                .map_err(sql_error)?;
+            let rows = client.query(&statement, &refs(&p)).await.map_err(sql_error)?;
             let columns = match rows.first() {
                 Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
                 None => client
@@ -310,20 +254,9 @@ impl HostConnection for StepState {
                     .map(|s| s.columns().iter().map(|c| c.name().to_string()).collect())
                     .unwrap_or_default(),
             };
-            let out = rows
-                .iter()
-                .map(row_values)
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(SqlError::Connection)?;
+            let out = rows.iter().map(row_values).collect::<Result<Vec<_>, String>>().map_err(SqlError::Connection)?;
             let n = out.len() as u64;
-            Ok((
-                QueryResult {
-                    columns,
-                    rows: out,
-                    rows_affected: n,
-                },
-                n,
-            ))
+            Ok((QueryResult { columns, rows: out, rows_affected: n }, n))
         })
         .await
     }
@@ -336,10 +269,7 @@ impl HostConnection for StepState {
     ) -> Result<u64, SqlError> {
         let p = params(values);
         self.audited(&conn, &statement, async |client| {
-            let n = client
-                .execute(&statement, &refs(&p))
-                .await
-                .map_err(sql_error)?;
+            let n = client.execute(&statement, &refs(&p)).await.map_err(sql_error)?;
             Ok((n, n))
         })
         .await
@@ -353,11 +283,7 @@ impl HostConnection for StepState {
         .await
     }
 
-    async fn transaction(
-        &mut self,
-        conn: Resource<Connection>,
-        statements: Vec<String>,
-    ) -> Result<(), SqlError> {
+    async fn transaction(&mut self, conn: Resource<Connection>, statements: Vec<String>) -> Result<(), SqlError> {
         let summary = statements.join(";\n");
         self.audited(&conn, &summary, async |client| {
             client.batch_execute("BEGIN").await.map_err(sql_error)?;
@@ -387,20 +313,11 @@ impl HostConnection for StepState {
 
     async fn set_role(&mut self, conn: Resource<Connection>, role: String) -> Result<(), SqlError> {
         let allowed = {
-            let c = self
-                .table
-                .get(&conn)
-                .map_err(|e| SqlError::Connection(e.to_string()))?;
-            c.roles
-                .contains(&role)
-                .then(|| c.database.clone())
-                .ok_or_else(|| (c.database.clone(), c.roles.clone()))
+            let c = self.table.get(&conn).map_err(|e| SqlError::Connection(e.to_string()))?;
+            c.roles.contains(&role).then(|| c.database.clone()).ok_or_else(|| (c.database.clone(), c.roles.clone()))
         };
         match allowed {
-            Ok(_) => {
-                self.batch(conn, format!("SET ROLE {}", quote_ident(&role)))
-                    .await
-            }
+            Ok(_) => self.batch(conn, format!("SET ROLE {}", quote_ident(&role))).await,
             Err((database, roles)) => {
                 let caps = &self.caps;
                 caps.audit.record(

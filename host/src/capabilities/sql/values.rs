@@ -60,10 +60,8 @@ impl ToSql for Param {
 }
 
 fn is_text(ty: &Type) -> bool {
-    matches!(
-        *ty,
-        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
-    ) || matches!(ty.kind(), Kind::Enum(_))
+    matches!(*ty, Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN)
+        || matches!(ty.kind(), Kind::Enum(_))
 }
 
 /// A row as WIT values; a column of a type WIT cannot carry is an error
@@ -84,16 +82,14 @@ pub fn row_values(row: &Row) -> Result<Vec<Value>, String> {
                 Type::FLOAT4 => row.try_get::<_, Option<f32>>(i).map_err(got)?.map(|v| Value::Float(v.into())),
                 Type::FLOAT8 => row.try_get::<_, Option<f64>>(i).map_err(got)?.map(Value::Float),
                 Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(got)?.map(Value::Bytes),
-                Type::JSON | Type::JSONB => row
-                    .try_get::<_, Option<serde_json::Value>>(i)
-                    .map_err(got)?
-                    .map(|v| Value::Json(v.to_string())),
-                _ if is_text(ty) => row.try_get::<_, Option<String>>(i).map_err(got)?.map(Value::Text),
-                _ if matches!(ty.kind(), Kind::Array(inner) if is_text(inner)) => {
-                    row.try_get::<_, Option<Vec<Option<String>>>>(i).map_err(got)?.map(|items| {
-                        Value::TextArray(items.into_iter().map(Option::unwrap_or_default).collect())
-                    })
+                Type::JSON | Type::JSONB => {
+                    row.try_get::<_, Option<serde_json::Value>>(i).map_err(got)?.map(|v| Value::Json(v.to_string()))
                 }
+                _ if is_text(ty) => row.try_get::<_, Option<String>>(i).map_err(got)?.map(Value::Text),
+                _ if matches!(ty.kind(), Kind::Array(inner) if is_text(inner)) => row
+                    .try_get::<_, Option<Vec<Option<String>>>>(i)
+                    .map_err(got)?
+                    .map(|items| Value::TextArray(items.into_iter().map(Option::unwrap_or_default).collect())),
                 _ => {
                     return Err(format!(
                         "column `{}` has type {ty}, which has no plugin value; select it as {}::text",

@@ -1,0 +1,81 @@
+//! `history`, `status` and `unlock`: what the state store knows.
+
+use super::ExitStatus;
+use crate::state::{StateStore, process_alive};
+use anyhow::{Result, bail};
+use serde_json::json;
+use std::path::Path;
+
+pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_json: bool) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let runs = store.history(environment, limit)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(ExitStatus::Success);
+    }
+    if runs.is_empty() {
+        println!("no runs yet");
+    }
+    for r in &runs {
+        let status = effective_status(&r.status, r.pid);
+        println!(
+            "{}  {:<10} {:<12} {:<12} {:<12} {}",
+            r.id,
+            r.environment,
+            r.version,
+            status,
+            r.who,
+            r.reason.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// A run recorded as running whose process is gone was interrupted.
+fn effective_status(status: &str, pid: i64) -> &str {
+    if status == "running" && !process_alive(pid) { "interrupted" } else { status }
+}
+
+pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let Some((run, steps)) = store.run(run_id)? else {
+        bail!("no run `{run_id}` in {}", state_dir.join("state.db").display())
+    };
+    let status = effective_status(&run.status, run.pid).to_string();
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);
+        return Ok(ExitStatus::Success);
+    }
+    println!("run {}: {status}", run.id);
+    println!(
+        "  pipeline {} · environment {} · version {} · by {}",
+        run.pipeline, run.environment, run.version, run.who
+    );
+    if let Some(a) = &run.approved_by {
+        println!("  approved by {a}");
+    }
+    println!(
+        "  started {}{}",
+        run.started,
+        run.finished.as_deref().map(|f| format!(", finished {f}")).unwrap_or_default()
+    );
+    if let Some(reason) = &run.reason {
+        println!("  reason: {reason}");
+    }
+    for s in &steps {
+        println!("  {:<8} {}/{}  {:.2}s  {}", s.status, s.stage, s.step, s.ms as f64 / 1000.0, s.summary);
+    }
+    if status == "interrupted" {
+        println!("  the process that ran it is gone: {} step(s) completed, as listed above", steps.len());
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub fn unlock(state_dir: &Path, environment: &str) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    match store.unlock(environment)? {
+        Some(run) => println!("unlocked `{environment}` (was held by run {run}, now marked interrupted)"),
+        None => println!("`{environment}` was not locked"),
+    }
+    Ok(ExitStatus::Success)
+}
