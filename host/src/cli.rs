@@ -15,7 +15,8 @@ use std::process::ExitCode;
 )]
 #[command(
     after_help = "Exit codes: 0 success, 1 a blocking step failed or the run could not complete, 2 invalid input, \
-                  3 awaiting approval, 4 refused (promotion rule, or the environment is locked by another run)."
+                  3 awaiting approval, 4 refused (promotion rule, or the environment is locked by another run), \
+                  130 stopped by SIGINT or SIGTERM."
 )]
 pub struct Cli {
     /// Where runs, logs and audit logs are kept.
@@ -117,6 +118,7 @@ pub fn main() -> ExitCode {
         Ok(ExitStatus::InvalidInput) => ExitCode::from(2),
         Ok(ExitStatus::AwaitingApproval) => ExitCode::from(3),
         Ok(ExitStatus::Refused) => ExitCode::from(4),
+        Ok(ExitStatus::Interrupted) => ExitCode::from(130),
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigErrors>() {
                 eprintln!("{config}");

@@ -144,3 +144,38 @@ fn prod_needs_a_listed_approver() {
         serde_json::from_str(&p.deployhost(&["history", "--env", "prod", "--json"], &[]).stdout).unwrap();
     assert_eq!(runs[0]["approved_by"], "devops-lead");
 }
+
+#[test]
+fn sigterm_stops_the_run_records_it_and_releases_the_lock() {
+    let slow = Server::fixed(Response::ok("ok").delayed(Duration::from_secs(20)));
+    let p = Project::new();
+    pipeline(&p, &slow, "");
+    let child = std::process::Command::new(crate::support::BIN)
+        .args(["run", "pipeline.yaml"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if !slow.requests().is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by SIGTERM"));
+
+    let results = p.results();
+    assert_eq!(results["status"], "interrupted");
+    assert_eq!(results["reason"], "stopped by SIGTERM");
+    let runs: serde_json::Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    assert_eq!(runs[0]["status"], "interrupted");
+    // The lock went with it: the next run starts at once.
+    let fast = Server::fixed(Response::ok("ok"));
+    pipeline(&p, &fast, "");
+    p.deployhost(&["run", "pipeline.yaml"], &[]).assert_code(0);
+}

@@ -23,6 +23,8 @@ pub enum ExitStatus {
     AwaitingApproval,
     /// A promotion rule or another run's lock stood in the way.
     Refused,
+    /// Stopped by SIGINT or SIGTERM.
+    Interrupted,
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {

@@ -103,7 +103,7 @@ pub async fn run(
     out.header(&plan);
     let mut last_stage = String::new();
     let mut seq = 0;
-    let result = runner::run(&plan, runtime, state_dir, &run_id, inputs, &mut |outcome| {
+    let mut on_step = |outcome: &StepOutcome| {
         if outcome.stage != last_stage {
             last_stage = outcome.stage.clone();
             out.stage(&last_stage);
@@ -113,8 +113,22 @@ pub async fn run(
             eprintln!("deployhost: {e}");
         }
         seq += 1;
-    })
-    .await;
+    };
+    let running = runner::run(&plan, runtime, state_dir, &run_id, inputs, &mut on_step);
+    // SIGINT or SIGTERM stops the run where it is: the current step's
+    // sandbox, host programs and database connections are dropped (open
+    // transactions roll back), the run is recorded as interrupted and the
+    // environment's lock released.
+    let result = tokio::select! {
+        result = running => result,
+        signal = stop_signal() => {
+            let reason = format!("stopped by {signal}");
+            runner::mark_interrupted(state_dir, &run_id, &reason)?;
+            store.finish(&run_id, "interrupted", Some(&reason))?;
+            eprintln!("run {run_id} {reason}; the environment's lock is released");
+            return Ok(ExitStatus::Interrupted);
+        }
+    };
     let record = match result {
         Ok(record) => record,
         Err(e) => {
@@ -141,6 +155,19 @@ pub async fn run(
     };
     out.finish(false, &message, &run_dir);
     Ok(ExitStatus::Failed)
+}
+
+/// Resolves with the signal's name when the process is asked to stop.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 fn print_plan(plan: &Plan, out: &Printer) {

@@ -51,6 +51,9 @@ pub struct RunRecord {
     pub steps: Vec<StepOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
+    /// Why the run stopped early, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Why a run rolled back and what the rollback did.
@@ -132,6 +135,7 @@ pub async fn run(
         status: "running".into(),
         steps: Vec::new(),
         rollback: None,
+        reason: None,
     };
     audit.record(
         None,
@@ -202,6 +206,7 @@ pub async fn run(
     let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
     record.status = if passed { "passed" } else { "failed" }.into();
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
+    record.reason = stopped_by.clone();
     audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
     save(&run_dir, &record)?;
     Ok(record)
@@ -248,6 +253,15 @@ fn save(run_dir: &Path, record: &RunRecord) -> Result<()> {
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, run_dir.join("results.json")))
         .with_context(|| format!("cannot write {}", run_dir.join("results.json").display()))
+}
+
+/// Records in `results.json` that a run was stopped from outside.
+pub fn mark_interrupted(state_dir: &Path, run_id: &str, reason: &str) -> Result<()> {
+    let mut record = load_record(state_dir, run_id)?;
+    record.status = "interrupted".into();
+    record.reason = Some(reason.to_string());
+    record.finished = Some(crate::audit::timestamp(SystemTime::now()));
+    save(&runs_dir(state_dir).join(run_id), &record)
 }
 
 /// Reads a finished or interrupted run's `results.json`.
