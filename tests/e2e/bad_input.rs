@@ -145,3 +145,22 @@ fn missing_file_and_wrong_shapes() {
     fails_with("pipeline: x\nstages: []\n", &["at least one stage"]);
     fails_with("pipeline: x\n", &["missing field `stages`"]);
 }
+
+/// The example pipelines stay valid as the tool changes.
+#[test]
+fn example_pipelines_validate() {
+    let p = Project::new();
+    p.with_example_pipelines();
+    let envs = [
+        ("DEPLOY_VERSION", "1.0.0"),
+        ("DEMO_PORT", "8080"),
+        ("APP_HOST", "127.0.0.1:8080"),
+        ("INCIDENT_URL", "http://127.0.0.1:9000/incidents"),
+        ("INCIDENT_HOST", "127.0.0.1:9000"),
+    ];
+    for file in ["demo.yaml", "prod.yaml", "supabase-restore.yaml"] {
+        let run = p.deployhost(&["validate", &format!("pipelines/{file}")], &envs);
+        run.assert_code(0);
+        assert!(run.stdout.contains(": ok ("), "{file}: {}", run.stdout);
+    }
+}
