@@ -71,6 +71,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Record an approval for a run waiting at its environment's gate.
+    #[command(after_help = "Example:\n  deployhost approve 20261128T013045123Z-3fa2c1 --as devops-lead")]
+    Approve {
+        run_id: String,
+        /// The approver; must be listed in the environment's `approvers`.
+        #[arg(long = "as")]
+        name: String,
+    },
+    /// Continue an interrupted run, or an approved one, from its first incomplete step.
+    Resume { run_id: String },
+    /// Undo what an interrupted run completed: restore migrated databases, run the rollback steps.
+    Rollback { run_id: String },
     /// Break an environment's lock left by a run that died.
     Unlock {
         #[arg(long = "env")]

@@ -179,3 +179,135 @@ fn sigterm_stops_the_run_records_it_and_releases_the_lock() {
     pipeline(&p, &fast, "");
     p.deployhost(&["run", "pipeline.yaml"], &[]).assert_code(0);
 }
+
+fn run_id_from(stderr: &str) -> String {
+    let at = stderr.find("run ").expect("a run id");
+    stderr[at + 4..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn an_approval_gate_waits_then_resumes() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    pipeline(&p, &server, ENVIRONMENTS);
+    deploy(&p, "dev", "4.0.0", &[]).assert_code(0);
+    deploy(&p, "staging", "4.0.0", &[]).assert_code(0);
+    let before = server.requests().len();
+
+    let waiting = deploy(&p, "prod", "4.0.0", &[]);
+    waiting.assert_code(3);
+    let id = run_id_from(&waiting.stderr[waiting.stderr.find("waits at the gate").unwrap() - 40..]);
+    let status: serde_json::Value =
+        serde_json::from_str(&p.deployhost(&["status", &id, "--json"], &[]).stdout).unwrap();
+    assert_eq!(status["status"], "awaiting-approval");
+    p.deployhost(&["resume", &id], &[]).assert_code(3);
+    p.deployhost(&["approve", &id, "--as", "intern"], &[]).assert_code(4);
+    assert_eq!(server.requests().len(), before, "nothing runs before approval");
+
+    p.deployhost(&["approve", &id, "--as", "@engineering-manager"], &[]).assert_code(0);
+    p.deployhost(&["resume", &id], &[]).assert_code(0);
+    assert_eq!(server.requests().len(), before + 1);
+    let status: serde_json::Value =
+        serde_json::from_str(&p.deployhost(&["status", &id, "--json"], &[]).stdout).unwrap();
+    assert_eq!(status["status"], "passed");
+    assert_eq!(status["run"]["approved_by"], "engineering-manager");
+}
+
+/// Waits until `server` has seen a request for `path`.
+fn wait_for(server: &Server, path: &str) {
+    for _ in 0..200 {
+        if server.requests().iter().any(|r| r.path == path) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no request for {path}");
+}
+
+fn spawn_run(p: &Project, envs: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.args(["run", "pipeline.yaml"]).current_dir(p.path());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_first_incomplete_step() {
+    // The first request for /slow hangs (the run is killed there); later ones answer.
+    let server = Server::start(|r, _| {
+        static HUNG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if r.path == "/slow" && !HUNG.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Response::ok("late").delayed(Duration::from_secs(20))
+        } else {
+            Response::ok("ok")
+        }
+    });
+    let p = Project::new();
+    let step = |name: &str, path: &str| {
+        format!(
+            "      - name: {name}\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 30s }}\n        grants: {{ net: [\"{}\"] }}\n",
+            server.url(path),
+            server.grant()
+        )
+    };
+    p.pipeline(&format!(
+        "pipeline: shop\nstages:\n  - name: s\n    steps:\n{}{}{}",
+        step("first", "/first"),
+        step("second", "/slow"),
+        step("third", "/third")
+    ));
+    let mut child = spawn_run(&p, &[]);
+    wait_for(&server, "/slow");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let runs: serde_json::Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let status = p.deployhost(&["status", &id], &[]);
+    assert!(status.stdout.contains("interrupted") && status.stdout.contains("passed   s/first"), "{}", status.stdout);
+
+    p.deployhost(&["resume", &id], &[]).assert_code(0);
+    let count = |path: &str| server.requests().iter().filter(|r| r.path == path).count();
+    assert_eq!(count("/first"), 1, "a completed step is not run again");
+    assert_eq!(count("/slow"), 2);
+    assert_eq!(count("/third"), 1);
+    let results = p.results();
+    assert_eq!(results["run_id"], id.as_str());
+    assert_eq!(results["status"], "passed");
+    assert_eq!(results["steps"].as_array().unwrap().len(), 3);
+    p.deployhost(&["resume", &id], &[]).assert_code(1);
+}
+
+#[test]
+fn a_killed_run_can_be_rolled_back_instead() {
+    let pg = crate::support::pg::Postgres::start();
+    let hang = Server::fixed(Response::ok("late").delayed(Duration::from_secs(20)));
+    let p = Project::new();
+    p.write("migrations/1_a.sql", "create table a (id int);");
+    p.pipeline(&format!(
+        "pipeline: shop\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      - name: backup\n        uses: pg-backup\n        with: {{ database: app }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations }}\n        grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 30s }}\n        grants: {{ net: [\"{}\"] }}\n",
+        hang.url("/health"),
+        hang.grant()
+    ));
+    let before = pg.dump("postgres");
+    let url = pg.url("postgres");
+    let mut child = spawn_run(&p, &[("DATABASE_URL", &url)]);
+    wait_for(&hang, "/health");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(pg.psql("postgres", "select to_regclass('public.a') is not null"), "t", "the migration had completed");
+
+    let runs: serde_json::Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let rollback = p.deployhost(&["rollback", &id], &[("DATABASE_URL", &url)]);
+    rollback.assert_code(1);
+    assert!(rollback.stdout.contains("rolled back: manual rollback of run"), "{}", rollback.stdout);
+    assert_eq!(pg.dump("postgres"), before, "the database is back to the backup");
+    assert_eq!(p.results()["rollback"]["steps"][0]["step"], "restore-app");
+    assert_eq!(hang.requests().len(), 1, "a rollback runs no stage again");
+    // The lock went with the rollback.
+    let unlock = p.deployhost(&["unlock", "--env", "default"], &[]);
+    assert!(unlock.stdout.contains("was not locked"), "{}", unlock.stdout);
+}

@@ -46,6 +46,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Status { run_id, json } => history::status(&state_dir, &run_id, json),
             Command::Unlock { environment } => history::unlock(&state_dir, &environment),
+            Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
+            Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,
+            Command::Rollback { run_id } => run::rollback(&run_id, &state_dir).await,
         }
     })
 }

@@ -3,7 +3,7 @@ use crate::capabilities::{secrets, sql};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Refusal};
 use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
-use crate::state::{NewRun, StateError, StateStore};
+use crate::state::{NewRun, StateError, StateStore, process_alive};
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -23,15 +23,23 @@ fn who() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-pub async fn run(
+/// A loaded, checked plan with everything needed to run it.
+struct Prepared {
+    plan: Plan,
+    runtime: Arc<Runtime>,
+    inputs: RunInputs,
+}
+
+/// Load, validate, compile and check every plugin, resolve secrets and
+/// databases: everything that can fail before anything runs.
+async fn prepare(
     file: &Path,
     environment: Option<String>,
     version: Option<String>,
-    flags: RunFlags,
-    state_dir: &Path,
-) -> Result<ExitStatus> {
+    sandbox_only: bool,
+) -> Result<Prepared> {
     let (loaded, plan) = load_plan(file, environment, version)?;
-    if flags.sandbox_only {
+    if sandbox_only {
         let host_steps: Vec<_> = plan
             .steps()
             .filter(|s| !s.grants.exec.is_empty())
@@ -52,12 +60,36 @@ pub async fn run(
     let located = |errors: Vec<(String, String)>| {
         ConfigErrors(errors.into_iter().map(|(key, message)| loaded.value_error_at(&key, message)).collect())
     };
-    let mut inputs = RunInputs {
+    let inputs = RunInputs {
         secrets: secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(located)?,
         databases: sql::resolve(&plan.databases, &plan.granted_databases(), &plan.dir, &env).map_err(located)?,
         previous_version: String::new(),
+        resume: None,
+        rollback_only: None,
     };
+    Ok(Prepared { plan, runtime, inputs })
+}
 
+fn new_run<'a>(id: &'a str, plan: &'a Plan, who: &'a str, approved_by: Option<&'a str>, file: &'a str) -> NewRun<'a> {
+    NewRun {
+        id,
+        pipeline: &plan.pipeline,
+        environment: &plan.environment,
+        version: &plan.version,
+        who,
+        approved_by,
+        file,
+    }
+}
+
+pub async fn run(
+    file: &Path,
+    environment: Option<String>,
+    version: Option<String>,
+    flags: RunFlags,
+    state_dir: &Path,
+) -> Result<ExitStatus> {
+    let Prepared { plan, runtime, inputs } = prepare(file, environment, version, flags.sandbox_only).await?;
     let out = Printer::new();
     if flags.dry_run {
         print_plan(&plan, &out);
@@ -65,10 +97,17 @@ pub async fn run(
     }
 
     let store = StateStore::open(state_dir)?;
+    let run_id = runner::new_run_id();
+    let who = who();
+    let file_text = plan.file.display().to_string();
     let approved_by = match promotion::check(&plan, &store, flags.approved_by.as_deref()) {
         Ok(a) => a,
         Err(Refusal::AwaitingApproval(message)) => {
+            store.wait_for_approval(&new_run(&run_id, &plan, &who, None, &file_text))?;
             eprintln!("awaiting approval: {message}");
+            eprintln!(
+                "run {run_id} waits at the gate: `deployhost approve {run_id} --as NAME`, then `deployhost resume {run_id}`"
+            );
             return Ok(ExitStatus::AwaitingApproval);
         }
         Err(Refusal::Promotion(message)) => {
@@ -77,21 +116,7 @@ pub async fn run(
         }
         Err(Refusal::State(e)) => return Err(e.into()),
     };
-    inputs.previous_version =
-        store.last_passed(&plan.pipeline, &plan.environment, None)?.map(|r| r.version).unwrap_or_default();
-    let run_id = runner::new_run_id();
-    let who = who();
-    let file_text = plan.file.display().to_string();
-    let new = NewRun {
-        id: &run_id,
-        pipeline: &plan.pipeline,
-        environment: &plan.environment,
-        version: &plan.version,
-        who: &who,
-        approved_by: approved_by.as_deref(),
-        file: &file_text,
-    };
-    match store.begin(&new) {
+    match store.begin(&new_run(&run_id, &plan, &who, approved_by.as_deref(), &file_text)) {
         Ok(()) => {}
         Err(e @ StateError::Locked { .. }) => {
             eprintln!("refused: {e}");
@@ -99,7 +124,91 @@ pub async fn run(
         }
         Err(e) => return Err(e.into()),
     }
+    execute(plan, runtime, inputs, &store, state_dir, &run_id, &out).await
+}
 
+/// Continues a run that was interrupted or waited for approval: its
+/// completed steps stand, the rest run.
+pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let row = resumable(&store, run_id)?;
+    if row.status == "awaiting-approval" && row.approved_by.is_none() {
+        eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
+        return Ok(ExitStatus::AwaitingApproval);
+    }
+    let Prepared { plan, runtime, mut inputs } =
+        prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
+    inputs.resume = runner::load_record(state_dir, run_id).ok();
+    if let Err(e) = store.take_over(run_id, &row.environment) {
+        eprintln!("refused: {e}");
+        return Ok(ExitStatus::Refused);
+    }
+    execute(plan, runtime, inputs, &store, state_dir, run_id, &Printer::new()).await
+}
+
+/// Compensates what an interrupted run completed (restores the databases
+/// it migrated), then runs the pipeline's rollback steps.
+pub async fn rollback(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let row = resumable(&store, run_id)?;
+    let Prepared { plan, runtime, mut inputs } =
+        prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
+    inputs.resume = Some(runner::load_record(state_dir, run_id)?);
+    inputs.rollback_only = Some(format!("manual rollback of run {run_id} ({})", row.status));
+    if let Err(e) = store.take_over(run_id, &row.environment) {
+        eprintln!("refused: {e}");
+        return Ok(ExitStatus::Refused);
+    }
+    execute(plan, runtime, inputs, &store, state_dir, run_id, &Printer::new()).await
+}
+
+/// Records an approval for a run waiting at the gate.
+pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
+    if row.status != "awaiting-approval" {
+        eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
+        return Ok(ExitStatus::Refused);
+    }
+    let (_, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
+    match promotion::check(&plan, &store, Some(name)) {
+        Ok(approver) => {
+            let approver = approver.unwrap_or_else(|| name.to_string());
+            store.approve(run_id, &approver)?;
+            println!("run {run_id} approved by {approver}: `deployhost resume {run_id}` starts it");
+            Ok(ExitStatus::Success)
+        }
+        Err(Refusal::State(e)) => Err(e.into()),
+        Err(Refusal::Promotion(m) | Refusal::AwaitingApproval(m)) => {
+            eprintln!("refused: {m}");
+            Ok(ExitStatus::Refused)
+        }
+    }
+}
+
+/// A run that may be resumed or rolled back: waiting, or dead.
+fn resumable(store: &StateStore, run_id: &str) -> Result<crate::state::RunRow> {
+    let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
+    let dead = row.status == "running" && !process_alive(row.pid);
+    if !(dead || matches!(row.status.as_str(), "interrupted" | "awaiting-approval")) {
+        anyhow::bail!("run {run_id} is {} (pid {}); only interrupted or waiting runs continue", row.status, row.pid);
+    }
+    Ok(row)
+}
+
+/// Runs a plan under an already recorded run id and lock, with progress
+/// lines, SIGINT/SIGTERM handling, and the end recorded in the state store.
+async fn execute(
+    plan: Plan,
+    runtime: Arc<Runtime>,
+    mut inputs: RunInputs,
+    store: &StateStore,
+    state_dir: &Path,
+    run_id: &str,
+    out: &Printer,
+) -> Result<ExitStatus> {
+    inputs.previous_version =
+        store.last_passed(&plan.pipeline, &plan.environment, None)?.map(|r| r.version).unwrap_or_default();
     out.header(&plan);
     let mut last_stage = String::new();
     let mut seq = 0;
@@ -109,12 +218,12 @@ pub async fn run(
             out.stage(&last_stage);
         }
         out.step(outcome);
-        if let Err(e) = store.record_step(&run_id, seq, outcome) {
+        if let Err(e) = store.record_step(run_id, seq, outcome) {
             eprintln!("deployhost: {e}");
         }
         seq += 1;
     };
-    let running = runner::run(&plan, runtime, state_dir, &run_id, inputs, &mut on_step);
+    let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_step);
     // SIGINT or SIGTERM stops the run where it is: the current step's
     // sandbox, host programs and database connections are dropped (open
     // transactions roll back), the run is recorded as interrupted and the
@@ -123,8 +232,8 @@ pub async fn run(
         result = running => result,
         signal = stop_signal() => {
             let reason = format!("stopped by {signal}");
-            runner::mark_interrupted(state_dir, &run_id, &reason)?;
-            store.finish(&run_id, "interrupted", Some(&reason))?;
+            runner::mark_interrupted(state_dir, run_id, &reason)?;
+            store.finish(run_id, "interrupted", Some(&reason))?;
             eprintln!("run {run_id} {reason}; the environment's lock is released");
             return Ok(ExitStatus::Interrupted);
         }
@@ -132,12 +241,12 @@ pub async fn run(
     let record = match result {
         Ok(record) => record,
         Err(e) => {
-            store.finish(&run_id, "failed", Some(&format!("{e:#}")))?;
+            store.finish(run_id, "failed", Some(&format!("{e:#}")))?;
             return Err(e);
         }
     };
     let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
-    store.finish(&run_id, &record.status, reason.as_deref())?;
+    store.finish(run_id, &record.status, reason.as_deref())?;
 
     let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
     let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();

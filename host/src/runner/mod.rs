@@ -20,7 +20,7 @@ use crate::redact::Redactor;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -33,6 +33,10 @@ pub struct RunInputs {
     pub databases: BTreeMap<String, DbTarget>,
     /// The version that last passed in this environment (`${PREVIOUS_VERSION}`).
     pub previous_version: String,
+    /// Continue this run: its completed steps are kept, not run again.
+    pub resume: Option<RunRecord>,
+    /// Run no stage, only the rollback of what `resume` completed, for this reason.
+    pub rollback_only: Option<String>,
 }
 
 /// `results.json`: the run as a whole.
@@ -101,7 +105,7 @@ pub async fn run(
     std::fs::create_dir_all(run_dir.join("logs"))
         .and_then(|()| std::fs::create_dir_all(&empty_root))
         .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
-    let RunInputs { secrets, databases, previous_version } = inputs;
+    let RunInputs { secrets, databases, previous_version, resume, rollback_only } = inputs;
     let secret_texts = secrets.values().cloned().chain(databases.values().flat_map(|d| d.secrets.clone()));
     let redactor = Arc::new(Redactor::new(secret_texts));
     let audit = Arc::new(
@@ -124,28 +128,47 @@ pub async fn run(
         reason: Default::default(),
         previous_version,
     });
+    // Steps a resumed run completed before: kept as they were.
+    let mut done_before: HashMap<String, StepOutcome> = resume
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .filter(|o| matches!(o.status, Status::Passed | Status::Warning))
+        .map(|o| (o.step.clone(), o.clone()))
+        .collect();
+    let started = resume.as_ref().map_or_else(|| crate::audit::timestamp(SystemTime::now()), |r| r.started.clone());
     let mut record = RunRecord {
         run_id: run_id.clone(),
         pipeline: plan.pipeline.clone(),
         environment: plan.environment.clone(),
         version: plan.version.clone(),
         file: plan.file.display().to_string(),
-        started: crate::audit::timestamp(SystemTime::now()),
+        started,
         finished: None,
         status: "running".into(),
         steps: Vec::new(),
         rollback: None,
         reason: None,
     };
+    let event = if resume.is_some() { "run.resume" } else { "run.start" };
     audit.record(
         None,
-        "run.start",
+        event,
         json!({ "run": run_id, "pipeline": plan.pipeline, "environment": plan.environment, "version": plan.version, "file": record.file }),
     );
     save(&run_dir, &record)?;
 
     let mut stopped_by: Option<String> = None;
-    for stage in &plan.stages {
+    let stages: &[crate::pipeline::PlannedStage] = match rollback_only {
+        // Only the rollback: what completed stands as it is.
+        Some(reason) => {
+            record.steps = resume.map(|r| r.steps).unwrap_or_default();
+            stopped_by = Some(format!("rolling back: {reason}"));
+            let _ = run.reason.set(reason);
+            &[]
+        }
+        None => &plan.stages,
+    };
+    for stage in stages {
         if let Some(reason) = &stopped_by {
             for step in &stage.steps {
                 let skipped = skipped(step, reason);
@@ -156,11 +179,15 @@ pub async fn run(
         }
         if stage.parallel {
             let mut set = tokio::task::JoinSet::new();
+            let mut done = Vec::new();
             for (i, step) in stage.steps.iter().enumerate() {
+                if let Some(before) = done_before.remove(&step.name) {
+                    done.push((i, before));
+                    continue;
+                }
                 let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
                 set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
             }
-            let mut done = Vec::new();
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.context("a step task failed")?;
                 on_step(&outcome);
@@ -174,9 +201,10 @@ pub async fn run(
             save(&run_dir, &record)?;
         } else {
             for step in &stage.steps {
-                let outcome = match &stopped_by {
-                    Some(reason) => skipped(step, reason),
-                    None => step::run_step(&runtime, &run, step).await,
+                let outcome = match (&stopped_by, done_before.remove(&step.name)) {
+                    (Some(reason), _) => skipped(step, reason),
+                    (None, Some(before)) => before,
+                    (None, None) => step::run_step(&runtime, &run, step).await,
                 };
                 note_failure(plan, &run, &outcome, &mut stopped_by);
                 on_step(&outcome);

@@ -175,6 +175,68 @@ impl StateStore {
         }
     }
 
+    /// Records a run that stops at the approval gate; it holds no lock
+    /// while it waits.
+    pub fn wait_for_approval(&self, run: &NewRun) -> Result<(), StateError> {
+        self.with(|conn| {
+            conn.execute(
+                "INSERT INTO runs (id, pipeline, environment, version, status, started, who, file, pid)
+                 VALUES (?1, ?2, ?3, ?4, 'awaiting-approval', ?5, ?6, ?7, ?8)",
+                params![
+                    run.id,
+                    run.pipeline,
+                    run.environment,
+                    run.version,
+                    now(),
+                    run.who,
+                    run.file,
+                    i64::from(std::process::id())
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn approve(&self, run_id: &str, approver: &str) -> Result<(), StateError> {
+        self.with(|conn| {
+            conn.execute("UPDATE runs SET approved_by = ?2 WHERE id = ?1", params![run_id, approver]).map(|_| ())
+        })
+    }
+
+    /// This process continues `run_id`: takes its environment's lock (free,
+    /// or still held by this same run from a dead process) and marks the
+    /// run running again.
+    pub fn take_over(&self, run_id: &str, environment: &str) -> Result<(), StateError> {
+        let pid = i64::from(std::process::id());
+        let held = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let holder = tx
+                .query_row("SELECT run_id, pid, since FROM locks WHERE environment = ?1", [environment], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                })
+                .optional()?;
+            if let Some(h) = holder.filter(|h| h.0 != run_id) {
+                return Ok(Some(h));
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
+                params![environment, run_id, pid, now()],
+            )?;
+            tx.execute(
+                "UPDATE runs SET status = 'running', pid = ?2, finished = NULL WHERE id = ?1",
+                params![run_id, pid],
+            )?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        match held {
+            Some((other, pid, since)) => {
+                Err(StateError::Locked { environment: environment.to_string(), run_id: other, pid, since })
+            }
+            None => Ok(()),
+        }
+    }
+
     pub fn record_step(&self, run_id: &str, seq: usize, o: &StepOutcome) -> Result<(), StateError> {
         let outputs = serde_json::to_string(&o.outputs).unwrap_or_default();
         self.with(|conn| {
