@@ -53,6 +53,10 @@ pub enum Command {
         /// (in CI, from the environment's protection rules).
         #[arg(long, env = "DEPLOYHOST_APPROVED_BY")]
         approved_by: Option<String>,
+        /// Accept grants wider than when this version passed in the required
+        /// environment; NAME must be one of the target environment's approvers.
+        #[arg(long, value_name = "NAME")]
+        accept_grants: Option<String>,
     },
     /// Past runs, newest first.
     #[command(after_help = "Examples:\n  deployhost history\n  deployhost history --env prod --json")]

@@ -3,7 +3,9 @@
 //! and approvals (a listed approver said go).
 
 use crate::pipeline::Plan;
+use crate::pipeline::written::{WrittenGrants, widening};
 use crate::state::{StateError, StateStore};
+use std::collections::BTreeMap;
 
 /// Why a run may not start.
 #[derive(Debug, thiserror::Error)]
@@ -20,28 +22,68 @@ fn normalize(name: &str) -> &str {
     name.trim().trim_start_matches('@')
 }
 
-/// Checks the target environment's rules; returns the recorded approver.
-pub fn check(plan: &Plan, store: &StateStore, approved_by: Option<&str>) -> Result<Option<String>, Refusal> {
-    let Some(rules) = &plan.environment_rules else { return Ok(None) };
-    if let Some(required) = &rules.requires
-        && store.last_passed(&plan.pipeline, required, Some(&plan.version))?.is_none()
-    {
-        let last = store.last_passed(&plan.pipeline, required, None)?;
-        let what = match last {
-            Some(r) => format!("the last version that passed there is {} (run {})", r.version, r.id),
-            None => "nothing has passed there yet".to_string(),
+/// Who said go, as recorded with the run.
+#[derive(Debug, Default)]
+pub struct Approvals {
+    pub approved_by: Option<String>,
+    /// Accepted grants wider than where this version passed before.
+    pub grants_accepted_by: Option<String>,
+}
+
+/// What the operator said on the command line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Consent<'a> {
+    pub approved_by: Option<&'a str>,
+    pub accept_grants: Option<&'a str>,
+}
+
+/// Checks the target environment's rules against the state store.
+pub fn check(
+    plan: &Plan,
+    grants: &BTreeMap<String, WrittenGrants>,
+    store: &StateStore,
+    consent: Consent,
+) -> Result<Approvals, Refusal> {
+    let mut approvals =
+        Approvals { approved_by: consent.approved_by.map(|a| normalize(a).to_string()), ..Default::default() };
+    let Some(rules) = &plan.environment_rules else { return Ok(approvals) };
+    let approvers: Vec<&str> = rules.approvers.iter().map(|a| normalize(a)).collect();
+    if let Some(required) = &rules.requires {
+        let Some(passed) = store.last_passed(&plan.pipeline, required, Some(&plan.version))? else {
+            let what = match store.last_passed(&plan.pipeline, required, None)? {
+                Some(r) => format!("the last version that passed there is {} (run {})", r.version, r.id),
+                None => "nothing has passed there yet".to_string(),
+            };
+            return Err(Refusal::Promotion(format!(
+                "`{}` requires version {} to have passed in `{required}` first; {what}",
+                plan.environment, plan.version
+            )));
         };
-        return Err(Refusal::Promotion(format!(
-            "`{}` requires version {} to have passed in `{required}` first; {what}",
-            plan.environment, plan.version
-        )));
+        let before: BTreeMap<String, WrittenGrants> = serde_json::from_str(&passed.grants).unwrap_or_default();
+        let wider = widening(&before, grants);
+        if !wider.is_empty() {
+            match consent.accept_grants {
+                Some(who) if approvers.is_empty() || approvers.contains(&normalize(who)) => {
+                    approvals.grants_accepted_by = Some(normalize(who).to_string());
+                }
+                _ => {
+                    return Err(Refusal::Promotion(format!(
+                        "the pipeline grants more than when version {} passed in `{required}` (run {}):\n  {}\n\
+                         a listed approver of `{}` can accept this with --accept-grants NAME",
+                        plan.version,
+                        passed.id,
+                        wider.join("\n  "),
+                        plan.environment
+                    )));
+                }
+            }
+        }
     }
     if !rules.require_approval {
-        return Ok(approved_by.map(str::to_string));
+        return Ok(approvals);
     }
-    let approvers: Vec<&str> = rules.approvers.iter().map(|a| normalize(a)).collect();
-    match approved_by {
-        Some(who) if approvers.contains(&normalize(who)) => Ok(Some(normalize(who).to_string())),
+    match consent.approved_by {
+        Some(who) if approvers.contains(&normalize(who)) => Ok(approvals),
         Some(who) => Err(Refusal::Promotion(format!(
             "`{who}` may not approve deploys to `{}` (approvers: {})",
             plan.environment,

@@ -311,3 +311,39 @@ fn a_killed_run_can_be_rolled_back_instead() {
     let unlock = p.deployhost(&["unlock", "--env", "default"], &[]);
     assert!(unlock.stdout.contains("was not locked"), "{}", unlock.stdout);
 }
+
+#[test]
+fn wider_grants_than_in_staging_need_an_approver_to_accept_them() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    let write = |extra_net: &str| {
+        p.pipeline(&format!(
+            "pipeline: shop\nenvironment: dev\n{ENVIRONMENTS}stages:\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"http://${{APP_HOST}}/health\" }}\n        grants: {{ net: [\"${{APP_HOST}}\"{extra_net}] }}\n"
+        ))
+    };
+    write("");
+    let host = server.grant();
+    let envs = [("APP_HOST", host.as_str())];
+    let deploy = |env: &str, extra: &[&str]| {
+        let mut args = vec!["run", "pipeline.yaml", "--env", env, "--version", "5.0.0"];
+        args.extend_from_slice(extra);
+        p.deployhost(&args, &envs)
+    };
+    deploy("dev", &[]).assert_code(0);
+    deploy("staging", &[]).assert_code(0);
+
+    // Grants are compared as written: `${APP_HOST}` is the same grant
+    // whatever it expands to; a new host is not.
+    write(", \"evil.example.com\"");
+    let refused = deploy("prod", &["--approved-by", "devops-lead"]);
+    refused.assert_code(4);
+    assert!(refused.stderr.contains("grants more than when version 5.0.0 passed in `staging`"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("step `probe`: net `evil.example.com`"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("APP_HOST"), "{}", refused.stderr);
+    deploy("prod", &["--approved-by", "devops-lead", "--accept-grants", "intern"]).assert_code(4);
+    deploy("prod", &["--approved-by", "devops-lead", "--accept-grants", "@engineering-manager"]).assert_code(0);
+    let runs: serde_json::Value =
+        serde_json::from_str(&p.deployhost(&["history", "--env", "prod", "--json"], &[]).stdout).unwrap();
+    assert_eq!(runs[0]["grants_accepted_by"], "engineering-manager");
+    assert_eq!(runs[0]["status"], "passed");
+}

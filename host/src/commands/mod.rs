@@ -32,8 +32,8 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     let state_dir = cli.state_dir;
     rt.block_on(async move {
         match cli.command {
-            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by } => {
-                let flags = run::RunFlags { dry_run, sandbox_only, approved_by };
+            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants } => {
+                let flags = run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
                 run::run(&file, environment, version, flags, &state_dir).await
             }
             Command::Validate { file, environment, version } => validate::validate(&file, environment, version).await,

@@ -1,10 +1,12 @@
 use super::{ExitStatus, check_plugins, load_plan};
 use crate::capabilities::{secrets, sql};
+use crate::pipeline::written::{WrittenGrants, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
-use crate::promotion::{self, Refusal};
+use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
 use crate::state::{NewRun, StateError, StateStore, process_alive};
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ pub struct RunFlags {
     pub dry_run: bool,
     pub sandbox_only: bool,
     pub approved_by: Option<String>,
+    pub accept_grants: Option<String>,
 }
 
 /// Who starts a run: CI's actor, else the local user.
@@ -28,6 +31,8 @@ struct Prepared {
     plan: Plan,
     runtime: Arc<Runtime>,
     inputs: RunInputs,
+    /// Each step's grants as written, for promotion checks and the record.
+    grants: BTreeMap<String, WrittenGrants>,
 }
 
 /// Load, validate, compile and check every plugin, resolve secrets and
@@ -67,18 +72,31 @@ async fn prepare(
         resume: None,
         rollback_only: None,
     };
-    Ok(Prepared { plan, runtime, inputs })
+    Ok(Prepared { plan, runtime, inputs, grants: written_grants(&loaded.raw) })
 }
 
-fn new_run<'a>(id: &'a str, plan: &'a Plan, who: &'a str, approved_by: Option<&'a str>, file: &'a str) -> NewRun<'a> {
-    NewRun {
-        id,
-        pipeline: &plan.pipeline,
-        environment: &plan.environment,
-        version: &plan.version,
-        who,
-        approved_by,
-        file,
+/// What the state store records about a run as it starts.
+struct Starting<'a> {
+    id: &'a str,
+    who: String,
+    file: String,
+    grants: String,
+    approvals: &'a Approvals,
+}
+
+impl Starting<'_> {
+    fn record<'b>(&'b self, plan: &'b Plan) -> NewRun<'b> {
+        NewRun {
+            id: self.id,
+            pipeline: &plan.pipeline,
+            environment: &plan.environment,
+            version: &plan.version,
+            who: &self.who,
+            approved_by: self.approvals.approved_by.as_deref(),
+            file: &self.file,
+            grants: &self.grants,
+            grants_accepted_by: self.approvals.grants_accepted_by.as_deref(),
+        }
     }
 }
 
@@ -89,7 +107,7 @@ pub async fn run(
     flags: RunFlags,
     state_dir: &Path,
 ) -> Result<ExitStatus> {
-    let Prepared { plan, runtime, inputs } = prepare(file, environment, version, flags.sandbox_only).await?;
+    let Prepared { plan, runtime, inputs, grants } = prepare(file, environment, version, flags.sandbox_only).await?;
     let out = Printer::new();
     if flags.dry_run {
         print_plan(&plan, &out);
@@ -98,12 +116,19 @@ pub async fn run(
 
     let store = StateStore::open(state_dir)?;
     let run_id = runner::new_run_id();
-    let who = who();
-    let file_text = plan.file.display().to_string();
-    let approved_by = match promotion::check(&plan, &store, flags.approved_by.as_deref()) {
+    let consent = Consent { approved_by: flags.approved_by.as_deref(), accept_grants: flags.accept_grants.as_deref() };
+    let start = |approvals| Starting {
+        id: &run_id,
+        who: who(),
+        file: plan.file.display().to_string(),
+        grants: serde_json::to_string(&grants).unwrap_or_default(),
+        approvals,
+    };
+    let approvals = match promotion::check(&plan, &grants, &store, consent) {
         Ok(a) => a,
         Err(Refusal::AwaitingApproval(message)) => {
-            store.wait_for_approval(&new_run(&run_id, &plan, &who, None, &file_text))?;
+            let waiting = Approvals { approved_by: None, grants_accepted_by: flags.accept_grants.clone() };
+            store.wait_for_approval(&start(&waiting).record(&plan))?;
             eprintln!("awaiting approval: {message}");
             eprintln!(
                 "run {run_id} waits at the gate: `deployhost approve {run_id} --as NAME`, then `deployhost resume {run_id}`"
@@ -116,7 +141,7 @@ pub async fn run(
         }
         Err(Refusal::State(e)) => return Err(e.into()),
     };
-    match store.begin(&new_run(&run_id, &plan, &who, approved_by.as_deref(), &file_text)) {
+    match store.begin(&start(&approvals).record(&plan)) {
         Ok(()) => {}
         Err(e @ StateError::Locked { .. }) => {
             eprintln!("refused: {e}");
@@ -136,7 +161,7 @@ pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
         return Ok(ExitStatus::AwaitingApproval);
     }
-    let Prepared { plan, runtime, mut inputs } =
+    let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
     inputs.resume = runner::load_record(state_dir, run_id).ok();
     if let Err(e) = store.take_over(run_id, &row.environment) {
@@ -151,7 +176,7 @@ pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
 pub async fn rollback(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
-    let Prepared { plan, runtime, mut inputs } =
+    let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
     inputs.resume = Some(runner::load_record(state_dir, run_id)?);
     inputs.rollback_only = Some(format!("manual rollback of run {run_id} ({})", row.status));
@@ -170,10 +195,11 @@ pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus>
         eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
         return Ok(ExitStatus::Refused);
     }
-    let (_, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
-    match promotion::check(&plan, &store, Some(name)) {
-        Ok(approver) => {
-            let approver = approver.unwrap_or_else(|| name.to_string());
+    let (loaded, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
+    let consent = Consent { approved_by: Some(name), accept_grants: row.grants_accepted_by.as_deref() };
+    match promotion::check(&plan, &written_grants(&loaded.raw), &store, consent) {
+        Ok(approvals) => {
+            let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
             store.approve(run_id, &approver)?;
             println!("run {run_id} approved by {approver}: `deployhost resume {run_id}` starts it");
             Ok(ExitStatus::Success)

@@ -10,6 +10,7 @@ mod spans;
 pub mod triggers;
 pub mod units;
 mod validate;
+pub mod written;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use expand::{RUNTIME_VARIABLES, substitute};

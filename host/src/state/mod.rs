@@ -24,7 +24,9 @@ CREATE TABLE IF NOT EXISTS runs (
     approved_by TEXT,
     file TEXT NOT NULL,
     pid INTEGER NOT NULL,
-    reason TEXT
+    reason TEXT,
+    grants TEXT NOT NULL DEFAULT '{}',
+    grants_accepted_by TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_env ON runs (pipeline, environment, started);
 CREATE TABLE IF NOT EXISTS steps (
@@ -76,6 +78,10 @@ pub struct RunRow {
     pub file: String,
     pub pid: i64,
     pub reason: Option<String>,
+    /// Each step's grants as written (JSON), for promotion checks.
+    #[serde(skip)]
+    pub grants: String,
+    pub grants_accepted_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -96,6 +102,9 @@ pub struct NewRun<'a> {
     pub who: &'a str,
     pub approved_by: Option<&'a str>,
     pub file: &'a str,
+    /// Each step's grants as written, JSON.
+    pub grants: &'a str,
+    pub grants_accepted_by: Option<&'a str>,
 }
 
 pub struct StateStore {
@@ -149,21 +158,7 @@ impl StateStore {
                 "INSERT INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
                 params![run.environment, run.id, pid, started],
             )?;
-            tx.execute(
-                "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid)
-                 VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    run.id,
-                    run.pipeline,
-                    run.environment,
-                    run.version,
-                    started,
-                    run.who,
-                    run.approved_by,
-                    run.file,
-                    pid
-                ],
-            )?;
+            insert_run(&tx, run, "running", pid, &started)?;
             tx.commit()?;
             Ok(None)
         })?;
@@ -178,23 +173,7 @@ impl StateStore {
     /// Records a run that stops at the approval gate; it holds no lock
     /// while it waits.
     pub fn wait_for_approval(&self, run: &NewRun) -> Result<(), StateError> {
-        self.with(|conn| {
-            conn.execute(
-                "INSERT INTO runs (id, pipeline, environment, version, status, started, who, file, pid)
-                 VALUES (?1, ?2, ?3, ?4, 'awaiting-approval', ?5, ?6, ?7, ?8)",
-                params![
-                    run.id,
-                    run.pipeline,
-                    run.environment,
-                    run.version,
-                    now(),
-                    run.who,
-                    run.file,
-                    i64::from(std::process::id())
-                ],
-            )
-            .map(|_| ())
-        })
+        self.with(|conn| insert_run(conn, run, "awaiting-approval", i64::from(std::process::id()), &now()))
     }
 
     pub fn approve(&self, run_id: &str, approver: &str) -> Result<(), StateError> {
@@ -293,11 +272,13 @@ impl StateStore {
             file: r.get(9)?,
             pid: r.get(10)?,
             reason: r.get(11)?,
+            grants: r.get(12)?,
+            grants_accepted_by: r.get(13)?,
         })
     }
 
-    const RUN_COLUMNS: &'static str =
-        "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason";
+    const RUN_COLUMNS: &'static str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, \
+         grants_accepted_by";
 
     /// Runs, newest first, optionally of one environment.
     pub fn history(&self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
@@ -347,6 +328,28 @@ impl StateStore {
         );
         self.with(|conn| conn.query_row(&sql, params![pipeline, environment, version], Self::run_from).optional())
     }
+}
+
+fn insert_run(conn: &Connection, run: &NewRun, status: &str, pid: i64, started: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid, grants, grants_accepted_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            run.id,
+            run.pipeline,
+            run.environment,
+            run.version,
+            status,
+            started,
+            run.who,
+            run.approved_by,
+            run.file,
+            pid,
+            run.grants,
+            run.grants_accepted_by
+        ],
+    )
+    .map(|_| ())
 }
 
 /// Is a process with this pid alive on this machine?
