@@ -87,6 +87,15 @@ pub enum Command {
     Resume { run_id: String },
     /// Undo what an interrupted run completed: restore migrated databases, run the rollback steps.
     Rollback { run_id: String },
+    /// The deployment checklists of a run, ticked from evidence, with release notes and timings.
+    #[command(
+        after_help = "Example:\n  deployhost report 20261128T013045123Z-3fa2c1 --format markdown >> $GITHUB_STEP_SUMMARY"
+    )]
+    Report {
+        run_id: String,
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+        format: String,
+    },
     /// Break an environment's lock left by a run that died.
     Unlock {
         #[arg(long = "env")]

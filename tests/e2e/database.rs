@@ -78,6 +78,28 @@ fn demo_pipeline_deploys_the_example_project_then_restores_the_backup() {
     let everything = format!("{}{}", deploy.all_output(), p.run_files_text());
     assert!(!everything.contains(PASSWORD), "the database password leaked");
 
+    // The report ticks the checklists from what the run did.
+    let run_id = p.results()["run_id"].as_str().unwrap().to_string();
+    let report = p.deployhost(&["report", &run_id], &[]);
+    report.assert_code(0);
+    for line in [
+        "- [x] Database backed up",
+        "- [x] Migrations tested before applying (dry run)",
+        "- [x] Migrations applied",
+        "- [x] Schema verified",
+        "- [x] RLS policies tested per role",
+        "- [x] Health checks passing",
+        "- [x] No rollback",
+        "- [ ] Approval recorded",
+        "- migration 20240101000200",
+    ] {
+        assert!(report.stdout.contains(line), "report lacks {line:?}:\n{}", report.stdout);
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&p.deployhost(&["report", &run_id, "--format", "json"], &[]).stdout).unwrap();
+    assert_eq!(json["migrations_applied"].as_array().unwrap().len(), 3);
+    assert_eq!(json["post_deployment"][0]["done"], true);
+
     // Restore: the database equals what it was before the deploy.
     run(&p, &pg, &app, "pipelines/supabase-restore.yaml").assert_code(0);
     assert_eq!(pg.dump("postgres"), before, "the restored database equals the original");

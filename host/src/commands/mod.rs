@@ -4,6 +4,7 @@
 mod audit;
 mod history;
 mod plugins;
+mod report;
 mod run;
 mod validate;
 
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Status { run_id, json } => history::status(&state_dir, &run_id, json),
             Command::Unlock { environment } => history::unlock(&state_dir, &environment),
+            Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
             Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,
             Command::Rollback { run_id } => run::rollback(&run_id, &state_dir).await,

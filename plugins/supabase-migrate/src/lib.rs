@@ -244,8 +244,12 @@ impl Guest for SupabaseMigrate {
             (false, 0) => format!("up to date ({} migrations applied before)", applied.len()),
             (false, n) => format!("applied {n} migration(s): {}", done.join(", ")),
         };
+        // A dry run applied nothing: it says what would apply.
+        let (applied_now, would_apply) =
+            if p.dry_run { (String::new(), done.join(",")) } else { (done.join(","), String::new()) };
         Ok(Report::passed(summary)
-            .output("applied", done.join(","))
+            .output("applied", applied_now)
+            .output("would_apply", would_apply)
             .output("latest_version", latest)
             .output("previous_version", applied.last().map(|a| a.version.clone()).unwrap_or_default())
             .metric("migrations_applied", done.len() as f64, "count")

@@ -1,0 +1,143 @@
+//! `deployhost report RUN_ID`: the seed's pre- and post-deployment
+//! checklists, each item ticked only from evidence in the run (a step that
+//! passed, an approval recorded), with the migrations applied and timings.
+
+use super::ExitStatus;
+use crate::runner::{self, RunRecord, Status, StepOutcome};
+use crate::state::StateStore;
+use anyhow::Result;
+use serde::Serialize;
+use serde_json::json;
+use std::path::Path;
+
+#[derive(Serialize)]
+struct Item {
+    item: &'static str,
+    done: bool,
+    evidence: String,
+}
+
+fn by_plugin<'a>(record: &'a RunRecord, plugin: &'a str) -> impl Iterator<Item = &'a StepOutcome> + 'a {
+    record.steps.iter().filter(move |s| s.plugin == plugin)
+}
+
+/// Ticked when at least one step of `plugin` ran and every one passed.
+fn all_passed(record: &RunRecord, plugin: &str, item: &'static str, what: &dyn Fn(&StepOutcome) -> String) -> Item {
+    let steps: Vec<&StepOutcome> = by_plugin(record, plugin).filter(|s| s.status != Status::Skipped).collect();
+    let done = !steps.is_empty() && steps.iter().all(|s| s.status == Status::Passed);
+    let evidence = if steps.is_empty() {
+        format!("no {plugin} step ran")
+    } else {
+        steps.iter().map(|s| format!("{} {}: {}", s.step, s.status.as_str(), what(s))).collect::<Vec<_>>().join("; ")
+    };
+    Item { item, done, evidence }
+}
+
+fn checklists(record: &RunRecord, approved_by: Option<&str>) -> (Vec<Item>, Vec<Item>) {
+    let summary = |s: &StepOutcome| s.summary.clone();
+    let is_dry = |s: &StepOutcome| s.summary.starts_with("dry run");
+    let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
+    let pre = vec![
+        all_passed(record, "command", "Tests and checks passing", &summary),
+        Item {
+            item: "Migrations tested before applying (dry run)",
+            done: migrate.iter().any(|s| is_dry(s) && s.status == Status::Passed),
+            evidence: migrate.iter().filter(|s| is_dry(s)).map(|s| s.summary.clone()).collect::<Vec<_>>().join("; "),
+        },
+        all_passed(record, "pg-backup", "Database backed up", &|s| {
+            format!(
+                "{} (sha256 {})",
+                s.outputs.get("path").cloned().unwrap_or_default(),
+                s.outputs.get("sha256").cloned().unwrap_or_default()
+            )
+        }),
+        Item {
+            item: "Approval recorded",
+            done: approved_by.is_some(),
+            evidence: approved_by.map_or_else(|| "no approval recorded".to_string(), |a| format!("approved by {a}")),
+        },
+    ];
+    let post = vec![
+        Item {
+            item: "Migrations applied",
+            done: migrate.iter().any(|s| !is_dry(s) && s.status == Status::Passed),
+            evidence: migrate.iter().filter(|s| !is_dry(s)).map(|s| s.summary.clone()).collect::<Vec<_>>().join("; "),
+        },
+        all_passed(record, "schema-verify", "Schema verified", &summary),
+        all_passed(record, "rls-test", "RLS policies tested per role", &summary),
+        all_passed(record, "health-probe", "Health checks passing", &summary),
+        Item {
+            item: "No rollback",
+            done: record.rollback.is_none(),
+            evidence: record.rollback.as_ref().map_or_else(|| "none".into(), |r| format!("rolled back: {}", r.reason)),
+        },
+        all_passed(record, "slack-notify", "Stakeholders notified", &summary),
+    ];
+    (pre, post)
+}
+
+/// Versions applied by the run's migrations, for release notes.
+fn migrations_applied(record: &RunRecord) -> Vec<String> {
+    by_plugin(record, "supabase-migrate")
+        .filter(|s| s.status == Status::Passed)
+        .flat_map(|s| s.outputs.get("applied").map(|a| a.split(',').map(str::to_string).collect::<Vec<_>>()))
+        .flatten()
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus> {
+    let record = runner::load_record(state_dir, run_id)?;
+    let row = StateStore::open(state_dir)?.run(run_id)?.map(|(r, _)| r);
+    let approved_by = row.as_ref().and_then(|r| r.approved_by.clone());
+    let (pre, post) = checklists(&record, approved_by.as_deref());
+    let migrations = migrations_applied(&record);
+    let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
+    match format {
+        "json" => {
+            let steps: Vec<_> = record
+                .steps
+                .iter()
+                .map(|s| json!({ "stage": s.stage, "step": s.step, "status": s.status, "ms": s.ms }))
+                .collect();
+            let value = json!({
+                "run": record.run_id, "pipeline": record.pipeline, "environment": record.environment,
+                "version": record.version, "status": record.status, "started": record.started,
+                "finished": record.finished, "pre_deployment": pre, "post_deployment": post,
+                "migrations_applied": migrations, "steps": steps, "step_ms_total": total_ms,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        "markdown" => {
+            println!("# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
+            println!(
+                "Run `{}`: **{}** ({} → {})\n",
+                record.run_id,
+                record.status,
+                record.started,
+                record.finished.as_deref().unwrap_or("unfinished")
+            );
+            for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
+                println!("## {title}\n");
+                for i in items {
+                    println!("- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+                }
+                println!();
+            }
+            println!("## Release notes\n");
+            if migrations.is_empty() {
+                println!("No migrations applied.\n");
+            }
+            for m in &migrations {
+                println!("- migration {m}");
+            }
+            println!("\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
+            for s in &record.steps {
+                println!("| {} | {} | {} | {:.2} |", s.stage, s.step, s.status.as_str(), s.ms as f64 / 1000.0);
+            }
+            println!("\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
+        }
+        other => anyhow::bail!("unknown report format `{other}` (markdown or json)"),
+    }
+    Ok(ExitStatus::Success)
+}
