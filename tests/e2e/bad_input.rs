@@ -151,6 +151,8 @@ fn missing_file_and_wrong_shapes() {
 fn example_pipelines_validate() {
     let p = Project::new();
     p.with_example_pipelines();
+    // The restore pipeline reads the folder the demo's backups go to.
+    p.mkdir("pipelines/backups");
     let envs = [
         ("DEPLOY_VERSION", "1.0.0"),
         ("DEMO_PORT", "8080"),

@@ -54,20 +54,8 @@ fn a_killed_run_leaves_a_lock_that_only_unlock_breaks() {
     let slow = Server::fixed(Response::ok("ok").delayed(Duration::from_secs(20)));
     let p = Project::new();
     pipeline(&p, &slow, "");
-    let mut child = std::process::Command::new(crate::support::BIN)
-        .args(["run", "pipeline.yaml"])
-        .current_dir(p.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if !slow.requests().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(!slow.requests().is_empty(), "the run reached its step");
+    let mut child = spawn_run(&p, &[]);
+    wait_for(&slow, "/health");
     child.kill().unwrap(); // SIGKILL: no cleanup at all
     child.wait().unwrap();
 
@@ -150,24 +138,14 @@ fn sigterm_stops_the_run_records_it_and_releases_the_lock() {
     let slow = Server::fixed(Response::ok("ok").delayed(Duration::from_secs(20)));
     let p = Project::new();
     pipeline(&p, &slow, "");
-    let child = std::process::Command::new(crate::support::BIN)
-        .args(["run", "pipeline.yaml"])
-        .current_dir(p.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    for _ in 0..100 {
-        if !slow.requests().is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let child = spawn_run(&p, &[]);
+    wait_for(&slow, "/health");
     let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("stopped by SIGTERM"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("stopped by SIGTERM"), "{stderr}");
 
     let results = p.results();
     assert_eq!(results["status"], "interrupted");
@@ -230,7 +208,7 @@ fn spawn_run(p: &Project, envs: &[(&str, &str)]) -> std::process::Child {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap()
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap()
 }
 
 #[test]
