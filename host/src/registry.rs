@@ -73,7 +73,8 @@ pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRe
         let Some(_) = sha256 else {
             return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", sha256_hex(&bytes)));
         };
-        PluginRef { source: Source::File(path), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) }
+        // Shown as written: relative to the pipeline, like everything else in it.
+        PluginRef { source: Source::File(PathBuf::from(uses)), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) }
     } else {
         builtin(uses).ok_or_else(|| {
             format!("unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)", builtin_names().join(", "))

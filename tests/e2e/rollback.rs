@@ -115,20 +115,14 @@ fn slack_pipeline(slack: &Server) -> String {
 
 #[test]
 fn slack_rate_limits_are_retried_and_errors_reported() {
-    let limited = Server::start(|_, n| {
-        if n == 0 {
-            Response { status: 429, body: "rate_limited".into(), delay: Default::default() }
-        } else {
-            Response::ok("ok")
-        }
-    });
+    let limited = Server::start(|_, n| if n == 0 { Response::new(429, "rate_limited") } else { Response::ok("ok") });
     let p = Project::new();
     p.pipeline(&slack_pipeline(&limited));
     p.run(&[("HOOK", &limited.url("/hook"))]).assert_code(0);
     assert_eq!(limited.requests().len(), 2);
     assert_eq!(p.step("notify")["outputs"]["attempts"], "2");
 
-    let rejecting = Server::fixed(Response { status: 400, body: "invalid_payload".into(), delay: Default::default() });
+    let rejecting = Server::fixed(Response::new(400, "invalid_payload"));
     p.pipeline(&slack_pipeline(&rejecting));
     p.run(&[("HOOK", &rejecting.url("/hook"))]).assert_code(1);
     let step = p.step("notify");

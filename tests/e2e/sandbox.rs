@@ -228,3 +228,40 @@ fn output_floods_are_capped() {
         assert!(text.contains("bytes dropped"), "{step}: the log says it was cut");
     }
 }
+
+#[test]
+fn stack_overflow_is_stopped() {
+    let a = Attack::run(&[("recurse", "{ attack: recurse }", "{}")], &[], |_| {});
+    let step = a.p.step("recurse");
+    assert_eq!(step["failure"], "crash", "{step}");
+    assert!(step["summary"].as_str().unwrap().contains("stack overflowed"), "{step}");
+}
+
+#[test]
+fn redirects_and_address_tricks_are_checked_like_any_request() {
+    let elsewhere = Server::fixed(Response::ok("secret data"));
+    let granted = Server::fixed(Response::redirect(&elsewhere.url("/data")));
+    let grant = format!("{{ net: [\"{}\"] }}", granted.grant());
+    let port = granted.port;
+    let a = Attack::run(
+        &[
+            ("redirect", &format!("{{ attack: follow-redirect, url: \"{}\" }}", granted.url("/go")), &grant),
+            ("decimal-ip", &format!("{{ attack: http, url: \"http://2130706433:{port}/\" }}"), &grant),
+            ("mapped-ipv6", &format!("{{ attack: http, url: \"http://[::ffff:127.0.0.1]:{port}/\" }}"), &grant),
+            (
+                "userinfo",
+                &format!("{{ attack: http, url: \"http://127.0.0.1:{port}@{}/\" }}", elsewhere.grant()),
+                &grant,
+            ),
+        ],
+        &[],
+        |_| {},
+    );
+    for step in ["redirect", "decimal-ip", "mapped-ipv6", "userinfo"] {
+        a.assert_denied(step);
+    }
+    assert_eq!(granted.requests().len(), 1, "only the first hop of the redirect reached the granted host");
+    assert!(elsewhere.requests().is_empty(), "no request reached a host that was not granted");
+    a.assert_audited("redirect", "net.denied", "allow_with", &elsewhere.grant());
+    a.assert_audited("decimal-ip", "net.denied", "host", "2130706433");
+}

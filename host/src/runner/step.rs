@@ -213,6 +213,12 @@ fn explain_trap(
             (Failure::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
         }
         Some(wasmtime::Trap::StackOverflow) => (Failure::Crash, "crashed: stack overflow".into()),
+        // A guest's own stack lives in its linear memory: running off its
+        // end shows up as an out-of-bounds access, not as a stack overflow.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => (
+            Failure::Crash,
+            "crashed: out-of-bounds memory access (a plugin whose own stack overflowed ends this way)".into(),
+        ),
         Some(trap) => (Failure::Crash, format!("crashed: {trap} ({})", first_line(err))),
         None => (Failure::Crash, format!("crashed: {}", first_line(err))),
     }

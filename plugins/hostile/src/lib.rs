@@ -106,6 +106,33 @@ impl Guest for Hostile {
                 Report::passed(format!("secret was {value}")).output("leak", value)
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
+            "recurse" => {
+                #[allow(unconditional_recursion)]
+                fn deeper(n: u64, pad: &mut [u8; 4096]) -> u64 {
+                    pad[(n % 4096) as usize] = n as u8;
+                    std::hint::black_box(pad);
+                    deeper(n + 1, &mut [0u8; 4096]) + 1
+                }
+                let depth = deeper(0, &mut [0u8; 4096]);
+                Report::passed("recursed").output("result", format!("escaped: depth {depth}"))
+            }
+            "follow-redirect" => {
+                // Follows a redirect by hand: the second request is checked
+                // against the grant like any other.
+                let first = Request::get(&p.url).timeout(Duration::from_secs(5)).send();
+                match first {
+                    Ok(r) if (300..400).contains(&r.status) => {
+                        let location = r.header("location").unwrap_or_default().to_string();
+                        outcome("redirected request", Request::get(&location).send(), |r| {
+                            format!("status {}", r.status)
+                        })
+                    }
+                    Ok(r) => {
+                        Report::failed(format!("no redirect: {}", r.status)).output("result", "denied: no redirect")
+                    }
+                    Err(e) => Report::failed(e.clone()).output("result", format!("denied: {e}")),
+                }
+            }
             other => {
                 return Err(StepError::InvalidParams(format!("unknown attack `{other}`")));
             }

@@ -26,14 +26,22 @@ pub struct Response {
     pub status: u16,
     pub body: String,
     pub delay: Duration,
+    /// A `Location` header, for redirects.
+    pub location: Option<String>,
 }
 
 impl Response {
     pub fn ok(body: &str) -> Response {
-        Response { status: 200, body: body.to_string(), delay: Duration::ZERO }
+        Response::new(200, body)
     }
     pub fn status(status: u16) -> Response {
-        Response { status, body: String::new(), delay: Duration::ZERO }
+        Response::new(status, "")
+    }
+    pub fn new(status: u16, body: &str) -> Response {
+        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None }
+    }
+    pub fn redirect(to: &str) -> Response {
+        Response { location: Some(to.to_string()), ..Response::new(302, "") }
     }
     pub fn delayed(mut self, delay: Duration) -> Response {
         self.delay = delay;
@@ -154,9 +162,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
 
     let mut stream = stream;
     let text = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n{}\r\n{}",
         response.status,
         response.body.len(),
+        response.location.as_ref().map(|l| format!("location: {l}\r\n")).unwrap_or_default(),
         response.body
     );
     let _ = stream.write_all(text.as_bytes());
