@@ -161,14 +161,9 @@ pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
         return Ok(ExitStatus::AwaitingApproval);
     }
-    let Prepared { plan, runtime, mut inputs, .. } =
-        prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
-    inputs.resume = runner::load_record(state_dir, run_id).ok();
-    if let Err(e) = store.take_over(run_id, &row.environment) {
-        eprintln!("refused: {e}");
-        return Ok(ExitStatus::Refused);
-    }
-    execute(plan, runtime, inputs, &store, state_dir, run_id, &Printer::new()).await
+    // A run that waited at the gate has no record yet.
+    let previous = runner::load_record(state_dir, run_id).ok();
+    carry_on(&store, &row, state_dir, previous, None).await
 }
 
 /// Compensates what an interrupted run completed (restores the databases
@@ -176,15 +171,29 @@ pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
 pub async fn rollback(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
+    let previous = runner::load_record(state_dir, run_id)?;
+    let reason = format!("manual rollback of run {run_id} ({})", row.status);
+    carry_on(&store, &row, state_dir, Some(previous), Some(reason)).await
+}
+
+/// Runs a recorded run again from its pipeline file, in this process:
+/// what `previous` completed stands; with `rollback_only`, only the rollback.
+async fn carry_on(
+    store: &StateStore,
+    row: &crate::state::RunRow,
+    state_dir: &Path,
+    previous: Option<runner::RunRecord>,
+    rollback_only: Option<String>,
+) -> Result<ExitStatus> {
     let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
-    inputs.resume = Some(runner::load_record(state_dir, run_id)?);
-    inputs.rollback_only = Some(format!("manual rollback of run {run_id} ({})", row.status));
-    if let Err(e) = store.take_over(run_id, &row.environment) {
+    inputs.resume = previous;
+    inputs.rollback_only = rollback_only;
+    if let Err(e) = store.take_over(&row.id, &row.environment) {
         eprintln!("refused: {e}");
         return Ok(ExitStatus::Refused);
     }
-    execute(plan, runtime, inputs, &store, state_dir, run_id, &Printer::new()).await
+    execute(plan, runtime, inputs, store, state_dir, &row.id, &Printer::new()).await
 }
 
 /// Records an approval for a run waiting at the gate.

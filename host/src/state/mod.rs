@@ -138,36 +138,48 @@ impl StateStore {
         f(&mut conn).map_err(|e| self.err(e))
     }
 
-    /// Takes the environment's lock and records the run, atomically. A lock
-    /// held by another run is an error naming it; locks are never taken
-    /// over silently, even from dead processes.
-    pub fn begin(&self, run: &NewRun) -> Result<(), StateError> {
+    /// Runs `change` in one immediate transaction if `environment`'s lock
+    /// is free (or held by `holder`, a run being taken over); otherwise the
+    /// lock's holder is the error. Locks are never taken over silently.
+    fn with_free_lock(
+        &self,
+        environment: &str,
+        holder: Option<&str>,
+        change: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+    ) -> Result<(), StateError> {
         let held = self.with(|conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let holder = tx
-                .query_row("SELECT run_id, pid, since FROM locks WHERE environment = ?1", [run.environment], |r| {
+            let current = tx
+                .query_row("SELECT run_id, pid, since FROM locks WHERE environment = ?1", [environment], |r| {
                     Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
                 })
                 .optional()?;
-            if holder.is_some() {
-                return Ok(holder);
+            if let Some(h) = current.filter(|h| Some(h.0.as_str()) != holder) {
+                return Ok(Some(h));
             }
+            change(&tx)?;
+            tx.commit()?;
+            Ok(None)
+        })?;
+        match held {
+            Some((run_id, pid, since)) => {
+                Err(StateError::Locked { environment: environment.to_string(), run_id, pid, since })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the environment's lock and records the run, atomically.
+    pub fn begin(&self, run: &NewRun) -> Result<(), StateError> {
+        self.with_free_lock(run.environment, None, |tx| {
             let pid = i64::from(std::process::id());
             let started = now();
             tx.execute(
                 "INSERT INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
                 params![run.environment, run.id, pid, started],
             )?;
-            insert_run(&tx, run, "running", pid, &started)?;
-            tx.commit()?;
-            Ok(None)
-        })?;
-        match held {
-            Some((run_id, pid, since)) => {
-                Err(StateError::Locked { environment: run.environment.to_string(), run_id, pid, since })
-            }
-            None => Ok(()),
-        }
+            insert_run(tx, run, "running", pid, &started)
+        })
     }
 
     /// Records a run that stops at the approval gate; it holds no lock
@@ -186,17 +198,8 @@ impl StateStore {
     /// or still held by this same run from a dead process) and marks the
     /// run running again.
     pub fn take_over(&self, run_id: &str, environment: &str) -> Result<(), StateError> {
-        let pid = i64::from(std::process::id());
-        let held = self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let holder = tx
-                .query_row("SELECT run_id, pid, since FROM locks WHERE environment = ?1", [environment], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-                })
-                .optional()?;
-            if let Some(h) = holder.filter(|h| h.0 != run_id) {
-                return Ok(Some(h));
-            }
+        self.with_free_lock(environment, Some(run_id), |tx| {
+            let pid = i64::from(std::process::id());
             tx.execute(
                 "INSERT OR REPLACE INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
                 params![environment, run_id, pid, now()],
@@ -204,16 +207,9 @@ impl StateStore {
             tx.execute(
                 "UPDATE runs SET status = 'running', pid = ?2, finished = NULL WHERE id = ?1",
                 params![run_id, pid],
-            )?;
-            tx.commit()?;
-            Ok(None)
-        })?;
-        match held {
-            Some((other, pid, since)) => {
-                Err(StateError::Locked { environment: environment.to_string(), run_id: other, pid, since })
-            }
-            None => Ok(()),
-        }
+            )
+            .map(|_| ())
+        })
     }
 
     pub fn record_step(&self, run_id: &str, seq: usize, o: &StepOutcome) -> Result<(), StateError> {
