@@ -122,11 +122,11 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
     let record = runner::load_record(state_dir, run_id)?;
     let row = StateStore::open(state_dir)?.run(run_id)?.map(|(r, _)| r);
     let approved_by = row.as_ref().and_then(|r| r.approved_by.clone());
-    let (pre, post) = checklists(&record, approved_by.as_deref());
-    let migrations = migrations_applied(&record);
-    let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
     match format {
         "json" => {
+            let (pre, post) = checklists(&record, approved_by.as_deref());
+            let migrations = migrations_applied(&record);
+            let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
             let steps: Vec<_> = record
                 .steps
                 .iter()

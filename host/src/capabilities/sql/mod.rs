@@ -91,16 +91,20 @@ pub fn grant_label(database: &str, roles: &[String]) -> String {
 }
 
 /// TLS when the server offers it (`sslmode=prefer`, the default) or the URL
-/// demands it (`sslmode=require`), verified against the web's roots.
+/// demands it (`sslmode=require`), verified against the web's roots. Built
+/// once per process: the root store is the costly part.
 fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    static CONFIG: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+    });
+    tokio_postgres_rustls::MakeRustlsConnect::new(config.clone())
 }
 
 /// Opens a connection to `target`; the connection task ends with the client.
