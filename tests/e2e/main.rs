@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod cache;
 mod ci;
 mod commands;
 mod database;

@@ -38,7 +38,9 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
                 let flags = run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
                 run::run(&file, environment, version, flags, &state_dir).await
             }
-            Command::Validate { file, environment, version } => validate::validate(&file, environment, version).await,
+            Command::Validate { file, environment, version } => {
+                validate::validate(&file, environment, version, &state_dir).await
+            }
             Command::Audit { file: Some(file), run: None, json } => audit::pipeline(&file, json).await,
             Command::Audit { run: Some(run), json, .. } => audit::run(&state_dir, &run, json),
             Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
@@ -57,6 +59,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             Command::Rollback { run_id } => run::rollback(&run_id, &state_dir).await,
         }
     })
+}
+
+/// The runtime for commands that compile plugins: compiled code is kept
+/// in the state folder, so the next command compiles nothing.
+fn runtime(state_dir: &Path) -> Result<Runtime> {
+    Runtime::with_cache(state_dir.join("cache"))
 }
 
 /// Load and validate: every problem in the file, located.

@@ -42,6 +42,7 @@ async fn prepare(
     environment: Option<String>,
     version: Option<String>,
     sandbox_only: bool,
+    state_dir: &Path,
 ) -> Result<Prepared> {
     let (loaded, plan) = load_plan(file, environment, version)?;
     if sandbox_only {
@@ -59,7 +60,7 @@ async fn prepare(
             return Err(ConfigErrors(host_steps).into());
         }
     }
-    let runtime = Arc::new(Runtime::new()?);
+    let runtime = Arc::new(super::runtime(state_dir)?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
     let located = |errors: Vec<(String, String)>| {
@@ -107,7 +108,8 @@ pub async fn run(
     flags: RunFlags,
     state_dir: &Path,
 ) -> Result<ExitStatus> {
-    let Prepared { plan, runtime, inputs, grants } = prepare(file, environment, version, flags.sandbox_only).await?;
+    let Prepared { plan, runtime, inputs, grants } =
+        prepare(file, environment, version, flags.sandbox_only, state_dir).await?;
     let out = Printer::new();
     if flags.dry_run {
         print_plan(&plan, &out);
@@ -186,7 +188,8 @@ async fn carry_on(
     rollback_only: Option<String>,
 ) -> Result<ExitStatus> {
     let Prepared { plan, runtime, mut inputs, .. } =
-        prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false).await?;
+        prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false, state_dir)
+            .await?;
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {

@@ -1,13 +1,17 @@
 //! One wasmtime engine and linker per process; each plugin compiled once
-//! (by digest) and pre-instantiated, so starting a step is instantiation only.
+//! (by digest, and across runs through the disk cache) and pre-instantiated,
+//! so starting a step is instantiation only.
 
+use super::cache::{DiskCache, Load};
 use super::state::StepState;
 use crate::bindings::StepPre;
 use crate::capabilities::{self, limits::EPOCH_TICK};
 use crate::registry::PluginRef;
 use anyhow::Result;
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::error::Context as _;
 use wasmtime::{Config, Engine};
@@ -16,9 +20,28 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<StepState>,
     prepared: Mutex<HashMap<String, StepPre<StepState>>>,
+    cache: Option<DiskCache>,
+    loads: Mutex<Vec<PluginLoad>>,
+}
+
+/// How one plugin's code was made ready, once per process.
+#[derive(Debug, Clone)]
+pub struct PluginLoad {
+    pub plugin: String,
+    pub digest: String,
+    pub load: Load,
+    pub took: Duration,
 }
 
 impl Runtime {
+    /// A runtime whose compiled plugins are kept in `cache_dir` across runs.
+    pub fn with_cache(cache_dir: PathBuf) -> Result<Runtime> {
+        let mut runtime = Runtime::new()?;
+        runtime.cache = Some(DiskCache::new(cache_dir, &runtime.engine));
+        Ok(runtime)
+    }
+
+    /// A runtime that compiles every plugin it runs, keeping nothing on disk.
     pub fn new() -> Result<Runtime> {
         let mut config = Config::new();
         config.epoch_interruption(true);
@@ -36,7 +59,7 @@ impl Runtime {
         exec::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()) })
+        Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()), cache: None, loads: Mutex::new(Vec::new()) })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -49,8 +72,19 @@ impl Runtime {
         if let Some(pre) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(&plugin.digest) {
             return Ok(pre.clone());
         }
-        let component = Component::new(&self.engine, &plugin.bytes)
-            .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
+        let started = Instant::now();
+        let (component, load) = match &self.cache {
+            Some(cache) => cache.load(&self.engine, plugin),
+            None => Component::new(&self.engine, &plugin.bytes).map(|c| (c, Load::Uncached)),
+        }
+        .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
+        let took = started.elapsed();
+        self.loads.lock().unwrap_or_else(|e| e.into_inner()).push(PluginLoad {
+            plugin: plugin.label(),
+            digest: plugin.digest.clone(),
+            load,
+            took,
+        });
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
@@ -60,6 +94,13 @@ impl Runtime {
         })?;
         self.prepared.lock().unwrap_or_else(|e| e.into_inner()).insert(plugin.digest.clone(), pre.clone());
         Ok(pre)
+    }
+}
+
+impl Runtime {
+    /// Every plugin made ready so far, in order.
+    pub fn loads(&self) -> Vec<PluginLoad> {
+        self.loads.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 

@@ -1,6 +1,7 @@
 //! The runner: takes a [`Plan`] and runs it, stage by stage, one store per
 //! step. Writes the run folder (`logs/`, `audit.jsonl`, `results.json`).
 
+mod cache;
 mod engine;
 pub mod inspect;
 mod outcome;
@@ -8,7 +9,8 @@ mod rollback;
 mod state;
 mod step;
 
-pub use engine::Runtime;
+pub use cache::Load;
+pub use engine::{PluginLoad, Runtime};
 pub use outcome::{Failure, Metric, Status, StepOutcome};
 pub use state::StepState;
 pub use step::RunContext;
@@ -156,6 +158,10 @@ pub async fn run(
         json!({ "run": run_id, "pipeline": plan.pipeline, "environment": plan.environment, "version": plan.version, "file": record.file }),
     );
     save(&run_dir, &record)?;
+    for load in runtime.loads() {
+        let fields = json!({ "plugin": load.plugin, "sha256": load.digest, "how": load.load.describe(), "ms": load.took.as_millis() as u64 });
+        audit.record(None, "plugin.load", fields);
+    }
 
     let mut stopped_by: Option<String> = None;
     let stages: &[crate::pipeline::PlannedStage] = match rollback_only {
@@ -218,9 +224,15 @@ pub async fn run(
         audit.record(None, "rollback.start", json!({ "reason": reason }));
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
         let saga = rollback::compensations(plan, &record.steps);
-        let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned());
+        let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
         for step in saga.into_iter().chain(own) {
-            let outcome = step::run_step(&runtime, &run, &step).await;
+            let outcome = match step {
+                Ok(step) => step::run_step(&runtime, &run, &step).await,
+                Err(unrunnable) => {
+                    audit.record(None, "rollback.invalid", json!({ "error": unrunnable.why }));
+                    unrunnable.outcome()
+                }
+            };
             rollback.ok &= outcome.ok() || !outcome.blocking;
             on_step(&outcome);
             rollback.steps.push(outcome);

@@ -1,9 +1,10 @@
 //! Rollback as a saga: when a trigger fires, the steps that changed
 //! something are compensated in reverse order (a migrated database returns
-//! to the backup taken before it), then the pipeline's own `rollback.steps`
+//! to the backup taken before it; a step that exported a `compensate`
+//! output runs again with it), then the pipeline's own `rollback.steps`
 //! run (notify on-call, open an incident) with `${REASON}` filled in.
 
-use super::outcome::{Status, StepOutcome};
+use super::outcome::{Failure, Status, StepOutcome};
 use crate::capabilities::fs::Mount;
 use crate::capabilities::limits::StepLimits;
 use crate::pipeline::{Plan, PlannedStep, StepGrants};
@@ -38,16 +39,27 @@ fn text_param<'a>(step: &'a PlannedStep, key: &str) -> Option<&'a str> {
     step.params.get(key).and_then(|v| v.as_str())
 }
 
+/// The output a step sets to export its own compensation: a JSON object of
+/// `with:` keys to overlay when the same plugin runs again to undo the step.
+pub const COMPENSATE_OUTPUT: &str = "compensate";
+
 /// The compensations for what `done` changed, last change first: for each
 /// database a migrator touched, a restore of the backup taken before the
-/// first such step.
-pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<PlannedStep> {
+/// first such step; for each step that exported one, its own compensation.
+/// A compensation that cannot be built is returned as an error naming the
+/// step, so the rollback is recorded as incomplete rather than skipped.
+pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<Result<PlannedStep, Unrunnable>> {
     let mut backups: Vec<(String, String)> = Vec::new(); // (database, backup path)
-    let mut restores: Vec<PlannedStep> = Vec::new();
+    let mut restored: Vec<String> = Vec::new();
+    let mut saga: Vec<Result<PlannedStep, Unrunnable>> = Vec::new();
     for outcome in done {
         let Some(step) = planned(plan, &outcome.step) else {
             continue;
         };
+        let ran = matches!(outcome.status, Status::Passed | Status::Warning | Status::Failed);
+        if ran && let Some(overlay) = outcome.outputs.get(COMPENSATE_OUTPUT) {
+            saga.push(exported_compensation(step, overlay));
+        }
         let Some(db) = text_param(step, "database") else {
             continue;
         };
@@ -57,20 +69,68 @@ pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<PlannedStep> {
         {
             backups.push((db.to_string(), path.clone()));
         }
-        let ran = matches!(outcome.status, Status::Passed | Status::Failed);
         let dry = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
-        let already = restores.iter().any(|r| text_param(r, "database") == Some(db));
         if MIGRATORS.contains(&step.uses.as_str())
             && ran
             && !dry
-            && !already
+            && !restored.iter().any(|r| r == db)
             && let Some((_, path)) = backups.iter().rev().find(|(d, _)| d == db)
         {
-            restores.push(restore_step(plan, db, path));
+            restored.push(db.to_string());
+            saga.push(Ok(restore_step(plan, db, path)));
         }
     }
-    restores.reverse();
-    restores
+    saga.reverse();
+    saga
+}
+
+/// The step again, same plugin and grants, with the exported keys overlaid.
+fn exported_compensation(step: &PlannedStep, overlay: &str) -> Result<PlannedStep, Unrunnable> {
+    let name = format!("compensate-{}", step.name);
+    let keys = match serde_json::from_str::<serde_json::Value>(overlay) {
+        Ok(serde_json::Value::Object(keys)) => keys,
+        _ => {
+            let why = format!(
+                "step `{}` exported a `{COMPENSATE_OUTPUT}` output that is not a JSON object, so it cannot be undone",
+                step.name
+            );
+            return Err(Unrunnable { step: step.clone(), name, why });
+        }
+    };
+    let mut compensation = step.clone();
+    compensation.stage = "rollback".into();
+    compensation.name = name;
+    compensation.blocking = true;
+    compensation.params.extend(keys);
+    Ok(compensation)
+}
+
+/// A compensation the host could not even start; recorded as a failed step.
+pub struct Unrunnable {
+    step: PlannedStep,
+    name: String,
+    pub why: String,
+}
+
+impl Unrunnable {
+    pub fn outcome(self) -> StepOutcome {
+        StepOutcome {
+            stage: "rollback".into(),
+            step: self.name,
+            plugin: self.step.plugin.label(),
+            sha256: self.step.plugin.digest.clone(),
+            status: Status::Failed,
+            failure: Some(Failure::Setup),
+            summary: self.why,
+            outputs: Default::default(),
+            metrics: Vec::new(),
+            blocking: true,
+            started: crate::audit::timestamp(std::time::SystemTime::now()),
+            ms: 0,
+            log: String::new(),
+            log_tail: Vec::new(),
+        }
+    }
 }
 
 fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
