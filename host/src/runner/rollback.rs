@@ -94,7 +94,8 @@ fn exported_compensation(step: &PlannedStep, overlay: &str) -> Result<PlannedSte
                 "step `{}` exported a `{COMPENSATE_OUTPUT}` output that is not a JSON object, so it cannot be undone",
                 step.name
             );
-            return Err(Unrunnable { step: step.clone(), name, why });
+            let (plugin, sha256) = (step.plugin.label(), step.plugin.digest.clone());
+            return Err(Unrunnable { name, plugin, sha256, why });
         }
     };
     let mut compensation = step.clone();
@@ -107,8 +108,9 @@ fn exported_compensation(step: &PlannedStep, overlay: &str) -> Result<PlannedSte
 
 /// A compensation the host could not even start; recorded as a failed step.
 pub struct Unrunnable {
-    step: PlannedStep,
     name: String,
+    plugin: String,
+    sha256: String,
     pub why: String,
 }
 
@@ -117,8 +119,8 @@ impl Unrunnable {
         StepOutcome {
             stage: "rollback".into(),
             step: self.name,
-            plugin: self.step.plugin.label(),
-            sha256: self.step.plugin.digest.clone(),
+            plugin: self.plugin,
+            sha256: self.sha256,
             status: Status::Failed,
             failure: Some(Failure::Setup),
             summary: self.why,
