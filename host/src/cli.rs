@@ -85,8 +85,29 @@ pub enum Command {
     },
     /// Continue an interrupted run, or an approved one, from its first incomplete step.
     Resume { run_id: String },
-    /// Undo what an interrupted run completed: restore migrated databases, run the rollback steps.
-    Rollback { run_id: String },
+    /// Undo a run, or roll an environment back to an earlier version.
+    #[command(
+        long_about = "Undo what a run completed: restore the databases it migrated from the backups it took, \
+                      run the compensations its steps exported, then the pipeline's rollback steps.\n\n\
+                      With --env, undo the environment's current deploy (its newest passed run); with --to VERSION, \
+                      undo every run since VERSION last passed there, newest first. Data written since those \
+                      backups were taken is lost with them: check with --dry-run first.",
+        after_help = "Examples:\n  deployhost rollback 20261128T013045123Z-3fa2c1\n  deployhost rollback --env prod\n  \
+                      deployhost rollback --env prod --to 1.4.1 --dry-run"
+    )]
+    Rollback {
+        /// An interrupted, failed or passed run.
+        #[arg(required_unless_present = "environment", conflicts_with = "environment")]
+        run_id: Option<String>,
+        #[arg(long = "env")]
+        environment: Option<String>,
+        /// The version to return to; it must have passed in the environment.
+        #[arg(long, requires = "environment")]
+        to: Option<String>,
+        /// Only list the runs that would be undone.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// The deployment checklists of a run, ticked from evidence, with release notes and timings.
     #[command(
         after_help = "Example:\n  deployhost report 20261128T013045123Z-3fa2c1 --format markdown >> $GITHUB_STEP_SUMMARY"

@@ -129,3 +129,70 @@ fn slack_rate_limits_are_retried_and_errors_reported() {
     assert!(step["summary"].as_str().unwrap().contains("400: invalid_payload"), "{step}");
     assert_eq!(step["outputs"]["error"], "invalid_payload");
 }
+
+/// Deploys `version` with one more migration than the one before.
+fn deploy_version(p: &Project, pg: &Postgres, app: &Server, version: u32) {
+    p.write(&format!("migrations/{version}_v{version}.sql"), &format!("create table v{version} (id int);"));
+    p.pipeline(
+        &deploy_pipeline(app, "rollback:\n  on: [health_check_failure]\n").replace("1.2.3", &version.to_string()),
+    );
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+}
+
+fn statuses(p: &Project) -> Vec<(String, String)> {
+    let runs: serde_json::Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    runs.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["version"].as_str().unwrap().to_string(), r["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn rolling_an_environment_back_by_hand_undoes_runs_newest_first() {
+    let pg = Postgres::start();
+    let app = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    let url = pg.url("postgres");
+    let mut dumps = vec![pg.dump("postgres")];
+    for version in 1..=3 {
+        deploy_version(&p, &pg, &app, version);
+        dumps.push(pg.dump("postgres"));
+    }
+    pg.psql("postgres", "insert into v1 values (42);");
+
+    // A version that never passed there is refused, naming what did.
+    let refused = p.deployhost(&["rollback", "--env", "staging", "--to", "0.9"], &[("DATABASE_URL", &url)]);
+    refused.assert_code(4);
+    assert!(refused.stderr.contains("versions deployed there: 3, 2, 1"), "{}", refused.stderr);
+
+    // --dry-run lists and changes nothing.
+    let dry = p.deployhost(&["rollback", "--env", "staging", "--dry-run"], &[("DATABASE_URL", &url)]);
+    dry.assert_code(0);
+    assert!(
+        dry.stdout.contains("back to version 2, undoing 1 run(s)") && dry.stdout.contains("version 3"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(pg.psql("postgres", "select count(*) from v1"), "1");
+
+    // The current deploy (3) is undone: the database is as version 2 left it.
+    let one = p.deployhost(&["rollback", "--env", "staging"], &[("DATABASE_URL", &url)]);
+    one.assert_code(0);
+    assert!(one.stdout.contains("rolled back: manual rollback of `staging` to version 2"), "{}", one.stdout);
+    assert_eq!(pg.dump("postgres"), dumps[2]);
+    assert_eq!(statuses(&p)[0], ("3".to_string(), "rolled-back".to_string()));
+
+    // Version 2 is now current, and ${PREVIOUS_VERSION} comes from it.
+    let to_one = p.deployhost(&["rollback", "--env", "staging", "--to", "1"], &[("DATABASE_URL", &url)]);
+    to_one.assert_code(0);
+    assert_eq!(pg.dump("postgres"), dumps[1], "back to what version 1 deployed");
+    let statuses = statuses(&p);
+    assert_eq!(
+        statuses,
+        [("3", "rolled-back"), ("2", "rolled-back"), ("1", "passed")].map(|(v, s)| (v.to_string(), s.to_string()))
+    );
+    let again = p.deployhost(&["rollback", "--env", "staging", "--to", "1"], &[("DATABASE_URL", &url)]);
+    again.assert_code(0);
+    assert!(again.stdout.contains("already at version 1"), "{}", again.stdout);
+}

@@ -6,6 +6,7 @@ mod ci;
 mod history;
 mod plugins;
 mod report;
+mod rollback;
 mod run;
 mod validate;
 
@@ -56,7 +57,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
             Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,
-            Command::Rollback { run_id } => run::rollback(&run_id, &state_dir).await,
+            Command::Rollback { run_id: Some(run_id), .. } => run::rollback(&run_id, &state_dir).await,
+            Command::Rollback { run_id: None, environment, to, dry_run } => {
+                let environment = environment.unwrap_or_default();
+                rollback::environment(&environment, to.as_deref(), dry_run, &state_dir).await
+            }
         }
     })
 }

@@ -19,7 +19,7 @@ pub struct RunFlags {
 }
 
 /// Who starts a run: CI's actor, else the local user.
-fn who() -> String {
+pub(super) fn who() -> String {
     ["GITHUB_ACTOR", "USER", "LOGNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
@@ -180,7 +180,7 @@ pub async fn rollback(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
 
 /// Runs a recorded run again from its pipeline file, in this process:
 /// what `previous` completed stands; with `rollback_only`, only the rollback.
-async fn carry_on(
+pub(super) async fn carry_on(
     store: &StateStore,
     row: &crate::state::RunRow,
     state_dir: &Path,
@@ -292,6 +292,10 @@ async fn execute(
 
     let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
     let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
+    if let (true, Some(rollback)) = (record.rolled_back(), &record.rollback) {
+        out.finish(true, &format!("run {} rolled back: {}", record.run_id, rollback.reason), &run_dir);
+        return Ok(ExitStatus::Success);
+    }
     if record.passed() {
         out.finish(true, &format!("run {} passed ({} steps)", record.run_id, record.steps.len()), &run_dir);
         return Ok(ExitStatus::Success);

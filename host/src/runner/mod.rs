@@ -52,7 +52,8 @@ pub struct RunRecord {
     pub started: String,
     #[serde(default)]
     pub finished: Option<String>,
-    /// `running`, `passed` or `failed`.
+    /// `running`, `passed`, `failed`, `interrupted`, or `rolled-back` (undone
+    /// by hand).
     pub status: String,
     pub steps: Vec<StepOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,6 +75,11 @@ pub struct RollbackRecord {
 impl RunRecord {
     pub fn passed(&self) -> bool {
         self.status == "passed"
+    }
+
+    /// Undone by hand, completely.
+    pub fn rolled_back(&self) -> bool {
+        self.status == "rolled-back"
     }
 }
 
@@ -164,6 +170,7 @@ pub async fn run(
     }
 
     let mut stopped_by: Option<String> = None;
+    let by_hand = rollback_only.is_some();
     let stages: &[crate::pipeline::PlannedStage] = match rollback_only {
         // Only the rollback: what completed stands as it is.
         Some(reason) => {
@@ -244,7 +251,15 @@ pub async fn run(
     }
 
     let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
-    record.status = if passed { "passed" } else { "failed" }.into();
+    let undone = by_hand && record.rollback.as_ref().is_some_and(|r| r.ok);
+    record.status = if passed {
+        "passed"
+    } else if undone {
+        "rolled-back"
+    } else {
+        "failed"
+    }
+    .into();
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     record.reason = stopped_by.clone();
     audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
