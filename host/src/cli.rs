@@ -83,6 +83,18 @@ pub enum Command {
         #[arg(long = "as")]
         name: String,
     },
+    /// Turn down a run waiting at its environment's gate; it ends `rejected`.
+    #[command(
+        after_help = "Example:\n  deployhost reject 20261128T013045123Z-3fa2c1 --as devops-lead --reason \"migration not reviewed\""
+    )]
+    Reject {
+        run_id: String,
+        /// Who rejects; must be listed in the environment's `approvers`.
+        #[arg(long = "as")]
+        name: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Continue an interrupted run, or an approved one, from its first incomplete step.
     Resume { run_id: String },
     /// Undo a run, or roll an environment back to an earlier version.

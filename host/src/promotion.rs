@@ -96,3 +96,25 @@ pub fn check(
         ))),
     }
 }
+
+/// Has a run waiting at the gate since `waiting_since` (RFC 3339) waited
+/// longer than its environment allows? Returns why, when it has.
+pub fn approval_expired(plan: &Plan, waiting_since: &str) -> Option<String> {
+    let rules = plan.environment_rules.as_ref()?;
+    let since = humantime::parse_rfc3339(waiting_since).ok()?;
+    let waited = std::time::SystemTime::now().duration_since(since).unwrap_or_default();
+    let limit = rules.approval_timeout();
+    (waited > limit).then(|| {
+        format!(
+            "the approval window of `{}` ({}) ended: the run waited {} at the gate; start a new run",
+            plan.environment,
+            humantime::format_duration(limit),
+            humantime::format_duration(std::time::Duration::from_secs(waited.as_secs()))
+        )
+    })
+}
+
+/// May `who` decide on deploys to the plan's environment?
+pub fn is_approver(plan: &Plan, who: &str) -> bool {
+    plan.environment_rules.as_ref().is_some_and(|r| r.approvers.iter().any(|a| normalize(a) == normalize(who)))
+}

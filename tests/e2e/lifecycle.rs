@@ -191,6 +191,67 @@ fn an_approval_gate_waits_then_resumes() {
     assert_eq!(status["run"]["approved_by"], "engineering-manager");
 }
 
+/// Promotes `version` to staging and leaves its prod run waiting at the gate.
+fn waiting_in_prod(p: &Project, version: &str) -> String {
+    deploy(p, "dev", version, &[]).assert_code(0);
+    deploy(p, "staging", version, &[]).assert_code(0);
+    let waiting = deploy(p, "prod", version, &[]);
+    waiting.assert_code(3);
+    run_id_from(&waiting.stderr[waiting.stderr.find("waits at the gate").unwrap() - 40..])
+}
+
+fn run_status(p: &Project, id: &str) -> serde_json::Value {
+    serde_json::from_str(&p.deployhost(&["status", id, "--json"], &[]).stdout).unwrap()
+}
+
+#[test]
+fn a_rejected_run_never_starts() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    pipeline(&p, &server, ENVIRONMENTS);
+    let id = waiting_in_prod(&p, "5.0.0");
+    let before = server.requests().len();
+
+    let stranger = p.deployhost(&["reject", &id, "--as", "intern"], &[]);
+    stranger.assert_code(4);
+    assert!(stranger.stderr.contains("`intern` may not decide"), "{}", stranger.stderr);
+    p.deployhost(&["reject", &id, "--as", "@devops-lead", "--reason", "migration not reviewed"], &[]).assert_code(0);
+
+    let status = run_status(&p, &id);
+    assert_eq!(status["status"], "rejected");
+    assert_eq!(status["run"]["reason"], "rejected by @devops-lead: migration not reviewed");
+    p.deployhost(&["approve", &id, "--as", "devops-lead"], &[]).assert_code(4);
+    let resume = p.deployhost(&["resume", &id], &[]);
+    assert_ne!(resume.code, 0);
+    assert!(resume.stderr.contains("is rejected"), "{}", resume.stderr);
+    assert_eq!(server.requests().len(), before, "a rejected run runs nothing");
+}
+
+#[test]
+fn an_approval_expires_after_its_window() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    pipeline(
+        &p,
+        &server,
+        &ENVIRONMENTS.replace("require_approval: true", "require_approval: true, approval_timeout: 1s"),
+    );
+    let id = waiting_in_prod(&p, "6.0.0");
+    let approved = waiting_in_prod(&p, "6.0.1");
+    p.deployhost(&["approve", &approved, "--as", "devops-lead"], &[]).assert_code(0);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = server.requests().len();
+
+    let late = p.deployhost(&["approve", &id, "--as", "devops-lead"], &[]);
+    late.assert_code(4);
+    assert!(late.stderr.contains("approval window of `prod` (1s) ended"), "{}", late.stderr);
+    assert_eq!(run_status(&p, &id)["status"], "expired");
+    // Approved in time, but started too late: the go has expired as well.
+    p.deployhost(&["resume", &approved], &[]).assert_code(4);
+    assert_eq!(run_status(&p, &approved)["status"], "expired");
+    assert_eq!(server.requests().len(), before);
+}
+
 /// Waits until `server` has seen a request for `path`.
 fn wait_for(server: &Server, path: &str) {
     for _ in 0..200 {

@@ -56,6 +56,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
+            Command::Reject { run_id, name, reason } => run::reject(&run_id, &name, reason.as_deref(), &state_dir),
             Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,
             Command::Rollback { run_id: Some(run_id), .. } => run::rollback(&run_id, &state_dir).await,
             Command::Rollback { run_id: None, environment, to, dry_run } => {

@@ -159,6 +159,11 @@ pub async fn run(
 pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
+    if row.status == "awaiting-approval"
+        && let Err(status) = waiting_at_gate(&store, run_id)?
+    {
+        return Ok(status);
+    }
     if row.status == "awaiting-approval" && row.approved_by.is_none() {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
         return Ok(ExitStatus::AwaitingApproval);
@@ -199,15 +204,55 @@ pub(super) async fn carry_on(
     execute(plan, runtime, inputs, store, state_dir, &row.id, &Printer::new()).await
 }
 
-/// Records an approval for a run waiting at the gate.
-pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus> {
-    let store = StateStore::open(state_dir)?;
+/// A run waiting at the gate, and its pipeline as the file says now.
+struct Waiting {
+    row: crate::state::RunRow,
+    loaded: crate::pipeline::Loaded,
+    plan: Plan,
+}
+
+/// The run, if it waits at the gate; else the exit status, when it is not
+/// waiting or its approval window has ended (the run is then recorded
+/// `expired`).
+fn waiting_at_gate(store: &StateStore, run_id: &str) -> Result<std::result::Result<Waiting, ExitStatus>> {
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
     if row.status != "awaiting-approval" {
         eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
-        return Ok(ExitStatus::Refused);
+        return Ok(Err(ExitStatus::Refused));
     }
     let (loaded, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
+    if let Some(why) = promotion::approval_expired(&plan, &row.started) {
+        store.finish(run_id, "expired", Some(&why))?;
+        eprintln!("refused: run {run_id} expired: {why}");
+        return Ok(Err(ExitStatus::Refused));
+    }
+    Ok(Ok(Waiting { row, loaded, plan }))
+}
+
+/// Records a rejection: the run ends `rejected` and can never resume.
+pub fn reject(run_id: &str, name: &str, reason: Option<&str>, state_dir: &Path) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let Waiting { row, plan, .. } = match waiting_at_gate(&store, run_id)? {
+        Ok(waiting) => waiting,
+        Err(status) => return Ok(status),
+    };
+    if !promotion::is_approver(&plan, name) {
+        eprintln!("refused: `{name}` may not decide on deploys to `{}`", row.environment);
+        return Ok(ExitStatus::Refused);
+    }
+    let why = format!("rejected by {name}{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
+    store.finish(run_id, "rejected", Some(&why))?;
+    println!("run {run_id} {why}");
+    Ok(ExitStatus::Success)
+}
+
+/// Records an approval for a run waiting at the gate.
+pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let Waiting { row, loaded, plan } = match waiting_at_gate(&store, run_id)? {
+        Ok(waiting) => waiting,
+        Err(status) => return Ok(status),
+    };
     let consent = Consent { approved_by: Some(name), accept_grants: row.grants_accepted_by.as_deref() };
     match promotion::check(&plan, &written_grants(&loaded.raw), &store, consent) {
         Ok(approvals) => {

@@ -43,6 +43,18 @@ pub struct Environment {
     /// Who may approve (`@devops-lead` or `devops-lead`).
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// How long a run may wait at the gate before its approval expires
+    /// (default 24h): yesterday's go is not today's.
+    #[serde(default)]
+    pub approval_timeout: Option<Span>,
+}
+
+impl Environment {
+    pub const DEFAULT_APPROVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    pub fn approval_timeout(&self) -> std::time::Duration {
+        self.approval_timeout.as_ref().map_or(Self::DEFAULT_APPROVAL_TIMEOUT, |s| s.0)
+    }
 }
 
 /// `on:` triggers, and steps run after the automatic compensations.
