@@ -7,6 +7,7 @@ mod bad_input;
 mod cache;
 mod ci;
 mod commands;
+mod crash;
 mod database;
 mod exec;
 mod health;

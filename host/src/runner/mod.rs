@@ -175,6 +175,10 @@ pub async fn run(
         // Only the rollback: what completed stands as it is.
         Some(reason) => {
             record.steps = resume.map(|r| r.steps).unwrap_or_default();
+            let in_flight = rollback::in_flight(plan, &run_dir.join("audit.jsonl"), &record.steps);
+            record.steps.extend(in_flight);
+            // Recorded again in order, so the rollback's steps come after them.
+            record.steps.iter().for_each(&mut *on_step);
             stopped_by = Some(format!("rolling back: {reason}"));
             let _ = run.reason.set(reason);
             &[]
@@ -207,11 +211,13 @@ pub async fn run(
                 done.push((i, outcome));
             }
             done.sort_by_key(|(i, _)| *i);
+            let before = record.steps.len();
             for (_, outcome) in done {
                 note_failure(plan, &run, &outcome, &mut stopped_by);
                 record.steps.push(outcome);
             }
             save(&run_dir, &record)?;
+            (before + 1..=record.steps.len()).for_each(crate::failpoint::after_step);
         } else {
             for step in &stage.steps {
                 let outcome = match (&stopped_by, done_before.remove(&step.name)) {
@@ -223,6 +229,7 @@ pub async fn run(
                 on_step(&outcome);
                 record.steps.push(outcome);
                 save(&run_dir, &record)?;
+                crate::failpoint::after_step(record.steps.len());
             }
         }
     }

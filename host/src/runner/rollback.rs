@@ -135,6 +135,40 @@ impl Unrunnable {
     }
 }
 
+/// Steps of an interrupted run that had started (their grant is in the
+/// audit log) but never reported: a migration killed with its host may
+/// still have committed on the server, so these count as having run, and
+/// their changes are undone like any other.
+pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<StepOutcome> {
+    let events = crate::audit::read(audit).unwrap_or_default();
+    let mut found: Vec<StepOutcome> = Vec::new();
+    for name in events.iter().filter(|e| e.event == "grant").filter_map(|e| e.step.as_deref()) {
+        let Some(step) = plan.stages.iter().flat_map(|s| &s.steps).find(|s| s.name == name) else {
+            continue;
+        };
+        if recorded.iter().chain(&found).any(|o| o.step == name) {
+            continue;
+        }
+        found.push(StepOutcome {
+            stage: step.stage.clone(),
+            step: step.name.clone(),
+            plugin: step.plugin.label(),
+            sha256: step.plugin.digest.clone(),
+            status: Status::Failed,
+            failure: Some(Failure::Crash),
+            summary: "was running when the run was interrupted: treated as applied, and undone".into(),
+            outputs: Default::default(),
+            metrics: Vec::new(),
+            blocking: step.blocking,
+            started: String::new(),
+            ms: 0,
+            log: String::new(),
+            log_tail: Vec::new(),
+        });
+    }
+    found
+}
+
 fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
     let folder = Path::new(backup).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut params = serde_json::Map::new();
