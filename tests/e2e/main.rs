@@ -13,6 +13,7 @@ mod exec;
 mod health;
 mod lifecycle;
 mod pipeline_flow;
+mod prod_pipeline;
 mod rollback;
 mod sandbox;
 mod secrets;
