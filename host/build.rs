@@ -65,6 +65,39 @@ fn main() {
     tests.push_str("];\n");
     std::fs::write(out_dir.join("builtins.rs"), builtins).unwrap();
     std::fs::write(out_dir.join("test_plugins.rs"), tests).unwrap();
+    write_scaffold_files(root, &out_dir);
+}
+
+/// The files `deployhost plugin new` copies into a new plugin, so that it
+/// builds anywhere: the WIT world and its WASI deps, the Rust SDK's sources
+/// and the plugins workspace's lock file (the versions tested here).
+fn write_scaffold_files(root: &Path, out_dir: &Path) {
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    collect(&root.join("wit"), "wit", &mut files);
+    collect(&root.join("plugins/sdk/src"), "sdk/src", &mut files);
+    files.push(("Cargo.lock".into(), root.join("plugins/Cargo.lock")));
+    files.sort();
+    let mut text = String::from(
+        "/// Files for new plugins: (path in the new plugin, contents).\npub const SCAFFOLD_FILES: &[(&str, &str)] = &[\n",
+    );
+    for (rel, path) in files {
+        writeln!(text, "    ({rel:?}, include_str!({:?})),", path.display().to_string()).unwrap();
+    }
+    text.push_str("];\n");
+    std::fs::write(out_dir.join("scaffold_files.rs"), text).unwrap();
+    println!("cargo:rerun-if-changed={}", root.join("plugins/sdk/src").display());
+}
+
+fn collect(dir: &Path, rel: &str, files: &mut Vec<(String, PathBuf)>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let name = format!("{rel}/{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            collect(&path, &name, files);
+        } else {
+            files.push((name, path));
+        }
+    }
 }
 
 /// The crates of the plugins workspace: each folder with a Cargo.toml.

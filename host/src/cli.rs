@@ -58,6 +58,9 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         accept_grants: Option<String>,
     },
+    /// Write your own plugin: scaffold, build, inspect.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Past runs, newest first.
     #[command(after_help = "Examples:\n  deployhost history\n  deployhost history --env prod --json")]
     History {
@@ -212,4 +215,34 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Scaffold a plugin that builds on its own (the SDK and the WIT world are copied in).
+    #[command(after_help = "Example:\n  deployhost plugin new price-check && deployhost plugin build price-check")]
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::authoring::Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build a plugin to a wasm32-wasip2 component and print its sha256 to pin.
+    #[command(after_help = "Example:\n  deployhost plugin build price-check --out plugins/price-check.wasm")]
+    Build {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Copy the component here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Show a component's imports and exports, what it declares, and its digest.
+    #[command(after_help = "Example:\n  deployhost plugin inspect plugins/price-check.wasm --json")]
+    Inspect {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -9,6 +9,7 @@
 //! - [`commands`]: the CLI's commands, wiring them together.
 
 pub mod audit;
+pub mod authoring;
 pub mod bindings;
 pub mod capabilities;
 pub mod cli;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod authoring;
 mod bad_input;
 mod cache;
 mod ci;

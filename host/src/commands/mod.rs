@@ -11,7 +11,7 @@ mod run;
 mod validate;
 
 use crate::bindings::deployhost::plugin::types::PluginInfo;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PluginCommand};
 use crate::pipeline::{self, ConfigError, ConfigErrors, LoadOptions, Loaded, Plan};
 use crate::runner::{Runtime, inspect};
 use anyhow::Result;
@@ -46,6 +46,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             Command::Audit { run: Some(run), json, .. } => audit::run(&state_dir, &run, json),
             Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
             Command::Plugins { json } => plugins::list(json).await,
+            Command::Plugin(PluginCommand::New { name, lang, dir }) => plugins::new(&name, lang, dir.as_deref()),
+            Command::Plugin(PluginCommand::Build { dir, out }) => {
+                plugins::build(&dir, out.as_deref(), &state_dir).await
+            }
+            Command::Plugin(PluginCommand::Inspect { file, json }) => {
+                plugins::inspect_file(&file, json, &state_dir).await
+            }
             Command::History { environment, limit, json } => {
                 history::history(&state_dir, environment.as_deref(), limit, json)
             }

@@ -1,8 +1,15 @@
+//! `deployhost plugins` (the built-ins) and `deployhost plugin new | build |
+//! inspect` (writing your own).
+
 use super::ExitStatus;
-use crate::registry;
+use crate::authoring::{self, Lang};
+use crate::bindings::deployhost::plugin::types::PluginInfo;
+use crate::registry::{self, PluginRef, Source, sha256_hex};
 use crate::runner::{Runtime, inspect};
-use anyhow::Result;
-use serde_json::json;
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
 
 /// The built-ins with version, digest and what they declare they need.
 pub async fn list(as_json: bool) -> Result<ExitStatus> {
@@ -10,34 +17,113 @@ pub async fn list(as_json: bool) -> Result<ExitStatus> {
     let mut rows = Vec::new();
     for plugin in registry::builtins() {
         let info = inspect::describe(&runtime, &plugin).await?;
-        let needs: Vec<String> = info
-            .needs
-            .iter()
-            .map(|n| format!("{} ({})", super::audit::capability_name(n.capability), n.detail))
-            .collect();
-        rows.push(json!({
-            "name": info.name,
-            "version": info.version,
-            "sha256": plugin.digest,
-            "description": info.description,
-            "needs": needs,
-            "params": info.params.iter().map(|p| json!({"name": p.name, "kind": p.kind, "required": p.required, "default": p.default_value, "description": p.description})).collect::<Vec<_>>(),
-        }));
+        rows.push(describe_row(&plugin, &info));
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitStatus::Success);
     }
     for row in &rows {
-        println!(
-            "{} {}  sha256:{}",
-            row["name"].as_str().unwrap_or_default(),
-            row["version"].as_str().unwrap_or_default(),
-            row["sha256"].as_str().unwrap_or_default()
-        );
-        println!("    {}", row["description"].as_str().unwrap_or_default());
-        let needs: Vec<&str> = row["needs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
-        println!("    needs: {}", if needs.is_empty() { "nothing".to_string() } else { needs.join(", ") });
+        print_summary(row);
     }
     Ok(ExitStatus::Success)
+}
+
+/// A plugin as `describe` tells it, plus its digest.
+fn describe_row(plugin: &PluginRef, info: &PluginInfo) -> Value {
+    let needs: Vec<String> =
+        info.needs.iter().map(|n| format!("{} ({})", super::audit::capability_name(n.capability), n.detail)).collect();
+    json!({
+        "name": info.name,
+        "version": info.version,
+        "sha256": plugin.digest,
+        "description": info.description,
+        "needs": needs,
+        "params": info.params.iter().map(|p| json!({"name": p.name, "kind": p.kind, "required": p.required, "default": p.default_value, "description": p.description})).collect::<Vec<_>>(),
+    })
+}
+
+fn print_summary(row: &Value) {
+    let text = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+    println!("{} {}  sha256:{}", text("name"), text("version"), text("sha256"));
+    println!("    {}", text("description"));
+    let needs: Vec<&str> = row["needs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    println!("    needs: {}", if needs.is_empty() { "nothing".to_string() } else { needs.join(", ") });
+}
+
+pub fn new(name: &str, lang: Lang, dir: Option<&Path>) -> Result<ExitStatus> {
+    let dir = dir.map_or_else(|| Path::new(name).to_path_buf(), Path::to_path_buf);
+    let written = authoring::create(name, lang, &dir)?;
+    println!("created plugin `{name}` in {} ({} files)", dir.display(), written.len());
+    println!("next: edit {}, then `deployhost plugin build {}`", dir.join("src/lib.rs").display(), dir.display());
+    Ok(ExitStatus::Success)
+}
+
+/// Builds, then checks the result is a step plugin this host can run.
+pub async fn build(dir: &Path, out: Option<&Path>, state_dir: &Path) -> Result<ExitStatus> {
+    let built = authoring::build(dir, out)?;
+    let plugin = file_plugin(&built.component)?;
+    let runtime = super::runtime(state_dir)?;
+    let info = inspect::describe(&runtime, &plugin).await?;
+    println!(
+        "built {} {}: {} ({} KiB)",
+        info.name,
+        info.version,
+        built.component.display(),
+        built.bytes.div_ceil(1024)
+    );
+    println!("sha256: {}", built.sha256);
+    println!("\npin it in a pipeline:\n");
+    println!(
+        "      - name: {}\n        uses: ./{}\n        sha256: {}",
+        info.name,
+        built.component.display(),
+        built.sha256
+    );
+    Ok(ExitStatus::Success)
+}
+
+/// Imports and exports, whether this host links it, what it declares, its digest.
+pub async fn inspect_file(file: &Path, as_json: bool, state_dir: &Path) -> Result<ExitStatus> {
+    let plugin = file_plugin(file)?;
+    let runtime = super::runtime(state_dir)?;
+    let interfaces = inspect::interfaces(&runtime, &plugin)?;
+    let links = runtime.prepare(&plugin).map(|_| ()).map_err(|e| format!("{e:#}"));
+    let info = match &links {
+        Ok(()) => Some(inspect::describe(&runtime, &plugin).await?),
+        Err(_) => None,
+    };
+    let mut row = info.as_ref().map_or_else(|| json!({ "sha256": plugin.digest }), |i| describe_row(&plugin, i));
+    row["file"] = json!(file.display().to_string());
+    row["bytes"] = json!(plugin.bytes.len());
+    row["imports"] = json!(interfaces.imports);
+    row["exports"] = json!(interfaces.exports);
+    row["runs_here"] = json!(links.is_ok());
+    if let Err(why) = &links {
+        row["error"] = json!(why);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    } else {
+        if info.is_some() {
+            print_summary(&row);
+        }
+        println!("    file: {} ({} bytes), sha256 {}", file.display(), plugin.bytes.len(), plugin.digest);
+        println!("    imports: {}", interfaces.imports.join(", "));
+        println!("    exports: {}", interfaces.exports.join(", "));
+        for p in row["params"].as_array().into_iter().flatten() {
+            let required = if p["required"] == true { "required" } else { "optional" };
+            let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+            println!("    param {} ({}, {required}): {}", text("name"), text("kind"), text("description"));
+        }
+        if let Err(why) = &links {
+            eprintln!("this host cannot run it: {why}");
+        }
+    }
+    Ok(if links.is_ok() { ExitStatus::Success } else { ExitStatus::Failed })
+}
+
+fn file_plugin(file: &Path) -> Result<PluginRef> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    Ok(PluginRef { source: Source::File(file.to_path_buf()), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) })
 }

@@ -97,3 +97,21 @@ pub fn over_grants(info: &PluginInfo, step: &PlannedStep) -> Vec<String> {
     }
     extra
 }
+
+/// What a component imports and exports, by name (`wasi:http/types@0.2.12`,
+/// `deployhost:plugin/sql@0.1.0`, `run`).
+pub struct Interfaces {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+pub fn interfaces(runtime: &Runtime, plugin: &PluginRef) -> Result<Interfaces> {
+    let component = wasmtime::component::Component::new(runtime.engine(), &plugin.bytes)
+        .with_context(|| format!("{} is not a WebAssembly component", plugin.label()))?;
+    let ty = component.component_type();
+    let names = |items: &mut dyn Iterator<Item = &str>| items.map(str::to_string).collect::<Vec<_>>();
+    Ok(Interfaces {
+        imports: names(&mut ty.imports(runtime.engine()).map(|(n, _)| n)),
+        exports: names(&mut ty.exports(runtime.engine()).map(|(n, _)| n)),
+    })
+}
