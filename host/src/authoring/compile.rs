@@ -62,7 +62,6 @@ fn cargo_build(manifest: &Path) -> Result<PathBuf> {
         .filter(|m| m["reason"] == "compiler-artifact")
         .flat_map(|m| m["filenames"].as_array().cloned().unwrap_or_default())
         .filter_map(|f| f.as_str().map(PathBuf::from))
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .next_back();
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"));
     component.with_context(|| format!("cargo built no .wasm for {}: is it a `cdylib`?", manifest.display()))
 }
