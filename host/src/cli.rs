@@ -23,6 +23,12 @@ pub struct Cli {
     #[arg(long, global = true, default_value = ".deployhost", env = "DEPLOYHOST_STATE_DIR")]
     pub state_dir: PathBuf,
 
+    /// Keep history, locks and promotion evidence in this PostgreSQL
+    /// database (postgres://…) instead of `<state-dir>/state.db`, so CI
+    /// runners on several machines share them. Run folders stay local.
+    #[arg(long = "state", global = true, env = "DEPLOYHOST_STATE", value_name = "URL", hide_env_values = true)]
+    pub state_url: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -18,3 +18,4 @@ mod prod_pipeline;
 mod rollback;
 mod sandbox;
 mod secrets;
+mod shared_state;

@@ -1,7 +1,7 @@
 //! `history`, `status` and `unlock`: what the state store knows.
 
 use super::ExitStatus;
-use crate::state::{StateStore, process_alive};
+use crate::state::{RunRow, StateStore};
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::path::Path;
@@ -17,7 +17,7 @@ pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_jso
         println!("no runs yet");
     }
     for r in &runs {
-        let status = effective_status(&r.status, r.pid);
+        let status = effective_status(r);
         println!(
             "{}  {:<10} {:<12} {:<12} {:<12} {}",
             r.id,
@@ -32,8 +32,8 @@ pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_jso
 }
 
 /// A run recorded as running whose process is gone was interrupted.
-fn effective_status(status: &str, pid: i64) -> &str {
-    if status == "running" && !process_alive(pid) { "interrupted" } else { status }
+fn effective_status(run: &RunRow) -> &str {
+    if run.process_gone() { "interrupted" } else { &run.status }
 }
 
 pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
@@ -41,7 +41,7 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
     let Some((run, steps)) = store.run(run_id)? else {
         bail!("no run `{run_id}` in {}", state_dir.join("state.db").display())
     };
-    let status = effective_status(&run.status, run.pid).to_string();
+    let status = effective_status(&run).to_string();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);
         return Ok(ExitStatus::Success);

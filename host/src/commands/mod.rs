@@ -33,6 +33,12 @@ pub enum ExitStatus {
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
+    if let Some(url) = cli.state_url {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
+        }
+        crate::state::use_database(url);
+    }
     rt.block_on(async move {
         match cli.command {
             Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants } => {

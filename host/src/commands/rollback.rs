@@ -6,7 +6,7 @@
 use super::ExitStatus;
 use super::run::carry_on;
 use crate::runner::{self, RunRecord};
-use crate::state::{RunRow, StateStore, process_alive};
+use crate::state::{RunRow, StateStore};
 use anyhow::{Result, bail};
 use std::path::Path;
 
@@ -44,7 +44,7 @@ pub async fn environment(environment: &str, to: Option<&str>, dry_run: bool, sta
         }
     };
     let newer = &runs[..target.unwrap_or(runs.len())];
-    if let Some(live) = newer.iter().find(|r| r.status == "running" && process_alive(r.pid)) {
+    if let Some(live) = newer.iter().find(|r| r.status == "running" && !r.process_gone()) {
         eprintln!("refused: run {} is still running in `{environment}` (pid {})", live.id, live.pid);
         return Ok(ExitStatus::Refused);
     }

@@ -4,7 +4,7 @@ use crate::pipeline::written::{WrittenGrants, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
-use crate::state::{NewRun, StateError, StateStore, process_alive};
+use crate::state::{NewRun, StateError, StateStore};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -272,7 +272,7 @@ pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus>
 /// A run that may be resumed or rolled back: waiting, or dead.
 fn resumable(store: &StateStore, run_id: &str) -> Result<crate::state::RunRow> {
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
-    let dead = row.status == "running" && !process_alive(row.pid);
+    let dead = row.process_gone();
     if !(dead || matches!(row.status.as_str(), "interrupted" | "awaiting-approval")) {
         anyhow::bail!("run {run_id} is {} (pid {}); only interrupted or waiting runs continue", row.status, row.pid);
     }

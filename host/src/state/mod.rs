@@ -1,14 +1,19 @@
 //! The state store: every run and step (who, what version, where, outcome),
-//! and one lock per environment, in SQLite at `<state-dir>/state.db`. The
-//! run folder keeps the details (logs, audit); this keeps what decisions
-//! need: is an environment busy, did this version pass in staging, what was
-//! deployed before.
+//! and one lock per environment. The run folder keeps the details (logs,
+//! audit); this keeps what decisions need: is an environment busy, did this
+//! version pass in staging, what was deployed before. SQLite at
+//! `<state-dir>/state.db` by default; PostgreSQL (`--state postgres://…`)
+//! when CI runners on several machines must share it.
+
+mod db;
+mod postgres;
+mod sqlite;
 
 use crate::runner::StepOutcome;
-use rusqlite::{Connection, OptionalExtension, params};
+use db::{Backend, Conn, End, Val};
 use serde::Serialize;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 const SCHEMA: &str = "
@@ -23,7 +28,7 @@ CREATE TABLE IF NOT EXISTS runs (
     who TEXT NOT NULL,
     approved_by TEXT,
     file TEXT NOT NULL,
-    pid INTEGER NOT NULL,
+    pid BIGINT NOT NULL,
     reason TEXT,
     grants TEXT NOT NULL DEFAULT '{}',
     grants_accepted_by TEXT
@@ -31,11 +36,11 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_env ON runs (pipeline, environment, started);
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL REFERENCES runs (id),
-    seq INTEGER NOT NULL,
+    seq BIGINT NOT NULL,
     stage TEXT NOT NULL,
     step TEXT NOT NULL,
     status TEXT NOT NULL,
-    ms INTEGER NOT NULL,
+    ms BIGINT NOT NULL,
     summary TEXT NOT NULL,
     outputs TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
@@ -43,10 +48,14 @@ CREATE TABLE IF NOT EXISTS steps (
 CREATE TABLE IF NOT EXISTS locks (
     environment TEXT PRIMARY KEY,
     run_id TEXT NOT NULL,
-    pid INTEGER NOT NULL,
+    pid BIGINT NOT NULL,
     since TEXT NOT NULL
 );
 ";
+
+/// Columns added since the first schema: (table, column, definition), added
+/// to stores that lack them.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("runs", "host", "TEXT NOT NULL DEFAULT ''")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -55,12 +64,8 @@ pub enum StateError {
          wait for it, or if that run is dead, break the lock with `deployhost unlock --env {environment}`"
     )]
     Locked { environment: String, run_id: String, pid: i64, since: String },
-    #[error("state store {path}: {source}")]
-    Db {
-        path: String,
-        #[source]
-        source: rusqlite::Error,
-    },
+    #[error("state store {location}: {message}")]
+    Db { location: String, message: String },
 }
 
 /// A run as the state store knows it.
@@ -82,6 +87,26 @@ pub struct RunRow {
     #[serde(skip)]
     pub grants: String,
     pub grants_accepted_by: Option<String>,
+    /// The machine whose process `pid` is; empty in stores from before it was kept.
+    pub host: String,
+}
+
+impl RunRow {
+    /// Recorded as running, but its process is gone. Only a process on this
+    /// machine can be checked; one elsewhere (a CI runner sharing the
+    /// store) is taken at its word.
+    pub fn process_gone(&self) -> bool {
+        self.status == "running" && (self.host.is_empty() || self.host == this_host()) && !process_alive(self.pid)
+    }
+}
+
+/// This machine's name, recorded with each run's pid.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,105 +133,146 @@ pub struct NewRun<'a> {
 }
 
 pub struct StateStore {
-    conn: Mutex<Connection>,
-    path: String,
+    backend: Box<dyn Backend>,
 }
 
 fn now() -> String {
     crate::audit::timestamp(SystemTime::now())
 }
 
+/// The shared database, when `--state` names one; set once per process.
+static DATABASE_URL: OnceLock<String> = OnceLock::new();
+
+/// Keep state in this PostgreSQL database instead of `<state-dir>/state.db`.
+pub fn use_database(url: String) {
+    let _ = DATABASE_URL.set(url);
+}
+
+const RUN_COLUMNS: &str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, grants_accepted_by, host";
+
+fn run_from(r: &[Val]) -> RunRow {
+    RunRow {
+        id: r[0].text(),
+        pipeline: r[1].text(),
+        environment: r[2].text(),
+        version: r[3].text(),
+        status: r[4].text(),
+        started: r[5].text(),
+        finished: r[6].opt_text(),
+        who: r[7].text(),
+        approved_by: r[8].opt_text(),
+        file: r[9].text(),
+        pid: r[10].int(),
+        reason: r[11].opt_text(),
+        grants: r[12].text(),
+        grants_accepted_by: r[13].opt_text(),
+        host: r[14].text(),
+    }
+}
+
 impl StateStore {
     pub fn open(state_dir: &Path) -> Result<StateStore, StateError> {
-        let path = state_dir.join("state.db");
-        let display = path.display().to_string();
-        let db = |source| StateError::Db { path: display.clone(), source };
-        std::fs::create_dir_all(state_dir).map_err(|e| db(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
-        let conn = Connection::open(&path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(db)?;
-        conn.execute_batch(SCHEMA).map_err(db)?;
-        Ok(StateStore { conn: Mutex::new(conn), path: display })
+        let backend: Box<dyn Backend> = match DATABASE_URL.get() {
+            Some(url) => Box::new(
+                postgres::Postgres::open(url, SCHEMA, ADDED_COLUMNS)
+                    .map_err(|message| StateError::Db { location: "the --state database".into(), message })?,
+            ),
+            None => Box::new(sqlite::Sqlite::open(state_dir, SCHEMA, ADDED_COLUMNS).map_err(|message| {
+                StateError::Db { location: state_dir.join("state.db").display().to_string(), message }
+            })?),
+        };
+        Ok(StateStore { backend })
     }
 
-    fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Db { path: self.path.clone(), source }
+    /// Where the state is kept, for messages.
+    pub fn location(&self) -> String {
+        self.backend.location()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StateError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut conn).map_err(|e| self.err(e))
+    /// Runs `work` in one transaction and commits it.
+    fn with<T>(&self, mut work: impl FnMut(&mut dyn Conn) -> Result<T, String>) -> Result<T, StateError> {
+        let mut out = None;
+        self.backend
+            .transaction(&mut |conn| {
+                out = Some(work(conn)?);
+                Ok(End::Commit)
+            })
+            .map_err(|message| StateError::Db { location: self.backend.location(), message })?;
+        Ok(out.expect("a committed transaction ran its work"))
     }
 
-    /// Runs `change` in one immediate transaction if `environment`'s lock
-    /// is free (or held by `holder`, a run being taken over); otherwise the
-    /// lock's holder is the error. Locks are never taken over silently.
+    /// Runs `change` in one transaction if `environment`'s lock is free (or
+    /// held by `holder`, a run being taken over); otherwise the lock's
+    /// holder is the error. Locks are never taken over silently.
     fn with_free_lock(
         &self,
         environment: &str,
         holder: Option<&str>,
-        change: impl FnOnce(&rusqlite::Transaction) -> rusqlite::Result<()>,
+        mut change: impl FnMut(&mut dyn Conn) -> Result<(), String>,
     ) -> Result<(), StateError> {
-        let held = self.with(|conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current = tx
-                .query_row("SELECT run_id, pid, since FROM locks WHERE environment = ?1", [environment], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-                })
-                .optional()?;
-            if let Some(h) = current.filter(|h| Some(h.0.as_str()) != holder) {
-                return Ok(Some(h));
-            }
-            change(&tx)?;
-            tx.commit()?;
-            Ok(None)
-        })?;
+        let mut held: Option<Vec<Val>> = None;
+        self.backend
+            .transaction(&mut |conn| {
+                let current =
+                    conn.query("SELECT run_id, pid, since FROM locks WHERE environment = ?1", &[environment.into()])?;
+                if let Some(h) = current.into_iter().next().filter(|h| Some(h[0].text().as_str()) != holder) {
+                    held = Some(h);
+                    return Ok(End::Rollback);
+                }
+                change(conn)?;
+                Ok(End::Commit)
+            })
+            .map_err(|message| StateError::Db { location: self.backend.location(), message })?;
         match held {
-            Some((run_id, pid, since)) => {
-                Err(StateError::Locked { environment: environment.to_string(), run_id, pid, since })
-            }
+            Some(h) => Err(StateError::Locked {
+                environment: environment.to_string(),
+                run_id: h[0].text(),
+                pid: h[1].int(),
+                since: h[2].text(),
+            }),
             None => Ok(()),
         }
     }
 
     /// Takes the environment's lock and records the run, atomically.
     pub fn begin(&self, run: &NewRun) -> Result<(), StateError> {
-        self.with_free_lock(run.environment, None, |tx| {
-            let pid = i64::from(std::process::id());
-            let started = now();
-            tx.execute(
+        let pid = i64::from(std::process::id());
+        let started = now();
+        self.with_free_lock(run.environment, None, |conn| {
+            conn.exec(
                 "INSERT INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
-                params![run.environment, run.id, pid, started],
+                &[run.environment.into(), run.id.into(), pid.into(), (&started).into()],
             )?;
-            insert_run(tx, run, "running", pid, &started)
+            insert_run(conn, run, "running", pid, &started)
         })
     }
 
     /// Records a run that stops at the approval gate; it holds no lock
     /// while it waits.
     pub fn wait_for_approval(&self, run: &NewRun) -> Result<(), StateError> {
-        self.with(|conn| insert_run(conn, run, "awaiting-approval", i64::from(std::process::id()), &now()))
+        let pid = i64::from(std::process::id());
+        self.with(|conn| insert_run(conn, run, "awaiting-approval", pid, &now()))
     }
 
     pub fn approve(&self, run_id: &str, approver: &str) -> Result<(), StateError> {
-        self.with(|conn| {
-            conn.execute("UPDATE runs SET approved_by = ?2 WHERE id = ?1", params![run_id, approver]).map(|_| ())
-        })
+        self.with(|conn| conn.exec("UPDATE runs SET approved_by = ?2 WHERE id = ?1", &[run_id.into(), approver.into()]))
+            .map(|_| ())
     }
 
     /// This process continues `run_id`: takes its environment's lock (free,
     /// or still held by this same run from a dead process) and marks the
     /// run running again.
     pub fn take_over(&self, run_id: &str, environment: &str) -> Result<(), StateError> {
-        self.with_free_lock(environment, Some(run_id), |tx| {
-            let pid = i64::from(std::process::id());
-            tx.execute(
-                "INSERT OR REPLACE INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
-                params![environment, run_id, pid, now()],
+        let pid = i64::from(std::process::id());
+        self.with_free_lock(environment, Some(run_id), |conn| {
+            conn.exec(
+                "INSERT INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (environment) DO UPDATE SET run_id = excluded.run_id, pid = excluded.pid, since = excluded.since",
+                &[environment.into(), run_id.into(), pid.into(), now().as_str().into()],
             )?;
-            tx.execute(
-                "UPDATE runs SET status = 'running', pid = ?2, finished = NULL WHERE id = ?1",
-                params![run_id, pid],
+            conn.exec(
+                "UPDATE runs SET status = 'running', pid = ?2, host = ?3, finished = NULL WHERE id = ?1",
+                &[run_id.into(), pid.into(), this_host().as_str().into()],
             )
             .map(|_| ())
         })
@@ -214,97 +280,88 @@ impl StateStore {
 
     pub fn record_step(&self, run_id: &str, seq: usize, o: &StepOutcome) -> Result<(), StateError> {
         let outputs = serde_json::to_string(&o.outputs).unwrap_or_default();
+        let values: [Val; 8] = [
+            run_id.into(),
+            (seq as i64).into(),
+            (&o.stage).into(),
+            (&o.step).into(),
+            o.status.as_str().into(),
+            (o.ms as i64).into(),
+            (&o.summary).into(),
+            (&outputs).into(),
+        ];
         self.with(|conn| {
-            conn.execute(
-                "INSERT OR REPLACE INTO steps (run_id, seq, stage, step, status, ms, summary, outputs)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![run_id, seq as i64, o.stage, o.step, o.status.as_str(), o.ms as i64, o.summary, outputs],
+            conn.exec(
+                "INSERT INTO steps (run_id, seq, stage, step, status, ms, summary, outputs)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (run_id, seq) DO UPDATE SET stage = excluded.stage, step = excluded.step,
+                   status = excluded.status, ms = excluded.ms, summary = excluded.summary, outputs = excluded.outputs",
+                &values,
             )
-            .map(|_| ())
         })
+        .map(|_| ())
     }
 
     /// Records how the run ended and releases its environment's lock.
     pub fn finish(&self, run_id: &str, status: &str, reason: Option<&str>) -> Result<(), StateError> {
+        let finished = now();
         self.with(|conn| {
-            let tx = conn.transaction()?;
-            tx.execute(
+            conn.exec(
                 "UPDATE runs SET status = ?2, finished = ?3, reason = ?4 WHERE id = ?1",
-                params![run_id, status, now(), reason],
+                &[run_id.into(), status.into(), (&finished).into(), reason.into()],
             )?;
-            tx.execute("DELETE FROM locks WHERE run_id = ?1", [run_id])?;
-            tx.commit()
+            conn.exec("DELETE FROM locks WHERE run_id = ?1", &[run_id.into()])
         })
+        .map(|_| ())
     }
 
     /// Breaks an environment's lock; returns the run that held it.
     pub fn unlock(&self, environment: &str) -> Result<Option<String>, StateError> {
         self.with(|conn| {
-            let holder: Option<String> = conn
-                .query_row("SELECT run_id FROM locks WHERE environment = ?1", [environment], |r| r.get(0))
-                .optional()?;
-            conn.execute("DELETE FROM locks WHERE environment = ?1", [environment])?;
+            let holder = conn
+                .query("SELECT run_id FROM locks WHERE environment = ?1", &[environment.into()])?
+                .into_iter()
+                .next()
+                .map(|r| r[0].text());
+            conn.exec("DELETE FROM locks WHERE environment = ?1", &[environment.into()])?;
             if let Some(run) = &holder {
-                conn.execute(
+                conn.exec(
                     "UPDATE runs SET status = 'interrupted', reason = 'lock broken by deployhost unlock' WHERE id = ?1 AND status = 'running'",
-                    [run],
+                    &[run.into()],
                 )?;
             }
             Ok(holder)
         })
     }
 
-    fn run_from(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
-        Ok(RunRow {
-            id: r.get(0)?,
-            pipeline: r.get(1)?,
-            environment: r.get(2)?,
-            version: r.get(3)?,
-            status: r.get(4)?,
-            started: r.get(5)?,
-            finished: r.get(6)?,
-            who: r.get(7)?,
-            approved_by: r.get(8)?,
-            file: r.get(9)?,
-            pid: r.get(10)?,
-            reason: r.get(11)?,
-            grants: r.get(12)?,
-            grants_accepted_by: r.get(13)?,
-        })
-    }
-
-    const RUN_COLUMNS: &'static str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, \
-         grants_accepted_by";
-
     /// Runs, newest first, optionally of one environment.
     pub fn history(&self, environment: Option<&str>, limit: usize) -> Result<Vec<RunRow>, StateError> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE (?1 IS NULL OR environment = ?1) ORDER BY started DESC, id DESC LIMIT ?2",
-            Self::RUN_COLUMNS
+            "SELECT {RUN_COLUMNS} FROM runs WHERE (CAST(?1 AS TEXT) IS NULL OR environment = ?1) ORDER BY started DESC, id DESC LIMIT ?2"
         );
-        self.with(|conn| {
-            let mut stmt = conn.prepare(&sql)?;
-            stmt.query_map(params![environment, limit as i64], Self::run_from)?.collect()
-        })
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with(|conn| conn.query(&sql, &[environment.into(), limit.into()]))?;
+        Ok(rows.iter().map(|r| run_from(r)).collect())
     }
 
     pub fn run(&self, id: &str) -> Result<Option<(RunRow, Vec<StepRow>)>, StateError> {
-        let sql = format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLUMNS);
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1");
         self.with(|conn| {
-            let Some(run) = conn.query_row(&sql, [id], Self::run_from).optional()? else { return Ok(None) };
-            let mut stmt =
-                conn.prepare("SELECT stage, step, status, ms, summary FROM steps WHERE run_id = ?1 ORDER BY seq")?;
-            let steps = stmt
-                .query_map([id], |r| {
-                    Ok(StepRow {
-                        stage: r.get(0)?,
-                        step: r.get(1)?,
-                        status: r.get(2)?,
-                        ms: r.get(3)?,
-                        summary: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let Some(run) = conn.query(&sql, &[id.into()])?.first().map(|r| run_from(r)) else { return Ok(None) };
+            let steps = conn
+                .query(
+                    "SELECT stage, step, status, ms, summary FROM steps WHERE run_id = ?1 ORDER BY seq",
+                    &[id.into()],
+                )?
+                .iter()
+                .map(|r| StepRow {
+                    stage: r[0].text(),
+                    step: r[1].text(),
+                    status: r[2].text(),
+                    ms: r[3].int(),
+                    summary: r[4].text(),
+                })
+                .collect();
             Ok(Some((run, steps)))
         })
     }
@@ -318,31 +375,32 @@ impl StateStore {
         version: Option<&str>,
     ) -> Result<Option<RunRow>, StateError> {
         let sql = format!(
-            "SELECT {} FROM runs WHERE pipeline = ?1 AND environment = ?2 AND status = 'passed'
-             AND (?3 IS NULL OR version = ?3) ORDER BY started DESC, id DESC LIMIT 1",
-            Self::RUN_COLUMNS
+            "SELECT {RUN_COLUMNS} FROM runs WHERE pipeline = ?1 AND environment = ?2 AND status = 'passed'
+             AND (CAST(?3 AS TEXT) IS NULL OR version = ?3) ORDER BY started DESC, id DESC LIMIT 1"
         );
-        self.with(|conn| conn.query_row(&sql, params![pipeline, environment, version], Self::run_from).optional())
+        let rows = self.with(|conn| conn.query(&sql, &[pipeline.into(), environment.into(), version.into()]))?;
+        Ok(rows.first().map(|r| run_from(r)))
     }
 }
 
-fn insert_run(conn: &Connection, run: &NewRun, status: &str, pid: i64, started: &str) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid, grants, grants_accepted_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        params![
-            run.id,
-            run.pipeline,
-            run.environment,
-            run.version,
-            status,
-            started,
-            run.who,
-            run.approved_by,
-            run.file,
-            pid,
-            run.grants,
-            run.grants_accepted_by
+fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: &str, pid: i64, started: &str) -> Result<(), String> {
+    conn.exec(
+        "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid, grants, grants_accepted_by, host)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        &[
+            run.id.into(),
+            run.pipeline.into(),
+            run.environment.into(),
+            run.version.into(),
+            status.into(),
+            started.into(),
+            run.who.into(),
+            run.approved_by.into(),
+            run.file.into(),
+            pid.into(),
+            run.grants.into(),
+            run.grants_accepted_by.into(),
+            this_host().as_str().into(),
         ],
     )
     .map(|_| ())
@@ -351,4 +409,55 @@ fn insert_run(conn: &Connection, run: &NewRun, status: &str, pid: i64, started: 
 /// Is a process with this pid alive on this machine?
 pub fn process_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_from_before_the_host_column_is_upgraded_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = rusqlite::Connection::open(dir.path().join("state.db")).unwrap();
+        old.execute_batch(SCHEMA).unwrap();
+        old.execute(
+            "INSERT INTO runs (id, pipeline, environment, version, status, started, who, file, pid) \
+             VALUES ('r1', 'shop', 'prod', '1.0', 'passed', '2026-01-01T00:00:00.000Z', 'ci', 'p.yaml', 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let store = StateStore::open(dir.path()).unwrap();
+        let runs = store.history(None, 10).unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].host, "");
+        assert_eq!(store.last_passed("shop", "prod", Some("1.0")).unwrap().unwrap().id, "r1");
+    }
+
+    #[test]
+    fn only_a_process_on_this_machine_is_judged_gone() {
+        let mut row = RunRow {
+            id: "r".into(),
+            pipeline: "p".into(),
+            environment: "e".into(),
+            version: "1".into(),
+            status: "running".into(),
+            started: String::new(),
+            finished: None,
+            who: "ci".into(),
+            approved_by: None,
+            file: String::new(),
+            pid: i64::from(u32::MAX),
+            reason: None,
+            grants: String::new(),
+            grants_accepted_by: None,
+            host: this_host(),
+        };
+        assert!(row.process_gone());
+        row.host = "another-runner".into();
+        assert!(!row.process_gone(), "a process elsewhere cannot be checked from here");
+        row.pid = i64::from(std::process::id());
+        row.host = this_host();
+        assert!(!row.process_gone());
+    }
 }

@@ -34,6 +34,15 @@ pub struct DbTarget {
     pub secrets: Vec<String>,
 }
 
+impl DbTarget {
+    pub fn parse(url: &str) -> Result<DbTarget, String> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname")
+        })?;
+        Ok(DbTarget { display: describe(&config), secrets: secret_parts(url, &config), config })
+    }
+}
+
 /// Reads the URLs of the databases in `needed`.
 pub fn resolve(
     declared: &BTreeMap<String, DatabaseSource>,
@@ -51,14 +60,7 @@ pub fn resolve(
         let Some(url) = super::read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
             continue; // reported by validation
         };
-        let url = url.map(|u| u.trim().to_string());
-        let parsed = url.and_then(|url| {
-            let config: tokio_postgres::Config = url.parse().map_err(|e| {
-                format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname")
-            })?;
-            Ok(DbTarget { display: describe(&config), secrets: secret_parts(&url, &config), config })
-        });
-        match parsed {
+        match url.and_then(|url| DbTarget::parse(url.trim())) {
             Ok(target) => {
                 targets.insert(name.clone(), target);
             }

@@ -1,0 +1,127 @@
+//! The shared state backend: PostgreSQL (`--state postgres://…`), so CI
+//! runners on several machines see one history, one set of environment
+//! locks and the same promotion evidence. Calls block the calling thread
+//! (the state store's API is synchronous); every transaction takes one
+//! advisory lock, the counterpart of SQLite's IMMEDIATE transactions.
+
+use super::db::{Backend, Conn, End, Val};
+use crate::capabilities::sql::{DbTarget, connect};
+use std::future::Future;
+use std::sync::Mutex;
+use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
+
+/// Any constant works; it only has to be the same in every deployhost.
+const STATE_LOCK: i64 = 0x6465_706c_6f79;
+
+pub struct Postgres {
+    client: Mutex<Client>,
+    display: String,
+}
+
+/// Runs async database work from the synchronous state API, inside the
+/// command's multi-threaded tokio runtime.
+fn block<F: Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
+
+impl Postgres {
+    pub fn open(url: &str, schema: &str, added: &[(&str, &str, &str)]) -> Result<Postgres, String> {
+        let target = DbTarget::parse(url)?;
+        let display = format!("postgres://{}", target.display);
+        let client = block(connect(&target))?;
+        let pg = Postgres { client: Mutex::new(client), display };
+        pg.transaction(&mut |conn| {
+            for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                conn.exec(statement, &[])?;
+            }
+            for (table, column, definition) in added {
+                conn.exec(&format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}"), &[])?;
+            }
+            Ok(End::Commit)
+        })?;
+        Ok(pg)
+    }
+}
+
+/// `?1` → `$1`: the queries are written once, in SQLite's spelling.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn params(values: &[Val]) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    values
+        .iter()
+        .map(|v| -> Box<dyn ToSql + Sync + Send> {
+            match v {
+                Val::Null => Box::new(None::<String>),
+                Val::Int(i) => Box::new(*i),
+                Val::Text(s) => Box::new(s.clone()),
+            }
+        })
+        .collect()
+}
+
+fn value(row: &tokio_postgres::Row, i: usize) -> Result<Val, tokio_postgres::Error> {
+    let ty = row.columns()[i].type_();
+    Ok(if *ty == Type::INT8 {
+        row.try_get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int)
+    } else if *ty == Type::INT4 {
+        row.try_get::<_, Option<i32>>(i)?.map_or(Val::Null, |v| Val::Int(v.into()))
+    } else {
+        row.try_get::<_, Option<String>>(i)?.map_or(Val::Null, Val::Text)
+    })
+}
+
+struct Tx<'a, 'b>(&'a tokio_postgres::Transaction<'b>);
+
+fn error_text(e: tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+impl Conn for Tx<'_, '_> {
+    fn exec(&mut self, sql: &str, values: &[Val]) -> Result<u64, String> {
+        let owned = params(values);
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        block(self.0.execute(&numbered(sql), &refs)).map_err(error_text)
+    }
+
+    fn query(&mut self, sql: &str, values: &[Val]) -> Result<Vec<Vec<Val>>, String> {
+        let owned = params(values);
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = block(self.0.query(&numbered(sql), &refs)).map_err(error_text)?;
+        rows.iter()
+            .map(|row| (0..row.len()).map(|i| value(row, i)).collect())
+            .collect::<Result<_, _>>()
+            .map_err(error_text)
+    }
+}
+
+impl Backend for Postgres {
+    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>) -> Result<(), String> {
+        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = block(client.transaction()).map_err(error_text)?;
+        block(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_LOCK])).map_err(error_text)?;
+        let end = work(&mut Tx(&tx))?;
+        match end {
+            End::Commit => block(tx.commit()).map_err(error_text),
+            End::Rollback => block(tx.rollback()).map_err(error_text),
+        }
+    }
+
+    fn location(&self) -> String {
+        self.display.clone()
+    }
+}

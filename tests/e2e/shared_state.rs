@@ -1,0 +1,87 @@
+//! The PostgreSQL state backend (`--state postgres://…`): two "CI runners"
+//! (separate folders, separate run folders) share history, promotion
+//! evidence and environment locks through one database.
+
+use crate::support::Project;
+use crate::support::http::{Response, Server};
+use crate::support::pg::{PASSWORD, Postgres};
+use std::time::Duration;
+
+const ENVIRONMENTS: &str = "environments:\n  dev: {}\n  staging: { requires: dev }\n";
+
+fn runner(server: &Server, path: &str) -> Project {
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\n{ENVIRONMENTS}stages:\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 30s }}\n        grants: {{ net: [\"{}\"] }}\n        timeout: 60s\n",
+        server.url(path),
+        server.grant()
+    ));
+    p
+}
+
+fn deploy(p: &Project, state: &str, env: &str, version: &str) -> crate::support::Run {
+    p.deployhost(&["run", "pipeline.yaml", "--env", env, "--version", version], &[("DEPLOYHOST_STATE", state)])
+}
+
+#[test]
+fn runners_share_promotion_evidence_history_and_locks() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "create database deploy_state");
+    let state = pg.url("deploy_state");
+    let server = Server::start(|r, _| {
+        if r.path == "/slow" { Response::ok("late").delayed(Duration::from_secs(3)) } else { Response::ok("ok") }
+    });
+    let (a, b) = (runner(&server, "/health"), runner(&server, "/health"));
+
+    deploy(&a, &state, "dev", "1.0.0").assert_code(0);
+    // Runner B never ran dev itself: with its own local state it is refused...
+    let alone = b.deployhost(&["run", "pipeline.yaml", "--env", "staging", "--version", "1.0.0"], &[]);
+    alone.assert_code(4);
+    // ...and with the shared store it sees runner A's evidence.
+    deploy(&b, &state, "staging", "1.0.0").assert_code(0);
+    let history = b.deployhost(&["history", "--json"], &[("DEPLOYHOST_STATE", &state)]);
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let envs: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["environment"].as_str().unwrap()).collect();
+    assert_eq!(envs, ["staging", "dev"]);
+    assert!(!history.all_output().contains(PASSWORD), "the store's password is never printed");
+
+    // Four runners deploy to staging at once: exactly one holds the lock.
+    let racers: Vec<Project> = (0..4).map(|_| runner(&server, "/slow")).collect();
+    let children: Vec<std::process::Child> = racers
+        .iter()
+        .map(|p| {
+            std::process::Command::new(crate::support::BIN)
+                .args(["run", "pipeline.yaml", "--env", "dev", "--version", "2.0.0"])
+                .current_dir(p.path())
+                .env("DEPLOYHOST_STATE", &state)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outcomes: Vec<(i32, String)> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        })
+        .collect();
+    let codes: Vec<i32> = outcomes.iter().map(|(c, _)| *c).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 0).count(), 1, "{outcomes:#?}");
+    assert_eq!(codes.iter().filter(|c| **c == 4).count(), 3, "{outcomes:#?}");
+    assert!(outcomes.iter().filter(|(c, _)| *c == 4).all(|(_, e)| e.contains("environment `dev` is locked by run")));
+    assert_eq!(server.requests().iter().filter(|r| r.path == "/slow").count(), 1, "only the lock holder ran");
+}
+
+#[test]
+fn a_bad_state_url_is_a_clear_error_without_the_password() {
+    let p = Project::new();
+    let run = p.deployhost(&["history"], &[("DEPLOYHOST_STATE", "postgres://ci:hunter2@127.0.0.1:1/state")]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("the --state database") && run.stderr.contains("cannot connect"), "{}", run.stderr);
+    assert!(!run.all_output().contains("hunter2"));
+    let wrong = p.deployhost(&["history", "--state", "mysql://x"], &[]);
+    assert_ne!(wrong.code, 0);
+    assert!(wrong.stderr.contains("--state takes a PostgreSQL URL"), "{}", wrong.stderr);
+}
