@@ -14,3 +14,4 @@ mod pipeline_flow;
 mod rollback;
 mod sandbox;
 mod secrets;
+mod stage_plugins;

@@ -28,6 +28,8 @@ pub struct Response {
     pub delay: Duration,
     /// A `Location` header, for redirects.
     pub location: Option<String>,
+    /// More headers; a `content-type` here replaces `text/plain`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -38,7 +40,14 @@ impl Response {
         Response::new(status, "")
     }
     pub fn new(status: u16, body: &str) -> Response {
-        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None }
+        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None, headers: Vec::new() }
+    }
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response::new(status, &body.to_string()).header("content-type", "application/json")
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
     pub fn redirect(to: &str) -> Response {
         Response { location: Some(to.to_string()), ..Response::new(302, "") }
@@ -161,11 +170,16 @@ fn serve(stream: TcpStream, shared: &Shared) {
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
 
     let mut stream = stream;
+    let mut headers = response.headers.clone();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        headers.push(("content-type".into(), "text/plain".into()));
+    }
+    headers.extend(response.location.iter().map(|l| ("location".to_string(), l.clone())));
     let text = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n{}\r\n{}",
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n{}",
         response.status,
         response.body.len(),
-        response.location.as_ref().map(|l| format!("location: {l}\r\n")).unwrap_or_default(),
+        headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>(),
         response.body
     );
     let _ = stream.write_all(text.as_bytes());
