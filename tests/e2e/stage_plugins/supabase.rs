@@ -252,6 +252,9 @@ fn deploy_saves_the_previous_sources_bumps_versions_and_restore_from_puts_them_b
     assert_eq!(hello.files["_shared/cors.ts"], "export const cors = {};\n");
     assert_eq!(hello.entrypoint, "hello/index.ts");
     assert!(api.function("goodbye").is_none(), "a function that did not exist before is deleted");
+    let deletes: Vec<Request> = api.server.requests().into_iter().filter(|r| r.method == "DELETE").collect();
+    assert_eq!(deletes.len(), 1);
+    assert_eq!(deletes[0].path, format!("{prefix}/goodbye"));
     assert_eq!(output(&p, "functions", "version.hello"), "5");
     let text = summary(&p, "functions");
     assert!(text.contains("goodbye deleted") && text.contains("hello back to the sources of v3"), "{text}");

@@ -154,8 +154,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    // A chunked body left unread would make the close reset the connection
+    // before the client reads the response.
+    let body = if chunked {
+        read_chunked(&mut reader)
+    } else {
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
     let request = Request { method, path, headers, body };
 
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -183,4 +193,32 @@ fn serve(stream: TcpStream, shared: &Shared) {
         response.body
     );
     let _ = stream.write_all(text.as_bytes());
+}
+
+/// A `transfer-encoding: chunked` body (clients send one when they do not
+/// declare a length, e.g. for a DELETE).
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+            return body;
+        }
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or_default(), 16).unwrap_or(0);
+        if size == 0 {
+            // Trailers, up to the blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line.trim() != "" {
+                line.clear();
+            }
+            return body;
+        }
+        let mut chunk = vec![0; size];
+        if reader.read_exact(&mut chunk).is_err() {
+            return body;
+        }
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
 }
