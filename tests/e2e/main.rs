@@ -19,3 +19,4 @@ mod rollback;
 mod sandbox;
 mod secrets;
 mod shared_state;
+mod stage_plugins;

@@ -34,6 +34,42 @@ impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+    /// The body as JSON; the error quotes the start of what came instead.
+    pub fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_slice(&self.body).map_err(|e| format!("the body is not JSON ({e}): {}", self.snippet(200)))
+    }
+    /// The first `max` characters of the body, for error messages.
+    pub fn snippet(&self, max: usize) -> String {
+        let text = self.text();
+        let text = text.trim();
+        match text.char_indices().nth(max) {
+            Some((i, _)) => format!("{}…", &text[..i]),
+            None => text.to_string(),
+        }
+    }
+    /// What an API said went wrong: `HTTP 404: not_found: App not found`.
+    /// REST APIs put it in `message` (`error`, `msg`), with a code in `id`,
+    /// `code` or `error`; anything else is quoted as it came.
+    pub fn error_summary(&self) -> String {
+        let detail = match self.json() {
+            Ok(body) => {
+                let field = |k: &str| body.get(k).and_then(serde_json::Value::as_str).filter(|s| !s.is_empty());
+                let message = field("message").or_else(|| field("msg")).or_else(|| field("error_description"));
+                let code = field("id").or_else(|| field("code")).or_else(|| field("error"));
+                match (code, message) {
+                    (Some(c), Some(m)) if c != m => format!("{c}: {m}"),
+                    (_, Some(m)) => m.to_string(),
+                    (Some(c), None) => c.to_string(),
+                    (None, None) => self.snippet(300),
+                }
+            }
+            Err(_) => self.snippet(300),
+        };
+        if detail.is_empty() { format!("HTTP {}", self.status) } else { format!("HTTP {}: {detail}", self.status) }
+    }
 }
 
 impl Request {
@@ -56,6 +92,10 @@ impl Request {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_string(), value.to_string()));
         self
+    }
+    /// `Authorization: Bearer <token>`; the host masks the token in logs.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
     }
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();

@@ -28,6 +28,8 @@ pub struct Response {
     pub delay: Duration,
     /// A `Location` header, for redirects.
     pub location: Option<String>,
+    /// More headers; a `content-type` here replaces `text/plain`.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
@@ -38,7 +40,14 @@ impl Response {
         Response::new(status, "")
     }
     pub fn new(status: u16, body: &str) -> Response {
-        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None }
+        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None, headers: Vec::new() }
+    }
+    pub fn json(status: u16, body: &serde_json::Value) -> Response {
+        Response::new(status, &body.to_string()).header("content-type", "application/json")
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
     pub fn redirect(to: &str) -> Response {
         Response { location: Some(to.to_string()), ..Response::new(302, "") }
@@ -145,8 +154,18 @@ fn serve(stream: TcpStream, shared: &Shared) {
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse::<usize>().ok())
         .unwrap_or(0);
-    let mut body = vec![0; length];
-    let _ = reader.read_exact(&mut body);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked"));
+    // A chunked body left unread would make the close reset the connection
+    // before the client reads the response.
+    let body = if chunked {
+        read_chunked(&mut reader)
+    } else {
+        let mut body = vec![0; length];
+        let _ = reader.read_exact(&mut body);
+        body
+    };
     let request = Request { method, path, headers, body };
 
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
@@ -161,12 +180,45 @@ fn serve(stream: TcpStream, shared: &Shared) {
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
 
     let mut stream = stream;
+    let mut headers = response.headers.clone();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        headers.push(("content-type".into(), "text/plain".into()));
+    }
+    headers.extend(response.location.iter().map(|l| ("location".to_string(), l.clone())));
     let text = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: text/plain\r\nconnection: close\r\n{}\r\n{}",
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n{}",
         response.status,
         response.body.len(),
-        response.location.as_ref().map(|l| format!("location: {l}\r\n")).unwrap_or_default(),
+        headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>(),
         response.body
     );
     let _ = stream.write_all(text.as_bytes());
+}
+
+/// A `transfer-encoding: chunked` body (clients send one when they do not
+/// declare a length, e.g. for a DELETE).
+fn read_chunked(reader: &mut impl BufRead) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size_line = String::new();
+        if reader.read_line(&mut size_line).unwrap_or(0) == 0 {
+            return body;
+        }
+        let size = usize::from_str_radix(size_line.trim().split(';').next().unwrap_or_default(), 16).unwrap_or(0);
+        if size == 0 {
+            // Trailers, up to the blank line.
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line.trim() != "" {
+                line.clear();
+            }
+            return body;
+        }
+        let mut chunk = vec![0; size];
+        if reader.read_exact(&mut chunk).is_err() {
+            return body;
+        }
+        body.extend_from_slice(&chunk);
+        let mut crlf = String::new();
+        let _ = reader.read_line(&mut crlf);
+    }
 }
