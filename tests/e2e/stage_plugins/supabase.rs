@@ -311,3 +311,32 @@ fn a_restore_refuses_a_backup_of_another_project() {
     assert!(api.function("hello").is_some(), "nothing was deleted");
     assert!(api.server.requests().is_empty());
 }
+
+#[test]
+fn a_failed_health_check_redeploys_the_previous_functions_through_the_exported_compensation() {
+    let api = FakeSupabase::start(existing_hello());
+    let app = Server::fixed(Response::status(503));
+    let p = project();
+    pipeline(&p, &api, "");
+    let mut yaml = std::fs::read_to_string(p.path().join("pipeline.yaml")).unwrap();
+    yaml.push_str(&format!(
+        "  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\nrollback:\n  on: [health_check_failure]\n",
+        app.url("/health"),
+        app.grant()
+    ));
+    p.pipeline(&yaml);
+
+    let run = p.run(&[("SUPABASE_ACCESS_TOKEN", TOKEN)]);
+    run.assert_code(1);
+    assert!(run.stdout.contains("rolled back: health check `probe` failed"), "{}", run.stdout);
+    let results = p.results();
+    let rollback = &results["rollback"];
+    assert_eq!(rollback["ok"], true, "{rollback:#}");
+    assert_eq!(rollback["steps"][0]["step"], "compensate-functions");
+    assert_eq!(rollback["steps"][0]["status"], "passed");
+    let hello = api.function("hello").unwrap();
+    assert_eq!(hello.files["hello/index.ts"], OLD_HELLO, "the previous sources are live again");
+    assert_eq!(hello.version, 5);
+    assert!(api.function("goodbye").is_none(), "the function this deploy added is gone");
+    assert!(!format!("{}{}", run.all_output(), p.run_files_text()).contains(TOKEN), "the token leaked");
+}
