@@ -10,6 +10,7 @@ mod database;
 mod exec;
 mod health;
 mod lifecycle;
+mod output;
 mod pipeline_flow;
 mod rollback;
 mod sandbox;
