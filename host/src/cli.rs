@@ -2,8 +2,8 @@
 //! choose the exit code.
 
 use crate::commands;
-use crate::pipeline::ConfigErrors;
 use crate::output::OutputOptions;
+use crate::pipeline::ConfigErrors;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -113,10 +113,7 @@ fn check_stream(run: &Run) -> Vec<Value> {
 }
 
 fn find<'a>(events: &'a [Value], event: &str, step: &str) -> &'a Value {
-    events
-        .iter()
-        .find(|e| e["event"] == event && e["step"] == step)
-        .unwrap_or_else(|| panic!("no {event} for {step}"))
+    events.iter().find(|e| e["event"] == event && e["step"] == step).unwrap_or_else(|| panic!("no {event} for {step}"))
 }
 
 #[test]
@@ -162,10 +159,8 @@ fn a_failing_run_ends_with_its_exit_code_and_a_junit_file() {
     let server = Server::start(|r, _| if r.path == "/down" { Response::status(503) } else { Response::ok("ok") });
     let p = Project::new();
     pipeline(&p, &server, "/down", "");
-    let run = p.deployhost(
-        &["run", "pipeline.yaml", "--output", "json", "--junit", "reports/junit.xml"],
-        &[("HOOK", SECRET)],
-    );
+    let run = p
+        .deployhost(&["run", "pipeline.yaml", "--output", "json", "--junit", "reports/junit.xml"], &[("HOOK", SECRET)]);
     run.assert_code(1);
     let events = check_stream(&run);
     let probe = find(&events, "step.finished", "probe");
@@ -183,7 +178,10 @@ fn a_failing_run_ends_with_its_exit_code_and_a_junit_file() {
     let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("JUnit is not XML ({e}):\n{xml}"));
     let root = doc.root_element();
     assert_eq!(root.tag_name().name(), "testsuites");
-    assert_eq!((root.attribute("tests"), root.attribute("failures"), root.attribute("skipped")), (Some("4"), Some("1"), Some("3")));
+    assert_eq!(
+        (root.attribute("tests"), root.attribute("failures"), root.attribute("skipped")),
+        (Some("4"), Some("1"), Some("3"))
+    );
     let suites: Vec<_> = root.children().filter(|n| n.has_tag_name("testsuite")).collect();
     let suite_names: Vec<_> = suites.iter().map(|s| s.attribute("name").unwrap()).collect();
     assert_eq!(suite_names, ["health", "sneaky", "after"]);
@@ -390,8 +388,19 @@ fn completions_and_help_examples() {
     }
     p.deployhost(&["completions", "tcsh"], &[]).assert_code(2);
     for command in [
-        "run", "history", "status", "approve", "resume", "rollback", "report", "ci", "unlock", "validate", "audit",
-        "plugins", "completions",
+        "run",
+        "history",
+        "status",
+        "approve",
+        "resume",
+        "rollback",
+        "report",
+        "ci",
+        "unlock",
+        "validate",
+        "audit",
+        "plugins",
+        "completions",
     ] {
         let help = p.deployhost(&[command, "--help"], &[]);
         help.assert_code(0);

@@ -123,7 +123,8 @@ fn timeline(h: &mut String, r: &RunRecord) {
     for (o, at) in &placed {
         if o.stage != stage {
             stage = &o.stage;
-            let _ = writeln!(h, "<div class=\"row stage\"><span>{}</span><span></span><span></span></div>", escape(stage));
+            let _ =
+                writeln!(h, "<div class=\"row stage\"><span>{}</span><span></span><span></span></div>", escape(stage));
         }
         let bar = match at {
             Some(at) => format!(

@@ -230,7 +230,10 @@ impl LiveState {
         let spinner = SPINNER[self.frame % SPINNER.len()];
         for (step, since) in &self.running {
             let secs = since.elapsed().as_secs_f64();
-            text.push_str(&format!("  {}  {step:<20} {secs:>7.1}s  running\n", paint(self.color, "36", &spinner.to_string())));
+            text.push_str(&format!(
+                "  {}  {step:<20} {secs:>7.1}s  running\n",
+                paint(self.color, "36", &spinner.to_string())
+            ));
         }
         self.drawn = self.running.len();
         let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
@@ -239,8 +242,7 @@ impl LiveState {
 
 impl Live {
     fn start(color: bool) -> Live {
-        let state =
-            Arc::new(Mutex::new(LiveState { running: Vec::new(), drawn: 0, frame: 0, stopped: false, color }));
+        let state = Arc::new(Mutex::new(LiveState { running: Vec::new(), drawn: 0, frame: 0, stopped: false, color }));
         let shared = state.clone();
         let ticker = std::thread::Builder::new()
             .name("deployhost-live".into())

@@ -49,8 +49,10 @@ impl Runtime {
         if let Some(pre) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(&plugin.digest) {
             return Ok(pre.clone());
         }
+        let compiling = std::time::Instant::now();
         let component = Component::new(&self.engine, &plugin.bytes)
             .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
+        tracing::debug!(plugin = %plugin.label(), ms = compiling.elapsed().as_millis() as u64, "plugin compiled");
         let instance_pre = self
             .linker
             .instantiate_pre(&component)

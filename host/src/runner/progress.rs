@@ -8,15 +8,27 @@ use std::sync::Arc;
 
 pub enum Progress<'a> {
     /// A stage begins (also a stage whose steps are all skipped).
-    Stage { name: &'a str, parallel: bool, steps: Vec<&'a str> },
+    Stage {
+        name: &'a str,
+        parallel: bool,
+        steps: Vec<&'a str>,
+    },
     /// A step's sandbox is being built; for rollback steps too.
-    StepStarted { stage: &'a str, step: &'a str, plugin: String },
+    StepStarted {
+        stage: &'a str,
+        step: &'a str,
+        plugin: String,
+    },
     /// A pipeline step ended (or was skipped, or completed in the run resumed).
     StepFinished(&'a StepOutcome),
-    RollbackStarted { reason: &'a str },
+    RollbackStarted {
+        reason: &'a str,
+    },
     /// A compensation or `rollback.steps` step ended.
     RollbackStep(&'a StepOutcome),
-    RollbackFinished { ok: bool },
+    RollbackFinished {
+        ok: bool,
+    },
 }
 
 /// Sees every audit event as written: its name and its redacted JSON line.
