@@ -302,7 +302,7 @@ fn html_report_renders_in_chromium_and_escapes_everything() {
 
 fn failing_command_pipeline(p: &Project) {
     p.pipeline(
-        "pipeline: checks\nstages:\n  - name: pre-flight\n    steps:\n      - name: ok\n        run: sh -c \"echo fine\"\n        grants: { exec: [sh] }\n      - name: tests\n        run: sh -c \"for i in $(seq 1 30); do echo line-$i; done; exit 3\"\n        grants: { exec: [sh] }\n",
+        "pipeline: checks\nstages:\n  - name: pre-flight\n    steps:\n      - name: ok\n        run: sh -c \"echo fine; sleep 0.4\"\n        grants: { exec: [sh] }\n      - name: tests\n        run: sh -c \"for i in $(seq 1 30); do echo line-$i; done; exit 3\"\n        grants: { exec: [sh] }\n",
     );
 }
 
@@ -357,11 +357,17 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     let tty = on_a_terminal(&p, &[]);
     assert!(tty.contains("\x1b[31mFAIL\x1b[0m"), "red on a terminal: {tty:?}");
     assert!(tty.contains("line-30"), "{tty:?}");
+    assert!(
+        tty.contains("s  running") && SPINNER.iter().any(|c| tty.contains(*c)),
+        "a live line while `ok` runs: {tty:?}"
+    );
     let no_color = on_a_terminal(&p, &[("NO_COLOR", "1")]);
     assert!(no_color.contains("FAIL") && no_color.contains("line-30"), "{no_color:?}");
     let sgr = regex_free_sgr(&no_color);
     assert!(sgr.is_empty(), "NO_COLOR: colour codes {sgr:?} in {no_color:?}");
 }
+
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 
 /// The SGR (colour) sequences in `text`: ESC [ digits/semicolons m.
 fn regex_free_sgr(text: &str) -> Vec<String> {
@@ -407,4 +413,56 @@ fn completions_and_help_examples() {
         assert!(help.stdout.contains("Example"), "`{command} --help` has no example:\n{}", help.stdout);
         assert!(help.stdout.contains(&format!("deployhost {command}")), "{}", help.stdout);
     }
+}
+
+#[test]
+fn sigterm_ends_the_stream_with_an_interrupted_run_and_a_junit_file() {
+    use std::io::BufRead;
+    let slow = Server::start(|r, _| {
+        if r.path == "/slow" {
+            Response::ok("ok").delayed(std::time::Duration::from_secs(20))
+        } else {
+            Response::ok("ok")
+        }
+    });
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\nstages:\n  - name: s\n    steps:\n      - name: fast\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{g}\"] }}\n      - name: slow\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 60s }}\n        grants: {{ net: [\"{g}\"] }}\n",
+        slow.url("/fast"),
+        slow.url("/slow"),
+        g = slow.grant()
+    ));
+    let mut child = Command::new(BIN)
+        .args(["run", "pipeline.yaml", "--output", "json", "--junit", "junit.xml"])
+        .current_dir(p.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let started_slow = line.contains("\"step.started\"") && line.contains("\"slow\"");
+        seen.push(line);
+        if started_slow {
+            break;
+        }
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    seen.extend(lines.map(Result::unwrap));
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let last: Value = serde_json::from_str(seen.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "run.finished", "{seen:#?}");
+    assert_eq!((last["status"].as_str(), last["exit_code"].as_i64()), (Some("interrupted"), Some(130)));
+    assert_eq!(last["reason"], "stopped by SIGTERM");
+    assert_eq!(last["steps"]["passed"], 1);
+
+    let xml = junit(&p.path().join("junit.xml"));
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let root = doc.root_element();
+    assert_eq!((root.attribute("tests"), root.attribute("errors")), (Some("2"), Some("1")), "{xml}");
+    let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("<error>");
+    assert_eq!(error.attribute("message"), Some("stopped by SIGTERM"));
 }

@@ -163,6 +163,7 @@ pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<Exit
     let row = resumable(&store, run_id)?;
     if row.status == "awaiting-approval" && row.approved_by.is_none() {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
+        out.not_started(&ExitStatus::AwaitingApproval, "no approval yet");
         return Ok(ExitStatus::AwaitingApproval);
     }
     // A run that waited at the gate has no record yet.

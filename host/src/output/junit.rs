@@ -23,14 +23,17 @@ pub fn render(record: &RunRecord, run_dir: &Path) -> String {
     let all: Vec<&StepOutcome> = suites.iter().flat_map(|(_, s)| s.iter().copied()).collect();
     let name = format!("{} {} {}", record.pipeline, record.environment, record.version);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(x, "<testsuites name=\"{}\" {}>", escape(&name), counts(&all));
+    // A run stopped by a signal: the step it was in never ended, so the
+    // stop itself is reported as an error, for reporters to show red.
+    let interrupted = (record.status == "interrupted").then(|| record.reason.as_deref().unwrap_or("interrupted"));
+    let _ = writeln!(x, "<testsuites name=\"{}\" {}>", escape(&name), counts(&all, usize::from(interrupted.is_some())));
     for (stage, steps) in &suites {
         let started = steps.iter().find(|o| !o.started.is_empty()).map_or(record.started.as_str(), |o| &o.started);
         let _ = writeln!(
             x,
             "  <testsuite name=\"{}\" {} timestamp=\"{}\" hostname=\"localhost\">",
             escape(stage),
-            counts(steps),
+            counts(steps, 0),
             escape(started.get(..19).unwrap_or(started))
         );
         let _ = writeln!(
@@ -45,16 +48,27 @@ pub fn render(record: &RunRecord, run_dir: &Path) -> String {
         }
         let _ = writeln!(x, "    <system-out/>\n    <system-err/>\n  </testsuite>");
     }
+    if let Some(reason) = interrupted {
+        let _ = writeln!(
+            x,
+            "  <testsuite name=\"interrupted\" {} timestamp=\"{}\" hostname=\"localhost\">\n    <testcase name=\"run\" classname=\"{}.interrupted\" time=\"0.000\">\n      <error message=\"{}\" type=\"interrupted\"/>\n    </testcase>\n    <system-out/>\n    <system-err/>\n  </testsuite>",
+            counts(&[], 1),
+            escape(record.started.get(..19).unwrap_or(&record.started)),
+            escape(&record.pipeline),
+            escape(reason)
+        );
+    }
     x.push_str("</testsuites>\n");
     x
 }
 
-fn counts(steps: &[&StepOutcome]) -> String {
+/// The counting attributes; `errors` are test cases that are not steps.
+fn counts(steps: &[&StepOutcome], errors: usize) -> String {
     let n = |s: Status| steps.iter().filter(|o| o.status == s).count();
     let secs: u64 = steps.iter().map(|o| o.ms).sum();
     format!(
-        "tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{}\"",
-        steps.len(),
+        "tests=\"{}\" failures=\"{}\" errors=\"{errors}\" skipped=\"{}\" time=\"{}\"",
+        steps.len() + errors,
         n(Status::Failed),
         n(Status::Skipped),
         seconds(secs)

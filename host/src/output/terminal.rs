@@ -231,7 +231,7 @@ impl LiveState {
         for (step, since) in &self.running {
             let secs = since.elapsed().as_secs_f64();
             text.push_str(&format!(
-                "  {}  {step:<20} {secs:>7.1}s  running\n",
+                "  {}    {step:<20} {secs:>7.1}s  running\n",
                 paint(self.color, "36", &spinner.to_string())
             ));
         }
