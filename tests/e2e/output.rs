@@ -466,3 +466,25 @@ fn sigterm_ends_the_stream_with_an_interrupted_run_and_a_junit_file() {
     let error = doc.descendants().find(|n| n.has_tag_name("error")).expect("<error>");
     assert_eq!(error.attribute("message"), Some("stopped by SIGTERM"));
 }
+
+#[test]
+fn a_run_waiting_at_the_gate_prints_only_run_finished() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\nenvironments:\n  prod: {{ require_approval: true, approvers: [lead] }}\nstages:\n  - name: s\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
+        server.url("/"),
+        server.grant()
+    ));
+    let run = p.deployhost(&["run", "pipeline.yaml", "--env", "prod", "--output", "json"], &[]);
+    run.assert_code(3);
+    let events = events(&run);
+    assert_eq!(events.len(), 1, "{}", run.stdout);
+    let e = &events[0];
+    assert_eq!((e["event"].as_str(), e["status"].as_str()), (Some("run.finished"), Some("awaiting-approval")));
+    assert_eq!(e["exit_code"], 3);
+    let history: Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    assert_eq!(history[0]["status"], "awaiting-approval");
+    assert_eq!(e["run"], history[0]["id"], "the waiting run's id");
+    assert!(server.requests().is_empty());
+}

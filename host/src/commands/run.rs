@@ -134,12 +134,12 @@ pub async fn run(
             eprintln!(
                 "run {run_id} waits at the gate: `deployhost approve {run_id} --as NAME`, then `deployhost resume {run_id}`"
             );
-            out.not_started(&ExitStatus::AwaitingApproval, &message);
+            out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
             return Ok(ExitStatus::AwaitingApproval);
         }
         Err(Refusal::Promotion(message)) => {
             eprintln!("refused: {message}");
-            out.not_started(&ExitStatus::Refused, &message);
+            out.not_started(&ExitStatus::Refused, None, &message);
             return Ok(ExitStatus::Refused);
         }
         Err(Refusal::State(e)) => return Err(e.into()),
@@ -148,7 +148,7 @@ pub async fn run(
         Ok(()) => {}
         Err(e @ StateError::Locked { .. }) => {
             eprintln!("refused: {e}");
-            out.not_started(&ExitStatus::Refused, &e.to_string());
+            out.not_started(&ExitStatus::Refused, None, &e.to_string());
             return Ok(ExitStatus::Refused);
         }
         Err(e) => return Err(e.into()),
@@ -163,7 +163,7 @@ pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<Exit
     let row = resumable(&store, run_id)?;
     if row.status == "awaiting-approval" && row.approved_by.is_none() {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
-        out.not_started(&ExitStatus::AwaitingApproval, "no approval yet");
+        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
         return Ok(ExitStatus::AwaitingApproval);
     }
     // A run that waited at the gate has no record yet.
@@ -197,7 +197,7 @@ async fn carry_on(
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
         eprintln!("refused: {e}");
-        out.not_started(&ExitStatus::Refused, &e.to_string());
+        out.not_started(&ExitStatus::Refused, Some(&row.id), &e.to_string());
         return Ok(ExitStatus::Refused);
     }
     execute(plan, runtime, inputs, store, state_dir, &row.id, out).await

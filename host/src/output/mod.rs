@@ -130,10 +130,12 @@ impl Output {
 
     /// The run did not start: refused (exit 4) or waiting at the gate
     /// (exit 3). The caller says why on stderr; machines get `run.finished`.
-    pub fn not_started(&self, status: &ExitStatus, message: &str) {
+    /// `run` is the run's id when it is recorded (waiting, or resumed).
+    pub fn not_started(&self, status: &ExitStatus, run: Option<&str>, message: &str) {
         let name = if matches!(status, ExitStatus::AwaitingApproval) { "awaiting-approval" } else { "refused" };
-        if let Some(j) = self.json() {
-            j.run_finished(name, status, Some(message), None);
+        if self.json.borrow().is_some() {
+            let events = JsonEvents::new(run.map(str::to_string), Arc::default());
+            events.run_finished(name, status, Some(message), None);
         }
     }
 
