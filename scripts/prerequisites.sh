@@ -19,6 +19,14 @@ install_prerequisites() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
     fi
+    # Headless Chromium renders the HTML report in the tests.
+    if ! command -v chromium >/dev/null 2>&1; then
+        echo "installing Chromium (Debian's chromium package)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    fi
 }
 
 # A TCP port on 127.0.0.1 that nothing listens on.

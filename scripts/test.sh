@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine: installs what the tests need (the
-# wasm32-wasip2 target, PostgreSQL's server and client tools), then the unit
+# wasm32-wasip2 target, PostgreSQL's server and client tools, Chromium), then the unit
 # tests and the end-to-end tests (real plugins built from source, real HTTP
 # servers on 127.0.0.1, a real PostgreSQL started per test).
 set -euo pipefail

@@ -27,17 +27,24 @@ pub struct AuditLog {
     out: Mutex<Option<LineWriter<File>>>,
     redactor: Arc<Redactor>,
     run_id: String,
+    tap: Option<crate::runner::AuditTap>,
 }
 
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(AuditLog { out: Mutex::new(Some(LineWriter::new(file))), redactor, run_id: run_id.to_string() })
+        Ok(AuditLog { out: Mutex::new(Some(LineWriter::new(file))), redactor, run_id: run_id.to_string(), tap: None })
+    }
+
+    /// Also hands every event, once redacted, to `tap` (the CLI streams denials).
+    pub fn with_tap(mut self, tap: Option<crate::runner::AuditTap>) -> AuditLog {
+        self.tap = tap;
+        self
     }
 
     /// A log that keeps nothing: for commands that inspect without running.
     pub fn discard() -> AuditLog {
-        AuditLog { out: Mutex::new(None), redactor: Arc::new(Redactor::default()), run_id: String::new() }
+        AuditLog { out: Mutex::new(None), redactor: Arc::new(Redactor::default()), run_id: String::new(), tap: None }
     }
 
     pub fn run_id(&self) -> &str {
@@ -60,12 +67,15 @@ impl AuditLog {
             return;
         };
         let line = self.redactor.redact_json(&json);
+        if let Some(tap) = &self.tap {
+            tap(&event.event, &line);
+        }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(w) = out.as_mut() {
             // An audit write failure (disk full) must not take the run down
             // silently: it is reported once on stderr and the log closed.
             if let Err(e) = writeln!(w, "{line}") {
-                eprintln!("deployhost: cannot write the audit log: {e}");
+                tracing::error!("cannot write the audit log: {e}");
                 *out = None;
             }
         }

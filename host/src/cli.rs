@@ -1,7 +1,8 @@
 //! Command-line arguments and the top level: parse, dispatch, print errors,
 //! choose the exit code.
 
-use crate::commands::{self, ExitStatus};
+use crate::commands;
+use crate::output::OutputOptions;
 use crate::pipeline::ConfigErrors;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -29,6 +30,14 @@ pub struct Cli {
     #[arg(long = "state", global = true, env = "DEPLOYHOST_STATE", value_name = "URL", hide_env_values = true)]
     pub state_url: Option<String>,
 
+    /// More diagnostic logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors: no diagnostic logs, and `run` prints failures and its last line only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,7 +46,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a pipeline.
     #[command(
-        after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run"
+        after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run\n  deployhost run pipelines/prod.yaml --output json --junit deploy-junit.xml > events.jsonl"
     )]
     Run {
         /// The pipeline file.
@@ -63,6 +72,8 @@ pub enum Command {
         /// environment; NAME must be one of the target environment's approvers.
         #[arg(long, value_name = "NAME")]
         accept_grants: Option<String>,
+        #[command(flatten)]
+        output: OutputOptions,
     },
     /// Write your own plugin: scaffold, build, inspect.
     #[command(subcommand)]
@@ -105,7 +116,14 @@ pub enum Command {
         reason: Option<String>,
     },
     /// Continue an interrupted run, or an approved one, from its first incomplete step.
-    Resume { run_id: String },
+    #[command(
+        after_help = "Examples:\n  deployhost resume 20261128T013045123Z-3fa2c1\n  deployhost resume 20261128T013045123Z-3fa2c1 --output json"
+    )]
+    Resume {
+        run_id: String,
+        #[command(flatten)]
+        output: OutputOptions,
+    },
     /// Undo a run, or roll an environment back to an earlier version.
     #[command(
         long_about = "Undo what a run completed: restore the databases it migrated from the backups it took, \
@@ -114,7 +132,8 @@ pub enum Command {
                       undo every run since VERSION last passed there, newest first. Data written since those \
                       backups were taken is lost with them: check with --dry-run first.",
         after_help = "Examples:\n  deployhost rollback 20261128T013045123Z-3fa2c1\n  deployhost rollback --env prod\n  \
-                      deployhost rollback --env prod --to 1.4.1 --dry-run"
+                      deployhost rollback --env prod --to 1.4.1 --dry-run\n  \
+                      deployhost rollback 20261128T013045123Z-3fa2c1 --junit rollback-junit.xml"
     )]
     Rollback {
         /// An interrupted, failed or passed run.
@@ -128,20 +147,24 @@ pub enum Command {
         /// Only list the runs that would be undone.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        output: OutputOptions,
     },
     /// The deployment checklists of a run, ticked from evidence, with release notes and timings.
     #[command(
-        after_help = "Example:\n  deployhost report 20261128T013045123Z-3fa2c1 --format markdown >> $GITHUB_STEP_SUMMARY"
+        after_help = "Examples:\n  deployhost report 20261128T013045123Z-3fa2c1 --format markdown >> $GITHUB_STEP_SUMMARY\n  deployhost report 20261128T013045123Z-3fa2c1 --format html > report.html"
     )]
     Report {
         run_id: String,
-        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+        /// `html` is one self-contained page: timeline, steps, checklists, audit.
+        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json", "html"])]
         format: String,
     },
     /// Generate CI configuration.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = "Example:\n  deployhost ci github pipelines/prod.yaml")]
     Ci(CiCommand),
     /// Break an environment's lock left by a run that died.
+    #[command(after_help = "Example:\n  deployhost unlock --env staging")]
     Unlock {
         #[arg(long = "env")]
         environment: String,
@@ -170,9 +193,18 @@ pub enum Command {
         json: bool,
     },
     /// List the built-in plugins.
+    #[command(after_help = "Examples:\n  deployhost plugins\n  deployhost plugins --json")]
     Plugins {
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  deployhost completions bash > /etc/bash_completion.d/deployhost\n  deployhost completions zsh > \"${fpath[1]}/_deployhost\"\n  deployhost completions fish > ~/.config/fish/completions/deployhost.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -191,19 +223,32 @@ pub enum CiCommand {
     },
 }
 
+/// Diagnostic logs go to stderr only, so stdout stays the command's output
+/// (JSON events, reports). `RUST_LOG` wins over `-v`/`-q` when set.
+fn init_logging(verbose: u8, quiet: bool) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,deployhost=info",
+        (false, 2) => "warn,deployhost=debug",
+        (false, _) => "info,deployhost=trace",
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .and_then(|v| EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| EnvFilter::new(level));
+    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(color).with_writer(std::io::stderr).init();
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RUST_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.verbose, cli.quiet);
     match commands::dispatch(cli) {
-        Ok(ExitStatus::Success) => ExitCode::SUCCESS,
-        Ok(ExitStatus::Failed) => ExitCode::from(1),
-        Ok(ExitStatus::InvalidInput) => ExitCode::from(2),
-        Ok(ExitStatus::AwaitingApproval) => ExitCode::from(3),
-        Ok(ExitStatus::Refused) => ExitCode::from(4),
-        Ok(ExitStatus::Interrupted) => ExitCode::from(130),
+        Ok(status) => ExitCode::from(status.code()),
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigErrors>() {
                 eprintln!("{config}");

@@ -7,6 +7,7 @@
 //! - [`runner`]: runs a plan, one sandbox per step.
 //! - [`state`]: runs, steps and environment locks, in SQLite.
 //! - [`commands`]: the CLI's commands, wiring them together.
+//! - [`output`]: what a run shows: terminal, JSON events, JUnit, HTML.
 
 pub mod audit;
 pub mod authoring;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod commands;
 pub mod failpoint;
 pub mod github;
+pub mod output;
 pub mod pipeline;
 pub mod promotion;
 pub mod redact;

@@ -13,6 +13,7 @@ mod database;
 mod exec;
 mod health;
 mod lifecycle;
+mod output;
 mod pipeline_flow;
 mod prod_pipeline;
 mod rollback;

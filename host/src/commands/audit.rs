@@ -76,18 +76,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
 
 /// Granted versus used, per step, from a run's audit log.
 pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
-    let path = runner::runs_dir(state_dir).join(run_id).join("audit.jsonl");
-    let events =
-        audit::read(&path).with_context(|| format!("no audit log for run `{run_id}` at {}", path.display()))?;
-    let mut steps: Vec<String> = Vec::new();
-    for e in &events {
-        if let Some(step) = &e.step
-            && !steps.contains(step)
-        {
-            steps.push(step.clone());
-        }
-    }
-    let rows: Vec<Value> = steps.iter().map(|step| step_usage(step, &events)).collect();
+    let rows = usage(state_dir, run_id)?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({ "run": run_id, "steps": rows }))?);
         return Ok(ExitStatus::Success);
@@ -113,6 +102,23 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
         }
     }
     Ok(ExitStatus::Success)
+}
+
+/// Per step of a run, in order: granted, used, unused grants, denials.
+pub(super) fn usage(state_dir: &Path, run_id: &str) -> Result<Vec<Value>> {
+    let path = runner::runs_dir(state_dir).join(run_id).join("audit.jsonl");
+    let events =
+        audit::read(&path).with_context(|| format!("no audit log for run `{run_id}` at {}", path.display()))?;
+    let mut steps: Vec<String> = Vec::new();
+    for e in &events {
+        if let Some(step) = &e.step
+            && !steps.contains(step)
+        {
+            steps.push(step.clone());
+        }
+    }
+    let rows: Vec<Value> = steps.iter().map(|step| step_usage(step, &events)).collect();
+    Ok(rows)
 }
 
 fn step_usage(step: &str, events: &[Event]) -> Value {

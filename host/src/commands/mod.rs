@@ -12,6 +12,7 @@ mod validate;
 
 use crate::bindings::deployhost::plugin::types::PluginInfo;
 use crate::cli::{Cli, Command, PluginCommand};
+use crate::output::Output;
 use crate::pipeline::{self, ConfigError, ConfigErrors, LoadOptions, Loaded, Plan};
 use crate::runner::{Runtime, inspect};
 use anyhow::Result;
@@ -30,6 +31,20 @@ pub enum ExitStatus {
     Interrupted,
 }
 
+impl ExitStatus {
+    /// The process's exit code (README, *Exit codes*).
+    pub fn code(&self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Failed => 1,
+            ExitStatus::InvalidInput => 2,
+            ExitStatus::AwaitingApproval => 3,
+            ExitStatus::Refused => 4,
+            ExitStatus::Interrupted => 130,
+        }
+    }
+}
+
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
@@ -39,11 +54,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
         }
         crate::state::use_database(url);
     }
+    let quiet = cli.quiet;
     rt.block_on(async move {
         match cli.command {
-            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants } => {
+            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
                 let flags = run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
-                run::run(&file, environment, version, flags, &state_dir).await
+                run::run(&file, environment, version, flags, &state_dir, &Output::new(&output, quiet)).await
             }
             Command::Validate { file, environment, version } => {
                 validate::validate(&file, environment, version, &state_dir).await
@@ -70,11 +86,19 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
             Command::Reject { run_id, name, reason } => run::reject(&run_id, &name, reason.as_deref(), &state_dir),
-            Command::Resume { run_id } => run::resume(&run_id, &state_dir).await,
-            Command::Rollback { run_id: Some(run_id), .. } => run::rollback(&run_id, &state_dir).await,
-            Command::Rollback { run_id: None, environment, to, dry_run } => {
+            Command::Resume { run_id, output } => run::resume(&run_id, &state_dir, &Output::new(&output, quiet)).await,
+            Command::Rollback { run_id: Some(run_id), output, .. } => {
+                run::rollback(&run_id, &state_dir, &Output::new(&output, quiet)).await
+            }
+            Command::Rollback { run_id: None, environment, to, dry_run, output } => {
                 let environment = environment.unwrap_or_default();
-                rollback::environment(&environment, to.as_deref(), dry_run, &state_dir).await
+                let out = Output::new(&output, quiet);
+                rollback::environment(&environment, to.as_deref(), dry_run, &state_dir, &out).await
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "deployhost", &mut std::io::stdout());
+                Ok(ExitStatus::Success)
             }
         }
     })

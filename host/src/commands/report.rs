@@ -118,6 +118,25 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
     m
 }
 
+/// The run as one self-contained HTML page, with the audit of what each
+/// step was granted and used.
+fn html(state_dir: &Path, record: &RunRecord, approved_by: Option<&str>) -> Result<String> {
+    use crate::output::html::{Check, Page, render};
+    let (pre, post) = checklists(record, approved_by);
+    fn checks(items: &[Item]) -> Vec<Check<'_>> {
+        items.iter().map(|i| Check { item: i.item, done: i.done, evidence: &i.evidence }).collect()
+    }
+    let audit = super::audit::usage(state_dir, &record.run_id)?;
+    let migrations = migrations_applied(record);
+    Ok(render(&Page {
+        record,
+        approved_by,
+        checklists: vec![("Pre-deployment checklist", checks(&pre)), ("Post-deployment checklist", checks(&post))],
+        migrations: &migrations,
+        audit: &audit,
+    }))
+}
+
 pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus> {
     let record = runner::load_record(state_dir, run_id)?;
     let row = StateStore::open(state_dir)?.run(run_id)?.map(|(r, _)| r);
@@ -141,7 +160,8 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         "markdown" => print!("{}", markdown(&record, approved_by.as_deref())),
-        other => anyhow::bail!("unknown report format `{other}` (markdown or json)"),
+        "html" => print!("{}", html(state_dir, &record, approved_by.as_deref())?),
+        other => anyhow::bail!("unknown report format `{other}` (markdown, json or html)"),
     }
     Ok(ExitStatus::Success)
 }

@@ -5,6 +5,7 @@
 
 use super::ExitStatus;
 use super::run::carry_on;
+use crate::output::Output;
 use crate::runner::{self, RunRecord};
 use crate::state::{RunRow, StateStore};
 use anyhow::{Result, bail};
@@ -13,7 +14,13 @@ use std::path::Path;
 /// Runs whose effects are still in place, and so are undone.
 const UNDOABLE: &[&str] = &["passed", "failed", "interrupted"];
 
-pub async fn environment(environment: &str, to: Option<&str>, dry_run: bool, state_dir: &Path) -> Result<ExitStatus> {
+pub async fn environment(
+    environment: &str,
+    to: Option<&str>,
+    dry_run: bool,
+    state_dir: &Path,
+    out: &Output,
+) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let runs = store.history(Some(environment), usize::MAX >> 1)?;
     let Some(newest) = runs.first() else { bail!("no runs in environment `{environment}`") };
@@ -71,7 +78,7 @@ pub async fn environment(environment: &str, to: Option<&str>, dry_run: bool, sta
     }
     for (row, record) in undo {
         let reason = format!("manual rollback of `{environment}` to {goal} by {}", super::run::who());
-        match carry_on(&store, &row, state_dir, Some(record), Some(reason)).await? {
+        match carry_on(&store, &row, state_dir, Some(record), Some(reason), out).await? {
             ExitStatus::Success => {}
             other => {
                 eprintln!(

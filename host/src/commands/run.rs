@@ -1,13 +1,13 @@
 use super::{ExitStatus, check_plugins, load_plan};
 use crate::capabilities::{secrets, sql};
+use crate::output::Output;
 use crate::pipeline::written::{WrittenGrants, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
-use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
+use crate::runner::{self, Progress, RunInputs, Runtime};
 use crate::state::{NewRun, StateError, StateStore};
 use anyhow::Result;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -72,6 +72,7 @@ async fn prepare(
         previous_version: String::new(),
         resume: None,
         rollback_only: None,
+        audit_tap: None,
     };
     Ok(Prepared { plan, runtime, inputs, grants: written_grants(&loaded.raw) })
 }
@@ -107,12 +108,12 @@ pub async fn run(
     version: Option<String>,
     flags: RunFlags,
     state_dir: &Path,
+    out: &Output,
 ) -> Result<ExitStatus> {
     let Prepared { plan, runtime, inputs, grants } =
         prepare(file, environment, version, flags.sandbox_only, state_dir).await?;
-    let out = Printer::new();
     if flags.dry_run {
-        print_plan(&plan, &out);
+        out.plan(&plan);
         return Ok(ExitStatus::Success);
     }
 
@@ -135,10 +136,12 @@ pub async fn run(
             eprintln!(
                 "run {run_id} waits at the gate: `deployhost approve {run_id} --as NAME`, then `deployhost resume {run_id}`"
             );
+            out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
             return Ok(ExitStatus::AwaitingApproval);
         }
         Err(Refusal::Promotion(message)) => {
             eprintln!("refused: {message}");
+            out.not_started(&ExitStatus::Refused, None, &message);
             return Ok(ExitStatus::Refused);
         }
         Err(Refusal::State(e)) => return Err(e.into()),
@@ -147,16 +150,17 @@ pub async fn run(
         Ok(()) => {}
         Err(e @ StateError::Locked { .. }) => {
             eprintln!("refused: {e}");
+            out.not_started(&ExitStatus::Refused, None, &e.to_string());
             return Ok(ExitStatus::Refused);
         }
         Err(e) => return Err(e.into()),
     }
-    execute(plan, runtime, inputs, &store, state_dir, &run_id, &out).await
+    execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await
 }
 
 /// Continues a run that was interrupted or waited for approval: its
 /// completed steps stand, the rest run.
-pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
+pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
     if row.status == "awaiting-approval"
@@ -166,21 +170,22 @@ pub async fn resume(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
     }
     if row.status == "awaiting-approval" && row.approved_by.is_none() {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
+        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
         return Ok(ExitStatus::AwaitingApproval);
     }
     // A run that waited at the gate has no record yet.
     let previous = runner::load_record(state_dir, run_id).ok();
-    carry_on(&store, &row, state_dir, previous, None).await
+    carry_on(&store, &row, state_dir, previous, None, out).await
 }
 
 /// Compensates what an interrupted run completed (restores the databases
 /// it migrated), then runs the pipeline's rollback steps.
-pub async fn rollback(run_id: &str, state_dir: &Path) -> Result<ExitStatus> {
+pub async fn rollback(run_id: &str, state_dir: &Path, out: &Output) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
     let previous = runner::load_record(state_dir, run_id)?;
     let reason = format!("manual rollback of run {run_id} ({})", row.status);
-    carry_on(&store, &row, state_dir, Some(previous), Some(reason)).await
+    carry_on(&store, &row, state_dir, Some(previous), Some(reason), out).await
 }
 
 /// Runs a recorded run again from its pipeline file, in this process:
@@ -191,6 +196,7 @@ pub(super) async fn carry_on(
     state_dir: &Path,
     previous: Option<runner::RunRecord>,
     rollback_only: Option<String>,
+    out: &Output,
 ) -> Result<ExitStatus> {
     let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false, state_dir)
@@ -199,9 +205,10 @@ pub(super) async fn carry_on(
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
         eprintln!("refused: {e}");
+        out.not_started(&ExitStatus::Refused, Some(&row.id), &e.to_string());
         return Ok(ExitStatus::Refused);
     }
-    execute(plan, runtime, inputs, store, state_dir, &row.id, &Printer::new()).await
+    execute(plan, runtime, inputs, store, state_dir, &row.id, out).await
 }
 
 /// A run waiting at the gate, and its pipeline as the file says now.
@@ -288,25 +295,23 @@ async fn execute(
     store: &StateStore,
     state_dir: &Path,
     run_id: &str,
-    out: &Printer,
+    out: &Output,
 ) -> Result<ExitStatus> {
     inputs.previous_version =
         store.last_passed(&plan.pipeline, &plan.environment, None)?.map(|r| r.version).unwrap_or_default();
-    out.header(&plan);
-    let mut last_stage = String::new();
+    out.started(&plan, run_id, &runner::runs_dir(state_dir).join(run_id), &inputs);
+    inputs.audit_tap = out.audit_tap();
     let mut seq = 0;
-    let mut on_step = |outcome: &StepOutcome| {
-        if outcome.stage != last_stage {
-            last_stage = outcome.stage.clone();
-            out.stage(&last_stage);
+    let mut on_progress = |progress: Progress<'_>| {
+        if let Progress::StepFinished(outcome) | Progress::RollbackStep(outcome) = &progress {
+            if let Err(e) = store.record_step(run_id, seq, outcome) {
+                tracing::error!("{e}");
+            }
+            seq += 1;
         }
-        out.step(outcome);
-        if let Err(e) = store.record_step(run_id, seq, outcome) {
-            eprintln!("deployhost: {e}");
-        }
-        seq += 1;
+        out.progress(&progress);
     };
-    let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_step);
+    let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_progress);
     // SIGINT or SIGTERM stops the run where it is: the current step's
     // sandbox, host programs and database connections are dropped (open
     // transactions roll back), the run is recorded as interrupted and the
@@ -317,6 +322,7 @@ async fn execute(
             let reason = format!("stopped by {signal}");
             runner::mark_interrupted(state_dir, run_id, &reason)?;
             store.finish(run_id, "interrupted", Some(&reason))?;
+            out.stopped(state_dir, run_id, &ExitStatus::Interrupted, &reason);
             eprintln!("run {run_id} {reason}; the environment's lock is released");
             return Ok(ExitStatus::Interrupted);
         }
@@ -325,6 +331,7 @@ async fn execute(
         Ok(record) => record,
         Err(e) => {
             store.finish(run_id, "failed", Some(&format!("{e:#}")))?;
+            out.stopped(state_dir, run_id, &ExitStatus::Failed, &format!("{e:#}"));
             return Err(e);
         }
     };
@@ -334,27 +341,9 @@ async fn execute(
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
         crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref()));
     }
-
-    let run_dir = runner::runs_dir(state_dir).join(&record.run_id);
-    let failed = record.steps.iter().filter(|o| o.status == Status::Failed).count();
-    if let (true, Some(rollback)) = (record.rolled_back(), &record.rollback) {
-        out.finish(true, &format!("run {} rolled back: {}", record.run_id, rollback.reason), &run_dir);
-        return Ok(ExitStatus::Success);
-    }
-    if record.passed() {
-        out.finish(true, &format!("run {} passed ({} steps)", record.run_id, record.steps.len()), &run_dir);
-        return Ok(ExitStatus::Success);
-    }
-    let message = match &record.rollback {
-        Some(r) if r.ok => format!("run {} failed and was rolled back: {}", record.run_id, r.reason),
-        Some(r) => format!(
-            "run {} failed and its ROLLBACK DID NOT COMPLETE ({}): check the failed rollback steps above",
-            record.run_id, r.reason
-        ),
-        None => format!("run {} failed ({failed} step(s) failed)", record.run_id),
-    };
-    out.finish(false, &message, &run_dir);
-    Ok(ExitStatus::Failed)
+    let status = if record.passed() || record.rolled_back() { ExitStatus::Success } else { ExitStatus::Failed };
+    out.finished(&record, &status);
+    Ok(status)
 }
 
 /// Resolves with the signal's name when the process is asked to stop.
@@ -367,103 +356,5 @@ async fn stop_signal() -> &'static str {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => "SIGINT",
         _ = term.recv() => "SIGTERM",
-    }
-}
-
-fn print_plan(plan: &Plan, out: &Printer) {
-    out.header(plan);
-    for stage in &plan.stages {
-        out.stage(&format!("{}{}", stage.name, if stage.parallel { " (parallel)" } else { "" }));
-        for step in &stage.steps {
-            let g = &step.grants;
-            println!("  {}  uses {} (sha256 {})", step.name, step.uses, &step.plugin.digest[..12]);
-            let mut grants = Vec::new();
-            for m in &g.mounts {
-                grants.push(format!("fs {} {}", if m.writable { "write" } else { "read" }, m.guest));
-            }
-            grants.extend(g.net.iter().map(|p| format!("net {p}")));
-            grants.extend(g.secrets.iter().map(|s| format!("secret {s}")));
-            println!(
-                "      grants: {}; memory {}, timeout {}{}",
-                if grants.is_empty() { "none".to_string() } else { grants.join(", ") },
-                crate::pipeline::units::ByteSize(step.limits.memory),
-                humantime::format_duration(step.limits.timeout),
-                if step.blocking { "" } else { ", non-blocking" }
-            );
-        }
-    }
-    println!("dry run: nothing was run");
-}
-
-/// Progress lines: coloured on a terminal (unless NO_COLOR), plain otherwise.
-struct Printer {
-    color: bool,
-    /// In GitHub Actions: a log group per stage and an error annotation per failure.
-    github: bool,
-    in_group: std::cell::Cell<bool>,
-}
-
-impl Printer {
-    fn new() -> Printer {
-        Printer {
-            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-            github: crate::github::active(),
-            in_group: std::cell::Cell::new(false),
-        }
-    }
-
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
-    }
-
-    fn header(&self, plan: &Plan) {
-        println!(
-            "{} {} · environment {} · version {}",
-            self.paint("1", "pipeline"),
-            plan.pipeline,
-            plan.environment,
-            plan.version
-        );
-    }
-
-    fn stage(&self, name: &str) {
-        if self.github {
-            if self.in_group.replace(true) {
-                println!("::endgroup::");
-            }
-            println!("::group::stage {name}");
-        }
-        println!("{} {name}", self.paint("1", "stage"));
-    }
-
-    fn step(&self, o: &StepOutcome) {
-        let (mark, code) = match o.status {
-            Status::Passed => ("ok  ", "32"),
-            Status::Warning => ("warn", "33"),
-            Status::Failed if !o.blocking => ("FAIL", "33"),
-            Status::Failed => ("FAIL", "31"),
-            Status::Skipped => ("skip", "2"),
-        };
-        let secs = o.ms as f64 / 1000.0;
-        println!("  {} {:<20} {:>7.2}s  {}", self.paint(code, mark), o.step, secs, o.summary);
-        if self.github && o.status == Status::Failed {
-            println!("{}", crate::github::error(None, &format!("step {} failed", o.step), &o.summary));
-        }
-        if o.status == Status::Failed {
-            if !o.blocking {
-                println!("       (non-blocking: the pipeline goes on)");
-            }
-            for line in o.log_tail.iter().rev().take(10).rev() {
-                println!("       {} {line}", self.paint("2", "|"));
-            }
-        }
-    }
-
-    fn finish(&self, ok: bool, message: &str, run_dir: &Path) {
-        if self.github && self.in_group.replace(false) {
-            println!("::endgroup::");
-        }
-        let text = if ok { self.paint("32", message) } else { self.paint("31", message) };
-        println!("{text}\n  logs and audit: {}", run_dir.display());
     }
 }

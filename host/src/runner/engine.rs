@@ -79,6 +79,7 @@ impl Runtime {
         }
         .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
         let took = started.elapsed();
+        tracing::debug!(plugin = %plugin.label(), ms = took.as_millis() as u64, how = %load.describe(), "plugin ready");
         self.loads.lock().unwrap_or_else(|e| e.into_inner()).push(PluginLoad {
             plugin: plugin.label(),
             digest: plugin.digest.clone(),

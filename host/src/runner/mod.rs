@@ -5,6 +5,7 @@ mod cache;
 mod engine;
 pub mod inspect;
 mod outcome;
+mod progress;
 mod rollback;
 mod state;
 mod step;
@@ -12,6 +13,7 @@ mod step;
 pub use cache::Load;
 pub use engine::{PluginLoad, Runtime};
 pub use outcome::{Failure, Metric, Status, StepOutcome};
+pub use progress::{AuditTap, Progress};
 pub use state::StepState;
 pub use step::RunContext;
 
@@ -39,6 +41,17 @@ pub struct RunInputs {
     pub resume: Option<RunRecord>,
     /// Run no stage, only the rollback of what `resume` completed, for this reason.
     pub rollback_only: Option<String>,
+    /// Sees every audit event (for streaming denials).
+    pub audit_tap: Option<AuditTap>,
+}
+
+impl RunInputs {
+    /// Masks every secret value and database credential this run resolved:
+    /// the audit log, step logs and anything the CLI prints pass through it.
+    pub fn redactor(&self) -> Redactor {
+        let texts = self.secrets.values().cloned().chain(self.databases.values().flat_map(|d| d.secrets.clone()));
+        Redactor::new(texts)
+    }
 }
 
 /// `results.json`: the run as a whole.
@@ -98,14 +111,15 @@ pub fn new_run_id() -> String {
     format!("{compact}-{:06x}", h.finish() & 0xff_ffff)
 }
 
-/// Runs every stage of `plan`; `on_step` sees each outcome as it lands.
+/// Runs every stage of `plan`; `on_progress` sees stages and steps start
+/// and each outcome as it lands.
 pub async fn run(
     plan: &Plan,
     runtime: Arc<Runtime>,
     state_dir: &Path,
     run_id: &str,
     inputs: RunInputs,
-    on_step: &mut dyn FnMut(&StepOutcome),
+    on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<RunRecord> {
     let run_id = run_id.to_string();
     let run_dir = runs_dir(state_dir).join(&run_id);
@@ -113,12 +127,12 @@ pub async fn run(
     std::fs::create_dir_all(run_dir.join("logs"))
         .and_then(|()| std::fs::create_dir_all(&empty_root))
         .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
-    let RunInputs { secrets, databases, previous_version, resume, rollback_only } = inputs;
-    let secret_texts = secrets.values().cloned().chain(databases.values().flat_map(|d| d.secrets.clone()));
-    let redactor = Arc::new(Redactor::new(secret_texts));
+    let redactor = Arc::new(inputs.redactor());
+    let RunInputs { secrets, databases, previous_version, resume, rollback_only, audit_tap } = inputs;
     let audit = Arc::new(
         AuditLog::create(&run_dir.join("audit.jsonl"), &run_id, redactor.clone())
-            .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?,
+            .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?
+            .with_tap(audit_tap),
     );
     let run = Arc::new(RunContext {
         run_id: run_id.clone(),
@@ -178,7 +192,7 @@ pub async fn run(
             let in_flight = rollback::in_flight(plan, &run_dir.join("audit.jsonl"), &record.steps);
             record.steps.extend(in_flight);
             // Recorded again in order, so the rollback's steps come after them.
-            record.steps.iter().for_each(&mut *on_step);
+            record.steps.iter().for_each(|o| on_progress(Progress::StepFinished(o)));
             stopped_by = Some(format!("rolling back: {reason}"));
             let _ = run.reason.set(reason);
             &[]
@@ -186,10 +200,12 @@ pub async fn run(
         None => &plan.stages,
     };
     for stage in stages {
+        let names = stage.steps.iter().map(|s| s.name.as_str()).collect();
+        on_progress(Progress::Stage { name: &stage.name, parallel: stage.parallel, steps: names });
         if let Some(reason) = &stopped_by {
             for step in &stage.steps {
                 let skipped = skipped(step, reason);
-                on_step(&skipped);
+                on_progress(Progress::StepFinished(&skipped));
                 record.steps.push(skipped);
             }
             continue;
@@ -202,12 +218,13 @@ pub async fn run(
                     done.push((i, before));
                     continue;
                 }
+                on_progress(step_started(step));
                 let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
                 set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
             }
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.context("a step task failed")?;
-                on_step(&outcome);
+                on_progress(Progress::StepFinished(&outcome));
                 done.push((i, outcome));
             }
             done.sort_by_key(|(i, _)| *i);
@@ -223,10 +240,13 @@ pub async fn run(
                 let outcome = match (&stopped_by, done_before.remove(&step.name)) {
                     (Some(reason), _) => skipped(step, reason),
                     (None, Some(before)) => before,
-                    (None, None) => step::run_step(&runtime, &run, step).await,
+                    (None, None) => {
+                        on_progress(step_started(step));
+                        step::run_step(&runtime, &run, step).await
+                    }
                 };
                 note_failure(plan, &run, &outcome, &mut stopped_by);
-                on_step(&outcome);
+                on_progress(Progress::StepFinished(&outcome));
                 record.steps.push(outcome);
                 save(&run_dir, &record)?;
                 crate::failpoint::after_step(record.steps.len());
@@ -236,24 +256,29 @@ pub async fn run(
 
     if let Some(reason) = run.reason.get() {
         audit.record(None, "rollback.start", json!({ "reason": reason }));
+        on_progress(Progress::RollbackStarted { reason });
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
         let saga = rollback::compensations(plan, &record.steps);
         let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
         for step in saga.into_iter().chain(own) {
             let outcome = match step {
-                Ok(step) => step::run_step(&runtime, &run, &step).await,
+                Ok(step) => {
+                    on_progress(step_started(&step));
+                    step::run_step(&runtime, &run, &step).await
+                }
                 Err(unrunnable) => {
                     audit.record(None, "rollback.invalid", json!({ "error": unrunnable.why }));
                     unrunnable.outcome()
                 }
             };
             rollback.ok &= outcome.ok() || !outcome.blocking;
-            on_step(&outcome);
+            on_progress(Progress::RollbackStep(&outcome));
             rollback.steps.push(outcome);
             record.rollback = Some(rollback.clone());
             save(&run_dir, &record)?;
         }
         audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
+        on_progress(Progress::RollbackFinished { ok: rollback.ok });
         record.rollback = Some(rollback);
     }
 
@@ -286,6 +311,11 @@ fn note_failure(plan: &Plan, run: &RunContext, outcome: &StepOutcome, stopped_by
     } else if outcome.blocking && !outcome.ok() {
         *stopped_by = Some(format!("blocking step `{}` failed", outcome.step));
     }
+}
+
+fn step_started(step: &crate::pipeline::PlannedStep) -> Progress<'_> {
+    tracing::debug!(step = %step.name, plugin = %step.plugin.label(), "step starting");
+    Progress::StepStarted { stage: &step.stage, step: &step.name, plugin: step.plugin.label() }
 }
 
 fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {

@@ -296,6 +296,7 @@ fn finish(
     outcome.failure = failure;
     outcome.summary = run.redactor.redact(&summary).into_owned();
     outcome.ms = started.elapsed().as_millis() as u64;
+    tracing::info!(step = %outcome.step, status = status.as_str(), ms = outcome.ms, "step finished");
     run.audit.record(
         Some(&outcome.step),
         "step.end",
