@@ -11,6 +11,7 @@ mod exec;
 mod health;
 mod lifecycle;
 mod pipeline_flow;
+mod python_plugin;
 mod rollback;
 mod sandbox;
 mod secrets;
