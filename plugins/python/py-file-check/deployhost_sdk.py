@@ -11,7 +11,7 @@ import json
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
-from componentize_py_types import Err, Ok
+from componentize_py_types import Err
 from wit_world.imports import log as wit_log
 from wit_world.imports import outgoing_handler, secrets, streams
 from wit_world.imports import wasi_http_types as http
@@ -150,12 +150,14 @@ def http_get(url: str, headers: List[Tuple[str, str]], timeout_s: float) -> Resp
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise invalid(f"`{url}` is not an absolute http(s) URL")
-    fields = http.Fields.from_list([(k, v.encode()) for k, v in headers])
-    request = http.OutgoingRequest(fields)
-    request.set_method(http.Method_Get())
-    request.set_scheme(http.Scheme_Http() if parts.scheme == "http" else http.Scheme_Https())
-    request.set_authority(parts.netloc)
-    request.set_path_with_query((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    request = http.OutgoingRequest(http.Fields.from_list([(k, v.encode()) for k, v in headers]))
+    try:
+        request.set_method(http.Method_Get())
+        request.set_scheme(http.Scheme_Http() if parts.scheme == "http" else http.Scheme_Https())
+        request.set_authority(parts.netloc)
+        request.set_path_with_query((parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+    except Err:
+        raise invalid(f"`{url}` is not a valid URL")
     options = http.RequestOptions()
     nanos = int(timeout_s * 1e9)
     options.set_connect_timeout(nanos)
@@ -169,15 +171,14 @@ def http_get(url: str, headers: List[Tuple[str, str]], timeout_s: float) -> Resp
     http.OutgoingBody.finish(body, None)
     while (outer := pending.get()) is None:
         pending.subscribe().block()
-    pending.__exit__(None, None, None)
-    # result<result<incoming-response, error-code>>: the outer error means the
-    # response was already taken, which a single `get` after readiness rules out.
-    if not isinstance(outer, Ok) or not isinstance(outer.value, Ok):
-        raise failed(describe_http_error(outer.value.value if isinstance(outer, Ok) else None))
-    response = outer.value.value
-    status = response.status()
+    # result<result<incoming-response, error-code>>: the outer error only
+    # means the response was taken already, which one `get` rules out.
+    inner = outer.value
+    if isinstance(inner, Err):
+        raise failed(describe_http_error(inner.value))
+    response = inner.value
     pairs = [(k, v.decode("latin-1")) for k, v in response.headers().entries()]
-    return Response(status, pairs, read_body(response))
+    return Response(response.status(), pairs, read_body(response))
 
 
 def read_body(response: http.IncomingResponse) -> bytes:
