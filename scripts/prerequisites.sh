@@ -12,6 +12,7 @@ install_prerequisites() {
         tests/tools/preflight-venv/bin/pip install -q --disable-pip-version-check -r tests/tools/requirements-preflight.txt
         cp tests/tools/requirements-preflight.txt tests/tools/preflight-venv/installed.txt
     fi
+    install_componentize_py
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "installing PostgreSQL (Debian's postgresql package)"
         local sudo=""
@@ -27,6 +28,21 @@ install_prerequisites() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
     fi
+}
+
+# componentize-py (pinned in plugins/python/requirements.txt), which builds
+# the Python step plugins, into the git-ignored venv plugins/python/.venv.
+# Quick when the pinned version is already there.
+install_componentize_py() {
+    local venv=plugins/python/.venv
+    local pinned
+    pinned=$(sed -n 's/^componentize-py==//p' plugins/python/requirements.txt)
+    if [ "$("$venv/bin/componentize-py" --version 2>/dev/null)" = "componentize-py $pinned" ]; then
+        return 0
+    fi
+    echo "installing componentize-py $pinned into $venv"
+    "${PYTHON:-python3}" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r plugins/python/requirements.txt
 }
 
 # A TCP port on 127.0.0.1 that nothing listens on.

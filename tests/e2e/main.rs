@@ -16,6 +16,7 @@ mod lifecycle;
 mod output;
 mod pipeline_flow;
 mod prod_pipeline;
+mod python_plugin;
 mod rollback;
 mod sandbox;
 mod secrets;

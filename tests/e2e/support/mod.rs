@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod pg;
+pub mod python;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
