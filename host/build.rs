@@ -69,13 +69,21 @@ fn main() {
 }
 
 /// The files `deployhost plugin new` copies into a new plugin, so that it
-/// builds anywhere: the WIT world and its WASI deps, the Rust SDK's sources
-/// and the plugins workspace's lock file (the versions tested here).
+/// builds anywhere: the WIT world and its WASI deps; for Rust the SDK's
+/// sources and the plugins workspace's lock file (the versions tested
+/// here); for Python the example plugin, its helper module and the pinned
+/// componentize-py.
 fn write_scaffold_files(root: &Path, out_dir: &Path) {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     collect(&root.join("wit"), "wit", &mut files);
     collect(&root.join("plugins/sdk/src"), "sdk/src", &mut files);
     files.push(("Cargo.lock".into(), root.join("plugins/Cargo.lock")));
+    let python = root.join("plugins/python");
+    for file in ["app.py", "deployhost_sdk.py"] {
+        files.push((format!("python/{file}"), python.join("py-file-check").join(file)));
+    }
+    files.push(("python/requirements.txt".into(), python.join("requirements.txt")));
+    println!("cargo:rerun-if-changed={}", python.display());
     files.sort();
     let mut text = String::from(
         "/// Files for new plugins: (path in the new plugin, contents).\npub const SCAFFOLD_FILES: &[(&str, &str)] = &[\n",

@@ -88,3 +88,33 @@ fn inspect_refuses_what_is_not_a_component() {
     hostile.assert_code(0);
     assert!(hostile.stdout.contains("imports:") && hostile.stdout.contains("wasi:filesystem"), "{}", hostile.stdout);
 }
+
+#[test]
+fn a_new_python_plugin_builds_and_runs_with_its_grants() {
+    let p = Project::new();
+    p.deployhost(&["plugin", "new", "config-check", "--lang", "python"], &[]).assert_code(0);
+    assert!(p.path().join("config-check/app.py").exists() && p.path().join("config-check/wit/world.wit").exists());
+
+    // componentize-py comes from the venv scripts/test.sh installs.
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/python/.venv/bin");
+    assert!(
+        tools.join("componentize-py").exists(),
+        "scripts/test.sh installs componentize-py into {}",
+        tools.display()
+    );
+    let path = format!("{}:{}", tools.display(), std::env::var("PATH").unwrap_or_default());
+    let cache = Project::shared_cache();
+    let env = [("PATH", path.as_str()), (cache.0, cache.1.as_str())];
+    let build = p.deployhost(&["plugin", "build", "config-check", "--out", "config-check.wasm"], &env);
+    build.assert_code(0);
+    assert!(build.stdout.contains("built config-check 0.1.0"), "{}", build.stdout);
+    let digest = build.stdout.lines().find_map(|l| l.strip_prefix("sha256: ")).expect("the digest").to_string();
+
+    p.write("config/app.toml", "[database]\nurl = \"postgres://db\"\n");
+    p.pipeline(&format!(
+        "pipeline: mine\nstages:\n  - name: check\n    steps:\n      - name: config\n        uses: ./config-check.wasm\n        sha256: {digest}\n        with: {{ path: config/app.toml, contains: [\"[database]\"] }}\n        grants: {{ fs: {{ read: [config] }} }}\n      - name: wrong\n        uses: ./config-check.wasm\n        sha256: {digest}\n        blocking: false\n        with: {{ path: config/app.toml, contains: [\"[cache]\"] }}\n        grants: {{ fs: {{ read: [config] }} }}\n"
+    ));
+    p.deployhost(&["run", "pipeline.yaml"], &env).assert_code(0);
+    assert_eq!(p.step("config")["status"], "passed", "{}", p.step("config"));
+    assert_eq!(p.step("wrong")["status"], "failed", "{}", p.step("wrong"));
+}

@@ -83,7 +83,8 @@ fn passes_with_its_grants_and_is_denied_without_them() {
         ),
     ]);
     // Non-blocking steps: the run passes once every step has run.
-    p.run(&[("API_TOKEN", TOKEN)]).assert_code(0);
+    let cache = Project::shared_cache();
+    p.run(&[("API_TOKEN", TOKEN), (cache.0, &cache.1)]).assert_code(0);
 
     // With its grants: the file, the GET with the secret as a bearer token,
     // the report's outputs and metrics, and each use audited.
@@ -146,7 +147,8 @@ fn with_keys_are_checked_against_its_describe() {
         ("typo", "{ path: config/app.toml, contians: [shop] }".into(), "{ fs: { read: [config] } }".into()),
         ("no-path", "{ contains: [shop] }".into(), "{ fs: { read: [config] } }".into()),
     ]);
-    let run = p.run(&[]);
+    let cache = Project::shared_cache();
+    let run = p.run(&[(cache.0, &cache.1)]);
     run.assert_code(2);
     for expected in [
         "pipeline.yaml:11:",
@@ -167,7 +169,8 @@ fn audit_shows_its_declared_needs_and_over_grants() {
         "{ path: config/app.toml }".into(),
         "{ fs: { read: [config], write: [reports] }, secrets: [api_token] }".into(),
     )]);
-    let run = p.deployhost(&["audit", "pipeline.yaml", "--json"], &[]);
+    let cache = Project::shared_cache();
+    let run = p.deployhost(&["audit", "pipeline.yaml", "--json"], &[(cache.0, &cache.1)]);
     run.assert_code(0);
     let rows: Value = serde_json::from_str(&run.stdout).unwrap();
     let row = &rows[0];

@@ -15,15 +15,20 @@ pub struct Built {
     pub bytes: usize,
 }
 
-/// Builds the plugin in `dir`; with `out`, copies the component there.
+/// Builds the plugin in `dir` (Rust: a Cargo.toml; Python: an app.py);
+/// with `out`, the component goes there.
 pub fn build(dir: &Path, out: Option<&Path>) -> Result<Built> {
-    let manifest = dir.join("Cargo.toml");
-    if !manifest.exists() {
-        bail!("{} has no Cargo.toml: `plugin build` builds Rust plugins made by `plugin new`", dir.display());
-    }
-    let component = cargo_build(&manifest)?;
+    let component = if dir.join("Cargo.toml").exists() {
+        cargo_build(&dir.join("Cargo.toml"))?
+    } else if dir.join("app.py").exists() {
+        let out = out.map_or_else(|| dir.join(format!("{}.wasm", folder_name(dir))), Path::to_path_buf);
+        componentize_py(dir, &out)?;
+        out
+    } else {
+        bail!("{} has neither a Cargo.toml (Rust) nor an app.py (Python): is it a plugin folder?", dir.display());
+    };
     let bytes = std::fs::read(&component).with_context(|| format!("cannot read {}", component.display()))?;
-    let component = match out {
+    let component = match out.filter(|o| *o != component) {
         Some(out) => {
             std::fs::write(out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
             out.to_path_buf()
@@ -64,4 +69,35 @@ fn cargo_build(manifest: &Path) -> Result<PathBuf> {
         .filter_map(|f| f.as_str().map(PathBuf::from))
         .rfind(|f| f.extension().is_some_and(|e| e == "wasm"));
     component.with_context(|| format!("cargo built no .wasm for {}: is it a `cdylib`?", manifest.display()))
+}
+
+fn folder_name(dir: &Path) -> String {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    dir.file_name().map_or_else(|| "plugin".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// `componentize-py -d wit -w step componentize app`, with the tool from
+/// PATH; only the plugin's folder and Python's standard library go in.
+fn componentize_py(dir: &Path, out: &Path) -> Result<()> {
+    let status = Command::new("componentize-py")
+        .arg("-q")
+        .arg("-d")
+        .arg(dir.join("wit"))
+        .args(["-w", "step", "componentize", "app", "-p"])
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .env_remove("VIRTUAL_ENV")
+        .status()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot run componentize-py ({e}): install it, e.g. `python3 -m venv ~/.componentize-py && \
+                 ~/.componentize-py/bin/pip install -r {}`, and put its bin/ on PATH",
+                dir.join("requirements.txt").display()
+            )
+        })?;
+    if !status.success() {
+        bail!("componentize-py could not build {} (see its errors above)", dir.display());
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod embedded {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Lang {
     Rust,
+    Python,
 }
 
 /// Writes a new plugin named `name` into `dir` (which must not exist or be
@@ -23,6 +24,7 @@ pub fn create(name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let files = match lang {
         Lang::Rust => rust_files(name),
+        Lang::Python => python_files(name),
     };
     let mut written = Vec::new();
     for (rel, contents) in files {
@@ -47,16 +49,21 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn rust_files(name: &str) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = embedded::SCAFFOLD_FILES
+/// The embedded files under `prefixes`, with `edit` applied and a leading
+/// `python/` taken off their paths.
+fn embedded_files(prefixes: &[&str], edit: impl Fn(&str, &str) -> String) -> Vec<(String, String)> {
+    embedded::SCAFFOLD_FILES
         .iter()
-        .map(|(rel, text)| {
-            // The SDK sits next to `wit/` here, not two folders down.
-            let text =
-                if rel.starts_with("sdk/") { text.replace("\"../../wit\"", "\"../wit\"") } else { text.to_string() };
-            (rel.to_string(), text)
-        })
-        .collect();
+        .filter(|(rel, _)| prefixes.iter().any(|p| rel.starts_with(p)))
+        .map(|(rel, text)| (rel.strip_prefix("python/").unwrap_or(rel).to_string(), edit(rel, text)))
+        .collect()
+}
+
+fn rust_files(name: &str) -> Vec<(String, String)> {
+    let mut files = embedded_files(&["wit/", "sdk/", "Cargo.lock"], |rel, text| {
+        // The SDK sits next to `wit/` here, not two folders down.
+        if rel.starts_with("sdk/") { text.replace("\"../../wit\"", "\"../wit\"") } else { text.to_string() }
+    });
     let fill = |t: &str| t.replace("{{name}}", name).replace("{{crate}}", &name.replace('-', "_"));
     files.push(("Cargo.toml".into(), fill(CARGO_TOML)));
     files.push(("sdk/Cargo.toml".into(), SDK_CARGO_TOML.into()));
@@ -65,6 +72,43 @@ fn rust_files(name: &str) -> Vec<(String, String)> {
     files.push((".gitignore".into(), "/target\n".into()));
     files
 }
+
+/// The example Python plugin, renamed: a working plugin to edit.
+fn python_files(name: &str) -> Vec<(String, String)> {
+    let mut files = embedded_files(&["wit/", "python/"], |rel, text| {
+        if rel == "python/app.py" { text.replace("py-file-check", name) } else { text.to_string() }
+    });
+    files.push(("README.md".into(), PYTHON_README.replace("{{name}}", name)));
+    files.push((".gitignore".into(), "/*.wasm\n__pycache__/\n".into()));
+    files
+}
+
+const PYTHON_README: &str = r#"# {{name}}
+
+A deployhost step plugin written in Python, built into a WebAssembly
+component with componentize-py (pinned in `requirements.txt`).
+
+    python3 -m venv ~/.componentize-py && ~/.componentize-py/bin/pip install -r requirements.txt
+    PATH=~/.componentize-py/bin:$PATH deployhost plugin build .    # prints the sha256 to pin
+
+`app.py` is the plugin: class `WitWorld` implements the world `step` of
+`wit/world.wit` (`describe()` and `run(ctx)`); `deployhost_sdk.py` has the
+helpers (parameters, secrets, logging, HTTP over wasi:http, reports). Keep
+the venv outside this folder: everything here may be bundled.
+
+Pin it in a pipeline by its digest; grant it only what it needs:
+
+```yaml
+      - name: check
+        uses: ./path/to/{{name}}.wasm
+        sha256: <the sha256 printed by plugin build>
+        with: { path: config/app.toml, contains: ["[database]"] }
+        grants: { fs: { read: [config] } }
+```
+
+componentize-py builds are not byte-for-byte reproducible: each rebuild
+needs a new pin.
+"#;
 
 const CARGO_TOML: &str = r#"[package]
 name = "{{name}}"

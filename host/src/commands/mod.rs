@@ -105,9 +105,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
 }
 
 /// The runtime for commands that compile plugins: compiled code is kept
-/// in the state folder, so the next command compiles nothing.
+/// in the state folder (or `DEPLOYHOST_CACHE_DIR`, e.g. a CI cache shared
+/// between jobs), so the next command compiles nothing.
 fn runtime(state_dir: &Path) -> Result<Runtime> {
-    Runtime::with_cache(state_dir.join("cache"))
+    let dir = std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into);
+    Runtime::with_cache(dir)
 }
 
 /// Load and validate: every problem in the file, located.

@@ -55,7 +55,11 @@ pub fn new(name: &str, lang: Lang, dir: Option<&Path>) -> Result<ExitStatus> {
     let dir = dir.map_or_else(|| Path::new(name).to_path_buf(), Path::to_path_buf);
     let written = authoring::create(name, lang, &dir)?;
     println!("created plugin `{name}` in {} ({} files)", dir.display(), written.len());
-    println!("next: edit {}, then `deployhost plugin build {}`", dir.join("src/lib.rs").display(), dir.display());
+    let source = match lang {
+        Lang::Rust => "src/lib.rs",
+        Lang::Python => "app.py",
+    };
+    println!("next: edit {}, then `deployhost plugin build {}`", dir.join(source).display(), dir.display());
     Ok(ExitStatus::Success)
 }
 

@@ -97,6 +97,13 @@ impl Project {
         }
     }
 
+    /// `DEPLOYHOST_CACHE_DIR` shared by every test, for big plugins (a Python
+    /// component takes seconds to compile): compiled once per checkout.
+    pub fn shared_cache() -> (&'static str, String) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/deployhost-cache");
+        ("DEPLOYHOST_CACHE_DIR", dir.display().to_string())
+    }
+
     pub fn run(&self, envs: &[(&str, &str)]) -> Run {
         self.deployhost(&["run", "pipeline.yaml"], envs)
     }
