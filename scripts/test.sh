@@ -14,7 +14,7 @@ host=$(rustc -vV | sed -n 's/^host: //p')
 status=0
 {
     cargo test --workspace "$@" &&
-    (cd plugins && cargo test --target "$host" -p deployhost-plugin-sdk -p command -p http-check -p odoo-modules -p supabase-functions -p digitalocean-app)
+    (cd plugins && cargo test --target "$host" -p deployhost-plugin-sdk -p command -p http-check -p odoo-modules -p supabase-functions -p digitalocean-app -p prometheus-query)
 } 2>&1 | tee "$log" || status=$?
 
 # One closing line for all the test binaries above.

@@ -37,6 +37,7 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
         "      group: deploy-prod\n      cancel-in-progress: false",
         "--env prod --version \"$DEPLOY_VERSION\" --approved-by",
         "DATABASE_URL: ${{ secrets.DATABASE_URL }}",
+        "DEPLOYHOST_STATE: ${{ secrets.DEPLOYHOST_STATE }}",
         "rustup target add wasm32-wasip2",
         "deployhost validate pipelines/prod.yaml",
     ] {

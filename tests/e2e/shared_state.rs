@@ -81,6 +81,8 @@ fn a_bad_state_url_is_a_clear_error_without_the_password() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("the --state database") && run.stderr.contains("cannot connect"), "{}", run.stderr);
     assert!(!run.all_output().contains("hunter2"));
+    // An unset CI secret arrives empty: local state, as without it.
+    p.deployhost(&["history"], &[("DEPLOYHOST_STATE", "")]).assert_code(0);
     let wrong = p.deployhost(&["history", "--state", "mysql://x"], &[]);
     assert_ne!(wrong.code, 0);
     assert!(wrong.stderr.contains("--state takes a PostgreSQL URL"), "{}", wrong.stderr);

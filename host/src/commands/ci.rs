@@ -110,11 +110,12 @@ pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitSta
         writeln!(w, "    runs-on: ubuntu-latest")?;
         writeln!(w, "    environment: {env}")?;
         writeln!(w, "    concurrency:\n      group: deploy-{env}\n      cancel-in-progress: false")?;
-        if !secret_vars.is_empty() {
-            writeln!(w, "    env:")?;
-            for var in &secret_vars {
-                writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
-            }
+        writeln!(w, "    env:")?;
+        // Shared state (a PostgreSQL URL) so promotion evidence and locks
+        // cross jobs and runners; unset, each job keeps its own.
+        writeln!(w, "      DEPLOYHOST_STATE: ${{{{ secrets.DEPLOYHOST_STATE }}}}")?;
+        for var in &secret_vars {
+            writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
         }
         writeln!(w, "    steps:")?;
         setup(w)?;

@@ -48,7 +48,8 @@ impl ExitStatus {
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
-    if let Some(url) = cli.state_url {
+    // An empty value (a CI secret that is not set) means no shared state.
+    if let Some(url) = cli.state_url.filter(|u| !u.is_empty()) {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
         }

@@ -5,7 +5,7 @@ use super::units::parse_duration;
 use std::fmt;
 
 /// Plugins whose failure is a failed health check.
-pub const HEALTH_CHECKS: &[&str] = &["health-probe", "http-check"];
+pub const HEALTH_CHECKS: &[&str] = &["health-probe", "http-check", "prometheus-query"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trigger {

@@ -6,6 +6,7 @@
 mod digitalocean;
 mod http_check;
 mod odoo;
+mod prometheus;
 mod supabase;
 
 use crate::support::Project;
