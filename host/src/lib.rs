@@ -23,4 +23,5 @@ pub mod promotion;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+pub mod signals;
 pub mod state;

@@ -11,6 +11,17 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
 
+/// Per capability: its name, its key among a step's grants, and its key
+/// among what the step used (`step_usage`'s rows).
+pub const CAPABILITY_KEYS: [(&str, &str, &str); 6] = [
+    ("fs.read", "fs_read", "files_read"),
+    ("fs.write", "fs_write", "files_written"),
+    ("net", "net", "hosts"),
+    ("secrets", "secrets", "secrets_read"),
+    ("databases", "databases", "databases"),
+    ("exec", "exec", "programs"),
+];
+
 pub fn capability_name(c: Capability) -> &'static str {
     match c {
         Capability::FsRead => "fs.read",
@@ -84,14 +95,7 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
     println!("run {run_id}");
     for row in &rows {
         println!("{}  {}  status {}", s(&row["step"]), s(&row["plugin"]), s(&row["status"]));
-        for (what, granted, used) in [
-            ("fs.read", "fs_read", "files_read"),
-            ("fs.write", "fs_write", "files_written"),
-            ("net", "net", "hosts"),
-            ("secrets", "secrets", "secrets_read"),
-            ("databases", "databases", "databases"),
-            ("exec", "exec", "programs"),
-        ] {
+        for (what, granted, used) in CAPABILITY_KEYS {
             println!("    {what:<9} granted {}  used {}", list(&row["granted"][granted]), list(&row["used"][used]));
         }
         for unused in row["unused_grants"].as_array().into_iter().flatten() {

@@ -10,6 +10,8 @@ mod rollback;
 mod run;
 mod validate;
 
+pub use audit::CAPABILITY_KEYS;
+
 use crate::bindings::deployhost::plugin::types::PluginInfo;
 use crate::cli::{Cli, Command, PluginCommand};
 use crate::output::Output;
@@ -57,6 +59,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     }
     let quiet = cli.quiet;
     rt.block_on(async move {
+        if matches!(
+            cli.command,
+            Command::Run { dry_run: false, .. } | Command::Resume { .. } | Command::Rollback { .. }
+        ) {
+            crate::signals::install();
+        }
         match cli.command {
             Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
                 let flags = run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };

@@ -318,7 +318,7 @@ async fn execute(
     // environment's lock released.
     let result = tokio::select! {
         result = running => result,
-        signal = stop_signal() => {
+        signal = crate::signals::stopped() => {
             let reason = format!("stopped by {signal}");
             runner::mark_interrupted(state_dir, run_id, &reason)?;
             store.finish(run_id, "interrupted", Some(&reason))?;
@@ -344,17 +344,4 @@ async fn execute(
     let status = if record.passed() || record.rolled_back() { ExitStatus::Success } else { ExitStatus::Failed };
     out.finished(&record, &status);
     Ok(status)
-}
-
-/// Resolves with the signal's name when the process is asked to stop.
-async fn stop_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }

@@ -215,14 +215,7 @@ fn list(v: &Value) -> String {
 /// Per step: what it was granted, what it used, and what was denied.
 fn audit(h: &mut String, rows: &[Value]) {
     h.push_str("<h2>Capability audit</h2>\n<table id=\"audit\">\n<thead><tr><th>step</th><th>capability</th><th>granted</th><th>used</th></tr></thead>\n<tbody>\n");
-    let kinds = [
-        ("fs.read", "fs_read", "files_read"),
-        ("fs.write", "fs_write", "files_written"),
-        ("net", "net", "hosts"),
-        ("secrets", "secrets", "secrets_read"),
-        ("databases", "databases", "databases"),
-        ("exec", "exec", "programs"),
-    ];
+    let kinds = crate::commands::CAPABILITY_KEYS;
     for row in rows {
         let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
         let mut lines: Vec<String> = kinds

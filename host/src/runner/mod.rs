@@ -319,22 +319,7 @@ fn step_started(step: &crate::pipeline::PlannedStep) -> Progress<'_> {
 }
 
 fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
-    StepOutcome {
-        stage: step.stage.clone(),
-        step: step.name.clone(),
-        plugin: step.plugin.label(),
-        sha256: step.plugin.digest.clone(),
-        status: Status::Skipped,
-        failure: None,
-        summary: format!("not run: {reason}"),
-        outputs: Default::default(),
-        metrics: Vec::new(),
-        blocking: step.blocking,
-        started: String::new(),
-        ms: 0,
-        log: String::new(),
-        log_tail: Vec::new(),
-    }
+    StepOutcome::not_run(step, Status::Skipped, format!("not run: {reason}"))
 }
 
 /// Writes `results.json` whole (temp file, then rename): a crash leaves the

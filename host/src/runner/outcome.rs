@@ -70,6 +70,27 @@ pub struct StepOutcome {
 }
 
 impl StepOutcome {
+    /// The outcome of a step that never ran to a report: skipped, lost to a
+    /// crash, or a compensation that could not start.
+    pub fn not_run(step: &crate::pipeline::PlannedStep, status: Status, summary: String) -> StepOutcome {
+        StepOutcome {
+            stage: step.stage.clone(),
+            step: step.name.clone(),
+            plugin: step.plugin.label(),
+            sha256: step.plugin.digest.clone(),
+            status,
+            failure: None,
+            summary,
+            outputs: Default::default(),
+            metrics: Vec::new(),
+            blocking: step.blocking,
+            started: String::new(),
+            ms: 0,
+            log: String::new(),
+            log_tail: Vec::new(),
+        }
+    }
+
     pub fn ok(&self) -> bool {
         matches!(self.status, Status::Passed | Status::Warning | Status::Skipped)
     }

@@ -94,8 +94,7 @@ fn exported_compensation(step: &PlannedStep, overlay: &str) -> Result<PlannedSte
                 "step `{}` exported a `{COMPENSATE_OUTPUT}` output that is not a JSON object, so it cannot be undone",
                 step.name
             );
-            let (plugin, sha256) = (step.plugin.label(), step.plugin.digest.clone());
-            return Err(Unrunnable { name, plugin, sha256, why });
+            return Err(Unrunnable { step: Box::new(step.clone()), name, why });
         }
     };
     let mut compensation = step.clone();
@@ -108,30 +107,20 @@ fn exported_compensation(step: &PlannedStep, overlay: &str) -> Result<PlannedSte
 
 /// A compensation the host could not even start; recorded as a failed step.
 pub struct Unrunnable {
+    step: Box<PlannedStep>,
     name: String,
-    plugin: String,
-    sha256: String,
     pub why: String,
 }
 
 impl Unrunnable {
     pub fn outcome(self) -> StepOutcome {
-        StepOutcome {
-            stage: "rollback".into(),
-            step: self.name,
-            plugin: self.plugin,
-            sha256: self.sha256,
-            status: Status::Failed,
-            failure: Some(Failure::Setup),
-            summary: self.why,
-            outputs: Default::default(),
-            metrics: Vec::new(),
-            blocking: true,
-            started: crate::audit::timestamp(std::time::SystemTime::now()),
-            ms: 0,
-            log: String::new(),
-            log_tail: Vec::new(),
-        }
+        let mut outcome = StepOutcome::not_run(&self.step, Status::Failed, self.why);
+        outcome.stage = "rollback".into();
+        outcome.step = self.name;
+        outcome.failure = Some(Failure::Setup);
+        outcome.blocking = true;
+        outcome.started = crate::audit::timestamp(std::time::SystemTime::now());
+        outcome
     }
 }
 
@@ -149,22 +138,13 @@ pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<Ste
         if recorded.iter().chain(&found).any(|o| o.step == name) {
             continue;
         }
-        found.push(StepOutcome {
-            stage: step.stage.clone(),
-            step: step.name.clone(),
-            plugin: step.plugin.label(),
-            sha256: step.plugin.digest.clone(),
-            status: Status::Failed,
-            failure: Some(Failure::Crash),
-            summary: "was running when the run was interrupted: treated as applied, and undone".into(),
-            outputs: Default::default(),
-            metrics: Vec::new(),
-            blocking: step.blocking,
-            started: String::new(),
-            ms: 0,
-            log: String::new(),
-            log_tail: Vec::new(),
-        });
+        let mut lost = StepOutcome::not_run(
+            step,
+            Status::Failed,
+            "was running when the run was interrupted: treated as applied, and undone".into(),
+        );
+        lost.failure = Some(Failure::Crash);
+        found.push(lost);
     }
     found
 }
