@@ -1,15 +1,24 @@
-//! Crash injection, for the crash-recovery tests: with
-//! `DEPLOYHOST_FAILPOINT=after-step:N` the process dies, as under SIGKILL
-//! (no cleanup, no lock released, nothing flushed beyond what is already
-//! on disk), right after the Nth step of a run has been recorded. A signal
-//! sent from outside cannot hit that boundary exactly; this can, at each one.
+//! Crash injection, for the crash-recovery tests: right after the Nth step
+//! of a run has been recorded, `DEPLOYHOST_FAILPOINT=after-step:N` makes the
+//! process die as under SIGKILL (no cleanup, no lock released, nothing
+//! flushed beyond what is already on disk), and `sigterm-after-step:N` sends
+//! it a real SIGTERM. A signal sent from outside cannot hit that boundary
+//! exactly; these can, at each one.
 
 const VAR: &str = "DEPLOYHOST_FAILPOINT";
 
 /// Called once `count` steps are recorded in `results.json` and the state store.
 pub fn after_step(count: usize) {
-    if std::env::var(VAR).is_ok_and(|spec| spec == format!("after-step:{count}")) {
-        eprintln!("deployhost: failpoint after-step:{count}: dying without cleanup");
+    let Ok(spec) = std::env::var(VAR) else { return };
+    if spec == format!("after-step:{count}") {
+        eprintln!("deployhost: failpoint {spec}: dying without cleanup");
         std::process::abort();
+    }
+    if spec == format!("sigterm-after-step:{count}") {
+        eprintln!("deployhost: failpoint {spec}: sending SIGTERM to itself");
+        let _ = std::process::Command::new("kill").args(["-TERM", &std::process::id().to_string()]).status();
+        // Let the signal land before the next step starts, so the run stops
+        // at this boundary rather than after a step that happens to be quick.
+        std::thread::sleep(std::time::Duration::from_millis(300));
     }
 }

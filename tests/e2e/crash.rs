@@ -178,3 +178,29 @@ fn killed_in_the_middle_of_a_migration() {
         }
     }
 }
+
+#[test]
+fn sigterm_at_every_step_boundary_records_the_run_and_frees_the_environment() {
+    let pg = Postgres::start();
+    let app = Server::fixed(Response::ok("ok"));
+    for n in 1..STEPS.len() {
+        let db = format!("term_{n}");
+        pg.psql("postgres", &format!("create database {db}"));
+        let p = project(&app, "create table refunds (id int);");
+        let url = pg.url(&db);
+        let stopped = p.deployhost(
+            &["run", "pipeline.yaml"],
+            &[("DATABASE_URL", &url), ("DEPLOYHOST_FAILPOINT", &format!("sigterm-after-step:{n}"))],
+        );
+        assert_eq!(stopped.code, 130, "after step {n}: {}{}", stopped.stdout, stopped.stderr);
+        assert!(stopped.stderr.contains("stopped by SIGTERM"), "{}", stopped.stderr);
+        let id = only_run_id(&p);
+        let st = status(&p, &id);
+        assert_eq!(st["status"], "interrupted", "after step {n}");
+        let done = st["steps"].as_array().unwrap().len();
+        assert!(done >= n, "at least the {n} recorded steps stay recorded ({done})");
+        // The lock went with the signal: the next deploy runs at once.
+        p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &url)]).assert_code(0);
+        assert!(fully_migrated(&pg, &db));
+    }
+}
