@@ -2,6 +2,7 @@
 //! (by digest) and pre-instantiated, so starting a step is instantiation only.
 
 use super::state::StepState;
+use super::world;
 use crate::bindings::StepPre;
 use crate::capabilities::{self, limits::EPOCH_TICK};
 use crate::registry::PluginRef;
@@ -36,6 +37,7 @@ impl Runtime {
         exec::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
+        capabilities::net::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()) })
     }
 
@@ -49,12 +51,16 @@ impl Runtime {
         if let Some(pre) = self.prepared.lock().unwrap_or_else(|e| e.into_inner()).get(&plugin.digest) {
             return Ok(pre.clone());
         }
+        let label = plugin.label();
         let component = Component::new(&self.engine, &plugin.bytes)
-            .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
+            .with_context(|| format!("{label} is not a valid WebAssembly component"))?;
+        let component_type = component.component_type();
+        let imports = component_type.imports(&self.engine).map(|(name, _)| name);
+        world::check_version(&label, imports).map_err(anyhow::Error::msg)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .with_context(|| format!("plugin {} needs imports this host does not provide", plugin.label()))?;
+            .map_err(|e| anyhow::anyhow!(world::explain_link_error(&label, &format!("{e:#}"))))?;
         let pre = StepPre::new(instance_pre).with_context(|| {
             format!("plugin {} does not implement the deployhost:plugin/step world", plugin.label())
         })?;

@@ -4,9 +4,11 @@
 mod engine;
 pub mod inspect;
 mod outcome;
+mod report_limits;
 mod rollback;
 mod state;
 mod step;
+mod world;
 
 pub use engine::Runtime;
 pub use outcome::{Failure, Metric, Status, StepOutcome};
