@@ -41,6 +41,8 @@ pub struct AuditLog {
 #[derive(Default)]
 struct Writer {
     file: Option<LineWriter<File>>,
+    /// The first failure to write the run folder (this log or a step log).
+    write_error: Option<String>,
     /// Per step: events written and events dropped past the budget.
     per_step: HashMap<String, (u64, u64)>,
 }
@@ -48,7 +50,7 @@ struct Writer {
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
         let file = File::options().create(true).append(true).open(path)?;
-        let out = Writer { file: Some(LineWriter::new(file)), per_step: HashMap::new() };
+        let out = Writer { file: Some(LineWriter::new(file)), ..Writer::default() };
         Ok(AuditLog { out: Mutex::new(out), redactor, run_id: run_id.to_string() })
     }
 
@@ -90,13 +92,25 @@ impl AuditLog {
             *written += 1;
         }
         if let Some(w) = out.file.as_mut() {
-            // An audit write failure (disk full) must not take the run down
-            // silently: it is reported once on stderr and the log closed.
+            // An audit write failure (disk full) must not go unnoticed: it
+            // is reported once on stderr, the log closed, and the runner
+            // stops the run (see `write_error`).
             if let Err(e) = writeln!(w, "{line}") {
                 eprintln!("deployhost: cannot write the audit log: {e}");
                 out.file = None;
+                out.write_error.get_or_insert(format!("audit log: {e}"));
             }
         }
+    }
+
+    /// Notes that another file of the run folder could not be written.
+    pub fn note_write_error(&self, what: String) {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_error.get_or_insert(what);
+    }
+
+    /// The first failure to write the run folder, if any.
+    pub fn write_error(&self) -> Option<String> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_error.clone()
     }
 
     /// Records how many of `step`'s events were over its budget, if any.

@@ -13,6 +13,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod cli;
 pub mod commands;
+pub mod files;
 pub mod github;
 pub mod pipeline;
 pub mod promotion;

@@ -5,7 +5,7 @@ use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, RunInputs, Runtime, Status, StepOutcome};
 use crate::state::{NewRun, StateError, StateStore, process_alive};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -253,10 +253,9 @@ async fn execute(
             out.stage(&last_stage);
         }
         out.step(outcome);
-        if let Err(e) = store.record_step(run_id, seq, outcome) {
-            eprintln!("deployhost: {e}");
-        }
+        store.record_step(run_id, seq, outcome).with_context(|| format!("cannot record step `{}`", outcome.step))?;
         seq += 1;
+        Ok(())
     };
     let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_step);
     // SIGINT or SIGTERM stops the run where it is: the current step's
@@ -276,7 +275,12 @@ async fn execute(
     let record = match result {
         Ok(record) => record,
         Err(e) => {
-            store.finish(run_id, "failed", Some(&format!("{e:#}")))?;
+            if let Err(also) = store.finish(run_id, "failed", Some(&format!("{e:#}"))) {
+                return Err(anyhow::anyhow!(
+                    "{e:#}; the run could not be recorded as failed either ({also}): `deployhost status {run_id}` \
+                     shows it interrupted, with the steps recorded before"
+                ));
+            }
             return Err(e);
         }
     };

@@ -92,14 +92,17 @@ pub fn new_run_id() -> String {
     format!("{compact}-{:06x}", h.finish() & 0xff_ffff)
 }
 
-/// Runs every stage of `plan`; `on_step` sees each outcome as it lands.
+/// Runs every stage of `plan`; `on_step` sees each outcome as it lands and
+/// stops the run by failing (the state store cannot record it). The run
+/// also stops when its folder cannot be written: a run that cannot be
+/// audited does not go on deploying.
 pub async fn run(
     plan: &Plan,
     runtime: Arc<Runtime>,
     state_dir: &Path,
     run_id: &str,
     inputs: RunInputs,
-    on_step: &mut dyn FnMut(&StepOutcome),
+    on_step: &mut dyn FnMut(&StepOutcome) -> Result<()>,
 ) -> Result<RunRecord> {
     let run_id = run_id.to_string();
     let run_dir = runs_dir(state_dir).join(&run_id);
@@ -174,7 +177,7 @@ pub async fn run(
         if let Some(reason) = &stopped_by {
             for step in &stage.steps {
                 let skipped = skipped(step, reason);
-                on_step(&skipped);
+                on_step(&skipped)?;
                 record.steps.push(skipped);
             }
             continue;
@@ -192,7 +195,7 @@ pub async fn run(
             }
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.context("a step task failed")?;
-                on_step(&outcome);
+                on_step(&outcome)?;
                 done.push((i, outcome));
             }
             done.sort_by_key(|(i, _)| *i);
@@ -201,6 +204,7 @@ pub async fn run(
                 record.steps.push(outcome);
             }
             save(&run_dir, &record)?;
+            check_written(&audit, &run_dir)?;
         } else {
             for step in &stage.steps {
                 let outcome = match (&stopped_by, done_before.remove(&step.name)) {
@@ -209,9 +213,10 @@ pub async fn run(
                     (None, None) => step::run_step(&runtime, &run, step).await,
                 };
                 note_failure(plan, &run, &outcome, &mut stopped_by);
-                on_step(&outcome);
+                on_step(&outcome)?;
                 record.steps.push(outcome);
                 save(&run_dir, &record)?;
+                check_written(&audit, &run_dir)?;
             }
         }
     }
@@ -224,10 +229,11 @@ pub async fn run(
         for step in saga.into_iter().chain(own) {
             let outcome = step::run_step(&runtime, &run, &step).await;
             rollback.ok &= outcome.ok() || !outcome.blocking;
-            on_step(&outcome);
+            on_step(&outcome)?;
             rollback.steps.push(outcome);
             record.rollback = Some(rollback.clone());
             save(&run_dir, &record)?;
+            check_written(&audit, &run_dir)?;
         }
         audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
         record.rollback = Some(rollback);
@@ -240,6 +246,15 @@ pub async fn run(
     audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
     save(&run_dir, &record)?;
     Ok(record)
+}
+
+/// Fails once anything of the run folder (audit, a step log) could not be
+/// written, typically a full disk.
+fn check_written(audit: &AuditLog, run_dir: &Path) -> Result<()> {
+    match audit.write_error() {
+        Some(e) => anyhow::bail!("the run folder {} cannot be written ({e}); the run is stopped", run_dir.display()),
+        None => Ok(()),
+    }
 }
 
 /// The first failed blocking step stops the pipeline, and so does a

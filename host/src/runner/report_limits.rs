@@ -7,7 +7,7 @@
 use super::outcome::Metric;
 use std::collections::BTreeMap;
 
-pub const MAX_SUMMARY: usize = 16 << 10;
+pub const MAX_SUMMARY: usize = 8 << 10;
 pub const MAX_OUTPUT_VALUE: usize = 16 << 10;
 pub const MAX_OUTPUT_KEY: usize = 128;
 pub const MAX_OUTPUTS: usize = 256;

@@ -128,6 +128,9 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         Err(e) => finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("{e:#}")),
     };
     log.finish();
+    if let Some(e) = log.write_error() {
+        run.audit.note_write_error(format!("step log {log_rel}: {e}"));
+    }
     outcome.log_tail = log.tail();
     outcome
 }
