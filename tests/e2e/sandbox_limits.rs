@@ -1,8 +1,10 @@
 //! Plugins that try to exhaust the host rather than escape it: loops that
 //! keep calling the host, and reports of megabytes. Each is stopped or cut,
-//! audited, and the host carries on.
+//! audited, and the host carries on, and so does the rollback.
 
 use crate::support::attack::Attack;
+use crate::support::http::{Response, Server};
+use crate::support::{Project, hostile_step};
 
 #[test]
 fn a_loop_of_log_calls_is_stopped_by_its_timeout() {
@@ -50,4 +52,24 @@ fn a_huge_report_is_cut_and_said() {
     // state store kept the run.
     let history = a.p.deployhost(&["history", "--json"], &[]);
     assert!(history.stdout.contains("attacks"), "{}", history.all_output());
+}
+
+#[test]
+fn a_runaway_blocking_step_still_lets_the_rollback_run() {
+    let p = Project::new();
+    let server = Server::fixed(Response::ok("ok"));
+    let digest = p.plugin("hostile");
+    let attack =
+        hostile_step("attack", &digest, "{ attack: alloc }", "{}").replace("blocking: false", "blocking: true");
+    p.pipeline(&format!(
+        "pipeline: attacks\nrollback:\n  steps:\n    - name: notify\n      uses: health-probe\n      with: {{ url: \"{}\" }}\n      grants: {{ net: [\"{}\"] }}\nstages:\n  - name: s\n    steps:\n{attack}        limits: {{ memory: 32MiB }}\n",
+        server.url("/rollback"),
+        server.grant()
+    ));
+    p.run(&[]).assert_code(1);
+    assert_eq!(p.step("attack")["failure"], "memory");
+    let results = p.results();
+    assert_eq!(results["rollback"]["ok"], true, "{results:#}");
+    assert_eq!(results["rollback"]["steps"][0]["status"], "passed", "{results:#}");
+    assert_eq!(server.requests().len(), 1, "the rollback step reached its host");
 }

@@ -35,8 +35,8 @@ fn huge_report(mib: usize) -> Report {
     let big = "r".repeat(mib << 20);
     let mut report = Report::passed(big.clone()).output("big", big);
     for i in 0..5000 {
-        report = report.output(&format!("out{i}"), "o".repeat(1024));
-        report = report.metric(&format!("m{i}"), i as f64, "count");
+        report = report.output(format!("out{i}"), "o".repeat(1024));
+        report = report.metric(format!("m{i}"), i as f64, "count");
     }
     report.output("result", "escaped: the whole report was kept")
 }
