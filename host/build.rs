@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Plugins that are built but never embedded: they exist to attack the host.
-const TEST_ONLY: &[&str] = &["hostile"];
+const TEST_ONLY: &[&str] = &["hostile", "wrong-import", "wrong-version"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {

@@ -6,6 +6,7 @@
 use crate::redact::Redactor;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::path::Path;
@@ -23,17 +24,35 @@ pub struct Event {
     pub fields: Map<String, Value>,
 }
 
+/// Events one step may add; past it they are counted, not written, so a
+/// plugin looping on denied calls cannot fill the disk through the audit.
+pub const MAX_STEP_EVENTS: u64 = 10_000;
+/// Longest string field written; a 64 KiB path is cut to this.
+const MAX_FIELD: usize = 2048;
+/// Events that frame a step; they are written whatever its budget.
+const FRAMING: &[&str] = &["grant", "step.start", "step.end", "limit", "audit.capped"];
+
 pub struct AuditLog {
-    out: Mutex<Option<LineWriter<File>>>,
+    out: Mutex<Writer>,
     redactor: Arc<Redactor>,
     run_id: String,
     tap: Option<crate::runner::AuditTap>,
 }
 
+#[derive(Default)]
+struct Writer {
+    file: Option<LineWriter<File>>,
+    /// The first failure to write the run folder (this log or a step log).
+    write_error: Option<String>,
+    /// Per step: events written and events dropped past the budget.
+    per_step: HashMap<String, (u64, u64)>,
+}
+
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(AuditLog { out: Mutex::new(Some(LineWriter::new(file))), redactor, run_id: run_id.to_string(), tap: None })
+        let out = Writer { file: Some(LineWriter::new(file)), ..Writer::default() };
+        Ok(AuditLog { out: Mutex::new(out), redactor, run_id: run_id.to_string(), tap: None })
     }
 
     /// Also hands every event, once redacted, to `tap` (the CLI streams denials).
@@ -44,7 +63,12 @@ impl AuditLog {
 
     /// A log that keeps nothing: for commands that inspect without running.
     pub fn discard() -> AuditLog {
-        AuditLog { out: Mutex::new(None), redactor: Arc::new(Redactor::default()), run_id: String::new(), tap: None }
+        AuditLog {
+            out: Mutex::new(Writer::default()),
+            redactor: Arc::new(Redactor::default()),
+            run_id: String::new(),
+            tap: None,
+        }
     }
 
     pub fn run_id(&self) -> &str {
@@ -53,10 +77,13 @@ impl AuditLog {
 
     /// Writes one event. `fields` must be a JSON object.
     pub fn record(&self, step: Option<&str>, event: &str, fields: Value) {
-        let fields = match fields {
+        let mut fields = match fields {
             Value::Object(map) => map,
             other => Map::from_iter([("value".to_string(), other)]),
         };
+        for value in fields.values_mut() {
+            cut_long_string(value, &self.redactor);
+        }
         let event = Event {
             ts: timestamp(SystemTime::now()),
             event: event.to_string(),
@@ -71,14 +98,60 @@ impl AuditLog {
             tap(&event.event, &line);
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = out.as_mut() {
-            // An audit write failure (disk full) must not take the run down
-            // silently: it is reported once on stderr and the log closed.
+        if let Some(step) = step {
+            let (written, dropped) = out.per_step.entry(step.to_string()).or_default();
+            if *written >= MAX_STEP_EVENTS && !FRAMING.contains(&event.event.as_str()) {
+                *dropped += 1;
+                return;
+            }
+            *written += 1;
+        }
+        if let Some(w) = out.file.as_mut() {
+            // An audit write failure (disk full) must not go unnoticed: it
+            // is reported once on stderr, the log closed, and the runner
+            // stops the run (see `write_error`).
             if let Err(e) = writeln!(w, "{line}") {
                 tracing::error!("cannot write the audit log: {e}");
-                *out = None;
+                out.file = None;
+                out.write_error.get_or_insert(format!("audit log: {e}"));
             }
         }
+    }
+
+    /// Notes that another file of the run folder could not be written.
+    pub fn note_write_error(&self, what: String) {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_error.get_or_insert(what);
+    }
+
+    /// The first failure to write the run folder, if any.
+    pub fn write_error(&self) -> Option<String> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).write_error.clone()
+    }
+
+    /// Records how many of `step`'s events were over its budget, if any.
+    pub fn close_step(&self, step: &str) {
+        let dropped = self.out.lock().unwrap_or_else(|e| e.into_inner()).per_step.get(step).map_or(0, |c| c.1);
+        if dropped > 0 {
+            let fields = serde_json::json!({ "dropped": dropped, "limit": MAX_STEP_EVENTS });
+            self.record(Some(step), "audit.capped", fields);
+        }
+    }
+}
+
+/// Cuts a string field to [`MAX_FIELD`] bytes, saying how much was cut.
+/// Redacted first: a cut through a secret would leave its start unmasked.
+fn cut_long_string(value: &mut Value, redactor: &Redactor) {
+    if let Value::String(s) = value
+        && s.len() > MAX_FIELD
+    {
+        *s = redactor.redact(s).into_owned();
+        let mut end = MAX_FIELD;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = s.len() - end;
+        s.truncate(end);
+        s.push_str(&format!("… ({cut} more bytes)"));
     }
 }
 

@@ -16,6 +16,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod commands;
 pub mod failpoint;
+pub mod files;
 pub mod github;
 pub mod output;
 pub mod pipeline;

@@ -69,7 +69,8 @@ pub fn is_path(uses: &str) -> bool {
 pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
     let plugin = if is_path(uses) {
         let path = base.join(uses);
-        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+        let bytes = crate::files::read_regular(&path, crate::files::MAX_PLUGIN)
+            .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
         let Some(_) = sha256 else {
             return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", sha256_hex(&bytes)));
         };

@@ -2,65 +2,9 @@
 //! stopped, show in the audit log, and leave the host running the rest of
 //! the pipeline.
 
+use crate::support::Project;
+use crate::support::attack::Attack;
 use crate::support::http::{Response, Server};
-use crate::support::{Project, hostile_step};
-
-/// A pipeline of hostile steps followed by a healthy probe, run once.
-struct Attack {
-    p: Project,
-    server: Server,
-}
-
-impl Attack {
-    fn run(steps: &[(&str, &str, &str)], envs: &[(&str, &str)], setup: impl Fn(&Project)) -> Attack {
-        let steps: Vec<(&str, &str, &str, &str)> = steps.iter().map(|(n, w, g)| (*n, *w, *g, "")).collect();
-        Attack::run_with(&steps, envs, setup)
-    }
-
-    /// Steps as (name, with, grants, extra YAML lines such as limits).
-    fn run_with(steps: &[(&str, &str, &str, &str)], envs: &[(&str, &str)], setup: impl Fn(&Project)) -> Attack {
-        let p = Project::new();
-        let server = Server::fixed(Response::ok("ok"));
-        let digest = p.plugin("hostile");
-        setup(&p);
-        let mut yaml = String::from("pipeline: attacks\nstages:\n  - name: attacks\n    steps:\n");
-        for (name, with, grants, extra) in steps {
-            yaml.push_str(&hostile_step(name, &digest, with, grants));
-            yaml.push_str(extra);
-        }
-        yaml.push_str(&format!(
-            "  - name: after\n    steps:\n      - name: still-alive\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
-            server.url("/alive"),
-            server.grant()
-        ));
-        p.pipeline(&yaml);
-        // Non-blocking attacks: the run passes exactly when the host survived
-        // them and ran the final probe.
-        p.run(envs).assert_code(0);
-        assert_eq!(p.step("still-alive")["status"], "passed");
-        Attack { p, server }
-    }
-
-    fn result(&self, step: &str) -> String {
-        self.p.step(step)["outputs"]["result"].as_str().unwrap_or_default().to_string()
-    }
-
-    fn assert_denied(&self, step: &str) {
-        let outcome = self.p.step(step);
-        assert_ne!(outcome["status"], "passed", "{step} must not succeed: {outcome}");
-        let result = self.result(step);
-        assert!(!result.starts_with("escaped"), "{step} escaped: {result}");
-    }
-
-    fn assert_audited(&self, step: &str, event: &str, field: &str, contains: &str) {
-        let events = self.p.audit_events(step, event);
-        assert!(
-            events.iter().any(|e| e[field].as_str().unwrap_or_default().contains(contains)),
-            "no {event} with {field} containing {contains:?} for {step}; audit: {:#?}",
-            self.p.audit().iter().filter(|e| e["step"] == step).collect::<Vec<_>>()
-        );
-    }
-}
 
 const CONFIG_READ: &str = "{ fs: { read: [config] } }";
 

@@ -31,6 +31,8 @@ pub struct StepLog {
 
 struct Inner {
     file: Option<File>,
+    /// Why the file stopped being written (a full disk), if it did.
+    write_error: Option<String>,
     written: u64,
     dropped: u64,
     partial: [Vec<u8>; 2],
@@ -49,6 +51,7 @@ impl StepLog {
         Ok(StepLog {
             inner: Mutex::new(Inner {
                 file: Some(file),
+                write_error: None,
                 written: 0,
                 dropped: 0,
                 partial: Default::default(),
@@ -64,6 +67,7 @@ impl StepLog {
         StepLog {
             inner: Mutex::new(Inner {
                 file: None,
+                write_error: None,
                 written: 0,
                 dropped: 0,
                 partial: Default::default(),
@@ -130,6 +134,11 @@ impl StepLog {
         }
     }
 
+    /// Why the log file could not be written, if it could not.
+    pub fn write_error(&self) -> Option<String> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).write_error.clone()
+    }
+
     pub fn dropped_bytes(&self) -> u64 {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).dropped
     }
@@ -153,9 +162,10 @@ impl Inner {
         }
         self.written += line.len() as u64;
         if let Some(f) = self.file.as_mut()
-            && f.write_all(line.as_bytes()).is_err()
+            && let Err(e) = f.write_all(line.as_bytes())
         {
             self.file = None;
+            self.write_error = Some(e.to_string());
         }
     }
 }

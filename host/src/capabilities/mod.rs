@@ -37,7 +37,7 @@ pub fn read_declared(
     match (from_env, from_file) {
         (Some(var), None) => Some(env(var).ok_or_else(|| format!("environment variable {var} is not set"))),
         (None, Some(file)) => Some(
-            std::fs::read_to_string(base.join(file))
+            crate::files::read_regular_string(&base.join(file), crate::files::MAX_SECRET)
                 .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
                 .map_err(|e| format!("cannot read {file}: {e}")),
         ),

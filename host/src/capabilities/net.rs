@@ -2,13 +2,21 @@
 //! [`NetPolicy`] decides; [`NetHooks`] applies the decision to every
 //! request before a connection is made and audits the request or denial.
 //! Raw sockets are denied outright (and audited) by [`deny_sockets`].
+//!
+//! A request goes only to the authority its URL names, which is the one
+//! checked: a plugin may not set the `Host` header (wasi-http refuses it;
+//! the refusal is audited here) nor send a request target other than a
+//! path (an absolute URI would make a granted proxy fetch another host).
 
 use crate::audit::AuditLog;
+use crate::runner::StepState;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
+use wasmtime::StoreContextMut;
+use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
@@ -142,7 +150,30 @@ type ResponseFuture = Box<
         > + Send,
 >;
 
+impl NetHooks {
+    fn deny(&self, fields: serde_json::Value) {
+        self.audit.record(Some(&self.step), "net.denied", fields);
+    }
+}
+
+/// A request target other than a path (`http://other/x`, `other:80`, `*`)
+/// names a host that is not the one checked; only origin-form is sent.
+fn is_origin_form(path_with_query: &str) -> bool {
+    path_with_query.is_empty() || path_with_query.starts_with('/') || path_with_query.starts_with('?')
+}
+
 impl WasiHttpHooks for NetHooks {
+    fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
+        let forbidden = wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name);
+        if *name == http::header::HOST {
+            self.deny(json!({
+                "header": "host",
+                "reason": "the Host header is set from the URL's authority, the one the grant is checked against",
+            }));
+        }
+        forbidden
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -158,7 +189,23 @@ impl WasiHttpHooks for NetHooks {
         let step = self.step.clone();
         let audit = self.audit.clone();
 
-        let has_userinfo = uri.authority().is_some_and(|a| a.as_str().contains('@'));
+        // Defence in depth: wasi-http sets `Host` from the authority and
+        // refuses other request targets; a request that differs is refused.
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let host_header = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or_default();
+        if host_header.is_some_and(|h| h != authority) || !is_origin_form(target) {
+            self.deny(
+                json!({ "method": method, "host": host, "port": port, "path": target, "host_header": host_header,
+                "reason": "the request's Host header or target names another host than its URL" }),
+            );
+            let message = format!(
+                "deployhost denied step `{step}` HTTP {method} to {host}:{port}: Host header or target mismatch"
+            );
+            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
+        }
+
+        let has_userinfo = authority.contains('@');
         if host.is_empty() || has_userinfo || !self.policy.allows(&host, port) {
             let allow = suggestion(&host, port);
             let granted = self.policy.written();
@@ -194,6 +241,34 @@ impl WasiHttpHooks for NetHooks {
         })
     }
 }
+
+/// Shadows `outgoing-request.set-path-with-query` so that a request
+/// target other than a path is refused and audited, not only refused.
+pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+    use wasmtime_wasi_http::WasiHttpView;
+    use wasmtime_wasi_http::p2::bindings::http::types::HostOutgoingRequest as _;
+    use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
+    linker.allow_shadowing(true);
+    linker.instance(HTTP_TYPES)?.func_wrap(
+        "[method]outgoing-request.set-path-with-query",
+        |mut store: StoreContextMut<StepState>, (request, target): (Resource<HostOutgoingRequest>, Option<String>)| {
+            let state = store.data_mut();
+            if let Some(t) = target.as_deref().filter(|t| !is_origin_form(t)) {
+                let authority = state.table.get(&request)?.authority.clone();
+                state.net.deny(json!({
+                    "host": authority,
+                    "path": t,
+                    "reason": "a request target must be a path; an absolute URI or authority names another host",
+                }));
+            }
+            Ok((state.http().set_path_with_query(request, target)?,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+const HTTP_TYPES: &str = "wasi:http/types@0.2.12";
 
 /// The `socket_addr_check` for every step: no raw sockets, each attempt audited.
 pub fn deny_sockets(

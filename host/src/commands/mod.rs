@@ -149,7 +149,8 @@ async fn check_plugins(
                     infos.insert(step.plugin.digest.clone(), info);
                 }
                 Err(e) => {
-                    errors.push(loaded.value_error_at(&format!("{}.uses", step.key), format!("{e:#}")));
+                    let message = format!("step `{}`: {e:#}", step.name);
+                    errors.push(loaded.value_error_at(&format!("{}.uses", step.key), message));
                     continue;
                 }
             }

@@ -6,7 +6,7 @@ use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, Progress, RunInputs, Runtime};
 use crate::state::{NewRun, StateError, StateStore};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -304,12 +304,13 @@ async fn execute(
     let mut seq = 0;
     let mut on_progress = |progress: Progress<'_>| {
         if let Progress::StepFinished(outcome) | Progress::RollbackStep(outcome) = &progress {
-            if let Err(e) = store.record_step(run_id, seq, outcome) {
-                tracing::error!("{e}");
-            }
+            store
+                .record_step(run_id, seq, outcome)
+                .with_context(|| format!("cannot record step `{}`", outcome.step))?;
             seq += 1;
         }
         out.progress(&progress);
+        Ok(())
     };
     let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_progress);
     // SIGINT or SIGTERM stops the run where it is: the current step's
@@ -330,7 +331,12 @@ async fn execute(
     let record = match result {
         Ok(record) => record,
         Err(e) => {
-            store.finish(run_id, "failed", Some(&format!("{e:#}")))?;
+            if let Err(also) = store.finish(run_id, "failed", Some(&format!("{e:#}"))) {
+                return Err(anyhow::anyhow!(
+                    "{e:#}; the run could not be recorded as failed either ({also}): `deployhost status {run_id}` \
+                     shows it interrupted, with the steps recorded before"
+                ));
+            }
             out.stopped(state_dir, run_id, &ExitStatus::Failed, &format!("{e:#}"));
             return Err(e);
         }

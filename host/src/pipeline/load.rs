@@ -60,11 +60,18 @@ fn located(file: &Path, at: Position, key: &str, message: impl Into<String>) -> 
 
 pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let start = Position { line: 1, column: 1 };
-    let text = std::fs::read_to_string(path)
+    let text = crate::files::read_regular_string(path, crate::files::MAX_PIPELINE)
         .map_err(|e| located(path, start, "", format!("cannot read the pipeline file: {e}")))?;
+    load_text(path, &text, options)
+}
+
+/// [`load`] of text already read; `path` names it in errors and anchors
+/// relative paths. The fuzz target drives this directly.
+pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loaded, ConfigErrors> {
+    let start = Position { line: 1, column: 1 };
     let spans =
-        Spans::parse(&text).map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
-    let mut value: Value = serde_yaml::from_str(&text).map_err(|e| {
+        Spans::parse(text).map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
+    let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
         let at = e.location().map_or(start, |l| Position { line: l.line(), column: l.column() });
         located(path, at, "", format!("invalid YAML: {e}"))
     })?;

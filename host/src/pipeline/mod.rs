@@ -14,7 +14,7 @@ pub mod written;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use expand::{RUNTIME_VARIABLES, substitute};
-pub use load::{LoadOptions, Loaded, load};
+pub use load::{LoadOptions, Loaded, load, load_text};
 pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 pub use spans::Spans;
 pub use validate::validate;

@@ -4,6 +4,7 @@
 
 use super::cache::{DiskCache, Load};
 use super::state::StepState;
+use super::world;
 use crate::bindings::StepPre;
 use crate::capabilities::{self, limits::EPOCH_TICK};
 use crate::registry::PluginRef;
@@ -59,6 +60,7 @@ impl Runtime {
         exec::add_to_linker::<StepState, HasSelf<StepState>>(&mut linker, |s| s)?;
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
+        capabilities::net::add_to_linker(&mut linker)?;
         Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()), cache: None, loads: Mutex::new(Vec::new()) })
     }
 
@@ -86,10 +88,13 @@ impl Runtime {
             load,
             took,
         });
+        let component_type = component.component_type();
+        let imports = component_type.imports(&self.engine).map(|(name, _)| name);
+        world::check_version(&plugin.label(), imports).map_err(anyhow::Error::msg)?;
         let instance_pre = self
             .linker
             .instantiate_pre(&component)
-            .with_context(|| format!("plugin {} needs imports this host does not provide", plugin.label()))?;
+            .map_err(|e| anyhow::anyhow!(world::explain_link_error(&plugin.label(), &format!("{e:#}"))))?;
         let pre = StepPre::new(instance_pre).with_context(|| {
             format!("plugin {} does not implement the deployhost:plugin/step world", plugin.label())
         })?;

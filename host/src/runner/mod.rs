@@ -6,9 +6,11 @@ mod engine;
 pub mod inspect;
 mod outcome;
 mod progress;
+mod report_limits;
 mod rollback;
 mod state;
 mod step;
+mod world;
 
 pub use cache::Load;
 pub use engine::{PluginLoad, Runtime};
@@ -112,14 +114,16 @@ pub fn new_run_id() -> String {
 }
 
 /// Runs every stage of `plan`; `on_progress` sees stages and steps start
-/// and each outcome as it lands.
+/// and each outcome as it lands, and stops the run by failing (the state
+/// store cannot record it). The run also stops when its folder cannot be
+/// written: a run that cannot be audited does not go on deploying.
 pub async fn run(
     plan: &Plan,
     runtime: Arc<Runtime>,
     state_dir: &Path,
     run_id: &str,
     inputs: RunInputs,
-    on_progress: &mut dyn FnMut(Progress<'_>),
+    on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
 ) -> Result<RunRecord> {
     let run_id = run_id.to_string();
     let run_dir = runs_dir(state_dir).join(&run_id);
@@ -192,7 +196,9 @@ pub async fn run(
             let in_flight = rollback::in_flight(plan, &run_dir.join("audit.jsonl"), &record.steps);
             record.steps.extend(in_flight);
             // Recorded again in order, so the rollback's steps come after them.
-            record.steps.iter().for_each(|o| on_progress(Progress::StepFinished(o)));
+            for outcome in &record.steps {
+                on_progress(Progress::StepFinished(outcome))?;
+            }
             stopped_by = Some(format!("rolling back: {reason}"));
             let _ = run.reason.set(reason);
             &[]
@@ -201,11 +207,11 @@ pub async fn run(
     };
     for stage in stages {
         let names = stage.steps.iter().map(|s| s.name.as_str()).collect();
-        on_progress(Progress::Stage { name: &stage.name, parallel: stage.parallel, steps: names });
+        on_progress(Progress::Stage { name: &stage.name, parallel: stage.parallel, steps: names })?;
         if let Some(reason) = &stopped_by {
             for step in &stage.steps {
                 let skipped = skipped(step, reason);
-                on_progress(Progress::StepFinished(&skipped));
+                on_progress(Progress::StepFinished(&skipped))?;
                 record.steps.push(skipped);
             }
             continue;
@@ -218,13 +224,13 @@ pub async fn run(
                     done.push((i, before));
                     continue;
                 }
-                on_progress(step_started(step));
+                on_progress(step_started(step))?;
                 let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
                 set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
             }
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.context("a step task failed")?;
-                on_progress(Progress::StepFinished(&outcome));
+                on_progress(Progress::StepFinished(&outcome))?;
                 done.push((i, outcome));
             }
             done.sort_by_key(|(i, _)| *i);
@@ -234,6 +240,7 @@ pub async fn run(
                 record.steps.push(outcome);
             }
             save(&run_dir, &record)?;
+            check_written(&audit, &run_dir)?;
             (before + 1..=record.steps.len()).for_each(crate::failpoint::after_step);
         } else {
             for step in &stage.steps {
@@ -241,14 +248,15 @@ pub async fn run(
                     (Some(reason), _) => skipped(step, reason),
                     (None, Some(before)) => before,
                     (None, None) => {
-                        on_progress(step_started(step));
+                        on_progress(step_started(step))?;
                         step::run_step(&runtime, &run, step).await
                     }
                 };
                 note_failure(plan, &run, &outcome, &mut stopped_by);
-                on_progress(Progress::StepFinished(&outcome));
+                on_progress(Progress::StepFinished(&outcome))?;
                 record.steps.push(outcome);
                 save(&run_dir, &record)?;
+                check_written(&audit, &run_dir)?;
                 crate::failpoint::after_step(record.steps.len());
             }
         }
@@ -256,14 +264,14 @@ pub async fn run(
 
     if let Some(reason) = run.reason.get() {
         audit.record(None, "rollback.start", json!({ "reason": reason }));
-        on_progress(Progress::RollbackStarted { reason });
+        on_progress(Progress::RollbackStarted { reason })?;
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
         let saga = rollback::compensations(plan, &record.steps);
         let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
         for step in saga.into_iter().chain(own) {
             let outcome = match step {
                 Ok(step) => {
-                    on_progress(step_started(&step));
+                    on_progress(step_started(&step))?;
                     step::run_step(&runtime, &run, &step).await
                 }
                 Err(unrunnable) => {
@@ -272,13 +280,14 @@ pub async fn run(
                 }
             };
             rollback.ok &= outcome.ok() || !outcome.blocking;
-            on_progress(Progress::RollbackStep(&outcome));
+            on_progress(Progress::RollbackStep(&outcome))?;
             rollback.steps.push(outcome);
             record.rollback = Some(rollback.clone());
             save(&run_dir, &record)?;
+            check_written(&audit, &run_dir)?;
         }
         audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
-        on_progress(Progress::RollbackFinished { ok: rollback.ok });
+        on_progress(Progress::RollbackFinished { ok: rollback.ok })?;
         record.rollback = Some(rollback);
     }
 
@@ -297,6 +306,15 @@ pub async fn run(
     audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
     save(&run_dir, &record)?;
     Ok(record)
+}
+
+/// Fails once anything of the run folder (audit, a step log) could not be
+/// written, typically a full disk.
+fn check_written(audit: &AuditLog, run_dir: &Path) -> Result<()> {
+    match audit.write_error() {
+        Some(e) => anyhow::bail!("the run folder {} cannot be written ({e}); the run is stopped", run_dir.display()),
+        None => Ok(()),
+    }
 }
 
 /// The first failed blocking step stops the pipeline, and so does a

@@ -5,6 +5,7 @@
 
 use super::engine::Runtime;
 use super::outcome::{Failure, Metric, Status, StepOutcome};
+use super::report_limits;
 use super::state::Sandbox;
 use crate::audit::AuditLog;
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
@@ -86,9 +87,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         }
     };
     let result = execute(runtime, run, step, log.clone()).await;
-    log.finish();
-    outcome.log_tail = log.tail();
-    match result {
+    let mut outcome = match result {
         Ok(Execution::Report(report)) => {
             let status = match report.status {
                 wit::Status::Passed => Status::Passed,
@@ -96,13 +95,21 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
                 wit::Status::Failed => Status::Failed,
                 wit::Status::Skipped => Status::Skipped,
             };
-            for (k, v) in report.outputs {
-                outcome.outputs.insert(k, run.redactor.redact(&v).into_owned());
-            }
-            outcome.metrics =
+            // Redacted before the caps: a cut through a secret would leave its start.
+            let redact = |text: &str| run.redactor.redact(text).into_owned();
+            let outputs = report.outputs.iter().map(|(k, v)| (redact(k), redact(v))).collect();
+            let metrics =
                 report.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, unit: m.unit }).collect();
+            let capped = report_limits::cap(redact(&report.summary), outputs, metrics);
+            if !capped.cuts.is_empty() {
+                let message = format!("report cut: {}", capped.cuts.join("; "));
+                log.line("deployhost", &message);
+                run.audit.record(Some(&step.name), "limit", json!({ "kind": "report", "message": message }));
+            }
+            outcome.outputs = capped.outputs;
+            outcome.metrics = capped.metrics;
             let failure = (status == Status::Failed).then_some(Failure::Reported);
-            finish(run, outcome, started, status, failure, report.summary)
+            finish(run, outcome, started, status, failure, capped.summary)
         }
         Ok(Execution::StepError(StepError::InvalidParams(m))) => finish(
             run,
@@ -119,7 +126,13 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
             finish(run, outcome, started, Status::Failed, Some(failure), message)
         }
         Err(e) => finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("{e:#}")),
+    };
+    log.finish();
+    if let Some(e) = log.write_error() {
+        run.audit.note_write_error(format!("step log {log_rel}: {e}"));
     }
+    outcome.log_tail = log.tail();
+    outcome
 }
 
 enum Execution {
@@ -297,6 +310,7 @@ fn finish(
     outcome.summary = run.redactor.redact(&summary).into_owned();
     outcome.ms = started.elapsed().as_millis() as u64;
     tracing::info!(step = %outcome.step, status = status.as_str(), ms = outcome.ms, "step finished");
+    run.audit.close_step(&outcome.step);
     run.audit.record(
         Some(&outcome.step),
         "step.end",

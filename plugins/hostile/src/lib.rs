@@ -30,6 +30,67 @@ fn outcome<T, E: std::fmt::Display>(what: &str, result: Result<T, E>, show: impl
     }
 }
 
+/// A report far larger than any real step writes: the host must cap it.
+fn huge_report(mib: usize) -> Report {
+    let big = "r".repeat(mib << 20);
+    let mut report = Report::passed(big.clone()).output("big", big);
+    for i in 0..5000 {
+        report = report.output(format!("out{i}"), "o".repeat(1024));
+        report = report.metric(format!("m{i}"), i as f64, "count");
+    }
+    report.output("result", "escaped: the whole report was kept")
+}
+
+/// Attacks below the SDK: raw sockets and hand-built HTTP requests.
+mod sockets {
+    use std::net::SocketAddrV4;
+    use wasip2::sockets::network::{IpAddressFamily, IpSocketAddress, Ipv4SocketAddress};
+    use wasip2::sockets::{instance_network, tcp_create_socket, udp_create_socket};
+
+    fn v4(addr: &str) -> Result<IpSocketAddress, String> {
+        let a: SocketAddrV4 = addr.parse().map_err(|e| format!("`{addr}`: {e}"))?;
+        let [x, y, z, w] = a.ip().octets();
+        Ok(IpSocketAddress::Ipv4(Ipv4SocketAddress { port: a.port(), address: (x, y, z, w) }))
+    }
+
+    pub fn tcp_connect(addr: &str) -> Result<(), String> {
+        let network = instance_network::instance_network();
+        let socket = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4).map_err(|e| format!("{e:?}"))?;
+        socket.start_connect(&network, v4(addr)?).map_err(|e| format!("connect refused: {e:?}"))?;
+        socket.subscribe().block();
+        socket.finish_connect().map(drop).map_err(|e| format!("connect failed: {e:?}"))
+    }
+
+    pub fn tcp_listen() -> Result<(), String> {
+        let network = instance_network::instance_network();
+        let socket = tcp_create_socket::create_tcp_socket(IpAddressFamily::Ipv4).map_err(|e| format!("{e:?}"))?;
+        socket.start_bind(&network, v4("0.0.0.0:0")?).map_err(|e| format!("bind refused: {e:?}"))?;
+        socket.finish_bind().map_err(|e| format!("bind failed: {e:?}"))
+    }
+
+    pub fn udp_bind() -> Result<(), String> {
+        let network = instance_network::instance_network();
+        let socket = udp_create_socket::create_udp_socket(IpAddressFamily::Ipv4).map_err(|e| format!("{e:?}"))?;
+        socket.start_bind(&network, v4("0.0.0.0:0")?).map_err(|e| format!("bind refused: {e:?}"))?;
+        socket.finish_bind().map_err(|e| format!("bind failed: {e:?}"))
+    }
+
+    /// A request to `authority` whose request target is `target` as given,
+    /// e.g. an absolute URI naming another host (what a proxy would follow).
+    pub fn absolute_form(authority: &str, target: &str) -> Result<u16, String> {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+        let request = OutgoingRequest::new(Fields::new());
+        request.set_scheme(Some(&Scheme::Http)).map_err(|()| "scheme refused".to_string())?;
+        request.set_authority(Some(authority)).map_err(|()| format!("authority `{authority}` refused"))?;
+        request.set_path_with_query(Some(target)).map_err(|()| format!("request target `{target}` refused"))?;
+        let pending = outgoing_handler::handle(request, None).map_err(|e| format!("{e:?}"))?;
+        pending.subscribe().block();
+        let response = pending.get().ok_or("no response")?.map_err(|()| "response taken".to_string())?;
+        response.map(|r| r.status()).map_err(|e| format!("{e:?}"))
+    }
+}
+
 struct Hostile;
 
 impl Guest for Hostile {
@@ -106,6 +167,35 @@ impl Guest for Hostile {
                 Report::passed(format!("secret was {value}")).output("leak", value)
             }
             "panic" => panic!("hostile plugin panicked on purpose"),
+            "hard-link" => {
+                let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
+                outcome("hard link", std::fs::hard_link(from.trim(), to.trim()), |()| "linked".into())
+            }
+            "long-path" => {
+                let path = format!("{}/{}", p.path, "a".repeat(p.count as usize));
+                outcome("long path", std::fs::read(&path), |b| format!("{} bytes", b.len()))
+            }
+            "nested-path" => {
+                let path = format!("{}/{}etc/passwd", p.path, p.name.repeat(p.count as usize));
+                outcome("nested path", std::fs::read(&path), |b| format!("{} bytes", b.len()))
+            }
+            "huge-report" => huge_report(p.count as usize),
+            "log-loop" => loop {
+                sdk::log::info("still looping");
+            },
+            "fs-loop" => loop {
+                let _ = std::hint::black_box(std::fs::read(&p.path));
+            },
+            "tcp-connect" => outcome("TCP connect", sockets::tcp_connect(&p.url), |()| "connected".into()),
+            "tcp-listen" => outcome("TCP listen", sockets::tcp_listen(), |()| "listening".into()),
+            "udp-send" => outcome("UDP bind", sockets::udp_bind(), |()| "bound".into()),
+            "host-header" => {
+                let request = Request::get(&p.url).header("Host", &p.name).timeout(Duration::from_secs(5));
+                outcome("HTTP with a Host header", request.send(), |r| format!("status {}", r.status))
+            }
+            "absolute-uri" => {
+                outcome("absolute-form request", sockets::absolute_form(&p.url, &p.path), |s| format!("status {s}"))
+            }
             "recurse" => {
                 #[allow(unconditional_recursion)]
                 fn deeper(n: u64, pad: &mut [u8; 4096]) -> u64 {

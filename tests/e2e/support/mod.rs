@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod attack;
 pub mod http;
 pub mod pg;
 pub mod python;

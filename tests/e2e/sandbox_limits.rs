@@ -1,0 +1,75 @@
+//! Plugins that try to exhaust the host rather than escape it: loops that
+//! keep calling the host, and reports of megabytes. Each is stopped or cut,
+//! audited, and the host carries on, and so does the rollback.
+
+use crate::support::attack::Attack;
+use crate::support::http::{Response, Server};
+use crate::support::{Project, hostile_step};
+
+#[test]
+fn a_loop_of_log_calls_is_stopped_by_its_timeout() {
+    // Unlike a pure spin, this loop spends its time in host calls.
+    let a = Attack::run_with(&[("attack", "{ attack: log-loop }", "{}", "        timeout: 1s\n")], &[], |_| {});
+    let step = a.p.step("attack");
+    assert_eq!(step["failure"], "timeout", "{step}");
+    assert!(step["ms"].as_u64().unwrap() < 10_000, "stopped near its timeout: {step}");
+    assert!(a.p.audit_events("attack", "limit").iter().any(|e| e["kind"] == "timeout"));
+    let log = a.p.last_run_dir().join("logs/attack.log");
+    assert!(std::fs::metadata(log).unwrap().len() <= 8 * 1024 * 1024 + 4096, "the log stays capped");
+}
+
+#[test]
+fn a_loop_of_denied_calls_cannot_flood_the_audit_log() {
+    let a = Attack::run_with(
+        &[("attack", "{ attack: fs-loop, path: /etc/passwd }", "{}", "        timeout: 2s\n")],
+        &[],
+        |_| {},
+    );
+    assert_eq!(a.p.step("attack")["failure"], "timeout");
+    let denials = a.p.audit_events("attack", "fs.denied").len() as u64;
+    assert!(denials > 0 && denials <= 10_000, "{denials} denials written");
+    let capped = a.p.audit_events("attack", "audit.capped");
+    assert_eq!(capped.len(), 1, "the audit says events were dropped");
+    assert!(capped[0]["dropped"].as_u64().unwrap() > 0);
+    // The step's end is still recorded after the cap.
+    assert_eq!(a.p.audit_events("attack", "step.end").len(), 1);
+}
+
+#[test]
+fn a_huge_report_is_cut_and_said() {
+    let a = Attack::run(&[("attack", "{ attack: huge-report, count: 8 }", "{}")], &[], |_| {});
+    let step = a.p.step("attack");
+    let summary = step["summary"].as_str().unwrap();
+    assert!(summary.len() < 10_000 && summary.ends_with("bytes]"), "summary of {} bytes", summary.len());
+    let outputs = step["outputs"].as_object().unwrap();
+    assert!(outputs.len() <= 256, "{} outputs kept", outputs.len());
+    assert!(outputs["big"].as_str().unwrap().len() < 20_000);
+    assert!(step["metrics"].as_array().unwrap().len() <= 256);
+    let results = std::fs::metadata(a.p.last_run_dir().join("results.json")).unwrap().len();
+    assert!(results < 8 << 20, "results.json is {results} bytes");
+    assert!(a.p.audit_events("attack", "limit").iter().any(|e| e["kind"] == "report"), "the cut is audited");
+    // The healthy step after it ran (checked by Attack::run) and the
+    // state store kept the run.
+    let history = a.p.deployhost(&["history", "--json"], &[]);
+    assert!(history.stdout.contains("attacks"), "{}", history.all_output());
+}
+
+#[test]
+fn a_runaway_blocking_step_still_lets_the_rollback_run() {
+    let p = Project::new();
+    let server = Server::fixed(Response::ok("ok"));
+    let digest = p.plugin("hostile");
+    let attack =
+        hostile_step("attack", &digest, "{ attack: alloc }", "{}").replace("blocking: false", "blocking: true");
+    p.pipeline(&format!(
+        "pipeline: attacks\nrollback:\n  steps:\n    - name: notify\n      uses: health-probe\n      with: {{ url: \"{}\" }}\n      grants: {{ net: [\"{}\"] }}\nstages:\n  - name: s\n    steps:\n{attack}        limits: {{ memory: 32MiB }}\n",
+        server.url("/rollback"),
+        server.grant()
+    ));
+    p.run(&[]).assert_code(1);
+    assert_eq!(p.step("attack")["failure"], "memory");
+    let results = p.results();
+    assert_eq!(results["rollback"]["ok"], true, "{results:#}");
+    assert_eq!(results["rollback"]["steps"][0]["status"], "passed", "{results:#}");
+    assert_eq!(server.requests().len(), 1, "the rollback step reached its host");
+}
