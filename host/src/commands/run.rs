@@ -317,8 +317,9 @@ async fn execute(
     // sandbox, host programs and database connections are dropped (open
     // transactions roll back), the run is recorded as interrupted and the
     // environment's lock released.
+    // Biased: once a signal has come, it wins over a run that is still going.
     let result = tokio::select! {
-        result = running => result,
+        biased;
         signal = crate::signals::stopped() => {
             let reason = format!("stopped by {signal}");
             runner::mark_interrupted(state_dir, run_id, &reason)?;
@@ -327,6 +328,7 @@ async fn execute(
             eprintln!("run {run_id} {reason}; the environment's lock is released");
             return Ok(ExitStatus::Interrupted);
         }
+        result = running => result,
     };
     let record = match result {
         Ok(record) => record,
