@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Plugins that are built but never embedded: they exist to attack the host.
-const TEST_ONLY: &[&str] = &["hostile"];
+/// Plugins that are built but never embedded: `hostile` attacks the host,
+/// `noop` does nothing for the benchmarks.
+const TEST_ONLY: &[&str] = &["hostile", "noop"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {

@@ -212,15 +212,21 @@ impl StateStore {
         })
     }
 
+    /// Records one step without an fsync of its own (`synchronous = NORMAL`
+    /// for this commit only): the row survives the process dying, which is
+    /// what resume needs, and the run's next full commit (its end) makes it
+    /// durable on disk; an fsync per step cost more than a no-op step itself.
     pub fn record_step(&self, run_id: &str, seq: usize, o: &StepOutcome) -> Result<(), StateError> {
         let outputs = serde_json::to_string(&o.outputs).unwrap_or_default();
         self.with(|conn| {
-            conn.execute(
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            let inserted = conn.execute(
                 "INSERT OR REPLACE INTO steps (run_id, seq, stage, step, status, ms, summary, outputs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![run_id, seq as i64, o.stage, o.step, o.status.as_str(), o.ms as i64, o.summary, outputs],
-            )
-            .map(|_| ())
+            );
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+            inserted.map(|_| ())
         })
     }
 
