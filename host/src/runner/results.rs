@@ -131,3 +131,85 @@ fn cut_torn_step(text: &str) -> Option<RunRecord> {
     whole.push_str(TAIL);
     serde_json::from_str(&whole).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::{Status, StepOutcome};
+
+    fn step(name: &str) -> StepOutcome {
+        StepOutcome {
+            stage: "s".into(),
+            step: name.into(),
+            plugin: "noop".into(),
+            sha256: "00".into(),
+            status: Status::Passed,
+            failure: None,
+            summary: "line one\nline \"two\"".into(),
+            outputs: Default::default(),
+            metrics: Vec::new(),
+            blocking: true,
+            started: String::new(),
+            ms: 1,
+            log: String::new(),
+            log_tail: Vec::new(),
+        }
+    }
+
+    fn record() -> RunRecord {
+        RunRecord {
+            run_id: "r".into(),
+            pipeline: "p".into(),
+            environment: "e".into(),
+            version: "v".into(),
+            file: "f".into(),
+            started: "t".into(),
+            finished: None,
+            status: "running".into(),
+            steps: Vec::new(),
+            rollback: None,
+            reason: None,
+        }
+    }
+
+    fn names(r: &RunRecord) -> Vec<&str> {
+        r.steps.iter().map(|s| s.step.as_str()).collect()
+    }
+
+    #[test]
+    fn extended_step_by_step_and_rewritten_when_the_run_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = ResultsFile::new(dir.path());
+        let mut r = record();
+        file.save(&mut r).unwrap();
+        assert!(read(dir.path()).unwrap().steps.is_empty());
+        for name in ["a", "b", "c"] {
+            r.steps.push(step(name));
+            file.save(&mut r).unwrap();
+            assert_eq!(names(&read(dir.path()).unwrap()), names(&r));
+        }
+        r.status = "passed".into();
+        file.save(&mut r).unwrap();
+        let back = read(dir.path()).unwrap();
+        assert_eq!((back.status.as_str(), names(&back)), ("passed", vec!["a", "b", "c"]));
+        assert_eq!(back.steps[1].summary, "line one\nline \"two\"");
+    }
+
+    #[test]
+    fn a_torn_last_step_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file = ResultsFile::new(dir.path());
+        let mut r = record();
+        r.steps.push(step("a"));
+        file.save(&mut r).unwrap();
+        r.steps.push(step("b"));
+        file.save(&mut r).unwrap();
+        let path = dir.path().join(NAME);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let torn = &text[..text.rfind("\"ms\"").unwrap()];
+        std::fs::write(&path, torn).unwrap();
+        assert_eq!(names(&read(dir.path()).unwrap()), ["a"]);
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(format!("{:#}", read(dir.path()).unwrap_err()).contains("is damaged"));
+    }
+}
