@@ -25,6 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 start_throwaway_postgres "$work" >/dev/null
+export PGOPTIONS="-c client_min_messages=warning"
 url() { echo "postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/$1"; }
 for env in dev staging prod; do
     "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$(url postgres)" -c "create database $env"
@@ -47,7 +48,6 @@ hooks=$!
 for _ in $(seq 50); do grep -q listening "$work/app.log" && break; sleep 0.1; done
 app_port=$(sed -n 's/.*127.0.0.1:\([0-9]*\).*/\1/p' "$work/app.log")
 
-export PGOPTIONS="-c client_min_messages=warning"
 cp -r pipelines "$work/project"
 cd "$work/project"
 export PATH="$venv:$PATH" USER=release-bot DEPLOY_VERSION=1.0.0

@@ -2,8 +2,8 @@
 //! `.wasm` file pinned by sha256. The bytes checked are the bytes compiled.
 
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 mod embedded {

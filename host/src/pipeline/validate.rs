@@ -88,7 +88,8 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
             errors.push(loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"));
         }
         let names = &mut step_names;
-        let steps = plan_steps(loaded, &format!("{skey}.steps"), &stage.name, &stage.steps, names, &mut plugins, &mut errors);
+        let steps =
+            plan_steps(loaded, &format!("{skey}.steps"), &stage.name, &stage.steps, names, &mut plugins, &mut errors);
         stages.push(PlannedStage { name: stage.name.clone(), parallel: stage.parallel, steps });
     }
 
