@@ -8,15 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prerequisites.sh
 N=${N:-500}
-bin=${DEPLOYHOST_BIN:-target/release/deployhost}
+source bench/common.sh
 
 work=$(mktemp -d)
 trap 'stop_throwaway_postgres "$work"; rm -rf "$work"' EXIT
 start_throwaway_postgres "$work" >/dev/null
 psql() { "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 "$@"; }
 url() { echo "postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/$1"; }
-now() { date +%s.%N; }
-calc() { awk "BEGIN { print $1 }"; }
 
 mkdir -p "$work/project/migrations"
 for i in $(seq 1 "$N"); do

@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Plugins that are built but never embedded: they exist to attack the host.
-const TEST_ONLY: &[&str] = &["hostile", "wrong-import", "wrong-version"];
+/// Plugins that are built but never embedded: `hostile`, `wrong-import` and
+/// `wrong-version` attack the host, `noop` does nothing for the benchmarks.
+const TEST_ONLY: &[&str] = &["hostile", "noop", "wrong-import", "wrong-version"];
 const TARGET: &str = "wasm32-wasip2";
 
 fn main() {

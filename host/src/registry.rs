@@ -2,8 +2,9 @@
 //! `.wasm` file pinned by sha256. The bytes checked are the bytes compiled.
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 mod embedded {
     include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
@@ -48,12 +49,18 @@ pub fn builtin_names() -> Vec<&'static str> {
     embedded::BUILTINS.iter().map(|(n, _)| *n).collect()
 }
 
+/// A built-in by name. Its bytes are copied and hashed once per process,
+/// however many steps use it.
 pub fn builtin(name: &str) -> Option<PluginRef> {
-    embedded::BUILTINS.iter().find(|(n, _)| *n == name).map(|(n, bytes)| PluginRef {
-        source: Source::Builtin(n),
-        digest: sha256_hex(bytes),
-        bytes: Arc::from(*bytes),
-    })
+    static RESOLVED: Mutex<Vec<PluginRef>> = Mutex::new(Vec::new());
+    let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(found) = resolved.iter().find(|p| matches!(p.source, Source::Builtin(n) if n == name)) {
+        return Some(found.clone());
+    }
+    let (n, bytes) = embedded::BUILTINS.iter().find(|(n, _)| *n == name)?;
+    let plugin = PluginRef { source: Source::Builtin(n), digest: sha256_hex(bytes), bytes: Arc::from(*bytes) };
+    resolved.push(plugin.clone());
+    Some(plugin)
 }
 
 pub fn builtins() -> Vec<PluginRef> {
@@ -67,28 +74,55 @@ pub fn is_path(uses: &str) -> bool {
 
 /// Resolves `uses:` (and `sha256:`) relative to the pipeline's folder.
 pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
-    let plugin = if is_path(uses) {
-        let path = base.join(uses);
-        let bytes = crate::files::read_regular(&path, crate::files::MAX_PLUGIN)
-            .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
-        let Some(_) = sha256 else {
-            return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", sha256_hex(&bytes)));
+    Resolver::default().resolve(uses, sha256, base)
+}
+
+/// Resolves the steps of one pipeline: a plugin file that many steps use
+/// is read and hashed once, and its bytes are shared, not copied per step.
+#[derive(Default)]
+pub struct Resolver {
+    /// By folder and `uses:` as written (the label shown is the text written).
+    files: HashMap<(PathBuf, String), PluginRef>,
+}
+
+impl Resolver {
+    pub fn resolve(&mut self, uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
+        let plugin = if is_path(uses) {
+            let key = (base.to_path_buf(), uses.to_string());
+            let plugin = match self.files.get(&key) {
+                Some(plugin) => plugin.clone(),
+                None => {
+                    let path = base.join(uses);
+                    let bytes = crate::files::read_regular(&path, crate::files::MAX_PLUGIN)
+                        .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+                    // Shown as written: relative to the pipeline, like everything else in it.
+                    let source = Source::File(PathBuf::from(uses));
+                    let plugin = PluginRef { source, digest: sha256_hex(&bytes), bytes: Arc::from(bytes) };
+                    self.files.insert(key, plugin.clone());
+                    plugin
+                }
+            };
+            let Some(_) = sha256 else {
+                return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", plugin.digest));
+            };
+            plugin
+        } else {
+            builtin(uses).ok_or_else(|| {
+                format!(
+                    "unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)",
+                    builtin_names().join(", ")
+                )
+            })?
         };
-        // Shown as written: relative to the pipeline, like everything else in it.
-        PluginRef { source: Source::File(PathBuf::from(uses)), digest: sha256_hex(&bytes), bytes: Arc::from(bytes) }
-    } else {
-        builtin(uses).ok_or_else(|| {
-            format!("unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)", builtin_names().join(", "))
-        })?
-    };
-    if let Some(expected) = sha256 {
-        let expected = expected.trim().to_ascii_lowercase();
-        if expected != plugin.digest {
-            return Err(format!(
-                "plugin `{uses}` has sha256 {} but the pipeline pins {expected}; refusing to run a plugin that is not the one pinned",
-                plugin.digest
-            ));
+        if let Some(expected) = sha256 {
+            let expected = expected.trim().to_ascii_lowercase();
+            if expected != plugin.digest {
+                return Err(format!(
+                    "plugin `{uses}` has sha256 {} but the pipeline pins {expected}; refusing to run a plugin that is not the one pinned",
+                    plugin.digest
+                ));
+            }
         }
+        Ok(plugin)
     }
-    Ok(plugin)
 }

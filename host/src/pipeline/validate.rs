@@ -8,7 +8,6 @@ use super::triggers::Trigger;
 use crate::capabilities::fs::{Mount, check_grant_path};
 use crate::capabilities::limits::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
 use crate::capabilities::net::HostPattern;
-use crate::registry;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
@@ -71,6 +70,7 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
 
     let mut stage_names = HashMap::new();
     let mut step_names: HashMap<&str, String> = HashMap::new();
+    let mut plugins = Resolver::default();
     let mut stages = Vec::new();
     for (si, stage) in m.stages.iter().enumerate() {
         let skey = format!("stages[{si}]");
@@ -87,8 +87,9 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
         if stage.steps.is_empty() {
             errors.push(loaded.value_error_at(&format!("{skey}.steps"), "a stage needs at least one step"));
         }
+        let names = &mut step_names;
         let steps =
-            plan_steps(loaded, &format!("{skey}.steps"), &stage.name, &stage.steps, &mut step_names, &mut errors);
+            plan_steps(loaded, &format!("{skey}.steps"), &stage.name, &stage.steps, names, &mut plugins, &mut errors);
         stages.push(PlannedStage { name: stage.name.clone(), parallel: stage.parallel, steps });
     }
 
@@ -101,7 +102,8 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
                 Err(e) => errors.push(loaded.value_error_at(&format!("rollback.on[{i}]"), e)),
             }
         }
-        let steps = plan_steps(loaded, "rollback.steps", "rollback", &r.steps, &mut step_names, &mut errors);
+        let names = &mut step_names;
+        let steps = plan_steps(loaded, "rollback.steps", "rollback", &r.steps, names, &mut plugins, &mut errors);
         PlannedRollback { triggers, steps }
     });
 
@@ -130,12 +132,13 @@ fn plan_steps<'a>(
     stage: &str,
     steps: &'a [super::model::Step],
     step_names: &mut HashMap<&'a str, String>,
+    plugins: &mut Resolver,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<PlannedStep> {
     steps
         .iter()
         .enumerate()
-        .filter_map(|(i, step)| plan_step(loaded, format!("{prefix}[{i}]"), stage, step, step_names, errors))
+        .filter_map(|(i, step)| plan_step(loaded, format!("{prefix}[{i}]"), stage, step, step_names, plugins, errors))
         .collect()
 }
 
@@ -146,6 +149,7 @@ fn plan_step<'a>(
     stage: &str,
     step: &'a super::model::Step,
     step_names: &mut HashMap<&'a str, String>,
+    plugins: &mut Resolver,
     errors: &mut Vec<ConfigError>,
 ) -> Option<PlannedStep> {
     if !is_name(&step.name) {
@@ -171,7 +175,7 @@ fn plan_step<'a>(
             return None;
         }
     };
-    let plugin = match registry::resolve(&uses, step.sha256.as_deref(), &loaded.dir) {
+    let plugin = match plugins.resolve(&uses, step.sha256.as_deref(), &loaded.dir) {
         Ok(p) => Some(p),
         Err(e) => {
             let at = if e.contains("sha256 ") && step.sha256.is_some() { "sha256" } else { "uses" };
@@ -194,7 +198,7 @@ fn plan_step<'a>(
     })
 }
 
-use crate::registry::{BACKUP, COMMAND, MIGRATORS};
+use crate::registry::{BACKUP, COMMAND, MIGRATORS, Resolver};
 
 /// "Always backup before migration": every step that changes a database's
 /// schema needs a blocking `pg-backup` of the same database that finishes

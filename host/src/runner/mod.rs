@@ -7,6 +7,7 @@ pub mod inspect;
 mod outcome;
 mod progress;
 mod report_limits;
+mod results;
 mod rollback;
 mod state;
 mod step;
@@ -17,13 +18,14 @@ pub use engine::{PluginLoad, Runtime};
 pub use outcome::{Failure, Metric, Status, StepOutcome};
 pub use progress::{AuditTap, Progress};
 pub use state::StepState;
-pub use step::RunContext;
+pub use step::{RunContext, run_step};
 
 use crate::audit::AuditLog;
 use crate::capabilities::sql::{DbTarget, ToolSet};
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
 use anyhow::{Context, Result};
+use results::ResultsFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -162,6 +164,7 @@ pub async fn run(
         .map(|o| (o.step.clone(), o.clone()))
         .collect();
     let started = resume.as_ref().map_or_else(|| crate::audit::timestamp(SystemTime::now()), |r| r.started.clone());
+    let mut results = ResultsFile::new(&run_dir);
     let mut record = RunRecord {
         run_id: run_id.clone(),
         pipeline: plan.pipeline.clone(),
@@ -181,7 +184,7 @@ pub async fn run(
         event,
         json!({ "run": run_id, "pipeline": plan.pipeline, "environment": plan.environment, "version": plan.version, "file": record.file }),
     );
-    save(&run_dir, &record)?;
+    results.save(&mut record)?;
     for load in runtime.loads() {
         let fields = json!({ "plugin": load.plugin, "sha256": load.digest, "how": load.load.describe(), "ms": load.took.as_millis() as u64 });
         audit.record(None, "plugin.load", fields);
@@ -239,7 +242,7 @@ pub async fn run(
                 note_failure(plan, &run, &outcome, &mut stopped_by);
                 record.steps.push(outcome);
             }
-            save(&run_dir, &record)?;
+            results.save(&mut record)?;
             check_written(&audit, &run_dir)?;
             (before + 1..=record.steps.len()).for_each(crate::failpoint::after_step);
         } else {
@@ -255,7 +258,7 @@ pub async fn run(
                 note_failure(plan, &run, &outcome, &mut stopped_by);
                 on_progress(Progress::StepFinished(&outcome))?;
                 record.steps.push(outcome);
-                save(&run_dir, &record)?;
+                results.save(&mut record)?;
                 check_written(&audit, &run_dir)?;
                 crate::failpoint::after_step(record.steps.len());
             }
@@ -283,7 +286,7 @@ pub async fn run(
             on_progress(Progress::RollbackStep(&outcome))?;
             rollback.steps.push(outcome);
             record.rollback = Some(rollback.clone());
-            save(&run_dir, &record)?;
+            results.save(&mut record)?;
             check_written(&audit, &run_dir)?;
         }
         audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
@@ -304,7 +307,7 @@ pub async fn run(
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     record.reason = stopped_by.clone();
     audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
-    save(&run_dir, &record)?;
+    results.save(&mut record)?;
     Ok(record)
 }
 
@@ -340,28 +343,20 @@ fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
     StepOutcome::not_run(step, Status::Skipped, format!("not run: {reason}"))
 }
 
-/// Writes `results.json` whole (temp file, then rename): a crash leaves the
-/// previous version, never a torn one.
-fn save(run_dir: &Path, record: &RunRecord) -> Result<()> {
-    let tmp = run_dir.join("results.json.tmp");
-    let text = serde_json::to_string_pretty(record)?;
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, run_dir.join("results.json")))
-        .with_context(|| format!("cannot write {}", run_dir.join("results.json").display()))
-}
-
 /// Records in `results.json` that a run was stopped from outside.
 pub fn mark_interrupted(state_dir: &Path, run_id: &str, reason: &str) -> Result<()> {
     let mut record = load_record(state_dir, run_id)?;
     record.status = "interrupted".into();
     record.reason = Some(reason.to_string());
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
-    save(&runs_dir(state_dir).join(run_id), &record)
+    ResultsFile::new(&runs_dir(state_dir).join(run_id)).save(&mut record)
 }
 
 /// Reads a finished or interrupted run's `results.json`.
 pub fn load_record(state_dir: &Path, run_id: &str) -> Result<RunRecord> {
-    let path = runs_dir(state_dir).join(run_id).join("results.json");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("no run `{run_id}` ({})", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))
+    let dir = runs_dir(state_dir).join(run_id);
+    if !dir.join("results.json").exists() {
+        anyhow::bail!("no run `{run_id}` ({})", dir.join("results.json").display());
+    }
+    results::read(&dir)
 }

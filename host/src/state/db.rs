@@ -60,6 +60,16 @@ pub trait Conn {
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>, String>;
 }
 
+/// How hard a commit must be on the disk before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On the disk (fsync): locks, a run's start and end.
+    Full,
+    /// Safe if the process dies, made durable by the next full commit: a
+    /// step row, where an fsync per step would cost more than the step.
+    Relaxed,
+}
+
 /// What to do with the transaction when the work is done.
 pub enum End {
     Commit,
@@ -69,7 +79,11 @@ pub enum End {
 pub trait Backend: Send + Sync {
     /// Runs `work` in one transaction that holds the store's write lock, so
     /// two deployhost processes never interleave their checks and changes.
-    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>) -> Result<(), String>;
+    fn transaction(
+        &self,
+        durability: Durability,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
+    ) -> Result<(), String>;
     /// Where the state is, for messages (never with a password).
     fn location(&self) -> String;
 }

@@ -10,7 +10,7 @@ mod postgres;
 mod sqlite;
 
 use crate::runner::StepOutcome;
-use db::{Backend, Conn, End, Val};
+use db::{Backend, Conn, Durability, End, Val};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -189,11 +189,19 @@ impl StateStore {
         self.backend.location()
     }
 
-    /// Runs `work` in one transaction and commits it.
-    fn with<T>(&self, mut work: impl FnMut(&mut dyn Conn) -> Result<T, String>) -> Result<T, StateError> {
+    /// Runs `work` in one transaction and commits it, durably.
+    fn with<T>(&self, work: impl FnMut(&mut dyn Conn) -> Result<T, String>) -> Result<T, StateError> {
+        self.with_durability(Durability::Full, work)
+    }
+
+    fn with_durability<T>(
+        &self,
+        durability: Durability,
+        mut work: impl FnMut(&mut dyn Conn) -> Result<T, String>,
+    ) -> Result<T, StateError> {
         let mut out = None;
         self.backend
-            .transaction(&mut |conn| {
+            .transaction(durability, &mut |conn| {
                 out = Some(work(conn)?);
                 Ok(End::Commit)
             })
@@ -212,7 +220,7 @@ impl StateStore {
     ) -> Result<(), StateError> {
         let mut held: Option<Vec<Val>> = None;
         self.backend
-            .transaction(&mut |conn| {
+            .transaction(Durability::Full, &mut |conn| {
                 let current =
                     conn.query("SELECT run_id, pid, since FROM locks WHERE environment = ?1", &[environment.into()])?;
                 if let Some(h) = current.into_iter().next().filter(|h| Some(h[0].text().as_str()) != holder) {
@@ -278,6 +286,10 @@ impl StateStore {
         })
     }
 
+    /// Records one step without an fsync of its own (`synchronous = NORMAL`
+    /// for this commit only): the row survives the process dying, which is
+    /// what resume needs, and the run's next full commit (its end) makes it
+    /// durable on disk; an fsync per step cost more than a no-op step itself.
     pub fn record_step(&self, run_id: &str, seq: usize, o: &StepOutcome) -> Result<(), StateError> {
         let outputs = serde_json::to_string(&o.outputs).unwrap_or_default();
         let values: [Val; 8] = [
@@ -290,7 +302,7 @@ impl StateStore {
             (&o.summary).into(),
             (&outputs).into(),
         ];
-        self.with(|conn| {
+        self.with_durability(Durability::Relaxed, |conn| {
             conn.exec(
                 "INSERT INTO steps (run_id, seq, stage, step, status, ms, summary, outputs)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

@@ -4,7 +4,7 @@
 //! (the state store's API is synchronous); every transaction takes one
 //! advisory lock, the counterpart of SQLite's IMMEDIATE transactions.
 
-use super::db::{Backend, Conn, End, Val};
+use super::db::{Backend, Conn, Durability, End, Val};
 use crate::capabilities::sql::{DbTarget, connect};
 use std::future::Future;
 use std::sync::Mutex;
@@ -31,7 +31,7 @@ impl Postgres {
         let display = format!("postgres://{}", target.display);
         let client = block(connect(&target))?;
         let pg = Postgres { client: Mutex::new(client), display };
-        pg.transaction(&mut |conn| {
+        pg.transaction(Durability::Full, &mut |conn| {
             for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 conn.exec(statement, &[])?;
             }
@@ -110,10 +110,17 @@ impl Conn for Tx<'_, '_> {
 }
 
 impl Backend for Postgres {
-    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>) -> Result<(), String> {
+    fn transaction(
+        &self,
+        durability: Durability,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
+    ) -> Result<(), String> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
         let tx = block(client.transaction()).map_err(error_text)?;
         block(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_LOCK])).map_err(error_text)?;
+        if durability == Durability::Relaxed {
+            block(tx.batch_execute("SET LOCAL synchronous_commit = off")).map_err(error_text)?;
+        }
         let end = work(&mut Tx(&tx))?;
         match end {
             End::Commit => block(tx.commit()).map_err(error_text),

@@ -1,7 +1,7 @@
 //! The default state backend: SQLite at `<state-dir>/state.db`, in WAL mode
 //! with full fsync, so a crash never loses a recorded step.
 
-use super::db::{Backend, Conn, End, Val};
+use super::db::{Backend, Conn, Durability, End, Val};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
@@ -76,13 +76,27 @@ impl Conn for rusqlite::Transaction<'_> {
 }
 
 impl Backend for Sqlite {
-    fn transaction(&self, work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>) -> Result<(), String> {
+    fn transaction(
+        &self,
+        durability: Durability,
+        work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
+    ) -> Result<(), String> {
         let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
-        match work(&mut tx)? {
-            End::Commit => tx.commit().map_err(|e| e.to_string()),
-            End::Rollback => tx.rollback().map_err(|e| e.to_string()),
+        let relaxed = durability == Durability::Relaxed;
+        if relaxed {
+            conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(|e| e.to_string())?;
         }
+        let done = (|| {
+            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
+            match work(&mut tx)? {
+                End::Commit => tx.commit().map_err(|e| e.to_string()),
+                End::Rollback => tx.rollback().map_err(|e| e.to_string()),
+            }
+        })();
+        if relaxed {
+            conn.execute_batch("PRAGMA synchronous = FULL").map_err(|e| e.to_string())?;
+        }
+        done
     }
 
     fn location(&self) -> String {
