@@ -17,8 +17,13 @@ pub fn after_step(count: usize) {
     if spec == format!("sigterm-after-step:{count}") {
         eprintln!("deployhost: failpoint {spec}: sending SIGTERM to itself");
         let _ = std::process::Command::new("kill").args(["-TERM", &std::process::id().to_string()]).status();
-        // Let the signal land before the next step starts, so the run stops
-        // at this boundary rather than after a step that happens to be quick.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // Wait until the handler has it, so the run stops at this boundary
+        // rather than after a step that happens to be quick.
+        for _ in 0..1000 {
+            if crate::signals::received() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 }

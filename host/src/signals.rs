@@ -39,3 +39,8 @@ pub async fn stopped() -> &'static str {
         Err(_) => std::future::pending().await,
     }
 }
+
+/// Has a signal come? For the failpoint that waits for its own SIGTERM.
+pub fn received() -> bool {
+    STOP.get().is_some_and(|rx| rx.borrow().is_some())
+}
