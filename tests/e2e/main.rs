@@ -12,6 +12,7 @@ mod crash;
 mod database;
 mod disk_full;
 mod exec;
+mod faults;
 mod foreign_components;
 mod health;
 mod lifecycle;

@@ -30,6 +30,8 @@ pub struct Response {
     pub location: Option<String>,
     /// More headers; a `content-type` here replaces `text/plain`.
     pub headers: Vec<(String, String)>,
+    /// Close the connection without answering, as a crashing server does.
+    pub hang_up: bool,
 }
 
 impl Response {
@@ -40,7 +42,14 @@ impl Response {
         Response::new(status, "")
     }
     pub fn new(status: u16, body: &str) -> Response {
-        Response { status, body: body.to_string(), delay: Duration::ZERO, location: None, headers: Vec::new() }
+        Response {
+            status,
+            body: body.to_string(),
+            delay: Duration::ZERO,
+            location: None,
+            headers: Vec::new(),
+            hang_up: false,
+        }
     }
     pub fn json(status: u16, body: &serde_json::Value) -> Response {
         Response::new(status, &body.to_string()).header("content-type", "application/json")
@@ -51,6 +60,9 @@ impl Response {
     }
     pub fn redirect(to: &str) -> Response {
         Response { location: Some(to.to_string()), ..Response::new(302, "") }
+    }
+    pub fn hang_up() -> Response {
+        Response { hang_up: true, ..Response::new(0, "") }
     }
     pub fn delayed(mut self, delay: Duration) -> Response {
         self.delay = delay;
@@ -179,6 +191,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
     std::thread::sleep(response.delay);
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
 
+    if response.hang_up {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let mut stream = stream;
     let mut headers = response.headers.clone();
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
