@@ -44,3 +44,12 @@ pub async fn stopped() -> &'static str {
 pub fn received() -> bool {
     STOP.get().is_some_and(|rx| rx.borrow().is_some())
 }
+
+/// Never returns once a signal has come: the runner calls this before it
+/// starts a step, so no step starts after a stop was asked for (the command
+/// then records the run as interrupted).
+pub async fn hold_if_stopped() {
+    if received() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -220,6 +220,7 @@ pub async fn run(
             continue;
         }
         if stage.parallel {
+            crate::signals::hold_if_stopped().await;
             let mut set = tokio::task::JoinSet::new();
             let mut done = Vec::new();
             for (i, step) in stage.steps.iter().enumerate() {
@@ -251,6 +252,7 @@ pub async fn run(
                     (Some(reason), _) => skipped(step, reason),
                     (None, Some(before)) => before,
                     (None, None) => {
+                        crate::signals::hold_if_stopped().await;
                         on_progress(step_started(step))?;
                         step::run_step(&runtime, &run, step).await
                     }
