@@ -38,9 +38,7 @@ fn effective_status(run: &RunRow) -> &str {
 
 pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
-    let Some((run, steps)) = store.run(run_id)? else {
-        bail!("no run `{run_id}` in {}", state_dir.join("state.db").display())
-    };
+    let Some((run, steps)) = store.run(run_id)? else { bail!("no run `{run_id}` in {}", store.location()) };
     let status = effective_status(&run).to_string();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);

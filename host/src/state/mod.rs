@@ -419,7 +419,7 @@ fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: &str, pid: i64, started
 }
 
 /// Is a process with this pid alive on this machine?
-pub fn process_alive(pid: i64) -> bool {
+fn process_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
