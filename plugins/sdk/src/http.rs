@@ -110,6 +110,12 @@ impl Request {
     }
 
     pub fn send(&self) -> Result<Response, String> {
+        self.try_send().map_err(|e| e.message)
+    }
+
+    /// Like [`Request::send`], and says whether the host denied the
+    /// request (it is not in the step's `grants.net`): retrying cannot help.
+    pub fn try_send(&self) -> Result<Response, SendError> {
         let started = Instant::now();
         let url = Url::parse(&self.url)?;
         let fields = Fields::new();
@@ -136,13 +142,13 @@ impl Request {
         let _ = options.set_connect_timeout(Some(nanos));
         let _ = options.set_first_byte_timeout(Some(nanos));
         let _ = options.set_between_bytes_timeout(Some(nanos));
-        let pending = outgoing_handler::handle(request, Some(options)).map_err(describe_error)?;
+        let pending = outgoing_handler::handle(request, Some(options)).map_err(send_error)?;
         write_body(body, &self.body)?;
 
         let response = loop {
             match pending.get() {
                 Some(result) => {
-                    break result.map_err(|_| "response already taken".to_string())?.map_err(describe_error)?;
+                    break result.map_err(|_| "response already taken".to_string())?.map_err(send_error)?;
                 }
                 None => pending.subscribe().block(),
             }
@@ -196,8 +202,37 @@ fn stream_error(e: StreamError) -> String {
     }
 }
 
+/// Why a request got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub message: String,
+    /// The host refused it (`HTTP-request-denied`): not in `grants.net`.
+    pub denied: bool,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        SendError { message, denied: false }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn send_error(e: ErrorCode) -> SendError {
+    let denied = matches!(e, ErrorCode::HttpRequestDenied);
+    SendError { message: describe_error(e), denied }
+}
+
 fn describe_error(e: ErrorCode) -> String {
     match e {
+        ErrorCode::HttpRequestDenied => {
+            "denied by deployhost: not in the step's grants.net (the step log names the grant that would allow it)"
+                .to_string()
+        }
         ErrorCode::InternalError(Some(message)) => message,
         ErrorCode::ConnectionRefused => "connection refused".to_string(),
         ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
@@ -244,5 +279,22 @@ impl Url {
             return Err(format!("`{url}`: missing host, or credentials in the URL"));
         }
         Ok(Url { scheme, authority: authority.to_string(), path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_is_told_apart_by_its_code_not_its_text() {
+        let denied = send_error(ErrorCode::HttpRequestDenied);
+        assert!(denied.denied);
+        assert!(denied.message.contains("grants.net"), "{denied}");
+        // A message that merely says "denied" is not a denial.
+        let other = send_error(ErrorCode::InternalError(Some("deployhost denied it, says the server".into())));
+        assert!(!other.denied);
+        assert!(!send_error(ErrorCode::ConnectionRefused).denied);
+        assert!(!SendError::from("bad host".to_string()).denied);
     }
 }
