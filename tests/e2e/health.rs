@@ -68,7 +68,7 @@ fn a_denied_probe_is_not_retried_and_the_log_says_what_to_grant() {
     let step = p.step("api-up");
     assert_eq!(step["status"], "failed");
     assert_eq!(step["outputs"]["attempts"], "1", "a denial is not retried: {step}");
-    assert!(step["summary"].as_str().unwrap().contains("denied by deployhost"), "{step}");
+    assert!(step["summary"].as_str().unwrap().contains("deployhost denied step `api-up`"), "{step}");
     let log = std::fs::read_to_string(p.last_run_dir().join("logs/api-up.log")).unwrap();
     assert!(log.contains(&format!("add \"{}\" to the step's grants.net", elsewhere.grant())), "{log}");
     assert_eq!(p.audit_events("api-up", "net.denied").len(), 1);

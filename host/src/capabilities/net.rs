@@ -139,8 +139,7 @@ pub struct NetHooks {
     pub step: Arc<str>,
     pub policy: Arc<NetPolicy>,
     pub audit: Arc<AuditLog>,
-    /// Where a denial's explanation goes: the plugin only gets the
-    /// `HTTP-request-denied` error code.
+    /// Where a denial's explanation also goes, besides the plugin.
     pub log: Arc<super::log::StepLog>,
 }
 
@@ -206,7 +205,7 @@ impl WasiHttpHooks for NetHooks {
                 "deployhost denied step `{step}` HTTP {method} to {host}:{port}: Host header or target mismatch"
             );
             self.log.line("deployhost", &message);
-            return Box::new(async move { Err(HttpError::HttpRequestDenied) });
+            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
         let has_userinfo = authority.contains('@');
@@ -223,7 +222,7 @@ impl WasiHttpHooks for NetHooks {
                  add \"{allow}\" to the step's grants.net to allow it"
             );
             self.log.line("deployhost", &message);
-            return Box::new(async move { Err(HttpError::HttpRequestDenied) });
+            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
         Box::new(async move {

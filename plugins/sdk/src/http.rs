@@ -142,13 +142,14 @@ impl Request {
         let _ = options.set_connect_timeout(Some(nanos));
         let _ = options.set_first_byte_timeout(Some(nanos));
         let _ = options.set_between_bytes_timeout(Some(nanos));
-        let pending = outgoing_handler::handle(request, Some(options)).map_err(send_error)?;
+        let denied_to = |e: ErrorCode| with_authority(send_error(e), &url.authority);
+        let pending = outgoing_handler::handle(request, Some(options)).map_err(denied_to)?;
         write_body(body, &self.body)?;
 
         let response = loop {
             match pending.get() {
                 Some(result) => {
-                    break result.map_err(|_| "response already taken".to_string())?.map_err(send_error)?;
+                    break result.map_err(|_| "response already taken".to_string())?.map_err(denied_to)?;
                 }
                 None => pending.subscribe().block(),
             }
@@ -222,8 +223,23 @@ impl std::fmt::Display for SendError {
     }
 }
 
+/// A denial names the host asked for: what to add to `grants.net`.
+fn with_authority(mut e: SendError, authority: &str) -> SendError {
+    if e.denied {
+        e.message = format!("{authority}: {}", e.message);
+    }
+    e
+}
+
 fn send_error(e: ErrorCode) -> SendError {
-    let denied = matches!(e, ErrorCode::HttpRequestDenied);
+    // Today's host sends its explanation as the message of an internal
+    // error, so the plugin can show what to grant; `HTTP-request-denied`
+    // is the code for it in wasi-http.
+    let denied = match &e {
+        ErrorCode::HttpRequestDenied => true,
+        ErrorCode::InternalError(Some(m)) => m.starts_with("deployhost denied "),
+        _ => false,
+    };
     SendError { message: describe_error(e), denied }
 }
 
@@ -291,8 +307,10 @@ mod tests {
         let denied = send_error(ErrorCode::HttpRequestDenied);
         assert!(denied.denied);
         assert!(denied.message.contains("grants.net"), "{denied}");
+        let host = send_error(ErrorCode::InternalError(Some("deployhost denied step `a` HTTP GET to x:1".into())));
+        assert!(host.denied);
         // A message that merely says "denied" is not a denial.
-        let other = send_error(ErrorCode::InternalError(Some("deployhost denied it, says the server".into())));
+        let other = send_error(ErrorCode::InternalError(Some("the server denied it".into())));
         assert!(!other.denied);
         assert!(!send_error(ErrorCode::ConnectionRefused).denied);
         assert!(!SendError::from("bad host".to_string()).denied);
