@@ -76,7 +76,8 @@ fn statements(pg: &Postgres, version: &str) -> Option<Vec<String>> {
         "postgres",
         &format!("select to_json(statements) from supabase_migrations.schema_migrations where version = '{version}'"),
     );
-    serde_json::from_str(&json).unwrap()
+    // psql prints NULL as nothing.
+    if json.is_empty() { None } else { serde_json::from_str(&json).unwrap() }
 }
 
 fn versions(pg: &Postgres) -> Vec<String> {

@@ -140,18 +140,26 @@ fn control(statement: &str) -> Option<Control> {
     }
 }
 
+/// Where applying a file failed.
+#[derive(Clone, Copy)]
+enum Step {
+    /// `RESET ALL`, or the transaction around the statements.
+    Session,
+    Statement(usize),
+    History,
+}
+
 /// Why a file did not apply.
 struct Failure {
-    /// The statement that failed; `None` for the history row.
-    statement: Option<usize>,
+    at: Step,
     error: SqlError,
     /// Statements of the file that had committed before the failure.
     committed: Vec<usize>,
 }
 
 impl Failure {
-    fn at(statement: Option<usize>, committed: &[usize]) -> impl FnOnce(SqlError) -> Failure + '_ {
-        move |error| Failure { statement, error, committed: committed.to_vec() }
+    fn at(at: Step, committed: &[usize]) -> impl FnOnce(SqlError) -> Failure + '_ {
+        move |error| Failure { at, error, committed: committed.to_vec() }
     }
 }
 
@@ -170,7 +178,7 @@ fn insert_history(db: &Connection, m: &Migration, statements: &[String]) -> Resu
 fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
     let mut committed = Vec::new();
     let mut outside = Vec::new();
-    db.batch("RESET ALL").map_err(Failure::at(None, &committed))?;
+    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &committed))?;
     // `open`: our transaction is open; `first`: the next statement would be
     // the first of the CLI's pipeline segment, where PostgreSQL lets a
     // statement that cannot run in a transaction run and commit at once.
@@ -179,7 +187,7 @@ fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<us
     let mut pending = Vec::new();
     for (i, s) in statements.iter().enumerate() {
         if !open {
-            db.begin().map_err(Failure::at(Some(i), &committed))?;
+            db.begin().map_err(Failure::at(Step::Session, &committed))?;
             open = true;
             first = true;
         }
@@ -202,24 +210,24 @@ fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<us
             Err(e) if first && db::code(&e) == Some(ACTIVE_SQL_TRANSACTION) => {
                 let _ = db.rollback();
                 open = false;
-                db.execute(s, &[]).map_err(Failure::at(Some(i), &committed))?;
+                db.execute(s, &[]).map_err(Failure::at(Step::Statement(i), &committed))?;
                 committed.push(i);
                 outside.push(i);
             }
             Err(e) => {
                 let _ = db.rollback();
-                return Err(Failure { statement: Some(i), error: e, committed });
+                return Err(Failure { at: Step::Statement(i), error: e, committed });
             }
         }
     }
     if !open {
-        db.begin().map_err(Failure::at(None, &committed))?;
+        db.begin().map_err(Failure::at(Step::Session, &committed))?;
     }
     if let Err(e) = insert_history(db, m, statements) {
         let _ = db.rollback();
-        return Err(Failure { statement: None, error: e, committed });
+        return Err(Failure { at: Step::History, error: e, committed });
     }
-    db.commit().map_err(Failure::at(None, &committed))?;
+    db.commit().map_err(Failure::at(Step::History, &committed))?;
     Ok(outside)
 }
 
@@ -229,7 +237,7 @@ fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<us
 fn rehearse(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
     let none = Vec::new();
     let mut not_tried = Vec::new();
-    db.batch("RESET ALL").map_err(Failure::at(None, &none))?;
+    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &none))?;
     let mut first = true;
     for (i, s) in statements.iter().enumerate() {
         if let Some(c) = control(s) {
@@ -238,24 +246,24 @@ fn rehearse(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec
             continue;
         }
         if first {
-            db.batch("SAVEPOINT deployhost_dry_run").map_err(Failure::at(Some(i), &none))?;
+            db.batch("SAVEPOINT deployhost_dry_run").map_err(Failure::at(Step::Statement(i), &none))?;
         }
         match db.execute(s, &[]) {
             Ok(_) => {
                 if first {
-                    db.batch("RELEASE SAVEPOINT deployhost_dry_run").map_err(Failure::at(Some(i), &none))?;
+                    db.batch("RELEASE SAVEPOINT deployhost_dry_run").map_err(Failure::at(Step::Statement(i), &none))?;
                 }
                 first = false;
             }
             Err(e) if first && db::code(&e) == Some(ACTIVE_SQL_TRANSACTION) => {
                 db.batch("ROLLBACK TO SAVEPOINT deployhost_dry_run; RELEASE SAVEPOINT deployhost_dry_run")
-                    .map_err(Failure::at(Some(i), &none))?;
+                    .map_err(Failure::at(Step::Statement(i), &none))?;
                 not_tried.push(i);
             }
-            Err(e) => return Err(Failure { statement: Some(i), error: e, committed: Vec::new() }),
+            Err(e) => return Err(Failure { at: Step::Statement(i), error: e, committed: Vec::new() }),
         }
     }
-    insert_history(db, m, statements).map_err(Failure::at(None, &none))?;
+    insert_history(db, m, statements).map_err(Failure::at(Step::History, &none))?;
     Ok(not_tried)
 }
 
@@ -276,9 +284,10 @@ fn numbers(indexes: &[usize]) -> String {
 
 /// What went wrong with a file, with what to do about it.
 fn describe_failure(m: &Migration, statements: &[String], f: &Failure) -> String {
-    let at = match f.statement {
-        Some(i) => format!("at statement {} (`{}`)", i + 1, excerpt(&statements[i])),
-        None => "recording it in the history".to_string(),
+    let at = match f.at {
+        Step::Statement(i) => format!("at statement {} (`{}`)", i + 1, excerpt(&statements[i])),
+        Step::Session => "preparing the session (RESET ALL, BEGIN)".to_string(),
+        Step::History => "recording it in the history".to_string(),
     };
     let mut text = format!("{} failed {at}: {}", m.file, db::describe(&f.error));
     match &f.error {
