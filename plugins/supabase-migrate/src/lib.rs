@@ -145,6 +145,8 @@ fn control(statement: &str) -> Option<Control> {
 enum Step {
     /// `RESET ALL`, or the transaction around the statements.
     Session,
+    /// The file's transaction, run in one go.
+    Transaction,
     Statement(usize),
     History,
 }
@@ -173,12 +175,53 @@ fn insert_history(db: &Connection, m: &Migration, statements: &[String]) -> Resu
     )
 }
 
+/// `text` as a dollar-quoted literal whose tag does not occur in it.
+fn quote(text: &str) -> String {
+    let mut n = 0;
+    loop {
+        let tag = format!("$m{n}$");
+        if !text.contains(&tag) {
+            return format!("{tag}{text}{tag}");
+        }
+        n += 1;
+    }
+}
+
+/// The history row as a statement without parameters.
+fn history_statement(m: &Migration, statements: &[String]) -> String {
+    let array = if statements.is_empty() {
+        "NULL".to_string()
+    } else {
+        format!("ARRAY[{}]::text[]", statements.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+    };
+    format!(
+        "INSERT INTO {HISTORY} (version, name, statements) VALUES ({}, {}, {array})",
+        quote(&m.version),
+        quote(&m.name)
+    )
+}
+
 /// Applies one file as `supabase db push` does (see the crate docs). Returns
 /// the statements that ran, and committed, outside the file's transaction.
+///
+/// A file without transaction control first goes in one call: its
+/// statements and history row in one transaction. When PostgreSQL refuses
+/// a statement there, the transaction is rolled back and the file is run
+/// statement by statement, which finds the statement, and runs one that
+/// cannot run in a transaction on its own where the CLI's pipeline would.
 fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
     let mut committed = Vec::new();
     let mut outside = Vec::new();
     db.batch("RESET ALL").map_err(Failure::at(Step::Session, &committed))?;
+    if statements.iter().all(|s| control(s).is_none()) {
+        let mut script = statements.to_vec();
+        script.push(history_statement(m, statements));
+        match db.transaction(&script) {
+            Ok(()) => return Ok(outside),
+            Err(SqlError::Database(_)) => {}
+            Err(e) => return Err(Failure { at: Step::Transaction, error: e, committed }),
+        }
+    }
     // `open`: our transaction is open; `first`: the next statement would be
     // the first of the CLI's pipeline segment, where PostgreSQL lets a
     // statement that cannot run in a transaction run and commit at once.
@@ -287,6 +330,7 @@ fn describe_failure(m: &Migration, statements: &[String], f: &Failure) -> String
     let at = match f.at {
         Step::Statement(i) => format!("at statement {} (`{}`)", i + 1, excerpt(&statements[i])),
         Step::Session => "preparing the session (RESET ALL, BEGIN)".to_string(),
+        Step::Transaction => "in its transaction".to_string(),
         Step::History => "recording it in the history".to_string(),
     };
     let mut text = format!("{} failed {at}: {}", m.file, db::describe(&f.error));
