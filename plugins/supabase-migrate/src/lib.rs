@@ -597,6 +597,17 @@ mod tests {
         assert_eq!(control("-- only a comment"), None);
     }
 
+    #[test]
+    fn history_row_quotes_any_text_exactly() {
+        let m = Migration { version: "1".into(), name: "a$m0$b".into(), file: "1_a.sql".into(), sql: String::new() };
+        let sql = history_statement(&m, &["select '$m0$'".to_string(), "-- x".to_string()]);
+        assert_eq!(
+            sql,
+            "INSERT INTO supabase_migrations.schema_migrations (version, name, statements) VALUES ($m0$1$m0$, $m1$a$m0$b$m1$, ARRAY[$m1$select '$m0$'$m1$, $m0$-- x$m0$]::text[])"
+        );
+        assert!(history_statement(&m, &[]).ends_with("NULL)"), "the CLI stores NULL for a file without statements");
+    }
+
     fn file(version: &str) -> Migration {
         Migration { version: version.into(), name: "a".into(), file: format!("{version}_a.sql"), sql: String::new() }
     }
