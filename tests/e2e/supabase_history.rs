@@ -154,6 +154,13 @@ fn history_table_of_an_older_cli_is_upgraded() {
     );
     pg.psql_file("postgres", &p.path().join("migrations").join(CLI_FILES[0].0));
 
+    // schema-verify reads the old table as it is (it must not alter it).
+    p.write("verify.yaml", "pipeline: v\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n      - name: verify\n        uses: schema-verify\n        with: { database: app, dir: migrations }\n        grants: { databases: [app], fs: { read: [migrations] } }\n");
+    p.deployhost(&["run", "verify.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    let verify = p.step("verify")["summary"].as_str().unwrap().to_string();
+    assert!(verify.contains("migration 20240101000100_seed_notes.sql is not applied"), "{verify}");
+    assert!(!verify.contains("differs"), "{verify}");
+
     migrate(&p, &pg).assert_code(0);
     assert_eq!(p.step("migrate")["outputs"]["applied"], "20240101000100");
     let columns = pg.psql(

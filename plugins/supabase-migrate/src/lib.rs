@@ -5,8 +5,8 @@
 //! Each file is applied the way `supabase db push` applies it (supabase/cli
 //! `pkg/migration`): `RESET ALL` first, so settings a file changed (a
 //! pg_dump header's `set_config('search_path', '', false)`) do not reach
-//! the next; then its statements, split by the CLI's rules, one by one in
-//! one transaction that ends with its history row. The CLI sends them as one
+//! the next; then its statements, split by the CLI's rules, in one
+//! transaction that ends with its history row. The CLI sends them as one
 //! pipeline, where a statement that cannot run in a transaction (`CREATE
 //! INDEX CONCURRENTLY`, `VACUUM`, …) runs and commits on its own when it is
 //! the first of the file, or follows another such statement or a `COMMIT`;
