@@ -149,6 +149,7 @@ wit-bindgen = "0.61"
 wasip2 = "2"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
+unicode-properties = { version = "0.1", default-features = false, features = ["general-category"] }
 "#;
 
 const LIB_RS: &str = r#"//! `{{name}}`: a deployhost step plugin. `describe` says what it takes and
