@@ -103,6 +103,19 @@ pub enum Command {
         #[arg(long = "as")]
         name: String,
     },
+    /// Vouch for checklist items only a person can (code review, on-call available, …).
+    #[command(
+        after_help = "Example:\n  deployhost attest 20261128T013045123Z-3fa2c1 --item code_review --item oncall --as devops-lead\n\nItems: code_review, security, uat_signoff, rollback_plan, oncall, window, incident_team,\ncritical_paths, dashboards, alerts, sla, error_tracking, changelog, runbook, postmortem"
+    )]
+    Attest {
+        run_id: String,
+        /// A checklist item's key (repeat for several).
+        #[arg(long = "item", required = true)]
+        items: Vec<String>,
+        /// Who attests; must be listed in the run's environment's `approvers`.
+        #[arg(long = "as")]
+        name: String,
+    },
     /// Turn down a run waiting at its environment's gate; it ends `rejected`.
     #[command(
         after_help = "Example:\n  deployhost reject 20261128T013045123Z-3fa2c1 --as devops-lead --reason \"migration not reviewed\""

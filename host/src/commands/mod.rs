@@ -94,6 +94,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Report { run_id, format } => report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => run::approve(&run_id, &name, &state_dir),
+            Command::Attest { run_id, items, name } => report::attest(&state_dir, &run_id, &items, &name),
             Command::Reject { run_id, name, reason } => run::reject(&run_id, &name, reason.as_deref(), &state_dir),
             Command::Resume { run_id, output } => run::resume(&run_id, &state_dir, &Output::new(&output, quiet)).await,
             Command::Rollback { run_id: Some(run_id), output, .. } => {
