@@ -27,7 +27,7 @@ trap cleanup EXIT
 start_throwaway_postgres "$work" >/dev/null
 export PGOPTIONS="-c client_min_messages=warning"
 url() { echo "postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/$1"; }
-for env in dev staging prod; do
+for env in dev staging uat prod; do
     "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$(url postgres)" -c "create database $env"
     "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$(url "$env")" -f pipelines/examples/supabase/local/supabase-platform.sql
 done
@@ -57,8 +57,9 @@ export ONCALL_WEBHOOK_URL="http://127.0.0.1:$hooks_port/services/oncall"
 export INCIDENT_URL="http://127.0.0.1:$hooks_port/incidents"
 
 worst=0
-for env in dev staging prod; do
+for env in dev staging uat prod; do
     extra=()
+    [ "$env" = uat ] && extra=(--approved-by qa-lead)
     [ "$env" = prod ] && extra=(--approved-by devops-lead)
     DATABASE_URL=$(url "$env") timed "$work/t" "$bin" run prod.yaml --env "$env" "${extra[@]}" >"$work/$env.out" 2>&1 ||
         { cat "$work/$env.out"; exit 1; }

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
+const ENVIRONMENTS: [&str; 4] = ["dev", "staging", "uat", "prod"];
 
 struct Prod {
     pg: Postgres,
@@ -110,7 +110,7 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
 
     let early = prod.run("prod", "1.0.0", &["--approved-by", "devops-lead"]);
     early.assert_code(4);
-    assert!(early.stderr.contains("requires version 1.0.0 to have passed in `staging` first"), "{}", early.stderr);
+    assert!(early.stderr.contains("requires version 1.0.0 to have passed in `uat` first"), "{}", early.stderr);
 
     let dev = prod.run("dev", "1.0.0", &[]);
     dev.assert_code(0);
@@ -128,6 +128,8 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     );
 
     prod.run("staging", "1.0.0", &[]).assert_code(0);
+    // UAT sign-off is its approval.
+    prod.run("uat", "1.0.0", &["--approved-by", "qa-lead"]).assert_code(0);
     let waiting = prod.run("prod", "1.0.0", &[]);
     waiting.assert_code(3);
     let id = run_id(&waiting);
@@ -140,6 +142,15 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     prod.deployhost(&["resume", &id], "prod", "1.0.0").assert_code(0);
 
     assert_eq!(prod.pg.psql("prod", "select count(*) from supabase_migrations.schema_migrations"), "3");
+    // What only people can vouch for, attested by a listed approver.
+    let mut attest = vec!["attest", id.as_str(), "--as", "@devops-lead"];
+    for item in ["code_review", "security", "oncall", "window", "incident_team", "critical_paths", "dashboards"] {
+        attest.extend(["--item", item]);
+    }
+    for item in ["alerts", "sla", "error_tracking", "changelog", "runbook"] {
+        attest.extend(["--item", item]);
+    }
+    prod.deployhost(&attest, "prod", "1.0.0").assert_code(0);
     let report: Value =
         serde_json::from_str(&prod.deployhost(&["report", &id, "--format", "json"], "prod", "1.0.0").stdout).unwrap();
     assert_eq!(report["status"], "passed", "{report:#}");
@@ -158,7 +169,7 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
         .iter()
         .map(|r| (r["environment"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(envs, [("prod", "passed"), ("staging", "passed"), ("dev", "passed")]);
+    assert_eq!(envs, [("prod", "passed"), ("uat", "passed"), ("staging", "passed"), ("dev", "passed")]);
     assert_eq!(history[0]["approved_by"], "engineering-manager");
 }
 
