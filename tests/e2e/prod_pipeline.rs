@@ -114,7 +114,10 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
 
     let dev = prod.run("dev", "1.0.0", &[]);
     dev.assert_code(0);
-    for step in ["tests", "lint", "migrations-apply", "backup", "migrate", "verify", "rls-matrix", "error-budget"] {
+    for step in ["tests", "lint", "format", "migrations-apply", "odoo-dependencies", "backup", "migrate", "verify"] {
+        assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
+    }
+    for step in ["rpc-tests", "rls-matrix", "error-budget"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
     let tests_log = std::fs::read_to_string(prod.p.last_run_dir().join("logs/tests.log")).unwrap();
@@ -203,9 +206,9 @@ fn a_failed_health_check_rolls_prod_back_and_pages_on_call() {
 #[test]
 fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let prod = Prod::new();
-    // Dies right after `migrate` (step 5: tests, lint, migrations-apply, backup, migrate).
+    // Dies right after `migrate` (step 7: tests, lint, format, migrations-apply, odoo-dependencies, backup, migrate).
     let mut vars = prod.env("dev", "2.0.0");
-    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:5".into()));
+    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:7".into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let crashed = prod.p.deployhost(&["run", "pipelines/prod.yaml", "--env", "dev", "--version", "2.0.0"], &vars);
     assert_eq!(crashed.code, -1, "{}", crashed.stderr);
@@ -214,7 +217,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let id = history[0]["id"].as_str().unwrap().to_string();
     let status = prod.deployhost(&["status", &id], "dev", "2.0.0");
     assert!(
-        status.stdout.contains(": interrupted") && status.stdout.contains("5 step(s) completed"),
+        status.stdout.contains(": interrupted") && status.stdout.contains("7 step(s) completed"),
         "{}",
         status.stdout
     );
@@ -223,7 +226,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     prod.deployhost(&["resume", &id], "dev", "2.0.0").assert_code(0);
     let results = prod.p.results();
     assert_eq!(results["status"], "passed");
-    assert_eq!(results["steps"].as_array().unwrap().len(), 14);
+    assert_eq!(results["steps"].as_array().unwrap().len(), 17);
     let migrate_runs = prod.p.audit().iter().filter(|e| e["event"] == "grant" && e["step"] == "migrate").count();
     assert_eq!(migrate_runs, 1, "the completed migration is not run again");
     assert_eq!(prod.slack_texts("/services/deploys").len(), 1);
