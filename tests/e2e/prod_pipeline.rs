@@ -4,6 +4,7 @@
 //! failed health check that rolls back, and recovery from a crash.
 
 use crate::support::http::{Request, Response, Server};
+use crate::support::management_api::ManagementApi;
 use crate::support::pg::Postgres;
 use crate::support::{Project, Run};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 const ENVIRONMENTS: [&str; 4] = ["dev", "staging", "uat", "prod"];
+const SUPABASE_TOKEN: &str = "sbp_prod_pipeline_0a1b2c3d";
 
 struct Prod {
     pg: Postgres,
@@ -21,6 +23,7 @@ struct Prod {
     db_down: Arc<AtomicBool>,
     slack: Server,
     incidents: Server,
+    supabase: ManagementApi,
 }
 
 impl Prod {
@@ -48,6 +51,10 @@ impl Prod {
             db_down,
             slack: Server::fixed(Response::ok("ok")),
             incidents: Server::fixed(Response::ok("{}")),
+            supabase: ManagementApi::start(
+                SUPABASE_TOKEN,
+                &[("ODOO_WEBHOOK_SECRET", "whsec_1"), ("RESEND_API_KEY", "re_1")],
+            ),
         }
     }
 
@@ -70,6 +77,9 @@ impl Prod {
             ("INCIDENT_URL", self.incidents.url("/incidents")),
             ("INCIDENT_HOST", self.incidents.grant()),
             ("USER", "release-bot".to_string()),
+            ("SUPABASE_ACCESS_TOKEN", SUPABASE_TOKEN.to_string()),
+            ("SUPABASE_API_URL", self.supabase.server.url("")),
+            ("SUPABASE_API_HOST", self.supabase.server.grant()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -117,7 +127,7 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     for step in ["tests", "lint", "format", "migrations-apply", "odoo-dependencies", "backup", "migrate", "verify"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
-    for step in ["rpc-tests", "rls-matrix", "error-budget"] {
+    for step in ["secrets-configured", "functions-deploy", "rpc-tests", "rls-matrix", "error-budget"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
     let tests_log = std::fs::read_to_string(prod.p.last_run_dir().join("logs/tests.log")).unwrap();
@@ -174,6 +184,16 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
         .collect();
     assert_eq!(envs, [("prod", "passed"), ("uat", "passed"), ("staging", "passed"), ("dev", "passed")]);
     assert_eq!(history[0]["approved_by"], "engineering-manager");
+    // config.toml's `verify_jwt = false` reached the webhook, in every project.
+    let state = prod.supabase.state.lock().unwrap();
+    let webhooks: Vec<&Value> = state
+        .functions
+        .iter()
+        .filter(|((_, slug), _)| slug == "expense-webhook")
+        .map(|(_, d)| &d.metadata["verify_jwt"])
+        .collect();
+    assert_eq!(webhooks.len(), 3, "dev's, staging's (uat deploys there too) and prod's project");
+    assert!(webhooks.iter().all(|v| **v == Value::Bool(false)), "{webhooks:?}");
 }
 
 #[test]
@@ -206,9 +226,10 @@ fn a_failed_health_check_rolls_prod_back_and_pages_on_call() {
 #[test]
 fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let prod = Prod::new();
-    // Dies right after `migrate` (step 7: tests, lint, format, migrations-apply, odoo-dependencies, backup, migrate).
+    // Dies right after `migrate` (step 8: tests, lint, format, migrations-apply,
+    // odoo-dependencies, secrets-configured, backup, migrate).
     let mut vars = prod.env("dev", "2.0.0");
-    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:7".into()));
+    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:8".into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let crashed = prod.p.deployhost(&["run", "pipelines/prod.yaml", "--env", "dev", "--version", "2.0.0"], &vars);
     assert_eq!(crashed.code, -1, "{}", crashed.stderr);
@@ -217,7 +238,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let id = history[0]["id"].as_str().unwrap().to_string();
     let status = prod.deployhost(&["status", &id], "dev", "2.0.0");
     assert!(
-        status.stdout.contains(": interrupted") && status.stdout.contains("7 step(s) completed"),
+        status.stdout.contains(": interrupted") && status.stdout.contains("8 step(s) completed"),
         "{}",
         status.stdout
     );
@@ -226,7 +247,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     prod.deployhost(&["resume", &id], "dev", "2.0.0").assert_code(0);
     let results = prod.p.results();
     assert_eq!(results["status"], "passed");
-    assert_eq!(results["steps"].as_array().unwrap().len(), 17);
+    assert_eq!(results["steps"].as_array().unwrap().len(), 19);
     let migrate_runs = prod.p.audit().iter().filter(|e| e["event"] == "grant" && e["step"] == "migrate").count();
     assert_eq!(migrate_runs, 1, "the completed migration is not run again");
     assert_eq!(prod.slack_texts("/services/deploys").len(), 1);
