@@ -7,7 +7,8 @@
 //! the state store). Then the run's own checks, the migrations applied and
 //! timings.
 
-use super::ExitStatus;
+use crate::exit::ExitStatus;
+use crate::status::RunStatus;
 use crate::pipeline::triggers::HEALTH_CHECKS;
 use crate::runner::{self, RunRecord, Status, StepOutcome};
 use crate::state::{Attestation, RunRow, StateStore};
@@ -129,7 +130,7 @@ fn is_dry(s: &StepOutcome) -> bool {
 
 /// One item from the run's evidence: `(done, evidence)`.
 fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String) {
-    let passed = record.status == "passed";
+    let passed = record.status == RunStatus::Passed;
     match key {
         "tests" => all_passed(named(record, Some("command"), &["test"]), &summary),
         "security" => all_passed(named(record, None, &["security", "audit", "scan", "vuln"]), &summary),

@@ -6,10 +6,11 @@
 //! a command line.
 
 use super::{DbTarget, connect, error_text};
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs;
 use crate::registry::sha256_hex;
-use crate::runner::StepState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -150,17 +151,17 @@ async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
     Ok(((num / 10_000) as u32, row.get(1)))
 }
 
-fn path_error(state: &StepState, database: &str, op: &str, path: &str, message: String) -> SqlError {
+fn path_error(state: &CapsView<'_>, database: &str, op: &str, path: &str, message: String) -> SqlError {
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "fs.denied",
+        AuditEvent::FsDenied,
         json!({ "op": op, "path": path, "database": database, "reason": message }),
     );
     SqlError::NotGranted(message)
 }
 
-fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
+fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
     state
         .caps
         .sql
@@ -170,7 +171,7 @@ fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
         .ok_or_else(|| SqlError::Connection(format!("database `{database}` has no connection settings in this run")))
 }
 
-pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, true)
         .map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let target = target(state, database)?;
@@ -202,7 +203,7 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "sql.dump",
+        AuditEvent::SqlDump,
         json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
@@ -243,7 +244,7 @@ END
 $deployhost$;
 "#;
 
-pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
+pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
@@ -282,7 +283,7 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "sql.restore",
+        AuditEvent::SqlRestore,
         json!({ "database": database, "path": path, "sha256": digest, "ok": result.is_ok(), "ms": started.elapsed().as_millis() as u64 }),
     );
     result

@@ -6,13 +6,12 @@
 mod backup;
 mod values;
 
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
-use crate::pipeline::model::DatabaseSource;
-use crate::runner::StepState;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
@@ -41,33 +40,6 @@ impl DbTarget {
         })?;
         Ok(DbTarget { display: describe(&config), secrets: secret_parts(url, &config), config })
     }
-}
-
-/// Reads the URLs of the databases in `needed`.
-pub fn resolve(
-    declared: &BTreeMap<String, DatabaseSource>,
-    needed: &BTreeSet<String>,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, DbTarget>, Vec<(String, String)>> {
-    let mut targets = BTreeMap::new();
-    let mut errors = Vec::new();
-    for name in needed {
-        let key = format!("databases.{name}");
-        let Some(source) = declared.get(name) else {
-            continue;
-        };
-        let Some(url) = super::read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
-            continue; // reported by validation
-        };
-        match url.and_then(|url| DbTarget::parse(url.trim())) {
-            Ok(target) => {
-                targets.insert(name.clone(), target);
-            }
-            Err(e) => errors.push((key, e)),
-        }
-    }
-    if errors.is_empty() { Ok(targets) } else { Err(errors) }
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -131,12 +103,9 @@ pub struct SqlGrant {
     pub tools: Arc<ToolSet>,
 }
 
-/// An open connection handed to a step.
-pub struct Connection {
-    database: String,
-    roles: Vec<String>,
-    client: Client,
-}
+/// An open connection handed to a step (defined beside the bindings,
+/// which name it as the WIT resource).
+pub use crate::bindings::SqlConnection as Connection;
 
 fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -168,7 +137,7 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl StepState {
+impl CapsView<'_> {
     /// Runs one statement against a connection and audits it.
     async fn audited<T>(
         &mut self,
@@ -191,13 +160,13 @@ impl StepState {
             Err(_) => fields["error"] = json!("connection"),
         }
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql", fields);
+        caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
         result.map(|(v, _)| v)
     }
 
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.denied", json!({ "database": database, "op": what }));
+        caps.audit.record(Some(&caps.step), AuditEvent::SqlDenied, json!({ "database": database, "op": what }));
         SqlError::NotGranted(format!(
             "step `{}` may not use database `{database}`: add it to the step's grants.databases",
             caps.step
@@ -213,7 +182,7 @@ fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
 }
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, SqlError> {
         let Some(roles) = self.caps.sql.granted.get(&database).cloned() else {
             return Err(self.deny_database(&database, "open"));
@@ -223,7 +192,11 @@ impl Host for StepState {
         })?;
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.open", json!({ "database": database, "server": target.display }));
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::SqlOpen,
+            json!({ "database": database, "server": target.display }),
+        );
         self.table.push(Connection { database, roles, client }).map_err(|e| SqlError::Connection(e.to_string()))
     }
 
@@ -242,7 +215,7 @@ impl Host for StepState {
     }
 }
 
-impl HostConnection for StepState {
+impl HostConnection for CapsView<'_> {
     async fn query(
         &mut self,
         conn: Resource<Connection>,
@@ -328,7 +301,7 @@ impl HostConnection for StepState {
                 let caps = &self.caps;
                 caps.audit.record(
                     Some(&caps.step),
-                    "sql.denied",
+                    AuditEvent::SqlDenied,
                     json!({ "database": database, "op": "set-role", "role": role }),
                 );
                 Err(SqlError::RoleNotGranted(format!(
