@@ -8,10 +8,10 @@
 //! timings.
 
 use crate::exit::ExitStatus;
-use crate::status::RunStatus;
 use crate::pipeline::triggers::HEALTH_CHECKS;
 use crate::runner::{self, RunRecord, Status, StepOutcome};
 use crate::state::{Attestation, RunRow, StateStore};
+use crate::status::RunStatus;
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::json;
