@@ -27,7 +27,7 @@ trap cleanup EXIT
 start_throwaway_postgres "$work" >/dev/null
 export PGOPTIONS="-c client_min_messages=warning"
 url() { echo "postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/$1"; }
-for env in dev staging prod; do
+for env in dev staging uat prod; do
     "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$(url postgres)" -c "create database $env"
     "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$(url "$env")" -f pipelines/examples/supabase/local/supabase-platform.sql
 done
@@ -37,10 +37,26 @@ app=$!
 hooks_port=$(free_port)
 python3 -c '
 import http.server, sys
+import json, urllib.parse
 class H(http.server.BaseHTTPRequestHandler):
+    # Slack and the incident tool answer "ok"; /v1/projects/... plays the
+    # Supabase Management API (secrets set, functions deployed in one bulk update).
+    def answer(self, status, body):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status); self.send_header("content-length", str(len(data))); self.end_headers(); self.wfile.write(data)
+    def do_GET(self):
+        if self.path.endswith("/secrets"):
+            return self.answer(200, [{"name": n, "value": "0" * 64} for n in ("ODOO_WEBHOOK_SECRET", "RESEND_API_KEY")])
+        self.answer(200, [] if self.path.endswith("/functions") else {"message": "not found"})
+    def do_PUT(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.answer(200, {"functions": []})
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-length", "2"); self.end_headers(); self.wfile.write(b"ok")
+        if "/functions/deploy" in self.path:
+            slug = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["slug"][0]
+            return self.answer(201, {"id": slug, "slug": slug, "name": slug, "version": 1, "status": "ACTIVE"})
+        self.answer(200, b"ok")
     def log_message(self, *a): pass
 http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 ' "$hooks_port" &
@@ -55,10 +71,12 @@ export APP_HOST="127.0.0.1:$app_port" SLACK_HOST="127.0.0.1:$hooks_port" INCIDEN
 export SLACK_WEBHOOK_URL="http://127.0.0.1:$hooks_port/services/deploys"
 export ONCALL_WEBHOOK_URL="http://127.0.0.1:$hooks_port/services/oncall"
 export INCIDENT_URL="http://127.0.0.1:$hooks_port/incidents"
+export SUPABASE_ACCESS_TOKEN=sbp_bench SUPABASE_API_URL="http://127.0.0.1:$hooks_port" SUPABASE_API_HOST="127.0.0.1:$hooks_port"
 
 worst=0
-for env in dev staging prod; do
+for env in dev staging uat prod; do
     extra=()
+    [ "$env" = uat ] && extra=(--approved-by qa-lead)
     [ "$env" = prod ] && extra=(--approved-by devops-lead)
     DATABASE_URL=$(url "$env") timed "$work/t" "$bin" run prod.yaml --env "$env" "${extra[@]}" >"$work/$env.out" 2>&1 ||
         { cat "$work/$env.out"; exit 1; }

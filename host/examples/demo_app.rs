@@ -72,7 +72,7 @@ fn answer(mut stream: TcpStream, fail: bool, latency: Duration) {
     std::thread::sleep(latency);
     let (status, body) = match path {
         _ if fail => ("500 Internal Server Error", "{\"status\":\"error\"}"),
-        "/health" | "/health/db" | "/health/functions" | "/health/rls" | "/health/odoo" => {
+        "/health" | "/health/db" | "/health/functions" | "/health/rls" | "/health/odoo" | "/rest/v1/rpc/health" => {
             ("200 OK", "{\"status\":\"ok\"}")
         }
         _ => ("404 Not Found", "{\"status\":\"not found\"}"),

@@ -106,6 +106,19 @@ pub enum Command {
         #[arg(long = "as")]
         name: String,
     },
+    /// Vouch for checklist items only a person can (code review, on-call available, …).
+    #[command(
+        after_help = "Example:\n  deployhost attest 20261128T013045123Z-3fa2c1 --item code_review --item oncall --as devops-lead\n\nItems: code_review, security, uat_signoff, rollback_plan, oncall, window, incident_team,\ncritical_paths, dashboards, alerts, sla, error_tracking, changelog, runbook, postmortem"
+    )]
+    Attest {
+        run_id: String,
+        /// A checklist item's key (repeat for several).
+        #[arg(long = "item", required = true)]
+        items: Vec<String>,
+        /// Who attests; must be listed in the run's environment's `approvers`.
+        #[arg(long = "as")]
+        name: String,
+    },
     /// Turn down a run waiting at its environment's gate; it ends `rejected`.
     #[command(
         after_help = "Example:\n  deployhost reject 20261128T013045123Z-3fa2c1 --as devops-lead --reason \"migration not reviewed\""
@@ -297,6 +310,7 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name } => commands::run::approve(&run_id, &name, &state_dir),
+            Command::Attest { run_id, items, name } => commands::report::attest(&state_dir, &run_id, &items, &name),
             Command::Reject { run_id, name, reason } => {
                 commands::run::reject(&run_id, &name, reason.as_deref(), &state_dir)
             }

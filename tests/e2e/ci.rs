@@ -32,7 +32,8 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
     let workflow = std::fs::read_to_string(&path).unwrap();
     for expected in [
         "  deploy-staging:\n    needs: [pre-flight, deploy-dev]",
-        "  deploy-prod:\n    needs: [pre-flight, deploy-staging]",
+        "  deploy-uat:\n    needs: [pre-flight, deploy-staging]",
+        "  deploy-prod:\n    needs: [pre-flight, deploy-uat]",
         "    environment: prod",
         "      group: deploy-prod\n      cancel-in-progress: false",
         "--env prod --version \"$DEPLOY_VERSION\" --approved-by",
@@ -45,7 +46,7 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
     }
     assert!(
         !workflow.contains("--env staging --version \"$DEPLOY_VERSION\" --approved-by"),
-        "only prod needs approval"
+        "only uat and prod need approval"
     );
     actionlint(&path);
 }

@@ -4,6 +4,7 @@
 //! failed health check that rolls back, and recovery from a crash.
 
 use crate::support::http::{Request, Response, Server};
+use crate::support::management_api::ManagementApi;
 use crate::support::pg::Postgres;
 use crate::support::{Project, Run};
 use serde_json::Value;
@@ -11,7 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "prod"];
+const ENVIRONMENTS: [&str; 4] = ["dev", "staging", "uat", "prod"];
+const SUPABASE_TOKEN: &str = "sbp_prod_pipeline_0a1b2c3d";
 
 struct Prod {
     pg: Postgres,
@@ -21,6 +23,7 @@ struct Prod {
     db_down: Arc<AtomicBool>,
     slack: Server,
     incidents: Server,
+    supabase: ManagementApi,
 }
 
 impl Prod {
@@ -48,6 +51,10 @@ impl Prod {
             db_down,
             slack: Server::fixed(Response::ok("ok")),
             incidents: Server::fixed(Response::ok("{}")),
+            supabase: ManagementApi::start(
+                SUPABASE_TOKEN,
+                &[("ODOO_WEBHOOK_SECRET", "whsec_1"), ("RESEND_API_KEY", "re_1")],
+            ),
         }
     }
 
@@ -70,6 +77,9 @@ impl Prod {
             ("INCIDENT_URL", self.incidents.url("/incidents")),
             ("INCIDENT_HOST", self.incidents.grant()),
             ("USER", "release-bot".to_string()),
+            ("SUPABASE_ACCESS_TOKEN", SUPABASE_TOKEN.to_string()),
+            ("SUPABASE_API_URL", self.supabase.server.url("")),
+            ("SUPABASE_API_HOST", self.supabase.server.grant()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -110,11 +120,14 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
 
     let early = prod.run("prod", "1.0.0", &["--approved-by", "devops-lead"]);
     early.assert_code(4);
-    assert!(early.stderr.contains("requires version 1.0.0 to have passed in `staging` first"), "{}", early.stderr);
+    assert!(early.stderr.contains("requires version 1.0.0 to have passed in `uat` first"), "{}", early.stderr);
 
     let dev = prod.run("dev", "1.0.0", &[]);
     dev.assert_code(0);
-    for step in ["tests", "lint", "migrations-apply", "backup", "migrate", "verify", "rls-matrix", "error-budget"] {
+    for step in ["tests", "lint", "format", "migrations-apply", "odoo-dependencies", "backup", "migrate", "verify"] {
+        assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
+    }
+    for step in ["secrets-configured", "functions-deploy", "rpc-tests", "rls-matrix", "error-budget"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
     let tests_log = std::fs::read_to_string(prod.p.last_run_dir().join("logs/tests.log")).unwrap();
@@ -128,6 +141,8 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     );
 
     prod.run("staging", "1.0.0", &[]).assert_code(0);
+    // UAT sign-off is its approval.
+    prod.run("uat", "1.0.0", &["--approved-by", "qa-lead"]).assert_code(0);
     let waiting = prod.run("prod", "1.0.0", &[]);
     waiting.assert_code(3);
     let id = run_id(&waiting);
@@ -140,6 +155,15 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     prod.deployhost(&["resume", &id], "prod", "1.0.0").assert_code(0);
 
     assert_eq!(prod.pg.psql("prod", "select count(*) from supabase_migrations.schema_migrations"), "3");
+    // What only people can vouch for, attested by a listed approver.
+    let mut attest = vec!["attest", id.as_str(), "--as", "@devops-lead"];
+    for item in ["code_review", "security", "oncall", "window", "incident_team", "critical_paths", "dashboards"] {
+        attest.extend(["--item", item]);
+    }
+    for item in ["alerts", "sla", "error_tracking", "changelog", "runbook"] {
+        attest.extend(["--item", item]);
+    }
+    prod.deployhost(&attest, "prod", "1.0.0").assert_code(0);
     let report: Value =
         serde_json::from_str(&prod.deployhost(&["report", &id, "--format", "json"], "prod", "1.0.0").stdout).unwrap();
     assert_eq!(report["status"], "passed", "{report:#}");
@@ -158,8 +182,18 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
         .iter()
         .map(|r| (r["environment"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(envs, [("prod", "passed"), ("staging", "passed"), ("dev", "passed")]);
+    assert_eq!(envs, [("prod", "passed"), ("uat", "passed"), ("staging", "passed"), ("dev", "passed")]);
     assert_eq!(history[0]["approved_by"], "engineering-manager");
+    // config.toml's `verify_jwt = false` reached the webhook, in every project.
+    let state = prod.supabase.state.lock().unwrap();
+    let webhooks: Vec<&Value> = state
+        .functions
+        .iter()
+        .filter(|((_, slug), _)| slug == "expense-webhook")
+        .map(|(_, d)| &d.metadata["verify_jwt"])
+        .collect();
+    assert_eq!(webhooks.len(), 3, "dev's, staging's (uat deploys there too) and prod's project");
+    assert!(webhooks.iter().all(|v| **v == Value::Bool(false)), "{webhooks:?}");
 }
 
 #[test]
@@ -192,9 +226,10 @@ fn a_failed_health_check_rolls_prod_back_and_pages_on_call() {
 #[test]
 fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let prod = Prod::new();
-    // Dies right after `migrate` (step 5: tests, lint, migrations-apply, backup, migrate).
+    // Dies right after `migrate` (step 8: tests, lint, format, migrations-apply,
+    // odoo-dependencies, secrets-configured, backup, migrate).
     let mut vars = prod.env("dev", "2.0.0");
-    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:5".into()));
+    vars.push(("DEPLOYHOST_FAILPOINT".into(), "after-step:8".into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let crashed = prod.p.deployhost(&["run", "pipelines/prod.yaml", "--env", "dev", "--version", "2.0.0"], &vars);
     assert_eq!(crashed.code, -1, "{}", crashed.stderr);
@@ -203,7 +238,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     let id = history[0]["id"].as_str().unwrap().to_string();
     let status = prod.deployhost(&["status", &id], "dev", "2.0.0");
     assert!(
-        status.stdout.contains(": interrupted") && status.stdout.contains("5 step(s) completed"),
+        status.stdout.contains(": interrupted") && status.stdout.contains("8 step(s) completed"),
         "{}",
         status.stdout
     );
@@ -212,7 +247,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     prod.deployhost(&["resume", &id], "dev", "2.0.0").assert_code(0);
     let results = prod.p.results();
     assert_eq!(results["status"], "passed");
-    assert_eq!(results["steps"].as_array().unwrap().len(), 14);
+    assert_eq!(results["steps"].as_array().unwrap().len(), 19);
     let migrate_runs = prod.p.audit().iter().filter(|e| e["event"] == "grant" && e["step"] == "migrate").count();
     assert_eq!(migrate_runs, 1, "the completed migration is not run again");
     assert_eq!(prod.slack_texts("/services/deploys").len(), 1);

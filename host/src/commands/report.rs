@@ -1,10 +1,17 @@
-//! `deployhost report RUN_ID`: the seed's pre- and post-deployment
-//! checklists, each item ticked only from evidence in the run (a step that
-//! passed, an approval recorded), with the migrations applied and timings.
+//! `deployhost report RUN_ID`: the seed's 28-item deployment checklist
+//! (16 before, 12 after), each item ticked only from evidence (a step of
+//! this run that passed, the same version having passed in staging or UAT,
+//! an approval, a backup digest) or, for what only a person can vouch for
+//! (code review, on-call available, …), an attestation by a listed approver
+//! (`deployhost attest RUN_ID --item KEY --as NAME`, kept with its time in
+//! the state store). Then the run's own checks, the migrations applied and
+//! timings.
 
-use super::ExitStatus;
+use crate::exit::ExitStatus;
+use crate::pipeline::triggers::HEALTH_CHECKS;
 use crate::runner::{self, RunRecord, Status, StepOutcome};
-use crate::state::StateStore;
+use crate::state::{Attestation, RunRow, StateStore};
+use crate::status::RunStatus;
 use anyhow::Result;
 use serde::Serialize;
 use serde_json::json;
@@ -12,68 +19,390 @@ use std::path::Path;
 
 #[derive(Serialize)]
 struct Item {
+    /// What `deployhost attest --item` names it by.
+    key: &'static str,
+    section: &'static str,
     item: &'static str,
     done: bool,
     evidence: String,
+    /// Ticked only by a person's attestation (or, for some, evidence).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    attestable: bool,
+}
+
+/// How an item may be ticked.
+#[derive(Clone, Copy, PartialEq)]
+enum Basis {
+    /// Only from the run's evidence.
+    Evidence,
+    /// From evidence, or else a person's attestation.
+    EvidenceOrPerson,
+    /// Only a person can vouch for it.
+    Person,
+}
+
+/// The seed's checklist: (key, section, item, basis), before then after.
+const PRE: &[(&str, &str, &str, Basis)] = &[
+    ("tests", "Code Quality", "All tests passing (unit ≥90%, integration ≥80%)", Basis::Evidence),
+    ("code_review", "Code Quality", "Code review approved (2+ reviewers)", Basis::Person),
+    ("security", "Code Quality", "No HIGH/CRITICAL security issues", Basis::EvidenceOrPerson),
+    ("lint", "Code Quality", "Lint and format checks pass", Basis::Evidence),
+    ("staging", "Environment", "Staging deployment successful", Basis::Evidence),
+    ("smoke_tests", "Environment", "Smoke tests green on staging", Basis::Evidence),
+    ("uat_signoff", "Environment", "UAT sign-off received (if required)", Basis::EvidenceOrPerson),
+    ("migrations_tested", "Environment", "Migrations tested on staging data", Basis::Evidence),
+    ("backup", "Infrastructure", "Migrations backed up", Basis::Evidence),
+    ("rollback_plan", "Infrastructure", "Rollback plan documented", Basis::EvidenceOrPerson),
+    ("health_configured", "Infrastructure", "Health checks configured", Basis::Evidence),
+    ("oncall", "Infrastructure", "On-call engineer available", Basis::Person),
+    ("window", "Communication", "Deployment window confirmed", Basis::Person),
+    ("stakeholders", "Communication", "Stakeholders notified", Basis::Evidence),
+    ("slack", "Communication", "Slack channel ready", Basis::Evidence),
+    ("incident_team", "Communication", "Incident response team on standby", Basis::Person),
+];
+const POST: &[(&str, &str, &str, Basis)] = &[
+    ("health", "Verification", "Health checks passing", Basis::Evidence),
+    ("logs_clean", "Verification", "Logs show no errors", Basis::Evidence),
+    ("metrics", "Verification", "Metrics within normal range", Basis::Evidence),
+    ("critical_paths", "Verification", "Critical paths manually tested", Basis::Person),
+    ("dashboards", "Monitoring", "Dashboards updated", Basis::Person),
+    ("alerts", "Monitoring", "Alerts configured", Basis::Person),
+    ("sla", "Monitoring", "SLA tracking enabled", Basis::Person),
+    ("error_tracking", "Monitoring", "Error tracking enabled", Basis::Person),
+    ("release_notes", "Documentation", "Release notes published", Basis::Evidence),
+    ("changelog", "Documentation", "Changelog updated", Basis::Person),
+    ("runbook", "Documentation", "Runbook updated (if needed)", Basis::Person),
+    ("postmortem", "Documentation", "Post-mortem scheduled (if issues)", Basis::EvidenceOrPerson),
+];
+
+/// The items a person may attest.
+pub fn attestable_keys() -> Vec<&'static str> {
+    PRE.iter().chain(POST).filter(|(_, _, _, b)| *b != Basis::Evidence).map(|(k, ..)| *k).collect()
+}
+
+/// What the checklist is ticked from, besides the run itself.
+struct Evidence {
+    approved_by: Option<String>,
+    /// The same pipeline and version passed in staging: its row and, when
+    /// its run folder is on this machine, its record.
+    staging: Option<(RunRow, Option<RunRecord>)>,
+    /// The same version passed in UAT.
+    uat: Option<RunRow>,
+    attestations: Vec<Attestation>,
+    /// Plugin error lines in the run's audit log, when it could be read.
+    logged_errors: Option<Vec<String>>,
 }
 
 fn by_plugin<'a>(record: &'a RunRecord, plugin: &'a str) -> impl Iterator<Item = &'a StepOutcome> + 'a {
     record.steps.iter().filter(move |s| s.plugin == plugin)
 }
 
-/// Ticked when at least one step of `plugin` ran and every one passed.
-fn all_passed(record: &RunRecord, plugin: &str, item: &'static str, what: &dyn Fn(&StepOutcome) -> String) -> Item {
-    let steps: Vec<&StepOutcome> = by_plugin(record, plugin).filter(|s| s.status != Status::Skipped).collect();
+/// The steps that ran (not skipped) among `steps`: ticked when there is at
+/// least one and every one passed; the evidence lists each.
+fn all_passed<'a>(
+    steps: impl Iterator<Item = &'a StepOutcome>,
+    what: &dyn Fn(&StepOutcome) -> String,
+) -> (bool, String) {
+    let steps: Vec<&StepOutcome> = steps.filter(|s| s.status != Status::Skipped).collect();
     let done = !steps.is_empty() && steps.iter().all(|s| s.status == Status::Passed);
-    let evidence = if steps.is_empty() {
-        format!("no {plugin} step ran")
-    } else {
-        steps.iter().map(|s| format!("{} {}: {}", s.step, s.status.as_str(), what(s))).collect::<Vec<_>>().join("; ")
-    };
-    Item { item, done, evidence }
+    let evidence =
+        steps.iter().map(|s| format!("{} {}: {}", s.step, s.status.as_str(), what(s))).collect::<Vec<_>>().join("; ");
+    (done, evidence)
 }
 
-fn checklists(record: &RunRecord, approved_by: Option<&str>) -> (Vec<Item>, Vec<Item>) {
-    let summary = |s: &StepOutcome| s.summary.clone();
-    let is_dry = |s: &StepOutcome| s.summary.starts_with("dry run");
-    let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
-    let pre = vec![
-        all_passed(record, "command", "Tests and checks passing", &summary),
-        Item {
-            item: "Migrations tested before applying (dry run)",
-            done: migrate.iter().any(|s| is_dry(s) && s.status == Status::Passed),
-            evidence: migrate.iter().filter(|s| is_dry(s)).map(|s| s.summary.clone()).collect::<Vec<_>>().join("; "),
-        },
-        all_passed(record, "pg-backup", "Database backed up", &|s| {
+fn named<'a>(
+    record: &'a RunRecord,
+    plugin: Option<&'a str>,
+    words: &'a [&str],
+) -> impl Iterator<Item = &'a StepOutcome> + 'a {
+    record.steps.iter().filter(move |s| {
+        plugin.is_none_or(|p| s.plugin == p) && words.iter().any(|w| s.step.to_ascii_lowercase().contains(w))
+    })
+}
+
+fn summary(s: &StepOutcome) -> String {
+    s.summary.clone()
+}
+
+fn is_dry(s: &StepOutcome) -> bool {
+    s.summary.starts_with("dry run")
+}
+
+/// One item from the run's evidence: `(done, evidence)`.
+fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String) {
+    let passed = record.status == RunStatus::Passed;
+    match key {
+        "tests" => all_passed(named(record, Some("command"), &["test"]), &summary),
+        "security" => all_passed(named(record, None, &["security", "audit", "scan", "vuln"]), &summary),
+        "lint" => all_passed(named(record, Some("command"), &["lint", "format", "ruff", "black"]), &summary),
+        "staging" => {
+            if record.environment == "staging" {
+                (passed, format!("this run, in staging: {}", record.status))
+            } else {
+                match &ev.staging {
+                    Some((row, _)) => (
+                        true,
+                        format!("{} {} passed in staging (run {}, {})", row.pipeline, row.version, row.id, row.started),
+                    ),
+                    None => (false, format!("{} has not passed in staging", record.version)),
+                }
+            }
+        }
+        "smoke_tests" => {
+            let staging = if record.environment == "staging" {
+                Some(record)
+            } else {
+                ev.staging.as_ref().and_then(|(_, r)| r.as_ref())
+            };
+            match staging {
+                Some(r) => all_passed(r.steps.iter().filter(|s| HEALTH_CHECKS.contains(&s.plugin.as_str())), &summary),
+                None => (false, "no staging run of this version on this machine to read its smoke tests from".into()),
+            }
+        }
+        "uat_signoff" => {
+            if record.environment == "uat" {
+                match &ev.approved_by {
+                    Some(who) => (true, format!("this UAT run was signed off by {who}")),
+                    None => (false, "this UAT run has no sign-off (approval)".into()),
+                }
+            } else {
+                match &ev.uat {
+                    Some(row) => match &row.approved_by {
+                        Some(who) => {
+                            (true, format!("{} passed UAT (run {}), signed off by {who}", row.version, row.id))
+                        }
+                        None => (true, format!("{} passed UAT (run {}); UAT needed no sign-off", row.version, row.id)),
+                    },
+                    None => (false, format!("{} has not passed in uat", record.version)),
+                }
+            }
+        }
+        "migrations_tested" => {
+            let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
+            let dry: Vec<String> = migrate
+                .iter()
+                .filter(|s| is_dry(s) && s.status == Status::Passed)
+                .map(|s| format!("{}: {}", s.step, s.summary))
+                .collect();
+            let on_staging = ev.staging.as_ref().and_then(|(row, r)| {
+                let r = r.as_ref()?;
+                by_plugin(r, "supabase-migrate")
+                    .any(|s| s.status == Status::Passed && !is_dry(s))
+                    .then(|| format!("applied on staging in run {}", row.id))
+            });
+            let mut parts = dry;
+            parts.extend(on_staging);
+            (!parts.is_empty(), parts.join("; "))
+        }
+        "backup" => all_passed(by_plugin(record, "pg-backup"), &|s| {
             format!(
                 "{} (sha256 {})",
                 s.outputs.get("path").cloned().unwrap_or_default(),
                 s.outputs.get("sha256").cloned().unwrap_or_default()
             )
         }),
-        Item {
-            item: "Approval recorded",
-            done: approved_by.is_some(),
-            evidence: approved_by.map_or_else(|| "no approval recorded".to_string(), |a| format!("approved by {a}")),
+        "rollback_plan" => {
+            let mut parts: Vec<String> = by_plugin(record, "pg-backup")
+                .filter(|s| s.status == Status::Passed)
+                .map(|s| format!("restore from {} ({})", s.outputs.get("path").cloned().unwrap_or_default(), s.step))
+                .collect();
+            parts.extend(
+                record
+                    .steps
+                    .iter()
+                    .filter(|s| s.outputs.contains_key("compensate"))
+                    .map(|s| format!("{} exports its compensation", s.step)),
+            );
+            (!parts.is_empty(), parts.join("; "))
+        }
+        "health_configured" => {
+            let checks: Vec<&str> = record
+                .steps
+                .iter()
+                .filter(|s| HEALTH_CHECKS.contains(&s.plugin.as_str()))
+                .map(|s| s.step.as_str())
+                .collect();
+            (
+                !checks.is_empty(),
+                if checks.is_empty() {
+                    "no health check step".into()
+                } else {
+                    format!("{} health check(s): {}", checks.len(), checks.join(", "))
+                },
+            )
+        }
+        "stakeholders" => {
+            let sent: Vec<&StepOutcome> = record
+                .steps
+                .iter()
+                .filter(|s| matches!(s.plugin.as_str(), "slack-notify" | "webhook") && s.status == Status::Passed)
+                .collect();
+            (!sent.is_empty(), sent.iter().map(|s| format!("{}: {}", s.step, s.summary)).collect::<Vec<_>>().join("; "))
+        }
+        "slack" => all_passed(by_plugin(record, "slack-notify"), &summary),
+        "health" => all_passed(
+            record.steps.iter().filter(|s| matches!(s.plugin.as_str(), "health-probe" | "http-check")),
+            &summary,
+        ),
+        "logs_clean" => match &ev.logged_errors {
+            None => (false, "the run's audit log is not on this machine".into()),
+            Some(errors) if errors.is_empty() && passed => (true, "no step logged an error".into()),
+            Some(errors) if errors.is_empty() => (false, format!("the run {}", record.status)),
+            Some(errors) => (false, format!("{} error line(s), first: {}", errors.len(), errors[0])),
         },
-    ];
-    let post = vec![
-        Item {
-            item: "Migrations applied",
-            done: migrate.iter().any(|s| !is_dry(s) && s.status == Status::Passed),
-            evidence: migrate.iter().filter(|s| !is_dry(s)).map(|s| s.summary.clone()).collect::<Vec<_>>().join("; "),
+        "metrics" => {
+            let measured: Vec<&StepOutcome> = record
+                .steps
+                .iter()
+                .filter(|s| {
+                    s.plugin == "prometheus-query"
+                        || (s.plugin == "health-probe" && !s.metrics.is_empty() && s.outputs.contains_key("failures"))
+                        || s.outputs.contains_key("analysis")
+                })
+                .collect();
+            let (done, text) = all_passed(measured.into_iter(), &summary);
+            match &record.rollback {
+                Some(r) => (false, format!("rolled back: {}", r.reason)),
+                None if text.is_empty() => {
+                    (false, "no metrics step (prometheus-query, sampled health-probe, analysis)".into())
+                }
+                None => (done, text),
+            }
+        }
+        "release_notes" => {
+            let notes = migrations_applied(record);
+            let sent: Vec<&str> = record
+                .steps
+                .iter()
+                .filter(|s| matches!(s.plugin.as_str(), "slack-notify" | "webhook") && s.status == Status::Passed)
+                .map(|s| s.step.as_str())
+                .collect();
+            if passed && !sent.is_empty() {
+                (true, format!("{} migration(s) in these notes; announced by {}", notes.len(), sent.join(", ")))
+            } else {
+                (false, "needs a passed run and a notification step that announced it".into())
+            }
+        }
+        "postmortem" => match &record.rollback {
+            None if passed => (true, "not needed: the run passed without a rollback".into()),
+            None => (false, format!("the run {}: schedule one", record.status)),
+            Some(r) => (false, format!("rolled back ({}): schedule one", r.reason)),
         },
-        all_passed(record, "schema-verify", "Schema verified", &summary),
-        all_passed(record, "rls-test", "RLS policies tested per role", &summary),
-        all_passed(record, "health-probe", "Health checks passing", &summary),
-        Item {
-            item: "No rollback",
-            done: record.rollback.is_none(),
-            evidence: record.rollback.as_ref().map_or_else(|| "none".into(), |r| format!("rolled back: {}", r.reason)),
-        },
-        all_passed(record, "slack-notify", "Stakeholders notified", &summary),
-    ];
-    (pre, post)
+        _ => (false, String::new()),
+    }
+}
+
+fn checklists(record: &RunRecord, ev: &Evidence) -> (Vec<Item>, Vec<Item>) {
+    let item = |&(key, section, item, basis): &(&'static str, &'static str, &'static str, Basis)| {
+        let (mut done, mut evidence) =
+            if basis == Basis::Person { (false, String::new()) } else { from_evidence(key, record, ev) };
+        if !done && basis != Basis::Evidence {
+            let who: Vec<String> =
+                ev.attestations.iter().filter(|a| a.item == key).map(|a| format!("{} at {}", a.who, a.at)).collect();
+            if who.is_empty() {
+                if !evidence.is_empty() {
+                    evidence.push_str("; ");
+                }
+                evidence.push_str(&format!(
+                    "awaits `deployhost attest {} --item {key} --as NAME` by a listed approver",
+                    record.run_id
+                ));
+            } else {
+                done = true;
+                evidence = format!("attested by {}", who.join(", "));
+            }
+        }
+        if evidence.is_empty() {
+            evidence = "no evidence in this run".into();
+        }
+        Item { key, section, item, done, evidence, attestable: basis != Basis::Evidence }
+    };
+    (PRE.iter().map(item).collect(), POST.iter().map(item).collect())
+}
+
+/// The run's own checks, beyond the seed's list: what this run did.
+fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
+    let check = |key, item, (done, evidence): (bool, String)| Item {
+        key,
+        section: "Run",
+        item,
+        done,
+        evidence,
+        attestable: false,
+    };
+    let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
+    let joined = |f: &dyn Fn(&&StepOutcome) -> bool| {
+        migrate.iter().filter(|s| f(s)).map(|s| s.summary.clone()).collect::<Vec<_>>().join("; ")
+    };
+    vec![
+        check("run_tests", "Tests and checks passing", all_passed(by_plugin(record, "command"), &summary)),
+        check(
+            "run_dry_run",
+            "Migrations tested before applying (dry run)",
+            (migrate.iter().any(|s| is_dry(s) && s.status == Status::Passed), joined(&|s| is_dry(s))),
+        ),
+        check("run_backup", "Database backed up", from_evidence("backup", record, &Evidence::none())),
+        check(
+            "run_approval",
+            "Approval recorded",
+            (
+                approved_by.is_some(),
+                approved_by.map_or_else(|| "no approval recorded".to_string(), |a| format!("approved by {a}")),
+            ),
+        ),
+        check(
+            "run_migrations",
+            "Migrations applied",
+            (migrate.iter().any(|s| !is_dry(s) && s.status == Status::Passed), joined(&|s| !is_dry(s))),
+        ),
+        check("run_schema", "Schema verified", all_passed(by_plugin(record, "schema-verify"), &summary)),
+        check("run_rls", "RLS policies tested per role", all_passed(by_plugin(record, "rls-test"), &summary)),
+        check("run_health", "Health checks passing", all_passed(by_plugin(record, "health-probe"), &summary)),
+        check(
+            "run_no_rollback",
+            "No rollback",
+            (
+                record.rollback.is_none(),
+                record.rollback.as_ref().map_or_else(|| "none".into(), |r| format!("rolled back: {}", r.reason)),
+            ),
+        ),
+    ]
+}
+
+impl Evidence {
+    fn none() -> Evidence {
+        Evidence { approved_by: None, staging: None, uat: None, attestations: Vec::new(), logged_errors: None }
+    }
+
+    /// Everything outside the run record the checklist reads.
+    fn gather(state_dir: &Path, record: &RunRecord, store: Option<&StateStore>) -> Result<Evidence> {
+        let mut ev = Evidence::none();
+        if let Some(store) = store {
+            ev.approved_by = store.run(&record.run_id)?.and_then(|(r, _)| r.approved_by);
+            ev.staging = store
+                .last_passed(&record.pipeline, "staging", Some(&record.version))?
+                .filter(|row| row.id != record.run_id)
+                .map(|row| {
+                    let r = runner::load_record(state_dir, &row.id).ok();
+                    (row, r)
+                });
+            ev.uat = store
+                .last_passed(&record.pipeline, "uat", Some(&record.version))?
+                .filter(|row| row.id != record.run_id);
+            ev.attestations = store.attestations(&record.run_id)?;
+        }
+        let audit = runner::runs_dir(state_dir).join(&record.run_id).join("audit.jsonl");
+        ev.logged_errors = std::fs::read_to_string(audit).ok().map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|e| e["event"] == "log" && e["level"] == "error")
+                .map(|e| {
+                    format!("{}: {}", e["step"].as_str().unwrap_or("?"), e["message"].as_str().unwrap_or_default())
+                })
+                .collect()
+        });
+        Ok(ev)
+    }
 }
 
 /// Versions applied by the run's migrations, for release notes.
@@ -86,20 +415,47 @@ fn migrations_applied(record: &RunRecord) -> Vec<String> {
         .collect()
 }
 
-/// The report as Markdown: for `report`, and the GitHub job summary.
+/// The report as Markdown, for the GitHub job summary (no state store at hand).
 pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
+    let ev = Evidence { approved_by: approved_by.map(str::to_string), ..Evidence::none() };
+    markdown_with(record, &ev)
+}
+
+fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     use std::fmt::Write as _;
-    let (pre, post) = checklists(record, approved_by);
+    let (pre, post) = checklists(record, ev);
+    let run = run_checks(record, ev.approved_by.as_deref());
     let migrations = migrations_applied(record);
     let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
     let mut m = String::new();
     let _ = writeln!(m, "# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
     let finished = record.finished.as_deref().unwrap_or("unfinished");
     let _ = writeln!(m, "Run `{}`: **{}** ({} → {finished})\n", record.run_id, record.status, record.started);
+    let ticked = pre.iter().chain(&post).filter(|i| i.done).count();
+    let _ = writeln!(m, "Checklist: {ticked} of {} items ticked.\n", pre.len() + post.len());
     for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
         let _ = writeln!(m, "## {title}\n");
+        let mut section = "";
         for i in items {
+            if i.section != section {
+                section = i.section;
+                let _ = writeln!(m, "### {section}\n");
+            }
             let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+        }
+        let _ = writeln!(m);
+    }
+    let _ = writeln!(m, "## Run checks\n");
+    for i in &run {
+        let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+    }
+    let _ = writeln!(m);
+    if let Some(rb) = &record.rollback {
+        let _ = writeln!(m, "## Rollback\n");
+        let state = if rb.ok { "completed" } else { "INCOMPLETE" };
+        let _ = writeln!(m, "Rolled back ({state}): {}\n", rb.reason);
+        for s in &rb.steps {
+            let _ = writeln!(m, "- {} {}: {}", s.step, s.status.as_str(), s.summary);
         }
         let _ = writeln!(m);
     }
@@ -120,9 +476,11 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
 
 /// The run as one self-contained HTML page, with the audit of what each
 /// step was granted and used.
-fn html(state_dir: &Path, record: &RunRecord, approved_by: Option<&str>) -> Result<String> {
+fn html(state_dir: &Path, record: &RunRecord, ev: &Evidence) -> Result<String> {
     use crate::output::html::{Check, Page, render};
-    let (pre, post) = checklists(record, approved_by);
+    let approved_by = ev.approved_by.as_deref();
+    let (pre, post) = checklists(record, ev);
+    let run = run_checks(record, approved_by);
     fn checks(items: &[Item]) -> Vec<Check<'_>> {
         items.iter().map(|i| Check { item: i.item, done: i.done, evidence: &i.evidence }).collect()
     }
@@ -131,7 +489,11 @@ fn html(state_dir: &Path, record: &RunRecord, approved_by: Option<&str>) -> Resu
     Ok(render(&Page {
         record,
         approved_by,
-        checklists: vec![("Pre-deployment checklist", checks(&pre)), ("Post-deployment checklist", checks(&post))],
+        checklists: vec![
+            ("Pre-deployment checklist", checks(&pre)),
+            ("Post-deployment checklist", checks(&post)),
+            ("Run checks", checks(&run)),
+        ],
         migrations: &migrations,
         audit: &audit,
     }))
@@ -139,11 +501,13 @@ fn html(state_dir: &Path, record: &RunRecord, approved_by: Option<&str>) -> Resu
 
 pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus> {
     let record = runner::load_record(state_dir, run_id)?;
-    let row = StateStore::open(state_dir)?.run(run_id)?.map(|(r, _)| r);
-    let approved_by = row.as_ref().and_then(|r| r.approved_by.clone());
+    let store = StateStore::open(state_dir)?;
+    let ev = Evidence::gather(state_dir, &record, Some(&store))?;
     match format {
         "json" => {
-            let (pre, post) = checklists(&record, approved_by.as_deref());
+            let (pre, post) = checklists(&record, &ev);
+            let run = run_checks(&record, ev.approved_by.as_deref());
+            let ticked = pre.iter().chain(&post).filter(|i| i.done).count();
             let migrations = migrations_applied(&record);
             let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
             let steps: Vec<_> = record
@@ -155,13 +519,42 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
                 "run": record.run_id, "pipeline": record.pipeline, "environment": record.environment,
                 "version": record.version, "status": record.status, "started": record.started,
                 "finished": record.finished, "pre_deployment": pre, "post_deployment": post,
+                "checklist_ticked": ticked, "checklist_items": pre.len() + post.len(), "run_checks": run,
+                "attestations": ev.attestations, "rollback": record.rollback,
                 "migrations_applied": migrations, "steps": steps, "step_ms_total": total_ms,
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        "markdown" => print!("{}", markdown(&record, approved_by.as_deref())),
-        "html" => print!("{}", html(state_dir, &record, approved_by.as_deref())?),
+        "markdown" => print!("{}", markdown_with(&record, &ev)),
+        "html" => print!("{}", html(state_dir, &record, &ev)?),
         other => anyhow::bail!("unknown report format `{other}` (markdown, json or html)"),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// `deployhost attest RUN_ID --item KEY --as NAME`: a listed approver of
+/// the run's environment vouches for checklist items only a person can.
+pub fn attest(state_dir: &Path, run_id: &str, items: &[String], name: &str) -> Result<ExitStatus> {
+    let store = StateStore::open(state_dir)?;
+    let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
+    let keys = attestable_keys();
+    if let Some(bad) = items.iter().find(|i| !keys.contains(&i.as_str())) {
+        eprintln!("refused: `{bad}` is not an item a person attests; these are: {}", keys.join(", "));
+        return Ok(ExitStatus::InvalidInput);
+    }
+    let (_, plan) = super::load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
+    if !crate::promotion::is_approver(&plan, name) {
+        let listed = plan.environment_rules.as_ref().map(|r| r.approvers.join(", ")).unwrap_or_default();
+        eprintln!(
+            "refused: `{name}` is not a listed approver of `{}` ({})",
+            row.environment,
+            if listed.is_empty() { "none listed".to_string() } else { listed }
+        );
+        return Ok(ExitStatus::Refused);
+    }
+    for item in items {
+        let a = store.attest(run_id, item, name)?;
+        println!("run {run_id}: `{}` attested by {} at {}", a.item, a.who, a.at);
     }
     Ok(ExitStatus::Success)
 }

@@ -3,7 +3,7 @@
 //! [`ConfigError`] that names file, line, column and key.
 
 use super::error::{ConfigError, ConfigErrors};
-use super::expand::expand_env;
+use super::expand::{RUNTIME_VARIABLES, expand_env, substitute};
 use super::model::Pipeline;
 use super::spans::{Position, Spans};
 use serde_yaml::Value;
@@ -48,6 +48,38 @@ impl Loaded {
     }
 }
 
+/// The `vars:` of the environment this run targets (`environments.<name>.vars`),
+/// their values expanded from the process environment; the error names the key.
+fn environment_vars(
+    document: &Value,
+    env_lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<std::collections::BTreeMap<String, String>, (String, String)> {
+    let mut out = std::collections::BTreeMap::new();
+    let expand = |text: &str, key: &str| {
+        substitute(text, |name, default| {
+            Ok(Some(env_lookup(name).or_else(|| default.map(str::to_string)).ok_or_else(|| {
+                format!("environment variable {name} is not set (write ${{{name}:-default}} for a fallback)")
+            })?))
+        })
+        .map_err(|m| (key.to_string(), m))
+    };
+    let Some(name) = document.get("environment").and_then(Value::as_str) else { return Ok(out) };
+    let name = expand(name, "environment")?;
+    let Some(vars) = document.get("environments").and_then(|e| e.get(name.as_str())).and_then(|e| e.get("vars")) else {
+        return Ok(out);
+    };
+    let Value::Mapping(vars) = vars else { return Ok(out) };
+    for (k, v) in vars {
+        let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else { continue };
+        let key = format!("environments.{name}.vars.{k}");
+        if RUNTIME_VARIABLES.contains(&k) {
+            return Err((key, format!("`{k}` is filled in by deployhost when a step runs; choose another name")));
+        }
+        out.insert(k.to_string(), expand(v, &key)?);
+    }
+    Ok(out)
+}
+
 fn located(file: &Path, at: Position, key: &str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         file: file.to_path_buf(),
@@ -86,7 +118,10 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     }
     let raw = value.clone();
 
-    let errors = expand_env(&mut value, options.env_lookup);
+    let vars = environment_vars(&value, options.env_lookup)
+        .map_err(|(key, message)| ConfigErrors(vec![located(path, spans.value(&key), &key, message)]))?;
+    let lookup = |name: &str| vars.get(name).cloned().or_else(|| (options.env_lookup)(name));
+    let errors = expand_env(&mut value, &lookup);
     if !errors.is_empty() {
         return Err(ConfigErrors(
             errors.into_iter().map(|(key, msg)| located(path, spans.value(&key), &key, msg)).collect(),
@@ -113,4 +148,48 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
 fn unknown_field(message: &str) -> Option<&str> {
     let rest = message.strip_prefix("unknown field `")?;
     rest.split_once('`').map(|(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIPELINE: &str = "pipeline: p\nenvironment: \"${DEPLOY_ENV:-staging}\"\nenvironments:\n  staging: { vars: { PROJECT_REF: stagingref, ODOO_URL: \"https://erp-${ZONE}.example.com\" } }\n  prod: { requires: staging, vars: { PROJECT_REF: prodref } }\nstages:\n  - name: s\n    steps:\n      - name: a\n        uses: noop\n        with: { ref: \"${PROJECT_REF}\", odoo: \"${ODOO_URL:-none}\", v: \"${VERSION}\" }\n";
+
+    fn with(environment: Option<&str>) -> Result<Loaded, ConfigErrors> {
+        let lookup = |name: &str| match name {
+            "ZONE" => Some("staging".to_string()),
+            "PROJECT_REF" => Some("from-the-process".to_string()),
+            _ => None,
+        };
+        let options = LoadOptions { environment: environment.map(str::to_string), version: None, env_lookup: &lookup };
+        load_text(Path::new("p.yaml"), PIPELINE, &options)
+    }
+
+    fn step_with(loaded: &Loaded) -> serde_json::Value {
+        serde_json::to_value(&loaded.model.stages[0].steps[0].with).unwrap()
+    }
+
+    #[test]
+    fn the_target_environments_vars_fill_in_before_the_process_environment() {
+        let staging = with(None).unwrap();
+        let w = step_with(&staging);
+        assert_eq!(w["ref"], "stagingref");
+        assert_eq!(w["odoo"], "https://erp-staging.example.com");
+        assert_eq!(w["v"], "${VERSION}", "runtime names stay for the runner");
+        let prod = with(Some("prod")).unwrap();
+        assert_eq!(step_with(&prod)["ref"], "prodref");
+        assert_eq!(step_with(&prod)["odoo"], "none", "prod has no ODOO_URL: the default applies");
+        let dev = with(Some("dev")).unwrap();
+        assert_eq!(step_with(&dev)["ref"], "from-the-process");
+    }
+
+    #[test]
+    fn a_var_shadowing_a_runtime_name_is_an_error_at_its_key() {
+        let text = PIPELINE.replace("PROJECT_REF: prodref", "VERSION: \"9\"");
+        let options = LoadOptions { environment: Some("prod".into()), ..LoadOptions::default() };
+        let errors = load_text(Path::new("p.yaml"), &text, &options).unwrap_err();
+        let text = errors.to_string();
+        assert!(text.contains("environments.prod.vars.VERSION") && text.contains("filled in by deployhost"), "{text}");
+    }
 }

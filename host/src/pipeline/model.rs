@@ -47,6 +47,11 @@ pub struct Environment {
     /// (default 24h): yesterday's go is not today's.
     #[serde(default)]
     pub approval_timeout: Option<Span>,
+    /// Values this environment differs by (project ref, Odoo URL), read as
+    /// `${NAME}` anywhere in the pipeline when it runs here, before the
+    /// process environment.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
 }
 
 impl Environment {

@@ -5,9 +5,12 @@
 //! `<state-dir>/state.db` by default; PostgreSQL (`--state postgres://…`)
 //! when CI runners on several machines must share it.
 
+mod attest;
 mod db;
 mod postgres;
 mod sqlite;
+
+pub use attest::Attestation;
 
 use crate::runner::StepOutcome;
 use crate::status::RunStatus;

@@ -1,9 +1,14 @@
 //! `health-probe`: is the service up? One probe with retries and backoff, or
 //! `samples` probes that report the error rate and p50/p99 latency, which
-//! rollback triggers such as `error_rate > 1%` read.
+//! rollback triggers such as `error_rate > 1%` read; or, with `count` (or
+//! `duration`), an analysis over a window with Argo Rollouts' semantics
+//! (`failure_limit`, `inconclusive_limit`; see the SDK's `analysis`).
 
 use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, http::Request, units,
+    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
+    analysis::{self, Measurement, Phase, WindowParams},
+    http::Request,
+    units,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -34,6 +39,17 @@ struct Params {
     max_latency_p99: Option<Duration>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// An analysis window: this many measurements, `interval` apart …
+    count: Option<u32>,
+    /// … or as many as fit in this long.
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    duration: Option<Duration>,
+    failure_limit: Option<u32>,
+    inconclusive_limit: Option<u32>,
+    consecutive_error_limit: Option<u32>,
+    /// Statuses that neither pass nor fail a measurement (e.g. 429).
+    #[serde(default)]
+    inconclusive_status: Vec<u16>,
 }
 
 fn default_method() -> String {
@@ -232,6 +248,36 @@ fn run_sampled(p: &Params, max_error_rate: f64) -> Report {
         .metric("samples", f64::from(p.samples), "count")
 }
 
+/// `count` measurements `interval` apart, each one request: the expected
+/// answer is Successful, a status in `inconclusive_status` Inconclusive,
+/// anything else (another status, the body text missing, no answer at all:
+/// the service is not serving) Failed.
+fn run_analysis(p: &Params, window: &WindowParams) -> Result<Report, StepError> {
+    let window = window.window(p.interval).map_err(StepError::InvalidParams)?;
+    let mut latencies = Vec::new();
+    let outcome = analysis::run_logged(&window, |_| {
+        let probe = probe_once(p);
+        let latency = ms(probe.latency);
+        if probe.status.is_some() {
+            latencies.push(latency);
+        }
+        let detail = format!("{}, {latency:.1}ms", probe.detail);
+        let phase = match probe.status {
+            _ if probe.ok => Phase::Successful,
+            Some(status) if p.inconclusive_status.contains(&status) => Phase::Inconclusive,
+            _ => Phase::Failed,
+        };
+        Measurement::new(phase, probe.status.map(f64::from), detail)
+    });
+    latencies.sort_by(f64::total_cmp);
+    // No `error_rate` here: a trigger fires on the analysis result
+    // (`health_check_failure`), not on a bad sample `failure_limit` tolerates.
+    Ok(outcome
+        .report(&format!("{} {}", p.method, p.url))
+        .metric("latency_p50_ms", percentile(&latencies, 0.50), "ms")
+        .metric("latency_p99_ms", percentile(&latencies, 0.99), "ms"))
+}
+
 struct HealthProbe;
 
 impl Guest for HealthProbe {
@@ -249,6 +295,12 @@ impl Guest for HealthProbe {
             .param("max_error_rate", "string", false, Some("0%"), "largest failure share that passes, e.g. 1%")
             .param("max_latency_p99", "duration", false, None, "p99 latency that still passes")
             .param("headers", "map", false, None, "request headers")
+            .param("count", "integer", false, None, "analysis: this many measurements, `interval` apart")
+            .param("duration", "duration", false, None, "analysis: as many measurements as fit in this long")
+            .param("failure_limit", "integer", false, Some("0"), "analysis: failed measurements that still pass")
+            .param("inconclusive_limit", "integer", false, Some("0"), "analysis: inconclusive ones that still pass")
+            .param("consecutive_error_limit", "integer", false, Some("4"), "analysis: errors in a row tolerated")
+            .param("inconclusive_status", "list", false, None, "analysis: statuses that neither pass nor fail")
             .needs(Capability::Net, "url", "sends HTTP requests to the probed URL")
     }
 
@@ -256,6 +308,22 @@ impl Guest for HealthProbe {
         let p: Params = sdk::params(&ctx)?;
         if p.samples == 0 {
             return Err(StepError::InvalidParams("samples must be at least 1".into()));
+        }
+        let window = WindowParams {
+            count: p.count,
+            duration: p.duration,
+            failure_limit: p.failure_limit,
+            inconclusive_limit: p.inconclusive_limit,
+            consecutive_error_limit: p.consecutive_error_limit,
+        };
+        if window.wanted() {
+            if p.samples > 1 || p.retries > 0 {
+                return Err(StepError::InvalidParams(
+                    "count/duration run an analysis: drop samples and retries (failure_limit tolerates bad samples)"
+                        .into(),
+                ));
+            }
+            return run_analysis(&p, &window);
         }
         match p.samples {
             1 => Ok(run_with_retries(&p)),

@@ -136,6 +136,7 @@ mod tests {
                     manifest: format!("addons/{name}/__manifest__.py"),
                     depends: deps.iter().map(|d| d.to_string()).collect(),
                     installable: true,
+                    version: None,
                 };
                 (name.to_string(), addon)
             })

@@ -11,6 +11,8 @@ pub struct Addon {
     pub manifest: String,
     pub depends: Vec<String>,
     pub installable: bool,
+    /// The manifest's `version`, as written (`17.0.1.2.0` or `1.2.0`).
+    pub version: Option<String>,
 }
 
 /// A manifest that could not be used, with its path and why.
@@ -74,5 +76,6 @@ pub fn read(name: &str, manifest: &str, text: &str) -> Result<Addon, String> {
         Some(other) => return Err(format!("`depends` is {}, not a list", other.kind())),
     };
     let installable = value.get("installable").is_none_or(Value::truthy);
-    Ok(Addon { name: name.to_string(), manifest: manifest.to_string(), depends, installable })
+    let version = value.get("version").and_then(Value::as_str).map(str::to_string);
+    Ok(Addon { name: name.to_string(), manifest: manifest.to_string(), depends, installable, version })
 }

@@ -1,10 +1,18 @@
 //! `prometheus-query`: reads one number from a Prometheus-compatible server
 //! (`GET /api/v1/query`) and reports it as a metric, so rollback triggers
 //! such as `error_rate > 1%` can watch the service's own telemetry, not
-//! only the probes deployhost sends itself.
+//! only the probes deployhost sends itself. With `count` (or `duration`)
+//! it is an analysis over a window, as Argo Rollouts' Prometheus metric:
+//! the query is run `interval` apart; a value within `max`/`min` is a
+//! Successful measurement, outside a Failed one, no data Inconclusive, a
+//! query the server refuses or cannot answer an Error (see the SDK's
+//! `analysis` for `failure_limit`, `inconclusive_limit`, …).
 
 use deployhost_plugin_sdk::{
-    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, http::Request, units,
+    self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError,
+    analysis::{self, Measurement, Phase, WindowParams},
+    http::Request,
+    units,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,6 +37,16 @@ struct Params {
     token_secret: Option<String>,
     #[serde(default = "ten_seconds", deserialize_with = "units::duration")]
     timeout: Duration,
+    /// An analysis window: this many queries, `interval` apart …
+    count: Option<u32>,
+    /// … or as many as fit in this long.
+    #[serde(default, deserialize_with = "units::opt_duration")]
+    duration: Option<Duration>,
+    #[serde(default = "thirty_seconds", deserialize_with = "units::duration")]
+    interval: Duration,
+    failure_limit: Option<u32>,
+    inconclusive_limit: Option<u32>,
+    consecutive_error_limit: Option<u32>,
 }
 
 fn one() -> f64 {
@@ -37,6 +55,66 @@ fn one() -> f64 {
 
 fn ten_seconds() -> Duration {
     Duration::from_secs(10)
+}
+
+fn thirty_seconds() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// One query's answer: the value (times `scale`) and how many series, or
+/// `None` for no data; `Err` when the query could not be answered.
+fn query(p: &Params, token: Option<&str>) -> Result<Option<(f64, usize)>, String> {
+    let url = format!("{}/api/v1/query?query={}", p.url.trim_end_matches('/'), encode(&p.query));
+    let mut request = Request::get(&url).timeout(p.timeout);
+    if let Some(token) = token {
+        request = request.bearer(token);
+    }
+    let response = request.send().map_err(|e| format!("query failed: {e}"))?;
+    let body = response.json().map_err(|e| format!("{}: {e}", response.error_summary()))?;
+    if body["status"] != "success" {
+        let why = body["error"].as_str().map_or_else(|| response.error_summary(), str::to_string);
+        return Err(format!("Prometheus refused the query: {why}"));
+    }
+    Ok(value_of(&body["data"]).map(|(v, series)| (v * p.scale, series)))
+}
+
+/// Where `value` stands against `max`/`min`: `None` within, else why not.
+fn out_of_bounds(p: &Params, value: f64) -> Option<String> {
+    match (p.max, p.min) {
+        (Some(max), _) if value > max => Some(format!("above the maximum {max}")),
+        (_, Some(min)) if value < min => Some(format!("below the minimum {min}")),
+        _ => None,
+    }
+}
+
+fn run_analysis(p: &Params, window: &WindowParams, token: Option<&str>) -> Result<Report, StepError> {
+    let window = window.window(p.interval).map_err(StepError::InvalidParams)?;
+    let mut values = Vec::new();
+    let outcome = analysis::run_logged(&window, |_| match query(p, token) {
+        Err(e) => Measurement::new(Phase::Error, None, e),
+        Ok(None) => Measurement::new(Phase::Inconclusive, None, "no data"),
+        Ok(Some((value, _))) => {
+            values.push(value);
+            match out_of_bounds(p, value) {
+                Some(why) => Measurement::new(Phase::Failed, Some(value), format!("{} = {value}, {why}", p.metric)),
+                None => Measurement::new(Phase::Successful, Some(value), format!("{} = {value}", p.metric)),
+            }
+        }
+    });
+    // A trigger fires on the analysis result (`health_check_failure`), not on
+    // one sample the limits tolerate: the values go under their own names.
+    let worst = match (p.max, p.min) {
+        (None, Some(_)) => values.iter().copied().reduce(f64::min),
+        _ => values.iter().copied().reduce(f64::max),
+    };
+    let mut report = outcome.report(&format!("`{}`", p.query));
+    if let Some(v) = worst {
+        report = report.metric(format!("{}_worst", p.metric), v, &p.unit).output("value", v);
+    }
+    if let Some(v) = values.last() {
+        report = report.metric(format!("{}_last", p.metric), *v, &p.unit);
+    }
+    Ok(report)
 }
 
 struct PrometheusQuery;
@@ -59,12 +137,35 @@ impl Guest for PrometheusQuery {
             .param("min", "number", false, None, "fail when the value is below")
             .param("token_secret", "string", false, None, "granted secret sent as a bearer token")
             .param("timeout", "duration", false, Some("10s"), "how long the query may take")
+            .param("count", "integer", false, None, "analysis: run the query this many times, `interval` apart")
+            .param("duration", "duration", false, None, "analysis: as many queries as fit in this long")
+            .param("interval", "duration", false, Some("30s"), "analysis: pause between queries")
+            .param("failure_limit", "integer", false, Some("0"), "analysis: values outside max/min that still pass")
+            .param("inconclusive_limit", "integer", false, Some("0"), "analysis: queries without data that still pass")
+            .param(
+                "consecutive_error_limit",
+                "integer",
+                false,
+                Some("4"),
+                "analysis: failed queries in a row tolerated",
+            )
             .needs(Capability::Net, "url", "queries the server")
             .needs(Capability::Secret, "token_secret", "when the server needs a token")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
+        let window = WindowParams {
+            count: p.count,
+            duration: p.duration,
+            failure_limit: p.failure_limit,
+            inconclusive_limit: p.inconclusive_limit,
+            consecutive_error_limit: p.consecutive_error_limit,
+        };
+        if window.wanted() {
+            let token = p.token_secret.as_deref().map(sdk::secret).transpose()?;
+            return run_analysis(&p, &window, token.as_deref());
+        }
         let url = format!("{}/api/v1/query?query={}", p.url.trim_end_matches('/'), encode(&p.query));
         let mut request = Request::get(&url).timeout(p.timeout);
         if let Some(secret) = &p.token_secret {

@@ -31,6 +31,7 @@ pub mod bindings {
     });
 }
 
+pub mod analysis;
 pub mod db;
 pub mod http;
 pub mod log;

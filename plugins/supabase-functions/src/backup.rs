@@ -5,7 +5,7 @@
 //! Layout: `<folder>/manifest.json` and `<folder>/<slug>/<n>-<file name>`
 //! (files are stored by index, so no path from the API can leave the folder).
 
-use crate::api::{DeployMetadata, File, Function};
+use crate::api::{Body, DeployMetadata, File, Function};
 use serde::{Deserialize, Serialize};
 
 const MANIFEST: &str = "manifest.json";
@@ -23,6 +23,17 @@ pub struct Saved {
     pub previous: Option<Function>,
     #[serde(default)]
     pub files: Vec<SavedFile>,
+    /// A function deployed as a bundle: its sources could not be saved,
+    /// so a restore cannot bring it back (the gap, recorded at deploy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<Gap>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Gap {
+    pub reason: String,
+    /// The bundle as the API gave it, for a person to inspect.
+    pub stored: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -34,7 +45,7 @@ pub struct SavedFile {
 }
 
 /// A function about to be deployed, with what is deployed now, if anything.
-pub type Current = (String, Option<(Function, Vec<File>)>);
+pub type Current = (String, Option<(Function, Body)>);
 
 /// Writes the backup into `dir` (a guest path, created if needed).
 pub fn save(dir: &str, project_ref: &str, functions: Vec<Current>) -> Result<(), String> {
@@ -42,11 +53,27 @@ pub fn save(dir: &str, project_ref: &str, functions: Vec<Current>) -> Result<(),
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut manifest = Manifest { project_ref: project_ref.to_string(), functions: Vec::new() };
     for (slug, found) in functions {
-        let Some((previous, files)) = found else {
-            manifest.functions.push(Saved { slug, previous: None, files: Vec::new() });
+        let Some((previous, body)) = found else {
+            manifest.functions.push(Saved { slug, previous: None, files: Vec::new(), gap: None });
             continue;
         };
         std::fs::create_dir_all(format!("{dir}/{slug}")).map_err(|e| io(&slug, e))?;
+        let files = match body {
+            Body::Sources(files) => files,
+            Body::Legacy { bytes, reason } => {
+                let stored = match bytes {
+                    Some(bytes) => {
+                        let stored = format!("{slug}/legacy-bundle.bin");
+                        std::fs::write(format!("{dir}/{stored}"), bytes).map_err(|e| io(&stored, e))?;
+                        Some(stored)
+                    }
+                    None => None,
+                };
+                let gap = Some(Gap { reason, stored });
+                manifest.functions.push(Saved { slug, previous: Some(previous), files: Vec::new(), gap });
+                continue;
+            }
+        };
         let mut saved = Vec::new();
         for (n, (path, bytes)) in files.iter().enumerate() {
             let base: String = path.rsplit('/').next().unwrap_or_default().chars().filter(|c| *c != '\\').collect();
@@ -54,7 +81,7 @@ pub fn save(dir: &str, project_ref: &str, functions: Vec<Current>) -> Result<(),
             std::fs::write(format!("{dir}/{stored}"), bytes).map_err(|e| io(&stored, e))?;
             saved.push(SavedFile { path: path.clone(), stored });
         }
-        manifest.functions.push(Saved { slug, previous: Some(previous), files: saved });
+        manifest.functions.push(Saved { slug, previous: Some(previous), files: saved, gap: None });
     }
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     std::fs::write(format!("{dir}/{MANIFEST}"), text).map_err(|e| io(MANIFEST, e))
@@ -92,6 +119,7 @@ pub fn metadata(previous: &Function, files: &[File]) -> DeployMetadata {
         entrypoint_path: match_file(entrypoint, files),
         import_map_path: previous.import_map_path.as_deref().map(|m| match_file(m, files)),
         verify_jwt: previous.verify_jwt.unwrap_or(true),
+        static_patterns: Vec::new(),
     }
 }
 

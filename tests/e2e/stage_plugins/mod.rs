@@ -3,11 +3,14 @@
 //! the RPC endpoint, the Supabase Management API, the DigitalOcean API)
 //! and real files.
 
+mod analysis;
+mod checklist;
 mod digitalocean;
 mod http_check;
 mod odoo;
 mod prometheus;
 mod supabase;
+mod supabase_secrets;
 
 use crate::support::Project;
 use serde_json::Value;

@@ -1,9 +1,11 @@
 //! `supabase-functions` against a stand-in for the Supabase Management API
 //! on 127.0.0.1 that checks every request (token, paths, multipart body)
 //! and keeps each function's version and sources, so a test can see a
-//! deploy bump versions and a restore put the previous sources back.
+//! deploy bump versions and a restore put the previous sources back. Like
+//! the API, a deploy with `bundleOnly=true` bundles a version that is not
+//! served until a bulk update (`PUT …/functions`) makes it live.
 
-use super::{one_step, output, summary};
+use super::{json_body, one_step, output, summary};
 use crate::support::Project;
 use crate::support::http::{Request, Response, Server};
 use serde_json::{Value, json};
@@ -22,13 +24,21 @@ struct Deployed {
     entrypoint: String,
     verify_jwt: bool,
     files: BTreeMap<String, String>,
+    /// Deployed as a bundle before the API kept sources: `/body` serves the bundle.
+    legacy: bool,
 }
 
 #[derive(Default)]
 struct Api {
     functions: BTreeMap<String, Deployed>,
+    /// Bundles deployed with `bundleOnly=true`, by slug, waiting for a bulk update.
+    bundled: BTreeMap<String, Deployed>,
     /// A function whose deploy the API refuses, as it does code that does not bundle.
     refuse: Option<String>,
+    /// A function whose live (not bundle-only) deploy is refused.
+    refuse_live: Option<String>,
+    /// An API without the bulk update endpoint.
+    no_bulk: bool,
 }
 
 struct FakeSupabase {
@@ -55,6 +65,7 @@ fn deployed(version: i64, files: &[(&str, &str)]) -> Deployed {
         entrypoint: files[0].0.to_string(),
         verify_jwt: true,
         files: files.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        legacy: false,
     }
 }
 
@@ -84,8 +95,13 @@ fn handle(api: &mut Api, request: &Request) -> Response {
     match (request.method.as_str(), route) {
         ("GET", "") => Response::json(200, &api.functions.iter().map(|(s, f)| describe(s, f)).collect::<Value>()),
         ("POST", "/deploy") => deploy(api, request, query),
+        ("PUT", "") if api.no_bulk => error(404, "Not found"),
+        ("PUT", "") => bulk_update(api, request),
         ("GET", r) if r.ends_with("/body") => match api.functions.get(&slug) {
             None => error(404, "Function not found"),
+            Some(f) if f.legacy => {
+                Response::new(200, "ESZIP2.1 legacy bundle bytes").header("content-type", "application/octet-stream")
+            }
             Some(_) if request.header("accept") != Some("multipart/form-data") => {
                 error(406, "this stand-in only serves the unbundled sources (Accept: multipart/form-data)")
             }
@@ -130,7 +146,8 @@ fn deploy(api: &mut Api, request: &Request, query: &str) -> Response {
     if !files.contains_key(entrypoint) {
         return error(400, &format!("Entrypoint path does not exist - {entrypoint}"));
     }
-    if api.refuse.as_deref() == Some(slug) {
+    let bundle_only = query.split('&').any(|kv| kv == "bundleOnly=true");
+    if api.refuse.as_deref() == Some(slug) || (!bundle_only && api.refuse_live.as_deref() == Some(slug)) {
         return error(
             400,
             &format!(
@@ -144,10 +161,39 @@ fn deploy(api: &mut Api, request: &Request, query: &str) -> Response {
         entrypoint: entrypoint.to_string(),
         verify_jwt: metadata["verify_jwt"].as_bool().unwrap_or(true),
         files,
+        legacy: false,
     };
     let answer = describe(slug, &function);
-    api.functions.insert(slug.to_string(), function);
+    if bundle_only {
+        api.bundled.insert(slug.to_string(), function);
+    } else {
+        api.functions.insert(slug.to_string(), function);
+    }
     Response::json(201, &answer)
+}
+
+/// `PUT /functions`: an array of functions as their deploys described them;
+/// each bundled version named becomes live, with the settings given.
+fn bulk_update(api: &mut Api, request: &Request) -> Response {
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&request.body) else {
+        return error(400, "the body must be an array of functions");
+    };
+    let mut live = Vec::new();
+    for item in &items {
+        let (Some(slug), Some(version)) = (item["slug"].as_str(), item["version"].as_i64()) else {
+            return error(400, "each function needs slug and version");
+        };
+        if item["id"].as_str() != Some(format!("id-{slug}").as_str()) {
+            return error(400, &format!("{slug}: id does not match"));
+        }
+        let Some(mut function) = api.bundled.remove(slug).filter(|f| f.version == version) else {
+            return error(400, &format!("{slug}: no bundle of version {version}"));
+        };
+        function.verify_jwt = item["verify_jwt"].as_bool().unwrap_or(function.verify_jwt);
+        live.push(describe(slug, &function));
+        api.functions.insert(slug.to_string(), function);
+    }
+    Response::json(200, &json!({ "functions": live }))
 }
 
 /// The metadata JSON and the files of a multipart form.
@@ -181,6 +227,7 @@ fn read_form(body: &str, boundary: &str) -> Result<(Value, BTreeMap<String, Stri
 
 fn project() -> Project {
     let p = Project::new();
+    p.write("supabase/config.toml", "project_id = \"shop\"\n\n[api]\nport = 54321\n");
     p.write("supabase/functions/hello/index.ts", NEW_HELLO);
     p.write("supabase/functions/goodbye/index.ts", "Deno.serve(() => new Response(\"bye\"));\n");
     p.write("supabase/functions/_shared/cors.ts", "export const cors = { \"Access-Control-Allow-Origin\": \"*\" };\n");
@@ -195,7 +242,7 @@ fn pipeline(p: &Project, api: &FakeSupabase, extra: &str) {
         api.server.url("")
     );
     let grants = format!(
-        "{{ net: [\"{}\"], secrets: [sb_token], fs: {{ read: [supabase/functions], write: [backups] }} }}",
+        "{{ net: [\"{}\"], secrets: [sb_token], fs: {{ read: [supabase], write: [backups] }} }}",
         api.server.grant()
     );
     one_step(p, "functions", "supabase-functions", &with, &grants, &[("sb_token", "SUPABASE_ACCESS_TOKEN")]);
@@ -203,7 +250,7 @@ fn pipeline(p: &Project, api: &FakeSupabase, extra: &str) {
 
 fn existing_hello() -> Api {
     let hello = deployed(3, &[("hello/index.ts", OLD_HELLO), ("_shared/cors.ts", "export const cors = {};\n")]);
-    Api { functions: BTreeMap::from([("hello".to_string(), hello)]), refuse: None }
+    Api { functions: BTreeMap::from([("hello".to_string(), hello)]), ..Api::default() }
 }
 
 #[test]
@@ -216,8 +263,8 @@ fn deploy_saves_the_previous_sources_bumps_versions_and_restore_from_puts_them_b
 
     let hello = api.function("hello").unwrap();
     assert_eq!(hello.version, 4);
-    assert_eq!(hello.files["hello/index.ts"], NEW_HELLO);
-    assert!(hello.files.contains_key("_shared/cors.ts"), "shared code is uploaded with each function");
+    assert_eq!(hello.files["supabase/functions/hello/index.ts"], NEW_HELLO);
+    assert!(hello.files.contains_key("supabase/functions/_shared/cors.ts"), "the shared code it imports is uploaded");
     assert_eq!(api.function("goodbye").unwrap().version, 1);
     assert_eq!(output(&p, "functions", "version.hello"), "4");
     assert_eq!(output(&p, "functions", "version.goodbye"), "1");
@@ -231,8 +278,9 @@ fn deploy_saves_the_previous_sources_bumps_versions_and_restore_from_puts_them_b
         [
             format!("GET {prefix}"),
             format!("GET {prefix}/hello/body"),
-            format!("POST {prefix}/deploy?slug=goodbye"),
-            format!("POST {prefix}/deploy?slug=hello"),
+            format!("POST {prefix}/deploy?slug=goodbye&bundleOnly=true"),
+            format!("POST {prefix}/deploy?slug=hello&bundleOnly=true"),
+            format!("PUT {prefix}"),
         ]
     );
     let compensate: Value = serde_json::from_str(&output(&p, "functions", "compensate")).unwrap();
@@ -261,7 +309,7 @@ fn deploy_saves_the_previous_sources_bumps_versions_and_restore_from_puts_them_b
 }
 
 #[test]
-fn an_api_error_body_is_reported_and_the_compensation_still_offered() {
+fn an_api_error_body_is_reported_and_nothing_goes_live() {
     let mut existing = existing_hello();
     existing.refuse = Some("hello".into());
     let api = FakeSupabase::start(existing);
@@ -274,11 +322,12 @@ fn an_api_error_body_is_reported_and_the_compensation_still_offered() {
         text.contains("HTTP 400: Failed to bundle the function (reason: The module's source code could not be parsed"),
         "{text}"
     );
-    assert!(text.contains("deployed before it: goodbye v1"), "{text}");
+    assert!(text.contains("nothing went live (bundled before it: goodbye)"), "{text}");
     assert_eq!(api.function("hello").unwrap().version, 3, "the refused deploy changed nothing");
-    assert_eq!(output(&p, "functions", "version.goodbye"), "1");
-    let compensate: Value = serde_json::from_str(&output(&p, "functions", "compensate")).unwrap();
-    assert!(compensate["restore_from"].as_str().is_some(), "goodbye was deployed: a rollback must be able to undo it");
+    assert!(api.function("goodbye").is_none(), "goodbye was bundled, never served");
+    assert!(api.server.requests().iter().all(|r| r.method != "PUT"), "no bulk update after a failed bundle");
+    let outputs = &p.step("functions")["outputs"];
+    assert!(outputs.get("compensate").is_none(), "nothing is live, nothing to compensate: {outputs}");
 }
 
 #[test]
@@ -339,4 +388,159 @@ fn a_failed_health_check_redeploys_the_previous_functions_through_the_exported_c
     assert_eq!(hello.version, 5);
     assert!(api.function("goodbye").is_none(), "the function this deploy added is gone");
     assert!(!format!("{}{}", run.all_output(), p.run_files_text()).contains(TOKEN), "the token leaked");
+}
+
+/// A project laid out as `supabase init` and a team leave it: config.toml
+/// with per-function settings, a shared import map, code outside the
+/// function's folder, a local `.env`, tests and notes beside the code.
+fn configured_project() -> Project {
+    let p = Project::new();
+    p.write(
+        "supabase/config.toml",
+        r#"project_id = "shop"
+
+[api]
+port = 54321
+schemas = ["public"]
+
+[functions.stripe-webhook]
+verify_jwt = false
+static_files = ["./functions/stripe-webhook/templates/*.html"]
+
+[functions.old-report]
+enabled = false
+"#,
+    );
+    p.write("supabase/functions/import_map.json", r#"{ "imports": { "shared/": "./_shared/", "zod": "npm:zod@3" } }"#);
+    p.write(
+        "supabase/functions/hello/index.ts",
+        "import { z } from \"zod\";\nimport { cors } from \"shared/cors.ts\";\nimport { money } from \"../../lib/money.ts\";\nDeno.serve(async () => {\n  const { lazy } = await import(\"./lazy.ts\");\n  return new Response(lazy() + money(1), { headers: cors });\n});\n",
+    );
+    p.write("supabase/functions/hello/lazy.ts", "export const lazy = () => \"lazy\";\n");
+    p.write("supabase/functions/hello/index.test.ts", "import \"./index.ts\";\nDeno.test(\"hello\", () => {});\n");
+    p.write("supabase/functions/hello/.env", "STRIPE_SECRET_KEY=sk_live_do_not_upload_4242\n");
+    p.write("supabase/functions/_shared/cors.ts", "export const cors = { \"Access-Control-Allow-Origin\": \"*\" };\n");
+    p.write("supabase/functions/_shared/unused.ts", "export const unused = 1;\n");
+    p.write("supabase/functions/.env", "SUPABASE_SERVICE_ROLE_KEY=service_role_do_not_upload\n");
+    p.write("supabase/lib/money.ts", "export const money = (n: number) => `${n} EUR`;\n");
+    p.write(
+        "supabase/functions/stripe-webhook/index.ts",
+        "import { cors } from \"../_shared/cors.ts\";\nDeno.serve(() => new Response(\"ok\", { headers: cors }));\n",
+    );
+    p.write("supabase/functions/stripe-webhook/templates/receipt.html", "<p>thanks</p>\n");
+    p.write("supabase/functions/stripe-webhook/templates/.env.html", "leak\n");
+    p.write("supabase/functions/old-report/index.ts", "Deno.serve(() => new Response(\"old\"));\n");
+    p.mkdir("backups");
+    p
+}
+
+#[test]
+fn config_toml_settings_are_deployed_and_only_the_reachable_files_are_uploaded() {
+    let api = FakeSupabase::start(existing_hello());
+    let p = configured_project();
+    pipeline(&p, &api, "");
+    let run = p.run(&[("SUPABASE_ACCESS_TOKEN", TOKEN)]);
+    run.assert_code(0);
+
+    // verify_jwt = false in config.toml reaches the live function; the others keep the default.
+    let webhook = api.function("stripe-webhook").unwrap();
+    assert!(!webhook.verify_jwt, "the webhook must keep answering without a JWT");
+    assert!(api.function("hello").unwrap().verify_jwt);
+    assert_eq!(output(&p, "functions", "verify_jwt.stripe-webhook"), "false");
+    assert_eq!(output(&p, "functions", "verify_jwt.hello"), "true");
+    let deploys: Vec<Request> = api.server.requests().into_iter().filter(|r| r.method == "POST").collect();
+    let webhook_form =
+        String::from_utf8_lossy(&deploys.iter().find(|r| r.path.contains("slug=stripe-webhook")).unwrap().body)
+            .into_owned();
+    assert!(webhook_form.contains("\"verify_jwt\":false"), "{webhook_form}");
+
+    // Disabled in config.toml: not deployed.
+    assert!(api.function("old-report").is_none());
+    assert_eq!(output(&p, "functions", "skipped"), "old-report");
+
+    // hello: the entry point, what it imports (statically, dynamically, through
+    // the fallback import map, from outside the functions folder) and the map.
+    let hello: Vec<String> = api.function("hello").unwrap().files.keys().cloned().collect();
+    assert_eq!(
+        hello,
+        [
+            "supabase/functions/_shared/cors.ts",
+            "supabase/functions/hello/index.ts",
+            "supabase/functions/hello/lazy.ts",
+            "supabase/functions/import_map.json",
+            "supabase/lib/money.ts",
+        ]
+    );
+    let webhook: Vec<String> = webhook.files.keys().cloned().collect();
+    assert_eq!(
+        webhook,
+        [
+            "supabase/functions/_shared/cors.ts",
+            "supabase/functions/import_map.json",
+            "supabase/functions/stripe-webhook/index.ts",
+            "supabase/functions/stripe-webhook/templates/receipt.html",
+        ]
+    );
+    // No .env, test or unused file went over the wire, in any request.
+    for request in api.server.requests() {
+        let body = String::from_utf8_lossy(&request.body);
+        for never in ["do_not_upload", "leak", "Deno.test", "unused"] {
+            assert!(!body.contains(never), "`{never}` was sent in {} {}", request.method, request.path);
+        }
+    }
+    // Both went live together, in one bulk update.
+    let puts: Vec<Request> = api.server.requests().into_iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 1);
+    let slugs: Vec<String> =
+        json_body(&puts[0]).as_array().unwrap().iter().map(|f| f["slug"].as_str().unwrap().to_string()).collect();
+    assert_eq!(slugs, ["hello", "stripe-webhook"]);
+}
+
+#[test]
+fn a_legacy_bundle_is_backed_up_as_it_came_the_gap_recorded_and_the_deploy_goes_on() {
+    let mut existing = existing_hello();
+    existing.functions.get_mut("hello").unwrap().legacy = true;
+    let api = FakeSupabase::start(existing);
+    let p = project();
+    pipeline(&p, &api, "");
+    let run = p.run(&[("SUPABASE_ACCESS_TOKEN", TOKEN)]);
+    run.assert_code(0);
+    assert_eq!(api.function("hello").unwrap().version, 4);
+    assert_eq!(output(&p, "functions", "backup_gaps"), "hello");
+    let text = summary(&p, "functions");
+    assert!(text.contains("no sources saved for hello (legacy bundle"), "{text}");
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/functions.log")).unwrap();
+    assert!(log.contains("hello: deployed as a bundle (application/octet-stream"), "{log}");
+    let folder = serde_json::from_str::<Value>(&output(&p, "functions", "compensate")).unwrap()["restore_from"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bundle = std::fs::read_to_string(p.path().join(&folder).join("hello/legacy-bundle.bin")).unwrap();
+    assert_eq!(bundle, "ESZIP2.1 legacy bundle bytes");
+
+    // A restore puts back what it can and says what it cannot.
+    pipeline(&p, &api, &format!(", restore_from: \"{folder}\""));
+    p.run(&[("SUPABASE_ACCESS_TOKEN", TOKEN)]).assert_code(1);
+    let text = summary(&p, "functions");
+    assert!(text.contains("restoring `hello`") && text.contains("no sources of v3 were saved"), "{text}");
+    assert!(text.contains("restored: goodbye deleted"), "{text}");
+    assert!(api.function("goodbye").is_none());
+}
+
+#[test]
+fn without_a_bulk_update_a_failure_puts_back_every_function_already_switched() {
+    let mut existing = existing_hello();
+    existing.no_bulk = true;
+    existing.refuse_live = Some("hello".into());
+    let api = FakeSupabase::start(existing);
+    let p = project();
+    pipeline(&p, &api, "");
+    p.run(&[("SUPABASE_ACCESS_TOKEN", TOKEN)]).assert_code(1);
+    let text = summary(&p, "functions");
+    assert!(text.contains("deploying `hello` failed"), "{text}");
+    assert!(text.contains("switched before it and put back: goodbye deleted (it was new)"), "{text}");
+    assert!(api.function("goodbye").is_none(), "goodbye went live, then was put back");
+    assert_eq!(api.function("hello").unwrap().version, 3);
+    let outputs = &p.step("functions")["outputs"];
+    assert!(outputs.get("compensate").is_none(), "everything was put back: {outputs}");
 }

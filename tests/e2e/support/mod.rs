@@ -5,6 +5,7 @@
 
 pub mod attack;
 pub mod http;
+pub mod management_api;
 pub mod pg;
 pub mod python;
 
