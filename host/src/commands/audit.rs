@@ -206,8 +206,10 @@ fn step_usage(step: &str, events: &[Event]) -> Value {
     })
 }
 
+/// A field for the terminal: plugin text (plugin names, denied paths and
+/// hosts) with control characters and workflow commands neutralised.
 fn s(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+    crate::output::markup::plain(&v.as_str().map_or_else(|| v.to_string(), str::to_string))
 }
 
 fn list(v: &Value) -> String {

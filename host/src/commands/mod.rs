@@ -48,8 +48,10 @@ impl ExitStatus {
 }
 
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
+    crate::capabilities::exec::make_undumpable();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
+    crate::pipeline::protect(&state_dir, &cache_dir(&state_dir));
     // An empty value (a CI secret that is not set) means no shared state.
     if let Some(url) = cli.state_url.filter(|u| !u.is_empty()) {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -117,8 +119,11 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
 /// in the state folder (or `DEPLOYHOST_CACHE_DIR`, e.g. a CI cache shared
 /// between jobs), so the next command compiles nothing.
 fn runtime(state_dir: &Path) -> Result<Runtime> {
-    let dir = std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into);
-    Runtime::with_cache(dir)
+    Runtime::with_cache(cache_dir(state_dir))
+}
+
+fn cache_dir(state_dir: &Path) -> std::path::PathBuf {
+    std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into)
 }
 
 /// Load and validate: every problem in the file, located.

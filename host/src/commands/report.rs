@@ -92,14 +92,24 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
     let (pre, post) = checklists(record, approved_by);
     let migrations = migrations_applied(record);
     let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
+    // Everything a plugin or a user could have written is escaped: one
+    // line, no Markdown or HTML of its own (no forged checklist lines).
+    use crate::output::markup::markdown as md;
     let mut m = String::new();
-    let _ = writeln!(m, "# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
-    let finished = record.finished.as_deref().unwrap_or("unfinished");
-    let _ = writeln!(m, "Run `{}`: **{}** ({} → {finished})\n", record.run_id, record.status, record.started);
+    let _ = writeln!(
+        m,
+        "# Deployment of {} {} to {}\n",
+        md(&record.pipeline),
+        md(&record.version),
+        md(&record.environment)
+    );
+    let finished = md(record.finished.as_deref().unwrap_or("unfinished"));
+    let _ =
+        writeln!(m, "Run {}: **{}** ({} → {finished})\n", md(&record.run_id), md(&record.status), md(&record.started));
     for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
         let _ = writeln!(m, "## {title}\n");
         for i in items {
-            let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+            let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, md(&i.evidence));
         }
         let _ = writeln!(m);
     }
@@ -108,11 +118,12 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
         let _ = writeln!(m, "No migrations applied.\n");
     }
     for v in &migrations {
-        let _ = writeln!(m, "- migration {v}");
+        let _ = writeln!(m, "- migration {}", md(v));
     }
     let _ = writeln!(m, "\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
     for s in &record.steps {
-        let _ = writeln!(m, "| {} | {} | {} | {:.2} |", s.stage, s.step, s.status.as_str(), s.ms as f64 / 1000.0);
+        let _ =
+            writeln!(m, "| {} | {} | {} | {:.2} |", md(&s.stage), md(&s.step), s.status.as_str(), s.ms as f64 / 1000.0);
     }
     let _ = writeln!(m, "\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
     m

@@ -223,6 +223,32 @@ impl Guest for Hostile {
                     Err(e) => Report::failed(e.clone()).output("result", format!("denied: {e}")),
                 }
             }
+            "copy" => {
+                let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
+                outcome("copying", std::fs::copy(from.trim(), to.trim()), |n| format!("copied {n} bytes"))
+            }
+            "remove-file" => outcome("removing", std::fs::remove_file(&p.path), |()| "removed".into()),
+            // A report whose summary is the given text, verbatim: for text
+            // that later reaches a shell, a terminal or a job summary.
+            "say" => Report::passed(p.name.clone()).output("said", p.name.clone()),
+            "fail" => Report::failed(p.name.clone()),
+            "secret-metric" => {
+                let value = sdk::secret(&p.name)?;
+                Report::passed("reported a metric named after the secret").metric(
+                    format!("leak_{value}"),
+                    1.0,
+                    format!("unit_{value}"),
+                )
+            }
+            "secret-at-cut" => {
+                // The secret straddles the host's cuts: a 16 KiB log line
+                // and a 500-byte audited warning.
+                let value = sdk::secret(&p.name)?;
+                let half = value.len() / 2;
+                println!("{}{value}", "x".repeat((16 << 10) - half));
+                sdk::log::warn(&format!("{}{value}", "y".repeat(500 - half)));
+                Report::passed("printed the secret across the cuts")
+            }
             other => {
                 return Err(StepError::InvalidParams(format!("unknown attack `{other}`")));
             }

@@ -12,7 +12,7 @@ use crate::pipeline::model::DatabaseSource;
 use crate::runner::StepState;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
@@ -129,6 +129,11 @@ pub struct SqlGrant {
     /// The step's folders, for backup and restore paths.
     pub mounts: Vec<Mount>,
     pub tools: Arc<ToolSet>,
+    /// Backup digests the run itself recorded, by path as the step writes it
+    /// (a rollback's restore trusts only these).
+    pub recorded: BTreeMap<String, String>,
+    /// The host's backup ledger in its state folder (see `backup.rs`).
+    pub ledger: Option<PathBuf>,
 }
 
 /// An open connection handed to a step.
@@ -179,7 +184,8 @@ impl StepState {
         let conn = self.table.get(conn).map_err(|e| SqlError::Connection(e.to_string()))?;
         let started = Instant::now();
         let result = run(&conn.client).await;
-        let text: String = statement.chars().take(AUDIT_STATEMENT_CHARS).collect();
+        // Redacted whole before the cut: a cut through a secret would leave its start.
+        let (text, _) = self.caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
         let mut fields = json!({
             "database": conn.database,
             "statement": text,
