@@ -346,7 +346,8 @@ fn plugin_text_is_neutralised_in_status_audit_and_the_job_summary() {
     let md = std::fs::read_to_string(summary).unwrap();
     assert!(md.contains("rolled back"), "{md}");
     assert!(!md.lines().any(|l| l.starts_with("- [x] Approved by")), "a forged checklist line: {md}");
-    assert!(!md.contains("<img"), "raw HTML in the summary: {md}");
+    assert!(md.contains("\\<img src=x\\>"), "HTML shown escaped: {md}");
+    assert!(!md.replace("\\<", "").contains('<'), "raw HTML in the summary: {md}");
 }
 
 // ---- 8. Promotion compares plugin bytes -----------------------------------
