@@ -170,6 +170,7 @@ fn a_swapped_backup_with_its_manifest_deleted_is_refused() {
 
     let run = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
     run.assert_code(1);
+    assert!(p.audit_events("backup", "sql.dump")[0]["bytes"].as_u64().unwrap() > 0, "a real backup was taken");
     assert_eq!(p.step("swap")["outputs"]["result"].as_str().unwrap().split(':').next(), Some("escaped"));
     assert!(!p.path().join("backups/app.dump.json").exists(), "the manifest is gone");
     let results = p.results();

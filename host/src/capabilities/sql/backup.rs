@@ -203,15 +203,16 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
 /// (the backup file for `pg_dump`), else discarded.
 async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
     // Its own process group, killed with the step: a timed-out step's
-    // pg_dump or psql does not run on.
-    let out = cmd
+    // pg_dump or psql does not run on. (`spawn`, not `output`: `output`
+    // would replace the standard output the caller set with a pipe.)
+    let child = cmd
         .process_group(0)
         .kill_on_drop(true)
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
-        .await
+        .spawn()
         .map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
+    let out = child.wait_with_output().await.map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
