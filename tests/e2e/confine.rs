@@ -381,3 +381,43 @@ fn changed_plugin_bytes_since_the_required_environment_are_refused() {
     );
     accepted.assert_code(0);
 }
+
+// ---- 9. Cache entries are authenticated ----------------------------------
+
+/// Someone who can write the cache folder but does not hold its key (before:
+/// anyone, as an entry carried only a digest of itself) re-checksums an
+/// entry: it is compiled again, not loaded as native code.
+#[test]
+fn a_cache_entry_checksummed_without_the_key_is_not_loaded() {
+    let server = Server::fixed(Response::ok("up"));
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: cached\nstages:\n  - name: s\n    steps:\n      - name: up\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
+        server.url("/"),
+        server.grant()
+    ));
+    p.run(&[]).assert_code(0);
+    let cache = p.path().join(".deployhost/cache");
+    let entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .expect("a cache entry");
+    use std::os::unix::fs::PermissionsExt as _;
+    let key_mode = std::fs::metadata(cache.join("key")).unwrap().permissions().mode();
+    assert_eq!(key_mode & 0o077, 0, "the key is private");
+    // The entry's own format, its checksum line recomputed as a plain sha256.
+    let bytes = std::fs::read(&entry).unwrap();
+    let magic_end = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let payload = &bytes[magic_end + 65..];
+    let forged = [&bytes[..magic_end], crate::support::sha256(payload).as_bytes(), b"\n", payload].concat();
+    std::fs::write(&entry, &forged).unwrap();
+    p.run(&[]).assert_code(0);
+    let loads: Vec<String> = p
+        .audit()
+        .into_iter()
+        .filter(|e| e["event"] == "plugin.load")
+        .map(|e| e["how"].as_str().unwrap().to_string())
+        .collect();
+    assert!(loads[0].starts_with("compiled again:") && loads[0].contains("checksum mismatch"), "{loads:?}");
+}
