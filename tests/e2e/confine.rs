@@ -421,3 +421,24 @@ fn a_cache_entry_checksummed_without_the_key_is_not_loaded() {
         .collect();
     assert!(loads[0].starts_with("compiled again:") && loads[0].contains("checksum mismatch"), "{loads:?}");
 }
+
+/// Requests all sent before any is waited for: past the cap of 16 in flight
+/// a request is refused, so a step cannot hold unbounded sockets and tasks.
+#[test]
+fn in_flight_requests_are_capped() {
+    let server = Server::fixed(Response::ok("slow").delayed(Duration::from_millis(300)));
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: n\nstages:\n  - name: s\n    steps:\n");
+    let with = format!("{{ attack: parallel-http, url: \"{}\", count: 40 }}", server.url("/x"));
+    yaml.push_str(&hostile_step("flood", &digest, &with, &format!("{{ net: [\"{}\"] }}", server.grant())));
+    p.pipeline(&yaml);
+    p.run(&[]).assert_code(0);
+    let step = p.step("flood");
+    let answered: usize = step["outputs"]["answered"].as_str().unwrap().parse().unwrap();
+    assert!((1..=16).contains(&answered), "{step}");
+    assert_eq!(step["outputs"]["refused"], (40 - answered).to_string());
+    assert!(server.max_in_flight() <= 16, "the server saw {} at once", server.max_in_flight());
+    let limits = p.audit_events("flood", "limit");
+    assert!(limits.iter().any(|e| e["kind"] == "http_in_flight"), "{limits:?}");
+}

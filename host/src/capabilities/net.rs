@@ -14,6 +14,7 @@ use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
@@ -110,11 +111,34 @@ fn normalize_host(host: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct NetPolicy {
     patterns: Vec<HostPattern>,
+    /// Requests of this step waiting for their response.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Requests one step may have waiting for a response at once; past it a
+/// request is refused (and audited), so a plugin cannot hold thousands of
+/// sockets and host tasks.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// Counts one request in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl NetPolicy {
     pub fn new(patterns: Vec<HostPattern>) -> Self {
-        NetPolicy { patterns }
+        NetPolicy { patterns, in_flight: Arc::default() }
+    }
+
+    /// A slot for one more request, unless the step has too many waiting.
+    fn start_request(&self) -> Option<InFlight> {
+        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let slot = InFlight(self.in_flight.clone());
+        (before < MAX_IN_FLIGHT).then_some(slot)
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
@@ -221,9 +245,22 @@ impl WasiHttpHooks for NetHooks {
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
+        let Some(slot) = self.policy.start_request() else {
+            audit.record(
+                Some(&step),
+                "limit",
+                json!({ "kind": "http_in_flight", "method": method, "host": host, "port": port, "limit": MAX_IN_FLIGHT,
+                    "message": format!("more than {MAX_IN_FLIGHT} requests waiting at once") }),
+            );
+            let message = format!(
+                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {MAX_IN_FLIGHT} requests are already waiting"
+            );
+            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
+        };
         let policy = self.policy.clone();
         let mut request = request;
         Box::new(async move {
+            let _slot = slot;
             use http_body_util::BodyExt;
             let started = Instant::now();
             // After DNS: a name must not lead to this machine or its network

@@ -75,6 +75,36 @@ mod sockets {
         socket.finish_bind().map_err(|e| format!("bind failed: {e:?}"))
     }
 
+    /// `count` GETs of `url` (`http://authority/path`) all sent before any
+    /// is waited for; how many were answered and how many refused.
+    pub fn parallel_get(url: &str, count: usize) -> (usize, usize) {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let mut pending = Vec::new();
+        let mut refused = 0;
+        for _ in 0..count {
+            let request = OutgoingRequest::new(Fields::new());
+            let _ = request.set_scheme(Some(&Scheme::Http));
+            let _ = request.set_authority(Some(authority));
+            let _ = request.set_path_with_query(Some(&path));
+            match outgoing_handler::handle(request, None) {
+                Ok(p) => pending.push(p),
+                Err(_) => refused += 1,
+            }
+        }
+        let mut ok = 0;
+        for p in pending {
+            p.subscribe().block();
+            match p.get() {
+                Some(Ok(Ok(_))) => ok += 1,
+                _ => refused += 1,
+            }
+        }
+        (ok, refused)
+    }
+
     /// A request to `authority` whose request target is `target` as given,
     /// e.g. an absolute URI naming another host (what a proxy would follow).
     pub fn absolute_form(authority: &str, target: &str) -> Result<u16, String> {
@@ -222,6 +252,12 @@ impl Guest for Hostile {
                     }
                     Err(e) => Report::failed(e.clone()).output("result", format!("denied: {e}")),
                 }
+            }
+            "parallel-http" => {
+                let (ok, refused) = sockets::parallel_get(&p.url, p.count as usize);
+                Report::passed(format!("{ok} answered, {refused} refused"))
+                    .output("answered", ok.to_string())
+                    .output("refused", refused.to_string())
             }
             "copy" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
