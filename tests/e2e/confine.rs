@@ -442,3 +442,31 @@ fn in_flight_requests_are_capped() {
     let limits = p.audit_events("flood", "limit");
     assert!(limits.iter().any(|e| e["kind"] == "http_in_flight"), "{limits:?}");
 }
+
+/// A step opening connection after connection, holding each: past 8 the
+/// host refuses, so one step cannot take the server's connection slots.
+#[test]
+fn database_connections_per_step_are_capped() {
+    let pg = Postgres::start();
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml =
+        String::from("pipeline: d\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n");
+    yaml.push_str(&hostile_step(
+        "hog",
+        &digest,
+        "{ attack: db-connections, name: app, count: 30 }",
+        "{ databases: [app] }",
+    ));
+    p.pipeline(&yaml);
+    p.run(&[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+    let step = p.step("hog");
+    assert_eq!(
+        (step["outputs"]["opened"].as_str(), step["outputs"]["refused"].as_str()),
+        (Some("8"), Some("22")),
+        "{step}"
+    );
+    let limits = p.audit_events("hog", "limit");
+    assert!(limits.iter().any(|e| e["kind"] == "db_connections"), "{limits:?}");
+    assert_eq!(p.audit_events("hog", "sql.open").len(), 8);
+}

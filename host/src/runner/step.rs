@@ -187,6 +187,7 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
             tools: run.tools.clone(),
             recorded: step.grants.recorded_backups.clone(),
             ledger: run.run_dir.parent().and_then(std::path::Path::parent).map(|state| state.join("backups.jsonl")),
+            open: Default::default(),
         },
         exec: ExecGrant {
             programs: step.grants.exec.clone(),

@@ -259,6 +259,20 @@ impl Guest for Hostile {
                     .output("answered", ok.to_string())
                     .output("refused", refused.to_string())
             }
+            "db-connections" => {
+                // Opens `count` connections and holds every one.
+                let mut held = Vec::new();
+                let mut refused = 0;
+                for _ in 0..p.count {
+                    match sdk::db::open(&p.name) {
+                        Ok(c) => held.push(c),
+                        Err(_) => refused += 1,
+                    }
+                }
+                Report::passed(format!("{} open, {refused} refused", held.len()))
+                    .output("opened", held.len().to_string())
+                    .output("refused", refused.to_string())
+            }
             "copy" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
                 outcome("copying", std::fs::copy(from.trim(), to.trim()), |n| format!("copied {n} bytes"))

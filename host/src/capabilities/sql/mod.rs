@@ -14,6 +14,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use values::{Param, row_values};
@@ -134,13 +135,29 @@ pub struct SqlGrant {
     pub recorded: BTreeMap<String, String>,
     /// The host's backup ledger in its state folder (see `backup.rs`).
     pub ledger: Option<PathBuf>,
+    /// Connections the step holds open now.
+    pub open: Arc<AtomicUsize>,
 }
+
+/// Connections one step may hold open at once; past it `open` fails (and
+/// is audited), so a plugin cannot exhaust the server's connection slots.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// An open connection handed to a step.
 pub struct Connection {
     database: String,
     roles: Vec<String>,
     client: Client,
+    _slot: Slot,
+}
+
+/// One of the step's connection slots, given back when the connection is dropped.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn error_text(e: &tokio_postgres::Error) -> String {
@@ -227,10 +244,24 @@ impl Host for StepState {
         let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
         })?;
+        let open = self.caps.sql.open.clone();
+        let slot = Slot(open.clone());
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let caps = &self.caps;
+            let message = format!("step `{}` already holds {MAX_CONNECTIONS} open connections", caps.step);
+            caps.audit.record(
+                Some(&caps.step),
+                "limit",
+                json!({ "kind": "db_connections", "database": database, "limit": MAX_CONNECTIONS, "message": message }),
+            );
+            return Err(SqlError::Connection(message));
+        }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
         caps.audit.record(Some(&caps.step), "sql.open", json!({ "database": database, "server": target.display }));
-        self.table.push(Connection { database, roles, client }).map_err(|e| SqlError::Connection(e.to_string()))
+        self.table
+            .push(Connection { database, roles, client, _slot: slot })
+            .map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
