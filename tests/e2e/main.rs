@@ -30,3 +30,4 @@ mod secrets;
 mod shared_state;
 mod special_files;
 mod stage_plugins;
+mod supabase_history;

@@ -5,8 +5,9 @@
 //! and the variables the plugin passes; its output streams to the step log.
 //! It is killed if the step is stopped.
 
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::exec::{ExecError, Host, Output};
-use crate::runner::StepState;
+use crate::capabilities::CapsView;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -119,7 +120,7 @@ fn resolve(program: &str, grant: &ExecGrant) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("`{program}` was not found on PATH (entries inside write grants are not searched)"))
 }
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn run(
         &mut self,
         program: String,
@@ -128,7 +129,7 @@ impl Host for StepState {
     ) -> Result<Output, ExecError> {
         let caps = &self.caps;
         if !caps.exec.programs.contains(&program) {
-            caps.audit.record(Some(&caps.step), "exec.denied", json!({ "program": program }));
+            caps.audit.record(Some(&caps.step), AuditEvent::ExecDenied, json!({ "program": program }));
             return Err(ExecError::NotGranted(format!(
                 "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
                 caps.step, caps.exec.programs
@@ -137,7 +138,7 @@ impl Host for StepState {
         if let Some((name, why)) = env.iter().find_map(|(k, _)| Some((k, forbidden_env(k)?))) {
             caps.audit.record(
                 Some(&caps.step),
-                "exec.denied",
+                AuditEvent::ExecDenied,
                 json!({ "program": program, "env": name, "reason": why }),
             );
             return Err(ExecError::NotGranted(format!(
@@ -200,7 +201,7 @@ impl Host for StepState {
         let caps = &self.caps;
         caps.audit.record(
             Some(&caps.step),
-            "exec",
+            AuditEvent::Exec,
             json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms }),
         );
         let tail: Vec<String> = tail.into_iter().collect();

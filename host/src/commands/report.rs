@@ -104,8 +104,13 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
         md(&record.environment)
     );
     let finished = md(record.finished.as_deref().unwrap_or("unfinished"));
-    let _ =
-        writeln!(m, "Run {}: **{}** ({} → {finished})\n", md(&record.run_id), md(&record.status), md(&record.started));
+    let _ = writeln!(
+        m,
+        "Run {}: **{}** ({} → {finished})\n",
+        md(&record.run_id),
+        md(record.status.as_str()),
+        md(&record.started)
+    );
     for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
         let _ = writeln!(m, "## {title}\n");
         for i in items {

@@ -6,10 +6,11 @@
 //! a command line.
 
 use super::{DbTarget, connect, error_text};
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs;
 use crate::capabilities::hostfs::GrantFile;
-use crate::runner::StepState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -120,7 +121,7 @@ fn record_backup(ledger: &Path, host: &Path, database: &str, manifest: &Manifest
 /// The digest the host recorded for the backup at `path`: the run's own
 /// record (a rollback restores what its `pg-backup` step reported), else the
 /// newest ledger entry for that file. Never a file beside the backup.
-fn recorded_digest(state: &StepState, path: &str, host: &Path) -> Result<String, SqlError> {
+fn recorded_digest(state: &CapsView<'_>, path: &str, host: &Path) -> Result<String, SqlError> {
     let sql = &state.caps.sql;
     if let Some(digest) = sql.recorded.get(path.trim_start_matches('/')) {
         return Ok(digest.clone());
@@ -232,17 +233,17 @@ async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
     Ok(((num / 10_000) as u32, row.get(1)))
 }
 
-fn path_error(state: &StepState, database: &str, op: &str, path: &str, message: String) -> SqlError {
+fn path_error(state: &CapsView<'_>, database: &str, op: &str, path: &str, message: String) -> SqlError {
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "fs.denied",
+        AuditEvent::FsDenied,
         json!({ "op": op, "path": path, "database": database, "reason": message }),
     );
     SqlError::NotGranted(message)
 }
 
-fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
+fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
     state
         .caps
         .sql
@@ -252,7 +253,7 @@ fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
         .ok_or_else(|| SqlError::Connection(format!("database `{database}` has no connection settings in this run")))
 }
 
-pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
     // The dump and its manifest are opened beneath the write grant: a
     // symlink the guest planted at either name is refused, never followed.
     let host = fs::host_path(&state.caps.sql.mounts, path, true)
@@ -293,7 +294,7 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "sql.dump",
+        AuditEvent::SqlDump,
         json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
@@ -334,7 +335,7 @@ END
 $deployhost$;
 "#;
 
-pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
+pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let file = GrantFile::open(&state.caps.sql.mounts, path, false)
@@ -352,7 +353,7 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
         let caps = &state.caps;
         caps.audit.record(
             Some(&caps.step),
-            "sql.restore",
+            AuditEvent::SqlRestore,
             json!({ "database": database, "path": path, "sha256": digest, "recorded": recorded, "ok": false, "reason": "digest mismatch" }),
         );
         return Err(SqlError::Tool(format!(
@@ -383,7 +384,7 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "sql.restore",
+        AuditEvent::SqlRestore,
         json!({ "database": database, "path": path, "sha256": digest, "ok": result.is_ok(), "ms": started.elapsed().as_millis() as u64 }),
     );
     result

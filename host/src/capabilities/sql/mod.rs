@@ -6,13 +6,13 @@
 mod backup;
 mod values;
 
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
-use crate::pipeline::model::DatabaseSource;
-use crate::runner::StepState;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -42,33 +42,6 @@ impl DbTarget {
         })?;
         Ok(DbTarget { display: describe(&config), secrets: secret_parts(url, &config), config })
     }
-}
-
-/// Reads the URLs of the databases in `needed`.
-pub fn resolve(
-    declared: &BTreeMap<String, DatabaseSource>,
-    needed: &BTreeSet<String>,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, DbTarget>, Vec<(String, String)>> {
-    let mut targets = BTreeMap::new();
-    let mut errors = Vec::new();
-    for name in needed {
-        let key = format!("databases.{name}");
-        let Some(source) = declared.get(name) else {
-            continue;
-        };
-        let Some(url) = super::read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
-            continue; // reported by validation
-        };
-        match url.and_then(|url| DbTarget::parse(url.trim())) {
-            Ok(target) => {
-                targets.insert(name.clone(), target);
-            }
-            Err(e) => errors.push((key, e)),
-        }
-    }
-    if errors.is_empty() { Ok(targets) } else { Err(errors) }
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {
@@ -143,18 +116,14 @@ pub struct SqlGrant {
 /// is audited), so a plugin cannot exhaust the server's connection slots.
 pub const MAX_CONNECTIONS: usize = 8;
 
-/// An open connection handed to a step.
-pub struct Connection {
-    database: String,
-    roles: Vec<String>,
-    client: Client,
-    _slot: Slot,
-}
+/// An open connection handed to a step (defined beside the bindings,
+/// which name it as the WIT resource).
+pub use crate::bindings::SqlConnection as Connection;
 
-/// One of the step's connection slots, given back when the connection is dropped.
-struct Slot(Arc<AtomicUsize>);
+/// One of the step's connection slots, given back when its connection is dropped.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
 
-impl Drop for Slot {
+impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
@@ -190,7 +159,7 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl StepState {
+impl CapsView<'_> {
     /// Runs one statement against a connection and audits it.
     async fn audited<T>(
         &mut self,
@@ -214,13 +183,13 @@ impl StepState {
             Err(_) => fields["error"] = json!("connection"),
         }
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql", fields);
+        caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
         result.map(|(v, _)| v)
     }
 
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.denied", json!({ "database": database, "op": what }));
+        caps.audit.record(Some(&caps.step), AuditEvent::SqlDenied, json!({ "database": database, "op": what }));
         SqlError::NotGranted(format!(
             "step `{}` may not use database `{database}`: add it to the step's grants.databases",
             caps.step
@@ -236,7 +205,7 @@ fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
 }
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, SqlError> {
         let Some(roles) = self.caps.sql.granted.get(&database).cloned() else {
             return Err(self.deny_database(&database, "open"));
@@ -245,23 +214,25 @@ impl Host for StepState {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
         })?;
         let open = self.caps.sql.open.clone();
-        let slot = Slot(open.clone());
+        let slot = ConnectionSlot(open.clone());
         if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
             let caps = &self.caps;
             let message = format!("step `{}` already holds {MAX_CONNECTIONS} open connections", caps.step);
             caps.audit.record(
                 Some(&caps.step),
-                "limit",
+                AuditEvent::Limit,
                 json!({ "kind": "db_connections", "database": database, "limit": MAX_CONNECTIONS, "message": message }),
             );
             return Err(SqlError::Connection(message));
         }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.open", json!({ "database": database, "server": target.display }));
-        self.table
-            .push(Connection { database, roles, client, _slot: slot })
-            .map_err(|e| SqlError::Connection(e.to_string()))
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::SqlOpen,
+            json!({ "database": database, "server": target.display }),
+        );
+        self.table.push(Connection { database, roles, client, slot }).map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
@@ -279,7 +250,7 @@ impl Host for StepState {
     }
 }
 
-impl HostConnection for StepState {
+impl HostConnection for CapsView<'_> {
     async fn query(
         &mut self,
         conn: Resource<Connection>,
@@ -365,7 +336,7 @@ impl HostConnection for StepState {
                 let caps = &self.caps;
                 caps.audit.record(
                     Some(&caps.step),
-                    "sql.denied",
+                    AuditEvent::SqlDenied,
                     json!({ "database": database, "op": "set-role", "role": role }),
                 );
                 Err(SqlError::RoleNotGranted(format!(
