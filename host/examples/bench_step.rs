@@ -163,6 +163,7 @@ fn one_step_run(dir: &Path, plugin: &PluginRef) -> Result<(RunContext, PlannedSt
         tools: Default::default(),
         reason: Default::default(),
         previous_version: String::new(),
+        write_roots: Default::default(),
     };
     Ok((run, step))
 }

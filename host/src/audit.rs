@@ -202,6 +202,11 @@ impl AuditLog {
         }
     }
 
+    /// The run's redactor, for text a capability cuts before recording it.
+    pub fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     pub fn run_id(&self) -> &str {
         &self.run_id
     }
@@ -270,14 +275,10 @@ fn cut_long_string(value: &mut Value, redactor: &Redactor) {
     if let Value::String(s) = value
         && s.len() > MAX_FIELD
     {
-        *s = redactor.redact(s).into_owned();
-        let mut end = MAX_FIELD;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        let cut = s.len() - end;
-        s.truncate(end);
-        s.push_str(&format!("… ({cut} more bytes)"));
+        let (mut kept, _) = redactor.cut(s, MAX_FIELD);
+        let cut = s.len() - kept.len();
+        kept.push_str(&format!("… ({cut} more bytes)"));
+        *s = kept;
     }
 }
 

@@ -7,6 +7,8 @@ pub struct SqlConnection {
     pub database: String,
     pub roles: Vec<String>,
     pub client: tokio_postgres::Client,
+    /// Counts against the step's open connections until dropped.
+    pub slot: crate::capabilities::sql::ConnectionSlot,
 }
 
 wasmtime::component::bindgen!({

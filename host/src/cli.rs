@@ -262,8 +262,10 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
+    crate::capabilities::exec::make_undumpable();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
+    crate::pipeline::protect(&state_dir, &crate::commands::cache_dir(&state_dir));
     // An empty value (a CI secret that is not set) means no shared state.
     if let Some(url) = cli.state_url.filter(|u| !u.is_empty()) {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

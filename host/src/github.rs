@@ -7,9 +7,10 @@ pub fn active() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
-/// Workflow-command escaping of a message.
+/// Workflow-command escaping of a message; other control characters (a
+/// terminal escape in a plugin's summary) are shown escaped.
 fn escape(text: &str) -> String {
-    text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    crate::output::markup::printable(&text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A"))
 }
 
 /// Escaping of a property value (file, title).

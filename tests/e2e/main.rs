@@ -8,6 +8,7 @@ mod bad_input;
 mod cache;
 mod ci;
 mod commands;
+mod confine;
 mod crash;
 mod database;
 mod disk_full;

@@ -10,7 +10,7 @@ use crate::bindings::deployhost::plugin::exec::{ExecError, Host, Output};
 use crate::capabilities::CapsView;
 use serde_json::json;
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -23,17 +23,101 @@ const TAIL_LINES: usize = 20;
 pub struct ExecGrant {
     pub programs: Vec<String>,
     pub cwd: PathBuf,
+    /// Every folder some step of the pipeline may write: a program is never
+    /// taken from there (a step could have planted it), and such folders
+    /// are left out of the program's `PATH`.
+    pub write_roots: Vec<PathBuf>,
 }
 
-/// A granted name is looked up on PATH; a granted path (with a `/`) is
-/// relative to the pipeline's folder.
-fn resolve(program: &str, cwd: &Path) -> Option<PathBuf> {
-    if program.contains('/') {
-        let path = cwd.join(program);
-        return path.is_file().then_some(path);
+/// Makes the host non-dumpable: a host program it starts (same user) can
+/// then not read `/proc/<host pid>/environ` or its memory, where secrets the
+/// program was not given live.
+#[allow(unsafe_code, reason = "prctl(2) has no safe wrapper in the dependencies; the call takes plain integers")]
+pub fn make_undumpable() {
+    // SAFETY: PR_SET_DUMPABLE takes integer arguments and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!("cannot make the host non-dumpable: {}", std::io::Error::last_os_error());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// A started program's process group: killed whole when the program ends,
+/// when the step stops, or when the host drops it, so a program's children
+/// never outlive its step.
+struct ProcessGroup(i32);
+
+impl ProcessGroup {
+    #[allow(unsafe_code, reason = "kill(2) on our own child's process group; plain integers")]
+    fn kill(&self) {
+        if self.0 > 0 {
+            // SAFETY: kill takes integers; a negative pid names the group we created.
+            unsafe { libc::kill(-self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Environment names a plugin may not pass: they make the dynamic loader or
+/// the shell run code of the plugin's choosing inside the granted program.
+pub fn forbidden_env(name: &str) -> Option<&'static str> {
+    let upper = name.to_ascii_uppercase();
+    if name.is_empty() || name.contains('=') || name.contains('\0') {
+        return Some("is not a variable name");
+    }
+    if upper.starts_with("LD_") {
+        return Some("sets the dynamic loader (LD_*)");
+    }
+    if upper.starts_with("DYLD_") {
+        return Some("sets the dynamic loader (DYLD_*)");
+    }
+    if upper.starts_with("BASH_FUNC_") {
+        return Some("defines a shell function (BASH_FUNC_*)");
+    }
+    if matches!(upper.as_str(), "BASH_ENV" | "ENV" | "SHELLOPTS" | "PS4" | "IFS" | "PROMPT_COMMAND") {
+        return Some("makes a shell run code at start");
+    }
+    None
+}
+
+/// `PATH` without relative entries and without folders inside a write grant.
+fn safe_path(write_roots: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(path) = std::env::var_os("PATH") else {
+        return Vec::new();
+    };
+    std::env::split_paths(&path)
+        .filter(|d| d.is_absolute())
+        .filter(|d| {
+            let real = d.canonicalize().unwrap_or_else(|_| d.clone());
+            !write_roots.iter().any(|w| real.starts_with(w) || d.starts_with(w))
+        })
+        .collect()
+}
+
+/// A granted name is looked up on PATH (entries outside every write grant);
+/// a granted path (with a `/`) is relative to the pipeline's folder and may
+/// not lie inside a write grant.
+fn resolve(program: &str, grant: &ExecGrant) -> Result<PathBuf, String> {
+    if program.contains('/') {
+        let path = grant.cwd.join(program);
+        if !path.is_file() {
+            return Err(format!("`{program}` was not found in the pipeline's folder"));
+        }
+        let real = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if grant.write_roots.iter().any(|w| real.starts_with(w)) {
+            return Err(format!("`{program}` is inside a folder a step may write; a host program must not be"));
+        }
+        return Ok(path);
+    }
+    safe_path(&grant.write_roots)
+        .into_iter()
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("`{program}` was not found on PATH (entries inside write grants are not searched)"))
 }
 
 impl Host for CapsView<'_> {
@@ -51,33 +135,57 @@ impl Host for CapsView<'_> {
                 caps.step, caps.exec.programs
             )));
         }
-        let Some(path) = resolve(&program, &caps.exec.cwd) else {
-            return Err(ExecError::FailedToStart(format!(
-                "`{program}` was not found (PATH, or the pipeline's folder)"
+        if let Some((name, why)) = env.iter().find_map(|(k, _)| Some((k, forbidden_env(k)?))) {
+            caps.audit.record(
+                Some(&caps.step),
+                AuditEvent::ExecDenied,
+                json!({ "program": program, "env": name, "reason": why }),
+            );
+            return Err(ExecError::NotGranted(format!(
+                "step `{}` may not pass `{name}` to `{program}`: it {why}",
+                caps.step
             )));
+        }
+        let path = match resolve(&program, &caps.exec) {
+            Ok(p) => p,
+            Err(m) => return Err(ExecError::FailedToStart(m)),
         };
+        let search = std::env::join_paths(safe_path(&caps.exec.write_roots)).unwrap_or_default();
         let started = Instant::now();
         let mut cmd = Command::new(&path);
         cmd.args(&args)
             .current_dir(&caps.exec.cwd)
             .env_clear()
-            .envs(["PATH", "HOME", "LANG"].iter().filter_map(|k| Some((*k, std::env::var_os(k)?))))
+            .env("PATH", search)
+            .envs(["HOME", "LANG"].iter().filter_map(|k| Some((*k, std::env::var_os(k)?))))
             .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child =
             cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
+        // Dropped (the group killed) when this call ends or is cancelled
+        // with its step.
+        let group = ProcessGroup(child.id().map_or(0, |id| id as i32));
         let log = caps.log.clone();
         let mut tail = VecDeque::new();
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (mut out_open, mut err_open) = (true, true);
-        while out_open || err_open {
+        let mut status = None;
+        while out_open || err_open || status.is_none() {
             let line = tokio::select! {
                 l = out.next_line(), if out_open => l.ok().flatten().or_else(|| { out_open = false; None }),
                 l = err.next_line(), if err_open => l.ok().flatten().or_else(|| { err_open = false; None }),
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s.map_err(|e| ExecError::FailedToStart(e.to_string()))?);
+                    // The program is done: what it left running goes too,
+                    // and cannot hold its output open.
+                    group.kill();
+                    None
+                }
             };
             if let Some(line) = line {
                 log.line(&program, &line);
@@ -87,7 +195,7 @@ impl Host for CapsView<'_> {
                 tail.push_back(line);
             }
         }
-        let status = child.wait().await.map_err(|e| ExecError::FailedToStart(e.to_string()))?;
+        let status = status.expect("waited");
         let exit_code = status.code().unwrap_or(-1);
         let ms = started.elapsed().as_millis() as u64;
         let caps = &self.caps;

@@ -11,6 +11,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 const MAX_INSTANCES: usize = 64;
+/// What one table element costs the host (a pointer-sized slot).
+const TABLE_ELEMENT_BYTES: u64 = 8;
 
 #[derive(Debug, Clone, Copy)]
 pub struct StepLimits {
@@ -50,11 +52,39 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    /// Table elements count against the same budget as linear memory (a
+    /// plugin could otherwise hold memory in tables that `limits.memory`
+    /// never saw), and no table grows past a million elements.
+    fn table_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let growth = desired.saturating_sub(current) as u64 * TABLE_ELEMENT_BYTES;
+        if self.used + growth > self.limit {
+            self.exceeded = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded (table growth)", self.limit);
+        }
+        self.used += growth;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {
         MAX_INSTANCES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter as _;
+
+    #[test]
+    fn tables_count_against_the_memory_limit() {
+        let mut l = MemoryLimiter::new(1 << 20);
+        assert!(l.memory_growing(0, 512 << 10, None).unwrap());
+        assert!(l.table_growing(0, 32 << 10, None).unwrap(), "256 KiB of table fits");
+        assert!(l.table_growing(32 << 10, 128 << 10, None).is_err(), "past the shared budget");
+        assert!(l.exceeded);
+        assert!(!MemoryLimiter::new(u64::MAX).table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
     }
 }

@@ -91,20 +91,24 @@ impl StepLog {
             Stream::Stderr => "stderr",
         };
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // A line is kept up to MAX_LINE plus the longest secret form, then
+        // redacted, then cut to MAX_LINE: a secret straddling the cut is
+        // masked whole, never left without its last bytes.
+        let keep = MAX_LINE + self.redactor.longest_form();
         let mut rest = data;
         while !rest.is_empty() {
             let buffered = &mut inner.partial[stream as usize];
             match rest.iter().position(|&b| b == b'\n') {
                 Some(i) => {
-                    let room = MAX_LINE.saturating_sub(buffered.len());
+                    let room = keep.saturating_sub(buffered.len());
                     buffered.extend_from_slice(&rest[..i.min(room)]);
                     rest = &rest[i + 1..];
                     let line = std::mem::take(buffered);
-                    let text = self.redactor.redact(&String::from_utf8_lossy(&line)).into_owned();
+                    let (text, _) = self.redactor.cut(&String::from_utf8_lossy(&line), MAX_LINE);
                     inner.write_line(source, &text, self.limit);
                 }
                 None => {
-                    let room = MAX_LINE.saturating_sub(buffered.len());
+                    let room = keep.saturating_sub(buffered.len());
                     buffered.extend_from_slice(&rest[..rest.len().min(room)]);
                     inner.dropped += rest.len().saturating_sub(room) as u64;
                     rest = &[];
@@ -211,6 +215,8 @@ impl tokio::io::AsyncWrite for OutputPipe {
 /// Warnings and errors also go to the audit log, capped per step so a
 /// flood cannot fill it.
 const AUDITED_LOG_LINES: u32 = 100;
+/// An audited log message is cut to this many bytes.
+const AUDITED_MESSAGE_BYTES: usize = 500;
 
 impl Host for CapsView<'_> {
     async fn log(&mut self, level: Level, message: String) {
@@ -224,7 +230,8 @@ impl Host for CapsView<'_> {
         self.caps.log.line(name, &message);
         if matches!(level, Level::Warn | Level::Error) && self.caps.audited_logs < AUDITED_LOG_LINES {
             self.caps.audited_logs += 1;
-            let text: String = message.chars().take(500).collect();
+            // Redacted whole before the cut (the audit redacts again).
+            let (text, _) = self.caps.log.redactor.cut(&message, AUDITED_MESSAGE_BYTES);
             audit_log(&self.caps.audit, &self.caps.step, name, &text);
         }
     }

@@ -10,6 +10,7 @@
 pub mod env;
 pub mod exec;
 pub mod fs;
+pub mod hostfs;
 pub mod limits;
 pub mod log;
 pub mod net;

@@ -11,9 +11,10 @@
 use super::StepStore;
 use crate::audit::{AuditEvent, AuditLog};
 use serde_json::json;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
@@ -110,11 +111,34 @@ fn normalize_host(host: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct NetPolicy {
     patterns: Vec<HostPattern>,
+    /// Requests of this step waiting for their response.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Requests one step may have waiting for a response at once; past it a
+/// request is refused (and audited), so a plugin cannot hold thousands of
+/// sockets and host tasks.
+pub const MAX_IN_FLIGHT: usize = 16;
+
+/// Counts one request in flight until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl NetPolicy {
     pub fn new(patterns: Vec<HostPattern>) -> Self {
-        NetPolicy { patterns }
+        NetPolicy { patterns, in_flight: Arc::default() }
+    }
+
+    /// A slot for one more request, unless the step has too many waiting.
+    fn start_request(&self) -> Option<InFlight> {
+        let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let slot = InFlight(self.in_flight.clone());
+        (before < MAX_IN_FLIGHT).then_some(slot)
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
@@ -225,13 +249,47 @@ impl WasiHttpHooks for NetHooks {
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
+        let Some(slot) = self.policy.start_request() else {
+            audit.record(
+                Some(&step),
+                AuditEvent::Limit,
+                json!({ "kind": "http_in_flight", "method": method, "host": host, "port": port, "limit": MAX_IN_FLIGHT,
+                    "message": format!("more than {MAX_IN_FLIGHT} requests waiting at once") }),
+            );
+            let message = format!(
+                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {MAX_IN_FLIGHT} requests are already waiting"
+            );
+            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
+        };
+        let policy = self.policy.clone();
+        let mut request = request;
         Box::new(async move {
+            let _slot = slot;
             use http_body_util::BodyExt;
             let started = Instant::now();
+            // After DNS: a name must not lead to this machine or its network
+            // unless the grant names that address (or `localhost`) itself.
+            let address = match resolve_checked(&host, port, &policy).await {
+                Ok(a) => a,
+                Err((address, reason)) => {
+                    audit.record(
+                        Some(&step),
+                        AuditEvent::NetDenied,
+                        json!({ "method": method, "host": host, "port": port, "path": path, "address": address, "reason": reason }),
+                    );
+                    let message = format!("deployhost denied step `{step}` HTTP {method} to {host}:{port}: {reason}");
+                    return Err(HttpError::InternalError(Some(message)));
+                }
+            };
+            if !https {
+                // Plain HTTP goes to the address checked, not to a second
+                // lookup's answer; the Host header keeps the name.
+                pin_address(&mut request, address);
+            }
             let result = wasmtime_wasi_http::default_send_request(request, options).await;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
-            let mut fields =
-                json!({ "method": method, "host": host, "port": port, "path": path, "ms": (ms * 10.0).round() / 10.0 });
+            let mut fields = json!({ "method": method, "host": host, "port": port, "path": path,
+                "address": address.ip().to_string(), "ms": (ms * 10.0).round() / 10.0 });
             match &result {
                 Ok((response, _)) => fields["status"] = json!(response.status().as_u16()),
                 Err(e) => fields["error"] = json!(e.to_string()),
@@ -243,6 +301,98 @@ impl WasiHttpHooks for NetHooks {
                 Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
+    }
+}
+
+/// Whether an address is this machine or a private network: loopback,
+/// link-local (cloud metadata at 169.254.169.254), private, shared (CGNAT),
+/// unspecified, multicast and broadcast, and these inside IPv6 (mapped,
+/// compatible, NAT64).
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let embedded = v6.to_ipv4_mapped().or_else(|| {
+                let compatible = seg[..6].iter().all(|&s| s == 0);
+                let nat64 = seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
+                (compatible || nat64).then(|| Ipv4Addr::from(((seg[6] as u32) << 16) | seg[7] as u32))
+            });
+            if let Some(v4) = embedded {
+                return is_internal(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// `DEPLOYHOST_RESOLVE=name=address[,name=address]` answers for those names
+/// instead of DNS (as `curl --resolve` does); its answers are checked like
+/// any other.
+fn resolve_override(host: &str) -> Option<IpAddr> {
+    let table = std::env::var("DEPLOYHOST_RESOLVE").ok()?;
+    table.split(',').find_map(|entry| {
+        let (name, addr) = entry.split_once('=')?;
+        (normalize_host(name) == host).then(|| addr.trim().parse().ok()).flatten()
+    })
+}
+
+/// Resolves `host` and checks every answer; the address to connect to, or
+/// the address refused and why.
+async fn resolve_checked(host: &str, port: u16, policy: &NetPolicy) -> Result<SocketAddr, (String, String)> {
+    let host = normalize_host(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        // An address literal: the grant named it, or the request was denied.
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let answers: Vec<SocketAddr> = match resolve_override(&host) {
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => match tokio::net::lookup_host((host.as_str(), port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => return Err((String::new(), format!("cannot resolve `{host}`: {e}"))),
+        },
+    };
+    let named_explicitly = |ip: IpAddr| host == "localhost" || policy.allows(&ip.to_string(), port);
+    if let Some(bad) = answers.iter().find(|a| is_internal(a.ip()) && !named_explicitly(a.ip())) {
+        return Err((
+            bad.ip().to_string(),
+            format!(
+                "`{host}` resolves to {}, an internal address (loopback, private, link-local or similar); \
+                 a name grant does not cover those: grant the address itself to allow it",
+                bad.ip()
+            ),
+        ));
+    }
+    answers.first().copied().ok_or_else(|| (String::new(), format!("`{host}` has no address")))
+}
+
+/// Sends a plain-HTTP request to `address`, keeping its name in `Host`.
+fn pin_address(request: &mut http::Request<WasiBody>, address: SocketAddr) {
+    let uri = request.uri().clone();
+    if let Some(authority) = uri.authority()
+        && !request.headers().contains_key(http::header::HOST)
+        && let Ok(value) = http::HeaderValue::from_str(authority.as_str())
+    {
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(pinned) = http::Uri::builder().scheme("http").authority(address.to_string()).path_and_query(path).build()
+    {
+        *request.uri_mut() = pinned;
     }
 }
 
@@ -326,6 +476,32 @@ mod tests {
     fn any_port_and_ipv6() {
         assert!(policy(&["db.local:*"]).allows("db.local", 5432));
         assert!(policy(&["[::1]:80"]).allows("::1", 80));
+    }
+
+    #[test]
+    fn internal_addresses_in_every_spelling() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1::1", "::ffff:93.184.216.34"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

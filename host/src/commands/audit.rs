@@ -108,8 +108,10 @@ pub(crate) fn usage(state_dir: &Path, run_id: &str) -> Result<Vec<StepUsage>> {
     Ok(crate::usage::from_events(&events))
 }
 
+/// A field for the terminal: plugin text (plugin names, denied paths and
+/// hosts) with control characters and workflow commands neutralised.
 fn s(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+    crate::output::markup::plain(&v.as_str().map_or_else(|| v.to_string(), str::to_string))
 }
 
 fn names(items: &[String]) -> String {

@@ -1,6 +1,7 @@
 //! `history`, `status` and `unlock`: what the state store knows.
 
 use super::ExitStatus;
+use crate::output::markup::plain;
 use crate::state::{RunRow, StateStore};
 use crate::status::RunStatus;
 use anyhow::{Result, bail};
@@ -21,12 +22,12 @@ pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_jso
         let status = effective_status(r);
         println!(
             "{}  {:<10} {:<12} {:<12} {:<12} {}",
-            r.id,
-            r.environment,
-            r.version,
+            plain(&r.id),
+            plain(&r.environment),
+            plain(&r.version),
             status,
-            r.who,
-            r.reason.as_deref().unwrap_or_default()
+            plain(&r.who),
+            plain(r.reason.as_deref().unwrap_or_default())
         );
     }
     Ok(ExitStatus::Success)
@@ -45,13 +46,16 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
         println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);
         return Ok(ExitStatus::Success);
     }
-    println!("run {}: {status}", run.id);
+    println!("run {}: {status}", plain(&run.id));
     println!(
         "  pipeline {} · environment {} · version {} · by {}",
-        run.pipeline, run.environment, run.version, run.who
+        plain(&run.pipeline),
+        plain(&run.environment),
+        plain(&run.version),
+        plain(&run.who)
     );
     if let Some(a) = &run.approved_by {
-        println!("  approved by {a}");
+        println!("  approved by {}", plain(a));
     }
     println!(
         "  started {}{}",
@@ -59,10 +63,11 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
         run.finished.as_deref().map(|f| format!(", finished {f}")).unwrap_or_default()
     );
     if let Some(reason) = &run.reason {
-        println!("  reason: {reason}");
+        println!("  reason: {}", plain(reason));
     }
     for s in &steps {
-        println!("  {:<8} {}/{}  {:.2}s  {}", s.status, s.stage, s.step, s.ms as f64 / 1000.0, s.summary);
+        let (stage, step) = (plain(&s.stage), plain(&s.step));
+        println!("  {:<8} {stage}/{step}  {:.2}s  {}", plain(&s.status), s.ms as f64 / 1000.0, plain(&s.summary));
     }
     if status == RunStatus::Interrupted {
         println!("  the process that ran it is gone: {} step(s) completed, as listed above", steps.len());

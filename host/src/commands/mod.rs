@@ -24,8 +24,11 @@ use std::path::Path;
 /// in the state folder (or `DEPLOYHOST_CACHE_DIR`, e.g. a CI cache shared
 /// between jobs), so the next command compiles nothing.
 fn runtime(state_dir: &Path) -> Result<Runtime> {
-    let dir = std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into);
-    Runtime::with_cache(dir)
+    Runtime::with_cache(cache_dir(state_dir))
+}
+
+pub(crate) fn cache_dir(state_dir: &Path) -> std::path::PathBuf {
+    std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into)
 }
 
 /// Load and validate: every problem in the file, located.

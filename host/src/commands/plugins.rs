@@ -44,10 +44,16 @@ fn describe_row(plugin: &PluginRef, info: &PluginInfo) -> Value {
 }
 
 fn print_summary(row: &Value) {
-    let text = |key: &str| row[key].as_str().unwrap_or_default().to_string();
+    let text = |key: &str| crate::output::markup::plain(row[key].as_str().unwrap_or_default());
     println!("{} {}  sha256:{}", text("name"), text("version"), text("sha256"));
     println!("    {}", text("description"));
-    let needs: Vec<&str> = row["needs"].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+    let needs: Vec<String> = row["needs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .map(crate::output::markup::plain)
+        .collect();
     println!("    needs: {}", if needs.is_empty() { "nothing".to_string() } else { needs.join(", ") });
 }
 
@@ -117,11 +123,11 @@ pub async fn inspect_file(file: &Path, as_json: bool, state_dir: &Path) -> Resul
         println!("    exports: {}", interfaces.exports.join(", "));
         for p in row["params"].as_array().into_iter().flatten() {
             let required = if p["required"] == true { "required" } else { "optional" };
-            let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+            let text = |key: &str| crate::output::markup::plain(p[key].as_str().unwrap_or_default());
             println!("    param {} ({}, {required}): {}", text("name"), text("kind"), text("description"));
         }
         if let Err(why) = &links {
-            eprintln!("this host cannot run it: {why}");
+            eprintln!("this host cannot run it: {}", crate::output::markup::plain(why));
         }
     }
     Ok(if links.is_ok() { ExitStatus::Success } else { ExitStatus::Failed })

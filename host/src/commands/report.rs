@@ -427,10 +427,25 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     let run = run_checks(record, ev.approved_by.as_deref());
     let migrations = migrations_applied(record);
     let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
+    // Everything a plugin or a user could have written is escaped: one
+    // line, no Markdown or HTML of its own (no forged checklist lines).
+    use crate::output::markup::markdown as md;
     let mut m = String::new();
-    let _ = writeln!(m, "# Deployment of {} {} to {}\n", record.pipeline, record.version, record.environment);
-    let finished = record.finished.as_deref().unwrap_or("unfinished");
-    let _ = writeln!(m, "Run `{}`: **{}** ({} → {finished})\n", record.run_id, record.status, record.started);
+    let _ = writeln!(
+        m,
+        "# Deployment of {} {} to {}\n",
+        md(&record.pipeline),
+        md(&record.version),
+        md(&record.environment)
+    );
+    let finished = md(record.finished.as_deref().unwrap_or("unfinished"));
+    let _ = writeln!(
+        m,
+        "Run {}: **{}** ({} → {finished})\n",
+        md(&record.run_id),
+        md(record.status.as_str()),
+        md(&record.started)
+    );
     let ticked = pre.iter().chain(&post).filter(|i| i.done).count();
     let _ = writeln!(m, "Checklist: {ticked} of {} items ticked.\n", pre.len() + post.len());
     for (title, items) in [("Pre-deployment checklist", &pre), ("Post-deployment checklist", &post)] {
@@ -441,21 +456,21 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
                 section = i.section;
                 let _ = writeln!(m, "### {section}\n");
             }
-            let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+            let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, md(&i.evidence));
         }
         let _ = writeln!(m);
     }
     let _ = writeln!(m, "## Run checks\n");
     for i in &run {
-        let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, i.evidence);
+        let _ = writeln!(m, "- [{}] {} — {}", if i.done { "x" } else { " " }, i.item, md(&i.evidence));
     }
     let _ = writeln!(m);
     if let Some(rb) = &record.rollback {
         let _ = writeln!(m, "## Rollback\n");
         let state = if rb.ok { "completed" } else { "INCOMPLETE" };
-        let _ = writeln!(m, "Rolled back ({state}): {}\n", rb.reason);
+        let _ = writeln!(m, "Rolled back ({state}): {}\n", md(&rb.reason));
         for s in &rb.steps {
-            let _ = writeln!(m, "- {} {}: {}", s.step, s.status.as_str(), s.summary);
+            let _ = writeln!(m, "- {} {}: {}", md(&s.step), s.status.as_str(), md(&s.summary));
         }
         let _ = writeln!(m);
     }
@@ -464,11 +479,12 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
         let _ = writeln!(m, "No migrations applied.\n");
     }
     for v in &migrations {
-        let _ = writeln!(m, "- migration {v}");
+        let _ = writeln!(m, "- migration {}", md(v));
     }
     let _ = writeln!(m, "\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
     for s in &record.steps {
-        let _ = writeln!(m, "| {} | {} | {} | {:.2} |", s.stage, s.step, s.status.as_str(), s.ms as f64 / 1000.0);
+        let _ =
+            writeln!(m, "| {} | {} | {} | {:.2} |", md(&s.stage), md(&s.step), s.status.as_str(), s.ms as f64 / 1000.0);
     }
     let _ = writeln!(m, "\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
     m

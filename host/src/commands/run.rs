@@ -1,7 +1,7 @@
 use super::inputs;
 use super::{ExitStatus, check_plugins, load_plan};
 use crate::output::Output;
-use crate::pipeline::written::{WrittenGrants, written_grants};
+use crate::pipeline::written::{WrittenGrants, with_plugins, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, Progress, RunInputs};
@@ -76,7 +76,8 @@ async fn prepare(
         rollback_only: None,
         audit_tap: None,
     };
-    Ok(Prepared { plan, runtime, inputs, grants: written_grants(&loaded.raw)? })
+    let grants = with_plugins(written_grants(&loaded.raw)?, &plan);
+    Ok(Prepared { plan, runtime, inputs, grants })
 }
 
 /// What the state store records about a run as it starts.
@@ -263,7 +264,7 @@ pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus>
         Err(status) => return Ok(status),
     };
     let consent = Consent { approved_by: Some(name), accept_grants: row.grants_accepted_by.as_deref() };
-    match promotion::check(&plan, &written_grants(&loaded.raw)?, &store, consent) {
+    match promotion::check(&plan, &with_plugins(written_grants(&loaded.raw)?, &plan), &store, consent) {
         Ok(approvals) => {
             let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
             store.approve(run_id, &approver)?;

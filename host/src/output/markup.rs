@@ -31,6 +31,37 @@ pub fn printable(text: &str) -> String {
     text.chars().map(|c| if c.is_control() && c != '\t' { visible(c) } else { c.to_string() }).collect()
 }
 
+/// One line of untrusted text for any line-oriented output a CI runner
+/// reads (`status`, `history`, `audit`, `plugin inspect`): [`printable`],
+/// and a GitHub workflow command (`::add-mask::`, `::stop-commands::`, the
+/// older `##[…]`) at its start shown escaped, so the runner does not obey it.
+pub fn plain(text: &str) -> String {
+    let text = printable(text);
+    let start = text.len() - text.trim_start().len();
+    let rest = &text[start..];
+    if rest.starts_with("::") || rest.starts_with("##[") {
+        let first = rest.chars().next().unwrap_or(':');
+        return format!("{}{}{}", &text[..start], visible(first), &rest[first.len_utf8()..]);
+    }
+    text
+}
+
+/// Untrusted text inside Markdown (the job summary): one line, every
+/// character that Markdown or HTML could read mid-line escaped, so a plugin
+/// can neither start a line (a forged checklist item) nor add emphasis,
+/// links, images, table cells or HTML.
+pub fn markdown(text: &str) -> String {
+    let text = printable(text);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '`' | '*' | '_' | '[' | ']' | '!' | '|' | '<' | '>' | '~' | '&') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn visible(c: char) -> String {
     format!("\\x{:02x}", c as u32)
 }
@@ -44,5 +75,13 @@ mod tests {
         assert_eq!(escape("<script>a&'b'\"</script>"), "&lt;script&gt;a&amp;&#39;b&#39;&quot;&lt;/script&gt;");
         assert_eq!(escape("red \u{1b}[31m"), "red \\x1b[31m");
         assert_eq!(printable("a\u{1b}]0;title\u{7}\tb"), "a\\x1b]0;title\\x07\tb");
+    }
+
+    #[test]
+    fn workflow_commands_and_markdown_are_neutralised() {
+        assert_eq!(plain("::add-mask::x"), "\\x3a:add-mask::x");
+        assert_eq!(plain("  ##[error]x"), "  \\x23#[error]x");
+        assert_eq!(plain("ok\n::stop-commands::t"), "ok\\x0a::stop-commands::t");
+        assert_eq!(markdown("ok\n- [x] approved <b>"), "ok\\\\x0a- \\[x\\] approved \\<b\\>");
     }
 }

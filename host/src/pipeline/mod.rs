@@ -17,4 +17,4 @@ pub use expand::{RUNTIME_VARIABLES, substitute};
 pub use load::{LoadOptions, Loaded, load, load_text};
 pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 pub use spans::Spans;
-pub use validate::validate;
+pub use validate::{protect, validate};

@@ -61,6 +61,9 @@ pub struct StepGrants {
     pub databases: BTreeMap<String, Vec<String>>,
     /// Host programs the step may start.
     pub exec: Vec<String>,
+    /// Set by the host, never written: digests of the backups this step may
+    /// restore, as the run recorded them (a rollback's restore steps).
+    pub recorded_backups: BTreeMap<String, String>,
 }
 
 impl Plan {

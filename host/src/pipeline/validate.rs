@@ -9,6 +9,7 @@ use crate::capabilities::fs::{Mount, check_grant_path};
 use crate::capabilities::limits::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
 use crate::capabilities::net::HostPattern;
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 const MIN_MEMORY: u64 = 2 << 20;
@@ -94,6 +95,7 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
     }
 
     check_backup_before_migration(loaded, &stages, &mut errors);
+    check_protected(loaded, &mut errors);
     let rollback = m.rollback.as_ref().map(|r| {
         let mut triggers = Vec::new();
         for (i, written) in r.on.iter().enumerate() {
@@ -165,6 +167,9 @@ fn plan_step<'a>(
     let uses = match (&step.uses, &step.run) {
         (Some(uses), None) => uses.clone(),
         (None, Some(command)) => {
+            if let Some(e) = shell_splices_text(command) {
+                errors.push(loaded.value_error_at(&format!("{key}.run"), e));
+            }
             params.insert("command".into(), serde_json::Value::String(command.clone()));
             COMMAND.to_string()
         }
@@ -202,6 +207,115 @@ fn plan_step<'a>(
 }
 
 use crate::registry::{BACKUP, COMMAND, MIGRATORS, Resolver};
+
+/// deployhost's own folders (state, cache), set once by the CLI.
+static PROTECTED: std::sync::OnceLock<Vec<(std::path::PathBuf, &'static str)>> = std::sync::OnceLock::new();
+
+/// Names the state folder and the compiled-code cache, which no grant may
+/// cover: a step writing there could rewrite the audit and the state, or
+/// plant a cache entry the next run loads as native code.
+pub fn protect(state_dir: &Path, cache_dir: &Path) {
+    let _ = PROTECTED.set(vec![
+        (absolute(state_dir), "deployhost's state folder (runs, audit logs, state)"),
+        (absolute(cache_dir), "deployhost's compiled-code cache"),
+    ]);
+}
+
+/// Absolute, through symlinks as far as the path exists (a state folder not
+/// made yet is compared by where it will be).
+fn absolute(path: &Path) -> std::path::PathBuf {
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut existing = full.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return full,
+        }
+    }
+}
+
+/// A grant may not cover deployhost's own folders, a declared secret file or
+/// a database's `url_file`, nor be a folder inside one of them.
+fn check_protected(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
+    let m = &loaded.model;
+    let mut protected: Vec<(std::path::PathBuf, String)> =
+        PROTECTED.get().into_iter().flatten().map(|(p, what)| (p.clone(), what.to_string())).collect();
+    for (name, source) in &m.secrets {
+        if let Some(file) = &source.file {
+            protected.push((absolute(&loaded.dir.join(file)), format!("the file of secret `{name}`")));
+        }
+    }
+    for (name, source) in &m.databases {
+        if let Some(file) = &source.url_file {
+            protected.push((absolute(&loaded.dir.join(file)), format!("the url_file of database `{name}`")));
+        }
+    }
+    let steps = m.stages.iter().enumerate().flat_map(|(si, stage)| {
+        stage.steps.iter().enumerate().map(move |(i, step)| (format!("stages[{si}].steps[{i}]"), step))
+    });
+    let rollback =
+        m.rollback.iter().flat_map(|r| r.steps.iter().enumerate().map(|(i, s)| (format!("rollback.steps[{i}]"), s)));
+    for (key, step) in steps.chain(rollback) {
+        let fs = &step.grants.fs;
+        let grants = fs.read.iter().enumerate().map(|(i, w)| (format!("{key}.grants.fs.read[{i}]"), w));
+        let grants = grants.chain(fs.write.iter().enumerate().map(|(i, w)| (format!("{key}.grants.fs.write[{i}]"), w)));
+        for (gkey, written) in grants {
+            if check_grant_path(written).is_err() {
+                continue; // reported by check_grants
+            }
+            let folder = absolute(&Mount::new(&loaded.dir, written, false).host);
+            if let Some((path, what)) = protected.iter().find(|(p, _)| p.starts_with(&folder) || folder.starts_with(p))
+            {
+                errors.push(loaded.value_error_at(
+                    &gkey,
+                    format!(
+                        "grant `{written}` covers {what} ({}): a step may not reach deployhost's own files \
+                         or a secret's; grant a narrower folder",
+                        path.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Runtime variables that carry user or plugin text (a rollback's reason is
+/// the failing plugin's own summary); `run:` hands them to the program as
+/// environment variables too.
+const TEXT_VARIABLES: &[&str] = &["REASON", "VERSION", "PREVIOUS_VERSION"];
+const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "fish"];
+
+/// A `run:` that is a shell with `-c` and whose script uses `${REASON}`-style
+/// text variables would splice that text into the script as code (a reason
+/// with backticks runs them). Refused, with the fix.
+fn shell_splices_text(command: &str) -> Option<String> {
+    let mut words = command.split_whitespace();
+    let program = words.next()?.trim_matches(|c| c == '"' || c == '\'');
+    let program = program.rsplit('/').next().unwrap_or(program);
+    if !SHELLS.contains(&program) {
+        return None;
+    }
+    let dash_c = words.any(|w| {
+        w.strip_prefix('-').is_some_and(|flags| flags.contains('c') && flags.chars().all(|c| c.is_ascii_alphabetic()))
+    });
+    if !dash_c {
+        return None;
+    }
+    let used = TEXT_VARIABLES
+        .iter()
+        .find(|name| command.contains(&format!("${{{name}}}")) || command.contains(&format!("${{{name}:-")))?;
+    Some(format!(
+        "`${{{used}}}` would be spliced into the `{program} -c` script as code (a reason with backticks or `$(…)` \
+         would run): write \"${used}\" instead, which the program receives as an environment variable"
+    ))
+}
 
 /// "Always backup before migration": every step that changes a database's
 /// schema needs a blocking `pg-backup` of the same database that finishes
@@ -320,4 +434,19 @@ fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
         errors.push(loaded.value_error_at(&format!("{key}.timeout"), "timeout must be more than 0 and at most 24h"));
     }
     StepLimits { memory, timeout }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_splices_text;
+
+    #[test]
+    fn a_shell_script_may_not_splice_text_variables() {
+        let e = shell_splices_text(r#"bash -c "echo rollback ${REASON}""#).expect("refused");
+        assert!(e.contains("\"$REASON\""), "{e}");
+        assert!(shell_splices_text(r#"/bin/sh -ec 'deploy ${VERSION:-x}'"#).is_some());
+        assert!(shell_splices_text(r#"bash -c 'echo rollback "$REASON"'"#).is_none());
+        assert!(shell_splices_text("echo rollback ${REASON}").is_none());
+        assert!(shell_splices_text(r#"bash -c "echo ${STEP}""#).is_none());
+    }
 }

@@ -16,6 +16,10 @@ pub struct WrittenGrants {
     /// `name`, and `name as role` for each role a step may switch to.
     pub databases: BTreeSet<String>,
     pub exec: BTreeSet<String>,
+    /// The sha256 of the plugin the step runs: evidence that the bytes which
+    /// passed before are the bytes about to run (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
 }
 
 impl From<Grants> for WrittenGrants {
@@ -32,6 +36,7 @@ impl From<Grants> for WrittenGrants {
             secrets: g.secrets.into_iter().collect(),
             databases,
             exec: g.exec.into_iter().collect(),
+            plugin: None,
         }
     }
 }
@@ -64,7 +69,19 @@ pub fn written_grants(raw: &Value) -> Result<BTreeMap<String, WrittenGrants>, Un
     Ok(out)
 }
 
-/// What `now` grants beyond `before`, one line per addition.
+/// Adds each step's plugin digest to its written grants.
+pub fn with_plugins(
+    mut grants: BTreeMap<String, WrittenGrants>,
+    plan: &super::Plan,
+) -> BTreeMap<String, WrittenGrants> {
+    for step in plan.steps() {
+        grants.entry(step.name.clone()).or_default().plugin = Some(step.plugin.digest.clone());
+    }
+    grants
+}
+
+/// What `now` grants beyond `before`, one line per addition; a step whose
+/// plugin bytes changed counts as one too.
 pub fn widening(before: &BTreeMap<String, WrittenGrants>, now: &BTreeMap<String, WrittenGrants>) -> Vec<String> {
     let empty = WrittenGrants::default();
     let mut out = Vec::new();
@@ -81,6 +98,11 @@ pub fn widening(before: &BTreeMap<String, WrittenGrants>, now: &BTreeMap<String,
         added("secret", &g.secrets, &|i| was.secrets.contains(i));
         added("database", &g.databases, &|i| was.databases.contains(i));
         added("exec", &g.exec, &|i| was.exec.contains(i));
+        if let (Some(before), Some(now)) = (&was.plugin, &g.plugin)
+            && before != now
+        {
+            out.push(format!("step `{step}`: plugin sha256 `{now}` (was `{before}`)"));
+        }
     }
     out
 }
@@ -116,5 +138,17 @@ mod tests {
         assert!(w.contains(&"step `a`: net `evil.com`".to_string()));
         assert!(w.contains(&"step `a`: fs.write `cfg`".to_string()), "a write where there was a read");
         assert!(w.contains(&"step `a`: database `app as anon`".to_string()));
+    }
+
+    #[test]
+    fn changed_plugin_bytes_count_as_widening() {
+        let mut before = grants("stages: [{ name: s, steps: [{ name: a }] }]");
+        let mut now = before.clone();
+        assert!(widening(&before, &now).is_empty(), "no digests recorded: nothing to compare");
+        before.get_mut("a").unwrap().plugin = Some("aaa".into());
+        now.get_mut("a").unwrap().plugin = Some("aaa".into());
+        assert!(widening(&before, &now).is_empty());
+        now.get_mut("a").unwrap().plugin = Some("bbb".into());
+        assert_eq!(widening(&before, &now), ["step `a`: plugin sha256 `bbb` (was `aaa`)"]);
     }
 }

@@ -149,6 +149,12 @@ pub async fn run(
         tools: Arc::new(ToolSet::default()),
         reason: Default::default(),
         previous_version,
+        write_roots: Arc::new(
+            plan.steps()
+                .flat_map(|s| s.grants.mounts.iter().filter(|m| m.writable))
+                .map(|m| m.host.canonicalize().unwrap_or_else(|_| m.host.clone()))
+                .collect(),
+        ),
     });
     // Steps a resumed run completed before: kept as they were.
     let mut done_before: HashMap<String, StepOutcome> = resume

@@ -49,7 +49,7 @@ pub const COMPENSATE_OUTPUT: &str = "compensate";
 /// A compensation that cannot be built is returned as an error naming the
 /// step, so the rollback is recorded as incomplete rather than skipped.
 pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<Result<PlannedStep, Unrunnable>> {
-    let mut backups: Vec<(String, String)> = Vec::new(); // (database, backup path)
+    let mut backups: Vec<(String, String, String)> = Vec::new(); // (database, backup path, sha256)
     let mut restored: Vec<String> = Vec::new();
     let mut saga: Vec<Result<PlannedStep, Unrunnable>> = Vec::new();
     for outcome in done {
@@ -67,17 +67,18 @@ pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<Result<PlannedSte
             && outcome.status == Status::Passed
             && let Some(path) = outcome.outputs.get("path")
         {
-            backups.push((db.to_string(), path.clone()));
+            let digest = outcome.outputs.get("sha256").cloned().unwrap_or_default();
+            backups.push((db.to_string(), path.clone(), digest));
         }
         let dry = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
         if MIGRATORS.contains(&step.uses.as_str())
             && ran
             && !dry
             && !restored.iter().any(|r| r == db)
-            && let Some((_, path)) = backups.iter().rev().find(|(d, _)| d == db)
+            && let Some((_, path, digest)) = backups.iter().rev().find(|(d, _, _)| d == db)
         {
             restored.push(db.to_string());
-            saga.push(Ok(restore_step(plan, db, path)));
+            saga.push(Ok(restore_step(plan, db, path, digest)));
         }
     }
     saga.reverse();
@@ -149,7 +150,9 @@ pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<Ste
     found
 }
 
-fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
+/// Restores `backup`, trusting only `digest`, the one its `pg-backup` step
+/// reported in this run's record.
+fn restore_step(plan: &Plan, database: &str, backup: &str, digest: &str) -> PlannedStep {
     let folder = Path::new(backup).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     let mut params = serde_json::Map::new();
     params.insert("database".into(), json!(database));
@@ -164,6 +167,10 @@ fn restore_step(plan: &Plan, database: &str, backup: &str) -> PlannedStep {
         grants: StepGrants {
             mounts: vec![Mount::new(&plan.dir, &folder, false)],
             databases: [(database.to_string(), Vec::new())].into_iter().collect(),
+            recorded_backups: (!digest.is_empty())
+                .then(|| (backup.trim_start_matches('/').to_string(), digest.to_string()))
+                .into_iter()
+                .collect(),
             ..StepGrants::default()
         },
         limits: StepLimits { memory: 64 << 20, timeout: RESTORE_TIMEOUT },

@@ -39,7 +39,14 @@ pub struct RunContext {
     /// Why the run is rolling back, once it is: `${REASON}`.
     pub reason: std::sync::OnceLock<String>,
     pub previous_version: String,
+    /// Every folder a step of the pipeline may write (canonical where it exists).
+    pub write_roots: Arc<Vec<PathBuf>>,
 }
+
+/// A metric's name and unit are cut to these (redacted first): they reach
+/// the terminal, the results and rollback triggers.
+const MAX_METRIC_NAME: usize = 128;
+const MAX_METRIC_UNIT: usize = 32;
 
 pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -> StepOutcome {
     let started_at = SystemTime::now();
@@ -89,8 +96,15 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
             // Redacted before the caps: a cut through a secret would leave its start.
             let redact = |text: &str| run.redactor.redact(text).into_owned();
             let outputs = report.outputs.iter().map(|(k, v)| (redact(k), redact(v))).collect();
-            let metrics =
-                report.metrics.into_iter().map(|m| Metric { name: m.name, value: m.value, unit: m.unit }).collect();
+            let metrics = report
+                .metrics
+                .into_iter()
+                .map(|m| Metric {
+                    name: run.redactor.cut(&m.name, MAX_METRIC_NAME).0,
+                    value: m.value,
+                    unit: run.redactor.cut(&m.unit, MAX_METRIC_UNIT).0,
+                })
+                .collect();
             let capped = report_limits::cap(redact(&report.summary), outputs, metrics);
             if !capped.cuts.is_empty() {
                 let message = format!("report cut: {}", capped.cuts.join("; "));
@@ -140,6 +154,8 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
         secrets: &run.secrets,
         databases: &run.databases,
         tools: &run.tools,
+        ledger: run.run_dir.parent().and_then(std::path::Path::parent).map(|state| state.join("backups.jsonl")),
+        write_roots: &run.write_roots,
     };
     let prepared = sandbox::prepare(runtime, &shared, step, log)?;
     let ctx = StepContext {
@@ -182,6 +198,19 @@ fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<Strin
         }
     }
     let mut params = step.params.clone();
+    if step.uses == crate::registry::COMMAND {
+        // A command line is split into words first and each word filled in
+        // by the plugin: a variable's value is one argument, never code.
+        let command = params.remove("command");
+        params.values_mut().for_each(|v| fill(v, &lookup));
+        let vars: serde_json::Map<String, serde_json::Value> = crate::pipeline::RUNTIME_VARIABLES
+            .iter()
+            .filter_map(|name| Some((name.to_string(), lookup(name)?.into())))
+            .collect();
+        params.extend(command.map(|c| ("command".to_string(), c)));
+        params.insert("vars".into(), vars.into());
+        return params;
+    }
     params.values_mut().for_each(|v| fill(v, &lookup));
     params
 }

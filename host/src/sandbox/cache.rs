@@ -1,21 +1,22 @@
 //! Compiled components on disk (`<state dir>/cache/`), so a second run of a
 //! pipeline compiles nothing. An entry is named by the component's sha256
-//! and the engine's configuration, and carries a checksum of its own bytes:
-//! a corrupt, truncated or foreign entry is compiled again and replaced,
-//! never loaded blindly.
+//! and the engine's configuration, and carries an HMAC-SHA256 of its bytes
+//! under a key kept with the cache (`key`, 0600, made on first use): a
+//! corrupt, truncated, foreign or forged entry (one whose writer did not
+//! hold the key) is compiled again and replaced, never loaded blindly.
 //!
 //! Why not wasmtime's own `cache` feature: it keeps entries in a
 //! user-wide folder with its own config file and evicts behind our back,
 //! where this cache must (1) live with the state it serves (`--state-dir` or
 //! `DEPLOYHOST_CACHE_DIR`, which CI caches), (2) audit every hit, miss and
 //! rebuild with its reason (the `plugin.load` event), and (3) refuse entries
-//! that other users could have written (owner and mode checks) before
-//! handing their native code to wasmtime. Those three are the point of it.
+//! it did not write itself (HMAC under its key, owner and mode checks)
+//! before handing their native code to wasmtime. Those three are the point of it.
 
 // Loading compiled code is unsafe by nature: wasmtime runs it as it is.
 #![allow(unsafe_code)]
 
-use crate::registry::{PluginRef, sha256_hex};
+use crate::registry::PluginRef;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::Write as _;
@@ -23,8 +24,8 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Result};
 
-const MAGIC: &[u8] = b"deployhost-cwasm-1\n";
-/// The magic, then the payload's sha256 in hex and a newline.
+const MAGIC: &[u8] = b"deployhost-cwasm-2\n";
+/// The magic, then the payload's HMAC-SHA256 in hex and a newline.
 const HEADER_LEN: usize = MAGIC.len() + 64 + 1;
 
 /// How a plugin's compiled code was found, for the audit log and benchmarks.
@@ -56,6 +57,48 @@ pub struct DiskCache {
     engine_key: String,
 }
 
+/// The cache's key: made once per cache folder, readable by this user only.
+fn cache_key(dir: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let path = dir.join("key");
+    let _ = std::fs::create_dir_all(dir);
+    let new = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+    if let Ok(mut file) = new {
+        let mut key = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut r| r.read_exact(&mut key))
+            .map_err(|e| format!("cannot make a cache key: {e}"))?;
+        file.write_all(&key)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.uid() != me || meta.mode() & 0o077 != 0 {
+        return Err(format!("{} is not a private file of this user; the cache is not used", path.display()));
+    }
+    let key = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if key.len() < 32 {
+        return Err(format!("{} is too short to be a key", path.display()));
+    }
+    Ok(key)
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`, in hex.
+fn hmac_hex(key: &[u8], data: &[u8]) -> String {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(data).finalize();
+    hex::encode(Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize())
+}
+
 impl DiskCache {
     pub fn new(dir: PathBuf, engine: &Engine) -> DiskCache {
         DiskCache { dir, engine_key: engine_key(engine) }
@@ -70,11 +113,16 @@ impl DiskCache {
     /// costs the next run a compile).
     pub fn load(&self, engine: &Engine, plugin: &PluginRef) -> Result<(Component, Load)> {
         let path = self.entry_path(&plugin.digest);
-        let why = match read_entry(&path) {
+        let key = match cache_key(&self.dir) {
+            Ok(key) => key,
+            Err(why) => return Ok((Component::new(engine, &plugin.bytes)?, Load::Rebuilt(why))),
+        };
+        let why = match read_entry(&path, &key) {
             Ok(Some(payload)) => {
                 // SAFETY: the payload is what `Component::serialize` wrote for
                 // this digest and engine configuration, checked against its
-                // sha256, in a file only this user can write. wasmtime still
+                // HMAC under this cache's private key, in a file only this
+                // user can write. wasmtime still
                 // checks its own header and version.
                 match unsafe { Component::deserialize(engine, &payload) } {
                     Ok(component) => return Ok((component, Load::Cached)),
@@ -86,14 +134,14 @@ impl DiskCache {
         };
         let component = Component::new(engine, &plugin.bytes)?;
         if let Ok(code) = component.serialize() {
-            let _ = write_entry(&self.dir, &path, &code);
+            let _ = write_entry(&self.dir, &path, &code, &key);
         }
         Ok((component, why.map_or(Load::Compiled, Load::Rebuilt)))
     }
 }
 
 /// `Ok(None)` when there is no entry; `Err` says why an entry is unusable.
-fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
+fn read_entry(path: &Path, key: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -105,8 +153,8 @@ fn read_entry(path: &Path) -> Result<Option<Vec<u8>>, String> {
     }
     let (header, payload) = bytes.split_at(HEADER_LEN);
     let recorded = &header[MAGIC.len()..HEADER_LEN - 1];
-    if recorded != sha256_hex(payload).as_bytes() {
-        return Err(format!("{} is corrupt (checksum mismatch)", path.display()));
+    if recorded != hmac_hex(key, payload).as_bytes() {
+        return Err(format!("{} is corrupt or was not written by this cache (checksum mismatch)", path.display()));
     }
     Ok(Some(payload.to_vec()))
 }
@@ -131,11 +179,11 @@ fn check_owner(_: &Path) -> Result<(), String> {
 
 /// Written whole under a temporary name, then renamed: a reader never sees
 /// half an entry, and two runs filling the cache at once do no harm.
-fn write_entry(dir: &Path, path: &Path, code: &[u8]) -> std::io::Result<()> {
+fn write_entry(dir: &Path, path: &Path, code: &[u8], key: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(MAGIC)?;
-    tmp.write_all(sha256_hex(code).as_bytes())?;
+    tmp.write_all(hmac_hex(key, code).as_bytes())?;
     tmp.write_all(b"\n")?;
     tmp.write_all(code)?;
     tmp.as_file().sync_all()?;
@@ -161,5 +209,34 @@ impl Hasher for Sha256Hasher {
     fn finish(&self) -> u64 {
         let digest = self.0.clone().finalize();
         u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_case_2() {
+        let mac = hmac_hex(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(mac, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+
+    #[test]
+    fn an_entry_checksummed_without_the_key_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = cache_key(tmp.path()).unwrap();
+        assert_eq!(cache_key(tmp.path()).unwrap(), key, "the key is made once");
+        let path = tmp.path().join("x.cwasm");
+        write_entry(tmp.path(), &path, b"code", &key).unwrap();
+        assert_eq!(read_entry(&path, &key).unwrap().unwrap(), b"code");
+        let forged = [
+            MAGIC,
+            Sha256::digest(b"evil").iter().map(|b| format!("{b:02x}")).collect::<String>().as_bytes(),
+            b"\nevil",
+        ]
+        .concat();
+        std::fs::write(&path, forged).unwrap();
+        assert!(read_entry(&path, &key).unwrap_err().contains("checksum mismatch"));
     }
 }

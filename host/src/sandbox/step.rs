@@ -19,7 +19,7 @@ use crate::pipeline::PlannedStep;
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 
@@ -33,6 +33,10 @@ pub struct Shared<'a> {
     pub secrets: &'a SecretValues,
     pub databases: &'a Arc<BTreeMap<String, DbTarget>>,
     pub tools: &'a Arc<ToolSet>,
+    /// The host's backup ledger in its state folder.
+    pub ledger: Option<PathBuf>,
+    /// Every folder a step of the pipeline may write.
+    pub write_roots: &'a Arc<Vec<PathBuf>>,
 }
 
 /// How a plugin call ended.
@@ -95,8 +99,15 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             targets: shared.databases.clone(),
             mounts: step.grants.mounts.clone(),
             tools: shared.tools.clone(),
+            recorded: step.grants.recorded_backups.clone(),
+            ledger: shared.ledger.clone(),
+            open: Default::default(),
         },
-        exec: ExecGrant { programs: step.grants.exec.clone(), cwd: shared.dir.to_path_buf() },
+        exec: ExecGrant {
+            programs: step.grants.exec.clone(),
+            cwd: shared.dir.to_path_buf(),
+            write_roots: shared.write_roots.as_ref().clone(),
+        },
         limits: step.limits,
     }
     .into_store(runtime.engine());

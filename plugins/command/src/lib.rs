@@ -21,6 +21,36 @@ struct Params {
     secret_env: BTreeMap<String, String>,
     #[serde(default)]
     expect_exit: i32,
+    /// The runtime variables (`${VERSION}`, `${REASON}`, …), set by the host
+    /// (not a `with:` parameter): filled into each word after splitting.
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Runtime variables that carry user or plugin text: also handed to the
+/// program as environment variables, so a shell script reads `"$REASON"`.
+const TEXT_VARIABLES: &[&str] = &["REASON", "VERSION", "PREVIOUS_VERSION"];
+
+/// `${NAME}` in one word, from `vars`; other text (and unknown names) as written.
+fn fill(word: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(word.len());
+    let mut rest = word;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        match after.find('}').and_then(|end| Some((vars.get(&after[..end])?, end))) {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Words of a command line: whitespace separates, quotes group, `\` escapes.
@@ -89,16 +119,21 @@ impl Guest for Command {
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
-        let mut words = split(&p.command).map_err(|e| StepError::InvalidParams(format!("command: {e}")))?;
+        let words = split(&p.command).map_err(|e| StepError::InvalidParams(format!("command: {e}")))?;
         if words.is_empty() {
             return Err(StepError::InvalidParams("command is empty".into()));
         }
-        let program = words.remove(0);
-        let mut env: Vec<(String, String)> = p.env.into_iter().collect();
+        // Split first, then filled: a value with spaces, quotes, backticks
+        // or `$(…)` stays one argument and is never read as syntax.
+        let words: Vec<String> = words.iter().map(|w| fill(w, &p.vars)).collect();
+        let (program, words) = (words[0].clone(), &words[1..]);
+        let mut env: Vec<(String, String)> =
+            TEXT_VARIABLES.iter().filter_map(|name| Some((name.to_string(), p.vars.get(*name)?.clone()))).collect();
+        env.extend(p.env);
         for (var, secret) in &p.secret_env {
             env.push((var.clone(), sdk::secret(secret)?));
         }
-        let out = exec::run(&program, &words, &env).map_err(|e| match e {
+        let out = exec::run(&program, words, &env).map_err(|e| match e {
             ExecError::NotGranted(m) | ExecError::FailedToStart(m) | ExecError::TimedOut(m) => StepError::Failed(m),
         })?;
         let summary = format!("`{}` exited {} after {} ms", p.command, out.exit_code, out.ms);
@@ -116,7 +151,7 @@ sdk::export!(Command);
 
 #[cfg(test)]
 mod tests {
-    use super::split;
+    use super::{fill, split};
 
     #[test]
     fn splits_like_a_shell() {
@@ -125,5 +160,13 @@ mod tests {
             ["pytest", "--cov=src", "-k", "a b", "c\"d", "e f"]
         );
         assert!(split("echo 'open").is_err());
+    }
+
+    #[test]
+    fn variables_fill_one_word_each() {
+        let vars = [("REASON".to_string(), "a `b` $(touch /tmp/x) c".to_string())].into_iter().collect();
+        let words: Vec<String> =
+            split("echo rollback: ${REASON} ${NOPE}").unwrap().iter().map(|w| fill(w, &vars)).collect();
+        assert_eq!(words, ["echo", "rollback:", "a `b` $(touch /tmp/x) c", "${NOPE}"]);
     }
 }

@@ -75,6 +75,36 @@ mod sockets {
         socket.finish_bind().map_err(|e| format!("bind failed: {e:?}"))
     }
 
+    /// `count` GETs of `url` (`http://authority/path`) all sent before any
+    /// is waited for; how many were answered and how many refused.
+    pub fn parallel_get(url: &str, count: usize) -> (usize, usize) {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let mut pending = Vec::new();
+        let mut refused = 0;
+        for _ in 0..count {
+            let request = OutgoingRequest::new(Fields::new());
+            let _ = request.set_scheme(Some(&Scheme::Http));
+            let _ = request.set_authority(Some(authority));
+            let _ = request.set_path_with_query(Some(&path));
+            match outgoing_handler::handle(request, None) {
+                Ok(p) => pending.push(p),
+                Err(_) => refused += 1,
+            }
+        }
+        let mut ok = 0;
+        for p in pending {
+            p.subscribe().block();
+            match p.get() {
+                Some(Ok(Ok(_))) => ok += 1,
+                _ => refused += 1,
+            }
+        }
+        (ok, refused)
+    }
+
     /// A request to `authority` whose request target is `target` as given,
     /// e.g. an absolute URI naming another host (what a proxy would follow).
     pub fn absolute_form(authority: &str, target: &str) -> Result<u16, String> {
@@ -222,6 +252,52 @@ impl Guest for Hostile {
                     }
                     Err(e) => Report::failed(e.clone()).output("result", format!("denied: {e}")),
                 }
+            }
+            "parallel-http" => {
+                let (ok, refused) = sockets::parallel_get(&p.url, p.count as usize);
+                Report::passed(format!("{ok} answered, {refused} refused"))
+                    .output("answered", ok.to_string())
+                    .output("refused", refused.to_string())
+            }
+            "db-connections" => {
+                // Opens `count` connections and holds every one.
+                let mut held = Vec::new();
+                let mut refused = 0;
+                for _ in 0..p.count {
+                    match sdk::db::open(&p.name) {
+                        Ok(c) => held.push(c),
+                        Err(_) => refused += 1,
+                    }
+                }
+                Report::passed(format!("{} open, {refused} refused", held.len()))
+                    .output("opened", held.len().to_string())
+                    .output("refused", refused.to_string())
+            }
+            "copy" => {
+                let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
+                outcome("copying", std::fs::copy(from.trim(), to.trim()), |n| format!("copied {n} bytes"))
+            }
+            "remove-file" => outcome("removing", std::fs::remove_file(&p.path), |()| "removed".into()),
+            // A report whose summary is the given text, verbatim: for text
+            // that later reaches a shell, a terminal or a job summary.
+            "say" => Report::passed(p.name.clone()).output("said", p.name.clone()),
+            "fail" => Report::failed(p.name.clone()),
+            "secret-metric" => {
+                let value = sdk::secret(&p.name)?;
+                Report::passed("reported a metric named after the secret").metric(
+                    format!("leak_{value}"),
+                    1.0,
+                    format!("unit_{value}"),
+                )
+            }
+            "secret-at-cut" => {
+                // The secret straddles the host's cuts: a 16 KiB log line
+                // and a 500-byte audited warning.
+                let value = sdk::secret(&p.name)?;
+                let half = value.len() / 2;
+                println!("{}{value}", "x".repeat((16 << 10) - half));
+                sdk::log::warn(&format!("{}{value}", "y".repeat(500 - half)));
+                Report::passed("printed the secret across the cuts")
             }
             other => {
                 return Err(StepError::InvalidParams(format!("unknown attack `{other}`")));

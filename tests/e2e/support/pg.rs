@@ -160,6 +160,18 @@ impl Postgres {
         assert!(out.status.success(), "psql -f {} failed:\n{}", file.display(), String::from_utf8_lossy(&out.stderr));
     }
 
+    /// A custom-format backup of `db` written to `to`, as `pg_dump -Fc` makes.
+    pub fn dump_custom(&self, db: &str, to: &Path) {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["--format=custom", "--file"])
+            .arg(to)
+            .arg("-d")
+            .arg(self.url(db))
+            .output()
+            .expect("pg_dump");
+        assert!(out.status.success(), "pg_dump -Fc failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// A schema-and-data dump to compare two states of a database.
     pub fn dump(&self, db: &str) -> String {
         let out = Command::new(self.bin.join("pg_dump"))

@@ -10,7 +10,7 @@ use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
 use crate::capabilities::CapsView;
 use crate::capabilities::fs;
-use crate::registry::sha256_hex;
+use crate::capabilities::hostfs::GrantFile;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -90,10 +90,86 @@ struct Manifest {
     created: String,
 }
 
-fn manifest_path(dump: &Path) -> PathBuf {
-    let mut name = dump.as_os_str().to_owned();
-    name.push(".json");
-    PathBuf::from(name)
+/// Largest backup the host reads back (for its digest, or to restore).
+const MAX_BACKUP: u64 = 64 << 30;
+
+/// One line of the host's backup ledger (`<state-dir>/backups.jsonl`).
+#[derive(Serialize, Deserialize)]
+struct LedgerEntry {
+    /// The backup's path on the host, canonical.
+    path: String,
+    sha256: String,
+    database: String,
+    created: String,
+}
+
+/// Appends the digest of a backup the host just took to its ledger, kept in
+/// the state folder, which no grant may cover.
+fn record_backup(ledger: &Path, host: &Path, database: &str, manifest: &Manifest) -> std::io::Result<()> {
+    use std::io::Write;
+    let entry = LedgerEntry {
+        path: host.display().to_string(),
+        sha256: manifest.sha256.clone(),
+        database: database.to_string(),
+        created: manifest.created.clone(),
+    };
+    let line = serde_json::to_string(&entry).map_err(std::io::Error::other)? + "\n";
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(ledger)?;
+    file.write_all(line.as_bytes())
+}
+
+/// The digest the host recorded for the backup at `path`: the run's own
+/// record (a rollback restores what its `pg-backup` step reported), else the
+/// newest ledger entry for that file. Never a file beside the backup.
+fn recorded_digest(state: &CapsView<'_>, path: &str, host: &Path) -> Result<String, SqlError> {
+    let sql = &state.caps.sql;
+    if let Some(digest) = sql.recorded.get(path.trim_start_matches('/')) {
+        return Ok(digest.clone());
+    }
+    let key = host.display().to_string();
+    let newest =
+        sql.ledger.as_deref().and_then(|l| crate::files::read_regular_string(l, 64 << 20).ok()).and_then(|text| {
+            text.lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
+                .find(|e| e.path == key)
+                .map(|e| e.sha256)
+        });
+    newest.ok_or_else(|| {
+        SqlError::Tool(format!(
+            "backup `{path}` was not taken by deployhost on this machine (no digest recorded for it); \
+             refusing to restore it"
+        ))
+    })
+}
+
+/// sha256 and length of everything `from` holds; with `copy_to`, also
+/// copied there (a new file the host owns).
+fn digest(mut from: std::fs::File, copy_to: Option<&Path>) -> std::io::Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::{Read, Write};
+    let mut out = match copy_to {
+        Some(p) => Some(std::fs::OpenOptions::new().write(true).create_new(true).open(p)?),
+        None => None,
+    };
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX_BACKUP {
+            return Err(std::io::Error::other(format!("larger than {MAX_BACKUP} bytes")));
+        }
+        hasher.update(&buf[..n]);
+        if let Some(o) = out.as_mut() {
+            o.write_all(&buf[..n])?;
+        }
+    }
+    Ok((hex::encode(hasher.finalize()), total))
 }
 
 /// Environment for the tools: the connection without a command line.
@@ -124,14 +200,20 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
     cmd.env("PGSSLMODE", sslmode);
 }
 
+/// Runs a PostgreSQL tool; its standard output is what the caller set
+/// (the backup file for `pg_dump`), else discarded.
 async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
-    let out = cmd
+    // Its own process group, killed with the step: a timed-out step's
+    // pg_dump or psql does not run on. (`spawn`, not `output`: `output`
+    // would replace the standard output the caller set with a pipe.)
+    let child = cmd
+        .process_group(0)
+        .kill_on_drop(true)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
-        .await
+        .spawn()
         .map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
+    let out = child.wait_with_output().await.map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
     if out.status.success() {
         return Ok(());
     }
@@ -172,24 +254,27 @@ fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
 }
 
 pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+    // The dump and its manifest are opened beneath the write grant: a
+    // symlink the guest planted at either name is refused, never followed.
     let host = fs::host_path(&state.caps.sql.mounts, path, true)
         .map_err(|m| path_error(state, database, "dump-write", path, m))?;
+    let file = GrantFile::open(&state.caps.sql.mounts, path, true)
+        .map_err(|m| path_error(state, database, "dump-write", path, m))?;
+    let manifest_file = file.sibling(".json").map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let target = target(state, database)?;
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
+    let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);
     pg_env(&mut cmd, &target);
-    cmd.args(["--format=custom", "--no-password", "--file"]).arg(&host);
+    cmd.args(["--format=custom", "--no-password"]).stdout(Stdio::from(out.into_std()));
     run_tool(cmd, "pg_dump").await?;
 
-    let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
-    let info = DumpInfo {
-        path: path.to_string(),
-        sha256: sha256_hex(&bytes),
-        bytes: bytes.len() as u64,
-        server_version: version,
-    };
+    let reader = file.open_read(MAX_BACKUP).map_err(|m| path_error(state, database, "dump-read", path, m))?;
+    let (sha256, bytes) =
+        digest(reader.into_std(), None).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
+    let info = DumpInfo { path: path.to_string(), sha256, bytes, server_version: version };
     let manifest = Manifest {
         database: database.to_string(),
         server_version: info.server_version.clone(),
@@ -198,8 +283,14 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
         created: crate::audit::timestamp(std::time::SystemTime::now()),
     };
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-    std::fs::write(manifest_path(&host), text)
-        .map_err(|e| SqlError::Tool(format!("cannot write the backup manifest: {e}")))?;
+    manifest_file.write(text.as_bytes()).map_err(|m| path_error(state, database, "dump-write", path, m))?;
+    // The digest a restore trusts is the one the host keeps (the ledger in
+    // its state folder, and the run's own results), never this manifest,
+    // which sits in a folder the steps can write.
+    if let Some(ledger) = &state.caps.sql.ledger {
+        record_backup(ledger, &host, database, &manifest)
+            .map_err(|e| SqlError::Tool(format!("cannot record the backup's digest: {e}")))?;
+    }
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
@@ -247,17 +338,27 @@ $deployhost$;
 pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
-    let digest = sha256_hex(&bytes);
-    if let Ok(text) = std::fs::read_to_string(manifest_path(&host)) {
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| SqlError::Tool(format!("backup manifest of `{path}` is damaged: {e}")))?;
-        if manifest.sha256 != digest {
-            return Err(SqlError::Tool(format!(
-                "backup `{path}` changed since it was taken (sha256 {digest}, recorded {}); refusing to restore it",
-                manifest.sha256
-            )));
-        }
+    let file = GrantFile::open(&state.caps.sql.mounts, path, false)
+        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
+    let recorded = recorded_digest(state, path, &host)?;
+    // The backup is copied into the host's own work folder while its digest
+    // is taken, and the tools read that copy: a file swapped after the
+    // check is never the one restored.
+    let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
+    let copy = work.path().join("backup.dump");
+    let reader = file.open_read(MAX_BACKUP).map_err(|m| path_error(state, database, "restore-read", path, m))?;
+    let (digest, _) = digest(reader.into_std(), Some(&copy))
+        .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
+    if recorded != digest {
+        let caps = &state.caps;
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::SqlRestore,
+            json!({ "database": database, "path": path, "sha256": digest, "recorded": recorded, "ok": false, "reason": "digest mismatch" }),
+        );
+        return Err(SqlError::Tool(format!(
+            "backup `{path}` changed since it was taken (sha256 {digest}, recorded {recorded}); refusing to restore it"
+        )));
     }
     let target = target(state, database)?;
     let started = Instant::now();
@@ -265,16 +366,16 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     let pg_restore = state.caps.sql.tools.pick("pg_restore", major)?;
     let psql = state.caps.sql.tools.pick("psql", major)?;
 
-    let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
     let script = work.path().join("restore.sql");
     let clear = work.path().join("clear.sql");
     std::fs::write(&clear, CLEAR_SCHEMAS).map_err(|e| SqlError::Tool(e.to_string()))?;
     let mut cmd = Command::new(&pg_restore);
-    cmd.env_clear().env("LC_ALL", "C").arg("--file").arg(&script).arg(&host);
+    cmd.env_clear().env("LC_ALL", "C").stdout(Stdio::null()).arg("--file").arg(&script).arg(&copy);
     run_tool(cmd, "pg_restore").await?;
 
     let mut cmd = Command::new(&psql);
     pg_env(&mut cmd, &target);
+    cmd.stdout(Stdio::null());
     cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1", "--file"])
         .arg(&clear)
         .arg("--file")

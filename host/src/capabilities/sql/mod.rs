@@ -12,7 +12,9 @@ use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use values::{Param, row_values};
@@ -101,11 +103,31 @@ pub struct SqlGrant {
     /// The step's folders, for backup and restore paths.
     pub mounts: Vec<Mount>,
     pub tools: Arc<ToolSet>,
+    /// Backup digests the run itself recorded, by path as the step writes it
+    /// (a rollback's restore trusts only these).
+    pub recorded: BTreeMap<String, String>,
+    /// The host's backup ledger in its state folder (see `backup.rs`).
+    pub ledger: Option<PathBuf>,
+    /// Connections the step holds open now.
+    pub open: Arc<AtomicUsize>,
 }
+
+/// Connections one step may hold open at once; past it `open` fails (and
+/// is audited), so a plugin cannot exhaust the server's connection slots.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// An open connection handed to a step (defined beside the bindings,
 /// which name it as the WIT resource).
 pub use crate::bindings::SqlConnection as Connection;
+
+/// One of the step's connection slots, given back when its connection is dropped.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -148,7 +170,8 @@ impl CapsView<'_> {
         let conn = self.table.get(conn).map_err(|e| SqlError::Connection(e.to_string()))?;
         let started = Instant::now();
         let result = run(&conn.client).await;
-        let text: String = statement.chars().take(AUDIT_STATEMENT_CHARS).collect();
+        // Redacted whole before the cut: a cut through a secret would leave its start.
+        let (text, _) = self.caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
         let mut fields = json!({
             "database": conn.database,
             "statement": text,
@@ -190,6 +213,18 @@ impl Host for CapsView<'_> {
         let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
         })?;
+        let open = self.caps.sql.open.clone();
+        let slot = ConnectionSlot(open.clone());
+        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let caps = &self.caps;
+            let message = format!("step `{}` already holds {MAX_CONNECTIONS} open connections", caps.step);
+            caps.audit.record(
+                Some(&caps.step),
+                AuditEvent::Limit,
+                json!({ "kind": "db_connections", "database": database, "limit": MAX_CONNECTIONS, "message": message }),
+            );
+            return Err(SqlError::Connection(message));
+        }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
         caps.audit.record(
@@ -197,7 +232,7 @@ impl Host for CapsView<'_> {
             AuditEvent::SqlOpen,
             json!({ "database": database, "server": target.display }),
         );
-        self.table.push(Connection { database, roles, client }).map_err(|e| SqlError::Connection(e.to_string()))
+        self.table.push(Connection { database, roles, client, slot }).map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
