@@ -29,3 +29,4 @@ mod secrets;
 mod shared_state;
 mod special_files;
 mod stage_plugins;
+mod supabase;

@@ -171,6 +171,7 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
             targets: run.databases.clone(),
             mounts: step.grants.mounts.clone(),
             tools: run.tools.clone(),
+            scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
         },
         exec: ExecGrant { programs: step.grants.exec.clone(), cwd: run.dir.clone() },
         limits: step.limits,

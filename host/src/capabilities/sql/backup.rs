@@ -1,13 +1,16 @@
 //! Backup and restore with PostgreSQL's own tools, run by the host on the
-//! step's behalf with the connection settings it holds: `pg_dump -Fc` into a
-//! write-granted folder, and a restore that drops what is there and replays
-//! the dump in one transaction, so the database ends fully restored or
-//! untouched. The password goes to the tools in their environment, never on
-//! a command line.
+//! step's behalf with the connection settings it holds: `pg_dump -Fc` of the
+//! app's schemas into a write-granted folder, and a restore that drops what
+//! is there and replays the dump in one transaction, so the database ends
+//! fully restored or untouched (what is in scope: `scope.rs`). The password
+//! and TLS settings go to the tools in their environment, never on a
+//! command line.
 
-use super::{DbTarget, connect, error_text};
+use super::connect;
+use super::scope::{self, Recorded};
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
 use crate::capabilities::fs;
+use crate::pgconn::{DbTarget, error_text};
 use crate::registry::sha256_hex;
 use crate::runner::StepState;
 use serde::{Deserialize, Serialize};
@@ -87,6 +90,10 @@ struct Manifest {
     sha256: String,
     bytes: u64,
     created: String,
+    /// The schemas dumped, the extensions and the app's triggers and
+    /// policies on platform tables at the time (absent in older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Recorded>,
 }
 
 fn manifest_path(dump: &Path) -> PathBuf {
@@ -115,12 +122,9 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
     if let Some(pw) = c.get_password() {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
     }
-    let sslmode = match c.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable => "disable",
-        tokio_postgres::config::SslMode::Require => "require",
-        _ => "prefer",
-    };
-    cmd.env("PGSSLMODE", sslmode);
+    for (key, value) in target.tls.libpq_env() {
+        cmd.env(key, value);
+    }
 }
 
 async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
@@ -177,9 +181,19 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
+    let recorded = {
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?
+    };
+    if recorded.schemas.is_empty() {
+        return Err(SqlError::Tool(format!(
+            "no schema of `{database}` is in the backup's scope ({})",
+            recorded.scope.describe()
+        )));
+    }
     let mut cmd = Command::new(&tool);
     pg_env(&mut cmd, &target);
-    cmd.args(["--format=custom", "--no-password", "--file"]).arg(&host);
+    cmd.args(["--format=custom", "--no-password"]).args(scope::dump_args(&recorded.schemas)).arg("--file").arg(&host);
     run_tool(cmd, "pg_dump").await?;
 
     let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read the backup: {e}")))?;
@@ -195,6 +209,7 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
         sha256: info.sha256.clone(),
         bytes: info.bytes,
         created: crate::audit::timestamp(std::time::SystemTime::now()),
+        scope: Some(recorded.clone()),
     };
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     std::fs::write(manifest_path(&host), text)
@@ -203,51 +218,17 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     caps.audit.record(
         Some(&caps.step),
         "sql.dump",
-        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "ms": started.elapsed().as_millis() as u64 }),
+        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
 }
-
-/// Drops every user schema (public is emptied and rebuilt with its owner,
-/// grants and comment), so that objects created after the backup go too.
-const CLEAR_SCHEMAS: &str = r#"
-SET client_min_messages = warning;
-DO $deployhost$
-DECLARE
-    s record;
-    g record;
-    owner_name text;
-    note text;
-BEGIN
-    FOR s IN SELECT nspname FROM pg_namespace
-             WHERE nspname !~ '^pg_' AND nspname <> 'information_schema' AND nspname <> 'public'
-    LOOP
-        EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
-    END LOOP;
-    SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace')
-      INTO owner_name, note FROM pg_namespace WHERE nspname = 'public';
-    IF owner_name IS NOT NULL THEN
-        CREATE TEMP TABLE deployhost_public_grants ON COMMIT DROP AS
-            SELECT a.grantee, a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'public';
-        DROP SCHEMA public CASCADE;
-        EXECUTE format('CREATE SCHEMA public AUTHORIZATION %I', owner_name);
-        FOR g IN SELECT * FROM deployhost_public_grants LOOP
-            EXECUTE format('GRANT %s ON SCHEMA public TO %s', g.privilege_type,
-                CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END);
-        END LOOP;
-        IF note IS NOT NULL THEN
-            EXECUTE format('COMMENT ON SCHEMA public IS %L', note);
-        END IF;
-    END IF;
-END
-$deployhost$;
-"#;
 
 pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
     let digest = sha256_hex(&bytes);
+    let mut recorded: Option<Recorded> = None;
     if let Ok(text) = std::fs::read_to_string(manifest_path(&host)) {
         let manifest: Manifest = serde_json::from_str(&text)
             .map_err(|e| SqlError::Tool(format!("backup manifest of `{path}` is damaged: {e}")))?;
@@ -257,6 +238,12 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
                 manifest.sha256
             )));
         }
+        recorded = manifest.scope;
+    }
+    // `schemas:`/`exclude_schemas:` on the restore step override the backup's.
+    let given = &state.caps.sql.scope;
+    if *given != scope::Scope::default() {
+        recorded.get_or_insert_with(Recorded::default).scope = given.clone();
     }
     let target = target(state, database)?;
     let started = Instant::now();
@@ -265,27 +252,65 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
     let psql = state.caps.sql.tools.pick("psql", major)?;
 
     let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
-    let script = work.path().join("restore.sql");
-    let clear = work.path().join("clear.sql");
-    std::fs::write(&clear, CLEAR_SCHEMAS).map_err(|e| SqlError::Tool(e.to_string()))?;
+    let write = |name: &str, text: &str| -> Result<PathBuf, SqlError> {
+        let file = work.path().join(name);
+        std::fs::write(&file, text).map_err(|e| SqlError::Tool(format!("cannot write {name}: {e}")))?;
+        Ok(file)
+    };
     let mut cmd = Command::new(&pg_restore);
-    cmd.env_clear().env("LC_ALL", "C").arg("--file").arg(&script).arg(&host);
+    cmd.env_clear().env("LC_ALL", "C").arg("--list").arg(&host);
+    let list = tool_output(cmd, "pg_restore --list").await?;
+
+    // Everything is checked before anything changes.
+    let plan = {
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        scope::plan_restore(&client, &list, recorded.as_ref()).await.map_err(SqlError::Tool)?
+    };
+    let clear = write("clear.sql", &plan.clear)?;
+    let after = write("after.sql", &plan.after)?;
+    let use_list = write("restore.list", &plan.list)?;
+    let script = work.path().join("restore.sql");
+    let mut cmd = Command::new(&pg_restore);
+    cmd.env_clear().env("LC_ALL", "C").arg("--use-list").arg(&use_list).arg("--file").arg(&script).arg(&host);
     run_tool(cmd, "pg_restore").await?;
 
     let mut cmd = Command::new(&psql);
     pg_env(&mut cmd, &target);
-    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1", "--file"])
-        .arg(&clear)
-        .arg("--file")
-        .arg(&script);
+    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1"]);
+    for file in [&clear, &script, &after] {
+        cmd.arg("--file").arg(file);
+    }
     let result = run_tool(cmd, "restore (psql)").await;
     let caps = &state.caps;
+    if result.is_ok() && !plan.new_extensions.is_empty() {
+        caps.log.line(
+            "host",
+            &format!(
+                "warning: extension(s) installed since the backup are still installed (a restore never drops extensions): {}",
+                plan.new_extensions.join(", ")
+            ),
+        );
+    }
     caps.audit.record(
         Some(&caps.step),
         "sql.restore",
-        json!({ "database": database, "path": path, "sha256": digest, "ok": result.is_ok(), "ms": started.elapsed().as_millis() as u64 }),
+        json!({
+            "database": database, "path": path, "sha256": digest, "ok": result.is_ok(),
+            "schemas_dropped": plan.dropped_schemas, "extensions_kept": plan.new_extensions,
+            "default_privileges_left": plan.kept_default_acls,
+            "ms": started.elapsed().as_millis() as u64
+        }),
     );
     result
+}
+
+/// Runs a tool and returns its stdout.
+async fn tool_output(mut cmd: Command, what: &str) -> Result<String, SqlError> {
+    let out = cmd.stdin(Stdio::null()).output().await.map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(SqlError::Tool(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]
