@@ -72,25 +72,61 @@ const ADA: &str = "11111111-1111-4111-8111-000000000001";
 const GRACE: &str = "11111111-1111-4111-8111-000000000002";
 
 fn pipeline(health: &Server, database_env: &str) -> String {
-    format!(
-        "pipeline: supa\nenvironment: prod\nversion: \"${{DEPLOY_VERSION:-1}}\"\ndatabases:\n  app: {{ url_env: {database_env} }}\n\
-stages:\n  - name: database\n    steps:\n\
-      - name: backup\n        uses: pg-backup\n        with: {{ database: app }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n\
-      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: supabase/migrations }}\n        grants: {{ databases: [app], fs: {{ read: [supabase] }} }}\n\
-      - name: seed\n        uses: sql-apply\n        with: {{ database: app, files: [supabase/seed.sql] }}\n        grants: {{ databases: [app], fs: {{ read: [supabase] }} }}\n\
-      - name: signup\n        uses: sql-apply\n        with: {{ database: app, files: [signup/signup.sql] }}\n        grants: {{ databases: [app], fs: {{ read: [signup] }} }}\n\
-      - name: rls\n        uses: rls-test\n        grants: {{ databases: [{{ name: app, roles: [authenticated, anon] }}] }}\n        with:\n          database: app\n          matrix:\n\
-            - as: ada\n              role: authenticated\n              claims: {{ sub: {ADA} }}\n              checks:\n\
-                - {{ name: sees other profiles, sql: \"select * from profiles where id = '{GRACE}'\", rows: 1 }}\n\
-                - {{ name: updates only her own, sql: \"update profiles set username = 'ada'\", rows: 1 }}\n\
-            - as: visitor\n              role: anon\n              checks:\n\
-                - {{ name: reads profiles, sql: \"select * from profiles\", allowed: true }}\n\
-                - {{ name: cannot update, sql: \"update profiles set username = 'x'\", denied: true }}\n\
-  - name: health\n    steps:\n      - name: api\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n\
-rollback:\n  on: [health_check_failure]\n",
-        health.url("/health"),
-        health.grant()
-    )
+    r#"pipeline: supa
+environment: prod
+version: "${DEPLOY_VERSION:-1}"
+databases:
+  app: { url_env: DATABASE_ENV }
+stages:
+  - name: database
+    steps:
+      - name: backup
+        uses: pg-backup
+        with: { database: app }
+        grants: { databases: [app], fs: { write: [backups] } }
+      - name: migrate
+        uses: supabase-migrate
+        with: { database: app, dir: supabase/migrations }
+        grants: { databases: [app], fs: { read: [supabase] } }
+      - name: seed
+        uses: sql-apply
+        with: { database: app, files: [supabase/seed.sql] }
+        grants: { databases: [app], fs: { read: [supabase] } }
+      - name: signup
+        uses: sql-apply
+        with: { database: app, files: [signup/signup.sql] }
+        grants: { databases: [app], fs: { read: [signup] } }
+      - name: rls
+        uses: rls-test
+        grants: { databases: [{ name: app, roles: [authenticated, anon] }] }
+        with:
+          database: app
+          matrix:
+            - as: ada
+              role: authenticated
+              claims: { sub: ADA }
+              checks:
+                - { name: sees other profiles, sql: "select * from profiles where id = 'GRACE'", rows: 1 }
+                - { name: updates only her own, sql: "update profiles set username = 'ada'", rows: 1 }
+            - as: visitor
+              role: anon
+              checks:
+                - { name: reads profiles, sql: "select * from profiles", allowed: true }
+                - { name: cannot update, sql: "update profiles set username = 'x'", denied: true }
+  - name: health
+    steps:
+      - name: api
+        uses: health-probe
+        with: { url: "HEALTH_URL" }
+        grants: { net: ["HEALTH_GRANT"] }
+rollback:
+  on: [health_check_failure]
+"#
+    .replace("DATABASE_ENV", database_env)
+    .replace("ADA", ADA)
+    .replace("GRACE", GRACE)
+    .replace("HEALTH_URL", &health.url("/health"))
+    .replace("HEALTH_GRANT", &health.grant())
 }
 
 fn project(health: &Server, database_env: &str) -> Project {
@@ -216,15 +252,33 @@ fn a_restore_that_cannot_run_as_the_deploy_role_says_why_and_changes_nothing() {
     let app = Server::fixed(Response::status(503));
     let p = Project::new();
     p.write("supabase/migrations/1_a.sql", "create table public.a (id int);");
-    p.pipeline(&format!(
-        "pipeline: s\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: db\n    steps:\n\
-      - name: backup\n        uses: pg-backup\n        with: {{ database: app, exclude_schemas: [billing] }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n\
-      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: supabase/migrations }}\n        grants: {{ databases: [app], fs: {{ read: [supabase] }} }}\n\
-  - name: health\n    steps:\n      - name: api\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n\
-rollback:\n  on: [health_check_failure]\n",
-        app.url("/"),
-        app.grant()
-    ));
+    p.pipeline(
+        &r#"pipeline: s
+databases:
+  app: { url_env: DATABASE_URL }
+stages:
+  - name: db
+    steps:
+      - name: backup
+        uses: pg-backup
+        with: { database: app, exclude_schemas: [billing] }
+        grants: { databases: [app], fs: { write: [backups] } }
+      - name: migrate
+        uses: supabase-migrate
+        with: { database: app, dir: supabase/migrations }
+        grants: { databases: [app], fs: { read: [supabase] } }
+  - name: health
+    steps:
+      - name: api
+        uses: health-probe
+        with: { url: "HEALTH_URL" }
+        grants: { net: ["HEALTH_GRANT"] }
+rollback:
+  on: [health_check_failure]
+"#
+        .replace("HEALTH_URL", &app.url("/"))
+        .replace("HEALTH_GRANT", &app.grant()),
+    );
     // Excluded, it is neither dumped nor touched: the rollback works.
     p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(1);
     assert_eq!(p.results()["rollback"]["ok"], true, "{:#}", p.results());
@@ -256,10 +310,28 @@ rollback:\n  on: [health_check_failure]\n",
 fn tls_project() -> Project {
     let p = Project::new();
     p.write("migrations/1_a.sql", "create table public.tls_check (id int);");
-    p.pipeline("pipeline: t\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: db\n    steps:\n\
-      - name: backup\n        uses: pg-backup\n        with: { database: app }\n        grants: { databases: [app], fs: { write: [backups] } }\n\
-      - name: migrate\n        uses: supabase-migrate\n        with: { database: app, dir: migrations }\n        grants: { databases: [app], fs: { read: [migrations] } }\n\
-      - name: restore\n        uses: pg-restore\n        with: { database: app, latest_in: backups }\n        grants: { databases: [app], fs: { read: [backups] } }\n");
+    p.pipeline(
+        r#"pipeline: t
+databases:
+  app: { url_env: DATABASE_URL }
+stages:
+  - name: db
+    steps:
+      - name: backup
+        uses: pg-backup
+        with: { database: app }
+        grants: { databases: [app], fs: { write: [backups] } }
+      - name: migrate
+        uses: supabase-migrate
+        with: { database: app, dir: migrations }
+        grants: { databases: [app], fs: { read: [migrations] } }
+      - name: restore
+        uses: pg-restore
+        with: { database: app, latest_in: backups }
+        grants: { databases: [app], fs: { read: [backups] } }
+"#,
+    );
+    p.mkdir("backups");
     p
 }
 

@@ -330,7 +330,7 @@ impl Postgres {
     }
 
     /// `pg_dump --schema-only` of the app's schemas (every schema but the
-    /// platform's), as the deploy role sees them.
+    /// platform's; extensions, which belong to the platform, left out).
     pub fn app_schema(&self, db: &str) -> String {
         let out = Command::new(self.bin.join("pg_dump"))
             .args(["--schema-only", "--no-owner", "--exclude-schema=auth", "--exclude-schema=storage"])
@@ -339,7 +339,18 @@ impl Postgres {
             .output()
             .expect("pg_dump");
         assert!(out.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&out.stderr));
-        strip_restrict(&out.stdout)
+        let text = strip_restrict(&out.stdout);
+        let mut blocks = text.split("\n--\n-- Name: ");
+        let mut kept = vec![blocks.next().unwrap_or_default().to_string()];
+        kept.extend(
+            blocks
+                .filter(|b| {
+                    let header = b.lines().next().unwrap_or_default();
+                    !header.contains("Type: EXTENSION;") && !header.starts_with("EXTENSION ")
+                })
+                .map(str::to_string),
+        );
+        kept.join("\n--\n-- Name: ")
     }
 
     /// Runs SQL with psql as the deploy role; returns unaligned,
