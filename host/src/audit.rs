@@ -13,16 +13,146 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+/// Every kind of audit record: the one definition of the `event` names that
+/// writers put in `audit.jsonl` and readers match on. A denial's name is
+/// `<capability>.denied`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AuditEvent {
+    /// A run began.
+    #[serde(rename = "run.start")]
+    RunStart,
+    /// A run continued (`resume`, or a rollback by hand).
+    #[serde(rename = "run.resume")]
+    RunResume,
+    /// A run ended: its status.
+    #[serde(rename = "run.end")]
+    RunEnd,
+    /// A plugin's code was made ready (cache hit or compiled).
+    #[serde(rename = "plugin.load")]
+    PluginLoad,
+    /// What a step may touch, written before it starts.
+    #[serde(rename = "grant")]
+    Grant,
+    #[serde(rename = "step.start")]
+    StepStart,
+    /// A step ended: status, failure, time, summary.
+    #[serde(rename = "step.end")]
+    StepEnd,
+    /// A step was stopped by a limit, or its report cut.
+    #[serde(rename = "limit")]
+    Limit,
+    /// A step's events past its budget were counted, not written.
+    #[serde(rename = "audit.capped")]
+    AuditCapped,
+    #[serde(rename = "rollback.start")]
+    RollbackStart,
+    /// A compensation that could not even start.
+    #[serde(rename = "rollback.invalid")]
+    RollbackInvalid,
+    #[serde(rename = "rollback.end")]
+    RollbackEnd,
+    /// A host program ran.
+    #[serde(rename = "exec")]
+    Exec,
+    #[serde(rename = "exec.denied")]
+    ExecDenied,
+    /// One statement ran.
+    #[serde(rename = "sql")]
+    Sql,
+    /// A connection was opened.
+    #[serde(rename = "sql.open")]
+    SqlOpen,
+    #[serde(rename = "sql.dump")]
+    SqlDump,
+    #[serde(rename = "sql.restore")]
+    SqlRestore,
+    #[serde(rename = "sql.denied")]
+    SqlDenied,
+    /// A path operation, allowed (or failed for another reason than a denial).
+    #[serde(rename = "fs")]
+    Fs,
+    #[serde(rename = "fs.denied")]
+    FsDenied,
+    /// An HTTP request was sent.
+    #[serde(rename = "net.request")]
+    NetRequest,
+    #[serde(rename = "net.denied")]
+    NetDenied,
+    /// A granted secret was read.
+    #[serde(rename = "secret.read")]
+    SecretRead,
+    #[serde(rename = "secret.denied")]
+    SecretDenied,
+    /// The step asked for environment variables.
+    #[serde(rename = "env.denied")]
+    EnvDenied,
+    /// A plugin's warning or error.
+    #[serde(rename = "log")]
+    Log,
+    /// A name this deployhost does not know (a log written by a newer one).
+    #[serde(other)]
+    Unknown,
+}
+
+impl AuditEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::RunStart => "run.start",
+            AuditEvent::RunResume => "run.resume",
+            AuditEvent::RunEnd => "run.end",
+            AuditEvent::PluginLoad => "plugin.load",
+            AuditEvent::Grant => "grant",
+            AuditEvent::StepStart => "step.start",
+            AuditEvent::StepEnd => "step.end",
+            AuditEvent::Limit => "limit",
+            AuditEvent::AuditCapped => "audit.capped",
+            AuditEvent::RollbackStart => "rollback.start",
+            AuditEvent::RollbackInvalid => "rollback.invalid",
+            AuditEvent::RollbackEnd => "rollback.end",
+            AuditEvent::Exec => "exec",
+            AuditEvent::ExecDenied => "exec.denied",
+            AuditEvent::Sql => "sql",
+            AuditEvent::SqlOpen => "sql.open",
+            AuditEvent::SqlDump => "sql.dump",
+            AuditEvent::SqlRestore => "sql.restore",
+            AuditEvent::SqlDenied => "sql.denied",
+            AuditEvent::Fs => "fs",
+            AuditEvent::FsDenied => "fs.denied",
+            AuditEvent::NetRequest => "net.request",
+            AuditEvent::NetDenied => "net.denied",
+            AuditEvent::SecretRead => "secret.read",
+            AuditEvent::SecretDenied => "secret.denied",
+            AuditEvent::EnvDenied => "env.denied",
+            AuditEvent::Log => "log",
+            AuditEvent::Unknown => "unknown",
+        }
+    }
+
+    /// For a denial, the capability denied (`net`, `fs`, `sql`, …).
+    pub fn denied_capability(self) -> Option<&'static str> {
+        self.as_str().strip_suffix(".denied")
+    }
+}
+
+impl std::fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One audit record. `step` is absent for run-level events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub ts: String,
-    pub event: String,
+    pub event: AuditEvent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     #[serde(flatten)]
     pub fields: Map<String, Value>,
 }
+
+/// Sees every audit event as written: its name and its redacted JSON line.
+pub type AuditTap = Arc<dyn Fn(AuditEvent, &str) + Send + Sync>;
 
 /// Events one step may add; past it they are counted, not written, so a
 /// plugin looping on denied calls cannot fill the disk through the audit.
@@ -30,13 +160,14 @@ pub const MAX_STEP_EVENTS: u64 = 10_000;
 /// Longest string field written; a 64 KiB path is cut to this.
 const MAX_FIELD: usize = 2048;
 /// Events that frame a step; they are written whatever its budget.
-const FRAMING: &[&str] = &["grant", "step.start", "step.end", "limit", "audit.capped"];
+const FRAMING: &[AuditEvent] =
+    &[AuditEvent::Grant, AuditEvent::StepStart, AuditEvent::StepEnd, AuditEvent::Limit, AuditEvent::AuditCapped];
 
 pub struct AuditLog {
     out: Mutex<Writer>,
     redactor: Arc<Redactor>,
     run_id: String,
-    tap: Option<crate::runner::AuditTap>,
+    tap: Option<AuditTap>,
 }
 
 #[derive(Default)]
@@ -56,7 +187,7 @@ impl AuditLog {
     }
 
     /// Also hands every event, once redacted, to `tap` (the CLI streams denials).
-    pub fn with_tap(mut self, tap: Option<crate::runner::AuditTap>) -> AuditLog {
+    pub fn with_tap(mut self, tap: Option<AuditTap>) -> AuditLog {
         self.tap = tap;
         self
     }
@@ -76,7 +207,7 @@ impl AuditLog {
     }
 
     /// Writes one event. `fields` must be a JSON object.
-    pub fn record(&self, step: Option<&str>, event: &str, fields: Value) {
+    pub fn record(&self, step: Option<&str>, event: AuditEvent, fields: Value) {
         let mut fields = match fields {
             Value::Object(map) => map,
             other => Map::from_iter([("value".to_string(), other)]),
@@ -84,23 +215,18 @@ impl AuditLog {
         for value in fields.values_mut() {
             cut_long_string(value, &self.redactor);
         }
-        let event = Event {
-            ts: timestamp(SystemTime::now()),
-            event: event.to_string(),
-            step: step.map(str::to_string),
-            fields,
-        };
+        let event = Event { ts: timestamp(SystemTime::now()), event, step: step.map(str::to_string), fields };
         let Ok(json) = serde_json::to_string(&event) else {
             return;
         };
         let line = self.redactor.redact_json(&json);
         if let Some(tap) = &self.tap {
-            tap(&event.event, &line);
+            tap(event.event, &line);
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(step) = step {
             let (written, dropped) = out.per_step.entry(step.to_string()).or_default();
-            if *written >= MAX_STEP_EVENTS && !FRAMING.contains(&event.event.as_str()) {
+            if *written >= MAX_STEP_EVENTS && !FRAMING.contains(&event.event) {
                 *dropped += 1;
                 return;
             }
@@ -133,7 +259,7 @@ impl AuditLog {
         let dropped = self.out.lock().unwrap_or_else(|e| e.into_inner()).per_step.get(step).map_or(0, |c| c.1);
         if dropped > 0 {
             let fields = serde_json::json!({ "dropped": dropped, "limit": MAX_STEP_EVENTS });
-            self.record(Some(step), "audit.capped", fields);
+            self.record(Some(step), AuditEvent::AuditCapped, fields);
         }
     }
 }

@@ -1,4 +1,13 @@
-//! Host bindings for the `deployhost:plugin/step` world in `wit/`.
+//! Host bindings for the `deployhost:plugin/step` world in `wit/`: a leaf
+//! the capabilities implement and the sandbox links.
+
+/// The host side of the `deployhost:plugin/sql` `connection` resource: an
+/// open connection handed to a step (`capabilities::sql` opens and uses it).
+pub struct SqlConnection {
+    pub database: String,
+    pub roles: Vec<String>,
+    pub client: tokio_postgres::Client,
+}
 
 wasmtime::component::bindgen!({
     world: "step",
@@ -9,6 +18,6 @@ wasmtime::component::bindgen!({
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        "deployhost:plugin/sql.connection": crate::capabilities::sql::Connection,
+        "deployhost:plugin/sql.connection": SqlConnection,
     },
 });

@@ -2,8 +2,11 @@
 //! choose the exit code.
 
 use crate::commands;
+use crate::exit::ExitStatus;
+use crate::output::Output;
 use crate::output::OutputOptions;
 use crate::pipeline::ConfigErrors;
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -244,10 +247,83 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(color).with_writer(std::io::stderr).init();
 }
 
+/// Runs the parsed command.
+pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let state_dir = cli.state_dir;
+    // An empty value (a CI secret that is not set) means no shared state.
+    if let Some(url) = cli.state_url.filter(|u| !u.is_empty()) {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
+        }
+        crate::state::use_database(url);
+    }
+    let quiet = cli.quiet;
+    rt.block_on(async move {
+        if matches!(
+            cli.command,
+            Command::Run { dry_run: false, .. } | Command::Resume { .. } | Command::Rollback { .. }
+        ) {
+            crate::signals::install();
+        }
+        match cli.command {
+            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
+                let flags = commands::run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
+                commands::run::run(&file, environment, version, flags, &state_dir, &Output::new(&output, quiet)).await
+            }
+            Command::Validate { file, environment, version } => {
+                commands::validate::validate(&file, environment, version, &state_dir).await
+            }
+            Command::Audit { file: Some(file), run: None, json } => commands::audit::pipeline(&file, json).await,
+            Command::Audit { run: Some(run), json, .. } => commands::audit::run(&state_dir, &run, json),
+            Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
+            Command::Plugins { json } => commands::plugins::list(json).await,
+            Command::Plugin(PluginCommand::New { name, lang, dir }) => {
+                commands::plugins::new(&name, lang, dir.as_deref())
+            }
+            Command::Plugin(PluginCommand::Build { dir, out }) => {
+                commands::plugins::build(&dir, out.as_deref(), &state_dir).await
+            }
+            Command::Plugin(PluginCommand::Inspect { file, json }) => {
+                commands::plugins::inspect_file(&file, json, &state_dir).await
+            }
+            Command::History { environment, limit, json } => {
+                commands::history::history(&state_dir, environment.as_deref(), limit, json)
+            }
+            Command::Status { run_id, json } => commands::history::status(&state_dir, &run_id, json),
+            Command::Unlock { environment } => commands::history::unlock(&state_dir, &environment),
+            Command::Ci(CiCommand::Github { pipelines, output, install }) => {
+                commands::ci::github(&pipelines, &output, &install)
+            }
+            Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
+            Command::Approve { run_id, name } => commands::run::approve(&run_id, &name, &state_dir),
+            Command::Reject { run_id, name, reason } => {
+                commands::run::reject(&run_id, &name, reason.as_deref(), &state_dir)
+            }
+            Command::Resume { run_id, output } => {
+                commands::run::resume(&run_id, &state_dir, &Output::new(&output, quiet)).await
+            }
+            Command::Rollback { run_id: Some(run_id), output, .. } => {
+                commands::run::rollback(&run_id, &state_dir, &Output::new(&output, quiet)).await
+            }
+            Command::Rollback { run_id: None, environment, to, dry_run, output } => {
+                let environment = environment.unwrap_or_default();
+                let out = Output::new(&output, quiet);
+                commands::rollback::environment(&environment, to.as_deref(), dry_run, &state_dir, &out).await
+            }
+            Command::Completions { shell } => {
+                use clap::CommandFactory;
+                clap_complete::generate(shell, &mut Cli::command(), "deployhost", &mut std::io::stdout());
+                Ok(ExitStatus::Success)
+            }
+        }
+    })
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
-    match commands::dispatch(cli) {
+    match dispatch(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(e) => {
             if let Some(config) = e.downcast_ref::<ConfigErrors>() {

@@ -4,7 +4,8 @@
 //! - [`pipeline`]: the pipeline file: parse, expand, validate, plan.
 //! - [`capabilities`]: what a step may touch; each grant checked and audited
 //!   in one place.
-//! - [`runner`]: runs a plan, one sandbox per step.
+//! - [`sandbox`]: one step's store: engine, linker, plugin cache, limits.
+//! - [`runner`]: runs a plan, stage by stage, one sandbox per step.
 //! - [`state`]: runs, steps and environment locks, in SQLite.
 //! - [`commands`]: the CLI's commands, wiring them together.
 //! - [`output`]: what a run shows: terminal, JSON events, JUnit, HTML.
@@ -15,6 +16,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod cli;
 pub mod commands;
+pub mod exit;
 pub mod failpoint;
 pub mod files;
 pub mod github;
@@ -25,5 +27,8 @@ pub mod promotion;
 pub mod redact;
 pub mod registry;
 pub mod runner;
+pub mod sandbox;
 pub mod signals;
 pub mod state;
+pub mod status;
+pub mod usage;

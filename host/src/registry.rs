@@ -72,8 +72,23 @@ pub fn is_path(uses: &str) -> bool {
     uses.ends_with(".wasm") || uses.starts_with("./") || uses.starts_with("../") || uses.starts_with('/')
 }
 
+/// Why `uses:` (with its `sha256:`) names no plugin this host will run.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("cannot read plugin {}: {error}", path.display())]
+    Unreadable { path: PathBuf, error: String },
+    #[error("plugin `{uses}` is a file and must be pinned: add `sha256: {digest}`")]
+    Unpinned { uses: String, digest: String },
+    #[error("unknown plugin `{uses}` (built-ins: {builtins}; or a path to a .wasm file)")]
+    Unknown { uses: String, builtins: String },
+    #[error(
+        "plugin `{uses}` has sha256 {found} but the pipeline pins {pinned}; refusing to run a plugin that is not the one pinned"
+    )]
+    DigestMismatch { uses: String, found: String, pinned: String },
+}
+
 /// Resolves `uses:` (and `sha256:`) relative to the pipeline's folder.
-pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
+pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, ResolveError> {
     Resolver::default().resolve(uses, sha256, base)
 }
 
@@ -86,7 +101,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn resolve(&mut self, uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, String> {
+    pub fn resolve(&mut self, uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, ResolveError> {
         let plugin = if is_path(uses) {
             let key = (base.to_path_buf(), uses.to_string());
             let plugin = match self.files.get(&key) {
@@ -94,7 +109,7 @@ impl Resolver {
                 None => {
                     let path = base.join(uses);
                     let bytes = crate::files::read_regular(&path, crate::files::MAX_PLUGIN)
-                        .map_err(|e| format!("cannot read plugin {}: {e}", path.display()))?;
+                        .map_err(|e| ResolveError::Unreadable { path: path.clone(), error: e.to_string() })?;
                     // Shown as written: relative to the pipeline, like everything else in it.
                     let source = Source::File(PathBuf::from(uses));
                     let plugin = PluginRef { source, digest: sha256_hex(&bytes), bytes: Arc::from(bytes) };
@@ -103,24 +118,21 @@ impl Resolver {
                 }
             };
             let Some(_) = sha256 else {
-                return Err(format!("plugin `{uses}` is a file and must be pinned: add `sha256: {}`", plugin.digest));
+                return Err(ResolveError::Unpinned { uses: uses.to_string(), digest: plugin.digest.clone() });
             };
             plugin
         } else {
-            builtin(uses).ok_or_else(|| {
-                format!(
-                    "unknown plugin `{uses}` (built-ins: {}; or a path to a .wasm file)",
-                    builtin_names().join(", ")
-                )
-            })?
+            builtin(uses)
+                .ok_or_else(|| ResolveError::Unknown { uses: uses.to_string(), builtins: builtin_names().join(", ") })?
         };
         if let Some(expected) = sha256 {
             let expected = expected.trim().to_ascii_lowercase();
             if expected != plugin.digest {
-                return Err(format!(
-                    "plugin `{uses}` has sha256 {} but the pipeline pins {expected}; refusing to run a plugin that is not the one pinned",
-                    plugin.digest
-                ));
+                return Err(ResolveError::DigestMismatch {
+                    uses: uses.to_string(),
+                    found: plugin.digest.clone(),
+                    pinned: expected,
+                });
             }
         }
         Ok(plugin)

@@ -55,6 +55,26 @@ fn failing_probe_retries_then_fails_the_run() {
 }
 
 #[test]
+fn a_denied_probe_is_not_retried_and_the_log_says_what_to_grant() {
+    let granted = Server::fixed(Response::ok("up"));
+    let elsewhere = Server::fixed(Response::ok("never reached"));
+    let p = Project::new();
+    p.pipeline(&probe_pipeline(
+        &granted,
+        &format!("{{ url: \"{}\", retries: 3, backoff: 10ms }}", elsewhere.url("/health")),
+    ));
+    p.run(&[]).assert_code(1);
+    assert!(elsewhere.requests().is_empty(), "a denied request never leaves the host");
+    let step = p.step("api-up");
+    assert_eq!(step["status"], "failed");
+    assert_eq!(step["outputs"]["attempts"], "1", "a denial is not retried: {step}");
+    assert!(step["summary"].as_str().unwrap().contains("deployhost denied step `api-up`"), "{step}");
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/api-up.log")).unwrap();
+    assert!(log.contains(&format!("add \"{}\" to the step's grants.net", elsewhere.grant())), "{log}");
+    assert_eq!(p.audit_events("api-up", "net.denied").len(), 1);
+}
+
+#[test]
 fn recovers_when_a_retry_succeeds() {
     let server = Server::start(|_, n| if n < 2 { Response::status(500) } else { Response::ok("up") });
     let p = Project::new();

@@ -30,3 +30,4 @@ mod shared_state;
 mod special_files;
 mod stage_plugins;
 mod supabase;
+mod supabase_history;

@@ -194,7 +194,12 @@ fn a_failing_run_ends_with_its_exit_code_and_a_junit_file() {
     let probe = suites[0].children().find(|n| n.has_tag_name("testcase")).unwrap();
     assert_eq!(probe.attribute("name"), Some("probe"));
     assert_eq!(probe.attribute("classname"), Some("shop.health"));
-    assert!(probe.attribute("time").unwrap().parse::<f64>().unwrap() >= 0.0);
+    let ms = p.step("probe")["ms"].as_u64().expect("the probe's ms in results.json");
+    assert_eq!(
+        probe.attribute("time"),
+        Some(format!("{:.3}", ms as f64 / 1000.0).as_str()),
+        "time is the step's, in seconds"
+    );
     let failure = probe.children().find(|n| n.has_tag_name("failure")).expect("<failure>");
     assert!(failure.attribute("message").unwrap().contains("503"), "{xml}");
     let skipped = suites[2].descendants().filter(|n| n.has_tag_name("skipped")).count();
@@ -289,7 +294,7 @@ fn html_report_renders_in_chromium_and_escapes_everything() {
     }
     assert_eq!(dom.matches("class=\"bar ").count(), 4, "one timeline bar per step");
     assert_eq!(dom.matches("class=\"bar failed\"").count(), 1, "the denied step's bar is red");
-    assert!(dom.contains("<td>net.denied") || dom.contains("net.denied"), "the denial is in the audit table");
+    assert!(dom.contains("class=\"denied\">net.denied"), "the denial is in the audit table's denied cell");
 
     let shot = p.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,1600", &url], profile.path());
@@ -487,4 +492,48 @@ fn a_run_waiting_at_the_gate_prints_only_run_finished() {
     assert_eq!(history[0]["status"], "awaiting-approval");
     assert_eq!(e["run"], history[0]["id"], "the waiting run's id");
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_stage_named_rollback_is_a_stage_like_any_other() {
+    let server = Server::start(|r, _| if r.path == "/down" { Response::status(503) } else { Response::ok("ok") });
+    let incidents = Server::fixed(Response::status(201));
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\nenvironment: staging\nversion: \"1\"\nstages:\n  - name: rollback\n    steps:\n      - name: user-step\n        uses: health-probe\n        with: {{ url: \"{up}\" }}\n        grants: {{ net: [\"{grant}\"] }}\n  - name: verify\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{down}\" }}\n        grants: {{ net: [\"{grant}\"] }}\nrollback:\n  on: [health_check_failure]\n  steps:\n    - name: open-incident\n      uses: webhook\n      with: {{ url: \"{incident}\" }}\n      grants: {{ net: [\"{incident_grant}\"] }}\n",
+        up = server.url("/up"),
+        down = server.url("/down"),
+        grant = server.grant(),
+        incident = incidents.url("/incidents"),
+        incident_grant = incidents.grant(),
+    ));
+    let run = p.deployhost(&["run", "pipeline.yaml", "--output=json", "--junit=junit.xml"], &[]);
+    run.assert_code(1);
+    // The user's stage streams its step like any other stage's.
+    let events = check_stream(&run);
+    assert_eq!(find(&events, "step.started", "user-step")["stage"], "rollback");
+    assert_eq!(find(&events, "step.finished", "user-step")["status"], "passed");
+    assert_eq!(find(&events, "rollback.step", "open-incident")["status"], "passed");
+    let started: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "step.started").map(|e| e["step"].as_str().unwrap()).collect();
+    assert_eq!(started, ["user-step", "probe"], "rollback steps are not stage steps");
+    assert_eq!(incidents.requests().len(), 1);
+
+    // results.json: the stage's step among the steps, the rollback's apart.
+    let results = p.results();
+    let steps: Vec<&str> = results["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["user-step", "probe"]);
+    let rollback: Vec<&str> =
+        results["rollback"]["steps"].as_array().unwrap().iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(rollback, ["open-incident"]);
+
+    // JUnit: two suites called `rollback`, each with only its own steps.
+    let xml = junit(&p.path().join("junit.xml"));
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let suites: Vec<Vec<&str>> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("testsuite") && n.attribute("name") == Some("rollback"))
+        .map(|s| s.children().filter(|c| c.has_tag_name("testcase")).filter_map(|c| c.attribute("name")).collect())
+        .collect();
+    assert_eq!(suites, [vec!["user-step"], vec!["open-incident"]], "{xml}");
 }

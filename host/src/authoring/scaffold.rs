@@ -149,6 +149,7 @@ wit-bindgen = "0.61"
 wasip2 = "2"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
+unicode-properties = { version = "0.1", default-features = false, features = ["general-category"] }
 "#;
 
 const LIB_RS: &str = r#"//! `{{name}}`: a deployhost step plugin. `describe` says what it takes and
@@ -221,3 +222,25 @@ Pin it in a pipeline by its digest; grant it only what it needs:
 `sdk/` is a copy of deployhost's Rust SDK and `wit/` of the WIT world
 (`deployhost:plugin`), made by `deployhost plugin new`.
 "#;
+
+#[cfg(test)]
+mod tests {
+    /// The SDK copy must build where it is copied: every dependency of the
+    /// real SDK is a dependency of the copy.
+    #[test]
+    fn sdk_copy_has_every_dependency_of_the_sdk() {
+        let sdk = include_str!("../../../plugins/sdk/Cargo.toml");
+        let deps = sdk.split("[dependencies]").nth(1).expect("the SDK has dependencies");
+        let names: Vec<&str> = deps
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name.trim()))
+            .filter(|n| !n.is_empty() && !n.starts_with('#'))
+            .map(|n| n.trim_end_matches(".workspace"))
+            .collect();
+        assert!(names.len() >= 4, "{names:?}");
+        for name in names {
+            assert!(super::SDK_CARGO_TOML.contains(&format!("\n{name} = ")), "the SDK copy lacks {name}");
+        }
+    }
+}

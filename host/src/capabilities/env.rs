@@ -1,20 +1,21 @@
 //! Environment: a step has none. Host variables (tokens, database URLs) are
 //! never passed in; a step that asks is told "nothing" and the ask audited.
 
-use crate::runner::StepState;
+use super::StepStore;
+use crate::audit::AuditEvent;
 use serde_json::json;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 
 const ENVIRONMENT: &str = "wasi:cli/environment@0.2.12";
 
-pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(ENVIRONMENT)?.func_wrap("get-environment", |store: StoreContextMut<StepState>, (): ()| {
-        let caps = &store.data().caps;
+    linker.instance(ENVIRONMENT)?.func_wrap("get-environment", |store: StoreContextMut<S>, (): ()| {
+        let caps = store.data().caps();
         caps.audit.record(
             Some(&caps.step),
-            "env.denied",
+            AuditEvent::EnvDenied,
             json!({ "reason": "steps get no environment variables; pass values with `with:` or secrets" }),
         );
         Ok((Vec::<(String, String)>::new(),))

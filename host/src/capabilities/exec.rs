@@ -5,8 +5,9 @@
 //! and the variables the plugin passes; its output streams to the step log.
 //! It is killed if the step is stopped.
 
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::exec::{ExecError, Host, Output};
-use crate::runner::StepState;
+use crate::capabilities::CapsView;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -35,7 +36,7 @@ fn resolve(program: &str, cwd: &Path) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn run(
         &mut self,
         program: String,
@@ -44,7 +45,7 @@ impl Host for StepState {
     ) -> Result<Output, ExecError> {
         let caps = &self.caps;
         if !caps.exec.programs.contains(&program) {
-            caps.audit.record(Some(&caps.step), "exec.denied", json!({ "program": program }));
+            caps.audit.record(Some(&caps.step), AuditEvent::ExecDenied, json!({ "program": program }));
             return Err(ExecError::NotGranted(format!(
                 "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
                 caps.step, caps.exec.programs
@@ -92,7 +93,7 @@ impl Host for StepState {
         let caps = &self.caps;
         caps.audit.record(
             Some(&caps.step),
-            "exec",
+            AuditEvent::Exec,
             json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms }),
         );
         let tail: Vec<String> = tail.into_iter().collect();

@@ -8,7 +8,8 @@
 //! finds no preopen for them), so an empty read-only folder is mounted at
 //! `/`: such attempts land there, fail, and are audited as denials.
 
-use crate::runner::StepState;
+use super::StepStore;
+use crate::audit::AuditEvent;
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -95,23 +96,23 @@ fn is_denial(code: &ErrorCode) -> bool {
 }
 
 /// Audits one path operation and turns its error into the WASI error code.
-fn settle<T>(
-    state: &mut StepState,
+fn settle<S: StepStore, T>(
+    state: &mut S,
     op: &str,
     parent: &str,
     path: &str,
     result: FsResult<T>,
 ) -> wasmtime::Result<Result<T, ErrorCode>> {
     let full = join(parent, path);
-    let caps = &state.caps;
+    let caps = state.caps();
     match result {
         Ok(v) => {
-            caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full }));
+            caps.audit.record(Some(&caps.step), AuditEvent::Fs, json!({ "op": op, "path": full }));
             Ok(Ok(v))
         }
         Err(e) => {
             let code = state.filesystem().convert_error_code(e)?;
-            let caps = &state.caps;
+            let caps = state.caps();
             if is_denial(&code) || parent == ROOT {
                 let reason = if parent == ROOT {
                     "outside every granted folder".to_string()
@@ -122,28 +123,32 @@ fn settle<T>(
                 };
                 caps.audit.record(
                     Some(&caps.step),
-                    "fs.denied",
+                    AuditEvent::FsDenied,
                     json!({ "op": op, "path": full, "error": code.name(), "reason": reason }),
                 );
             } else {
-                caps.audit.record(Some(&caps.step), "fs", json!({ "op": op, "path": full, "error": code.name() }));
+                caps.audit.record(
+                    Some(&caps.step),
+                    AuditEvent::Fs,
+                    json!({ "op": op, "path": full, "error": code.name() }),
+                );
             }
             Ok(Err(code))
         }
     }
 }
 
-type Store<'a> = StoreContextMut<'a, StepState>;
+type Store<'a, S> = StoreContextMut<'a, S>;
 
 /// Replaces the path-taking filesystem functions with audited wrappers
 /// around wasmtime-wasi's own implementation.
-pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
+pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
-    linker.instance(PREOPENS)?.func_wrap("get-directories", |mut store: Store, (): ()| {
+    linker.instance(PREOPENS)?.func_wrap("get-directories", |mut store: Store<S>, (): ()| {
         let dirs = wasmtime_wasi::p2::bindings::filesystem::preopens::Host::get_directories(
             &mut store.data_mut().filesystem(),
         )?;
-        let tracker = &mut store.data_mut().caps.fs;
+        let tracker = &mut store.data_mut().caps_mut().fs;
         for (fd, name) in &dirs {
             tracker.paths.insert(fd.rep(), name.clone());
         }
@@ -153,7 +158,7 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     let mut types = linker.instance(TYPES)?;
     types.func_wrap_async(
         "[method]descriptor.open-at",
-        |mut store: Store,
+        |mut store: Store<S>,
          (fd, path_flags, path, open_flags, flags): (
             Resource<Descriptor>,
             PathFlags,
@@ -162,7 +167,7 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
             DescriptorFlags,
         )| {
             Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
+                let parent = store.data().caps().fs.path_of(fd.rep());
                 let writes = flags.contains(DescriptorFlags::WRITE)
                     || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
                 let op = if writes { "open-write" } else { "open-read" };
@@ -177,7 +182,7 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
                 .await;
                 if let Ok(new) = &result {
                     let full = join(&parent, &path);
-                    store.data_mut().caps.fs.paths.insert(new.rep(), full);
+                    store.data_mut().caps_mut().fs.paths.insert(new.rep(), full);
                 }
                 Ok((settle(store.data_mut(), op, &parent, &path, result)?,))
             })
@@ -186,9 +191,9 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     // Functions of one descriptor and one path: wrapped alike.
     macro_rules! audited_path_op {
         ($name:literal, $method:ident, $op:literal) => {
-            types.func_wrap_async($name, |mut store: Store, (fd, path): (Resource<Descriptor>, String)| {
+            types.func_wrap_async($name, |mut store: Store<S>, (fd, path): (Resource<Descriptor>, String)| {
                 Box::new(async move {
-                    let parent = store.data().caps.fs.path_of(fd.rep());
+                    let parent = store.data().caps().fs.path_of(fd.rep());
                     let view = &mut store.data_mut().filesystem();
                     let result = HostDescriptor::$method(view, fd, path.clone()).await;
                     Ok((settle(store.data_mut(), $op, &parent, &path, result)?,))
@@ -201,10 +206,10 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     audited_path_op!("[method]descriptor.remove-directory-at", remove_directory_at, "rmdir-write");
     types.func_wrap_async(
         "[method]descriptor.rename-at",
-        |mut store: Store, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
+        |mut store: Store<S>, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
             Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
-                let target = join(&store.data().caps.fs.path_of(new_fd.rep()), &new);
+                let parent = store.data().caps().fs.path_of(fd.rep());
+                let target = join(&store.data().caps().fs.path_of(new_fd.rep()), &new);
                 let result =
                     HostDescriptor::rename_at(&mut store.data_mut().filesystem(), fd, old.clone(), new_fd, new).await;
                 let what = format!("{old} -> {target}");
@@ -214,9 +219,9 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     )?;
     types.func_wrap_async(
         "[method]descriptor.symlink-at",
-        |mut store: Store, (fd, target, link): (Resource<Descriptor>, String, String)| {
+        |mut store: Store<S>, (fd, target, link): (Resource<Descriptor>, String, String)| {
             Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
+                let parent = store.data().caps().fs.path_of(fd.rep());
                 let result =
                     HostDescriptor::symlink_at(&mut store.data_mut().filesystem(), fd, target.clone(), link.clone())
                         .await;
@@ -227,7 +232,7 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
     )?;
     types.func_wrap_async(
         "[method]descriptor.link-at",
-        |mut store: Store,
+        |mut store: Store<S>,
          (fd, flags, old, new_fd, new): (
             Resource<Descriptor>,
             PathFlags,
@@ -236,8 +241,8 @@ pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
             String,
         )| {
             Box::new(async move {
-                let parent = store.data().caps.fs.path_of(fd.rep());
-                let target = join(&store.data().caps.fs.path_of(new_fd.rep()), &new);
+                let parent = store.data().caps().fs.path_of(fd.rep());
+                let target = join(&store.data().caps().fs.path_of(new_fd.rep()), &new);
                 let result = HostDescriptor::link_at(
                     &mut store.data_mut().filesystem(),
                     fd,

@@ -2,10 +2,10 @@
 //! line by line to `logs/<step>.log`, redacted, and capped so that a plugin
 //! flooding its output costs disk up to the cap and no memory beyond a line.
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::bindings::deployhost::plugin::log::{Host, Level};
+use crate::capabilities::CapsView;
 use crate::redact::Redactor;
-use crate::runner::StepState;
 use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -212,7 +212,7 @@ impl tokio::io::AsyncWrite for OutputPipe {
 /// flood cannot fill it.
 const AUDITED_LOG_LINES: u32 = 100;
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn log(&mut self, level: Level, message: String) {
         let name = match level {
             Level::Trace => "trace",
@@ -231,5 +231,5 @@ impl Host for StepState {
 }
 
 fn audit_log(audit: &AuditLog, step: &str, level: &str, message: &str) {
-    audit.record(Some(step), "log", json!({ "level": level, "message": message }));
+    audit.record(Some(step), AuditEvent::Log, json!({ "level": level, "message": message }));
 }

@@ -1,5 +1,11 @@
 //! One module per capability. Each owns its grant check, its audit records
-//! and its part of the linker; the runner only assembles them per step.
+//! and its part of the linker; the sandbox only assembles them per step.
+//!
+//! Capabilities never name the sandbox's store type: the WIT interfaces
+//! (`log`, `secrets`, `sql`, `exec`) are implemented on [`CapsView`], the
+//! capabilities' part of a store, which the sandbox projects out of its
+//! state ([`Caps`] is the `HasData` of that projection); the shadowed WASI
+//! functions (`fs`, `env`, `net`) are generic over any [`StepStore`].
 
 pub mod env;
 pub mod exec;
@@ -12,6 +18,9 @@ pub mod sql;
 
 use crate::audit::AuditLog;
 use std::sync::Arc;
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::WasiView;
+use wasmtime_wasi_http::WasiHttpView;
 
 /// What the host functions of one step consult.
 pub struct StepCaps {
@@ -25,22 +34,25 @@ pub struct StepCaps {
     pub audited_logs: u32,
 }
 
-/// A value declared in the pipeline as coming from an environment variable
-/// or a file (relative to the pipeline's folder); exactly one is set, which
-/// validation has checked. The error names the source, never a value.
-pub fn read_declared(
-    from_env: Option<&str>,
-    from_file: Option<&str>,
-    base: &std::path::Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<Result<String, String>> {
-    match (from_env, from_file) {
-        (Some(var), None) => Some(env(var).ok_or_else(|| format!("environment variable {var} is not set"))),
-        (None, Some(file)) => Some(
-            crate::files::read_regular_string(&base.join(file), crate::files::MAX_SECRET)
-                .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read {file}: {e}")),
-        ),
-        _ => None,
-    }
+/// The capabilities' view of one step's store: their state and the
+/// resource table (open database connections live there).
+pub struct CapsView<'a> {
+    pub caps: &'a mut StepCaps,
+    pub table: &'a mut ResourceTable,
+}
+
+/// The `HasData` projection from a store's state to its [`CapsView`].
+pub struct Caps;
+
+impl HasData for Caps {
+    type Data<'a> = CapsView<'a>;
+}
+
+/// What the capabilities need of a step's store state: WASI, HTTP, their
+/// own state and the network hooks.
+pub trait StepStore: WasiView + WasiHttpView + Send + 'static {
+    fn caps(&self) -> &StepCaps;
+    fn caps_mut(&mut self) -> &mut StepCaps;
+    fn caps_view(&mut self) -> CapsView<'_>;
+    fn net(&mut self) -> &mut net::NetHooks;
 }

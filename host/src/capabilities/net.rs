@@ -8,8 +8,8 @@
 //! the refusal is audited here) nor send a request target other than a
 //! path (an absolute URI would make a granted proxy fetch another host).
 
-use crate::audit::AuditLog;
-use crate::runner::StepState;
+use super::StepStore;
+use crate::audit::{AuditEvent, AuditLog};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -139,6 +139,8 @@ pub struct NetHooks {
     pub step: Arc<str>,
     pub policy: Arc<NetPolicy>,
     pub audit: Arc<AuditLog>,
+    /// Where a denial's explanation also goes, besides the plugin.
+    pub log: Arc<super::log::StepLog>,
 }
 
 type ResponseFuture = Box<
@@ -152,7 +154,7 @@ type ResponseFuture = Box<
 
 impl NetHooks {
     fn deny(&self, fields: serde_json::Value) {
-        self.audit.record(Some(&self.step), "net.denied", fields);
+        self.audit.record(Some(&self.step), AuditEvent::NetDenied, fields);
     }
 }
 
@@ -202,6 +204,7 @@ impl WasiHttpHooks for NetHooks {
             let message = format!(
                 "deployhost denied step `{step}` HTTP {method} to {host}:{port}: Host header or target mismatch"
             );
+            self.log.line("deployhost", &message);
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
@@ -211,13 +214,14 @@ impl WasiHttpHooks for NetHooks {
             let granted = self.policy.written();
             audit.record(
                 Some(&step),
-                "net.denied",
+                AuditEvent::NetDenied,
                 json!({ "method": method, "host": host, "port": port, "path": path, "granted": granted, "allow_with": allow }),
             );
             let message = format!(
                 "deployhost denied step `{step}` HTTP {method} to {host}:{port}: not in grants.net {granted:?}; \
                  add \"{allow}\" to the step's grants.net to allow it"
             );
+            self.log.line("deployhost", &message);
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
 
@@ -232,7 +236,7 @@ impl WasiHttpHooks for NetHooks {
                 Ok((response, _)) => fields["status"] = json!(response.status().as_u16()),
                 Err(e) => fields["error"] = json!(e.to_string()),
             }
-            audit.record(Some(&step), "net.request", fields);
+            audit.record(Some(&step), AuditEvent::NetRequest, fields);
             let (response, io) = result?;
             Ok((
                 response.map(BodyExt::boxed_unsync),
@@ -244,18 +248,17 @@ impl WasiHttpHooks for NetHooks {
 
 /// Shadows `outgoing-request.set-path-with-query` so that a request
 /// target other than a path is refused and audited, not only refused.
-pub fn add_to_linker(linker: &mut Linker<StepState>) -> anyhow::Result<()> {
-    use wasmtime_wasi_http::WasiHttpView;
+pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()> {
     use wasmtime_wasi_http::p2::bindings::http::types::HostOutgoingRequest as _;
     use wasmtime_wasi_http::p2::types::HostOutgoingRequest;
     linker.allow_shadowing(true);
     linker.instance(HTTP_TYPES)?.func_wrap(
         "[method]outgoing-request.set-path-with-query",
-        |mut store: StoreContextMut<StepState>, (request, target): (Resource<HostOutgoingRequest>, Option<String>)| {
+        |mut store: StoreContextMut<S>, (request, target): (Resource<HostOutgoingRequest>, Option<String>)| {
             let state = store.data_mut();
             if let Some(t) = target.as_deref().filter(|t| !is_origin_form(t)) {
-                let authority = state.table.get(&request)?.authority.clone();
-                state.net.deny(json!({
+                let authority = state.http().table.get(&request)?.authority.clone();
+                state.net().deny(json!({
                     "host": authority,
                     "path": t,
                     "reason": "a request target must be a path; an absolute URI or authority names another host",
@@ -278,7 +281,7 @@ pub fn deny_sockets(
     move |addr, usage| {
         audit.record(
             Some(&step),
-            "net.denied",
+            AuditEvent::NetDenied,
             json!({ "socket": addr.to_string(), "use": format!("{usage:?}"), "reason": "raw sockets are never granted; use HTTP" }),
         );
         Box::pin(async { false })

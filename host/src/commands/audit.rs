@@ -3,24 +3,14 @@
 //! (from that run's `audit.jsonl`).
 
 use super::{ExitStatus, check_plugins, load_plan};
-use crate::audit::{self, Event};
+use crate::audit;
 use crate::bindings::deployhost::plugin::types::Capability;
-use crate::runner::{self, Runtime, inspect};
+use crate::runner;
+use crate::sandbox::{Runtime, inspect};
+use crate::usage::StepUsage;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
 use std::path::Path;
-
-/// Per capability: its name, its key among a step's grants, and its key
-/// among what the step used (`step_usage`'s rows).
-pub const CAPABILITY_KEYS: [(&str, &str, &str); 6] = [
-    ("fs.read", "fs_read", "files_read"),
-    ("fs.write", "fs_write", "files_written"),
-    ("net", "net", "hosts"),
-    ("secrets", "secrets", "secrets_read"),
-    ("databases", "databases", "databases"),
-    ("exec", "exec", "programs"),
-];
 
 pub fn capability_name(c: Capability) -> &'static str {
     match c {
@@ -94,120 +84,36 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
     }
     println!("run {run_id}");
     for row in &rows {
-        println!("{}  {}  status {}", s(&row["step"]), s(&row["plugin"]), s(&row["status"]));
-        for (what, granted, used) in CAPABILITY_KEYS {
-            println!("    {what:<9} granted {}  used {}", list(&row["granted"][granted]), list(&row["used"][used]));
+        let plugin = row.plugin.as_deref().unwrap_or("null");
+        println!("{}  {}  status {}", row.step, plugin, row.status);
+        for c in row.capabilities() {
+            let what = c.name;
+            println!("    {what:<9} granted {}  used {}", names(c.granted), names(c.used));
         }
-        for unused in row["unused_grants"].as_array().into_iter().flatten() {
-            println!("    UNUSED    {}", s(unused));
+        for unused in &row.unused_grants {
+            println!("    UNUSED    {unused}");
         }
-        for denial in row["denials"].as_array().into_iter().flatten() {
-            println!("    DENIED    {}", s(denial));
+        for denial in &row.denials {
+            println!("    DENIED    {denial}");
         }
     }
     Ok(ExitStatus::Success)
 }
 
 /// Per step of a run, in order: granted, used, unused grants, denials.
-pub(super) fn usage(state_dir: &Path, run_id: &str) -> Result<Vec<Value>> {
+pub(crate) fn usage(state_dir: &Path, run_id: &str) -> Result<Vec<StepUsage>> {
     let path = runner::runs_dir(state_dir).join(run_id).join("audit.jsonl");
     let events =
         audit::read(&path).with_context(|| format!("no audit log for run `{run_id}` at {}", path.display()))?;
-    let mut steps: Vec<String> = Vec::new();
-    for e in &events {
-        if let Some(step) = &e.step
-            && !steps.contains(step)
-        {
-            steps.push(step.clone());
-        }
-    }
-    let rows: Vec<Value> = steps.iter().map(|step| step_usage(step, &events)).collect();
-    Ok(rows)
-}
-
-fn step_usage(step: &str, events: &[Event]) -> Value {
-    let mine = || events.iter().filter(move |e| e.step.as_deref() == Some(step));
-    let grant = mine().find(|e| e.event == "grant").map(|e| Value::Object(e.fields.clone())).unwrap_or(json!({}));
-    let field = |e: &Event, k: &str| e.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-    let mut read = BTreeSet::new();
-    let mut written = BTreeSet::new();
-    let mut hosts = BTreeSet::new();
-    let mut secrets = BTreeSet::new();
-    let mut databases: std::collections::BTreeMap<String, u64> = Default::default();
-    let mut programs = BTreeSet::new();
-    let mut denials = Vec::new();
-    for e in mine() {
-        match e.event.as_str() {
-            "fs" if !e.fields.contains_key("error") => {
-                let op = field(e, "op");
-                if op.ends_with("-write") { &mut written } else { &mut read }.insert(field(e, "path"));
-            }
-            "net.request" => {
-                hosts.insert(format!("{}:{}", field(e, "host"), e.fields.get("port").cloned().unwrap_or_default()));
-            }
-            "secret.read" => {
-                secrets.insert(field(e, "name"));
-            }
-            "sql" => *databases.entry(field(e, "database")).or_default() += 1,
-            "exec" => {
-                programs.insert(format!(
-                    "{} (exit {})",
-                    field(e, "program"),
-                    e.fields.get("exit").cloned().unwrap_or_default()
-                ));
-            }
-            "sql.dump" => {
-                written.insert(field(e, "path"));
-                databases.entry(field(e, "database")).or_default();
-            }
-            "sql.restore" => {
-                read.insert(field(e, "path"));
-                databases.entry(field(e, "database")).or_default();
-            }
-            ev if ev.ends_with(".denied") => {
-                let mut detail = e.fields.clone();
-                detail.remove("ts");
-                denials.push(format!("{ev} {}", Value::Object(detail)));
-            }
-            _ => {}
-        }
-    }
-    let status =
-        mine().find(|e| e.event == "step.end").map(|e| field(e, "status")).unwrap_or_else(|| "interrupted".into());
-    let mut unused = Vec::new();
-    let granted = |k: &str| grant.get(k).and_then(Value::as_array).map_or(0, Vec::len);
-    if granted("net") > 0 && hosts.is_empty() {
-        unused.push("net: granted but no request was made".to_string());
-    }
-    if granted("fs_write") > 0 && written.is_empty() {
-        unused.push("fs.write: granted but nothing was written".to_string());
-    }
-    if granted("databases") > 0 && databases.is_empty() {
-        unused.push("databases: granted but not used".to_string());
-    }
-    if granted("secrets") > secrets.len() {
-        unused.push(format!("secrets: {} granted, {} read", granted("secrets"), secrets.len()));
-    }
-    json!({
-        "step": step,
-        "plugin": grant.get("plugin").cloned().unwrap_or_default(),
-        "status": status,
-        "granted": grant,
-        "used": {
-            "files_read": read,
-            "files_written": written,
-            "hosts": hosts,
-            "secrets_read": secrets,
-            "programs": programs,
-            "databases": databases.iter().map(|(db, n)| format!("{db} ({n} statements)")).collect::<Vec<_>>(),
-        },
-        "unused_grants": unused,
-        "denials": denials,
-    })
+    Ok(crate::usage::from_events(&events))
 }
 
 fn s(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}
+
+fn names(items: &[String]) -> String {
+    if items.is_empty() { "-".to_string() } else { items.join(", ") }
 }
 
 fn list(v: &Value) -> String {

@@ -2,6 +2,7 @@
 
 use super::ExitStatus;
 use crate::state::{RunRow, StateStore};
+use crate::status::RunStatus;
 use anyhow::{Result, bail};
 use serde_json::json;
 use std::path::Path;
@@ -32,14 +33,14 @@ pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_jso
 }
 
 /// A run recorded as running whose process is gone was interrupted.
-fn effective_status(run: &RunRow) -> &str {
-    if run.process_gone() { "interrupted" } else { &run.status }
+fn effective_status(run: &RunRow) -> RunStatus {
+    if run.process_gone() { RunStatus::Interrupted } else { run.status }
 }
 
 pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let Some((run, steps)) = store.run(run_id)? else { bail!("no run `{run_id}` in {}", store.location()) };
-    let status = effective_status(&run).to_string();
+    let status = effective_status(&run);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);
         return Ok(ExitStatus::Success);
@@ -63,7 +64,7 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
     for s in &steps {
         println!("  {:<8} {}/{}  {:.2}s  {}", s.status, s.stage, s.step, s.ms as f64 / 1000.0, s.summary);
     }
-    if status == "interrupted" {
+    if status == RunStatus::Interrupted {
         println!("  the process that ran it is gone: {} step(s) completed, as listed above", steps.len());
     }
     Ok(ExitStatus::Success)

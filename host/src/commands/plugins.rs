@@ -5,7 +5,7 @@ use super::ExitStatus;
 use crate::authoring::{self, Lang};
 use crate::bindings::deployhost::plugin::types::PluginInfo;
 use crate::registry::{self, PluginRef, Source, sha256_hex};
-use crate::runner::{Runtime, inspect};
+use crate::sandbox::{Runtime, inspect};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::path::Path;

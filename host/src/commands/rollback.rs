@@ -8,11 +8,12 @@ use super::run::carry_on;
 use crate::output::Output;
 use crate::runner::{self, RunRecord};
 use crate::state::{RunRow, StateStore};
+use crate::status::RunStatus;
 use anyhow::{Result, bail};
 use std::path::Path;
 
 /// Runs whose effects are still in place, and so are undone.
-const UNDOABLE: &[&str] = &["passed", "failed", "interrupted"];
+const UNDOABLE: &[RunStatus] = &[RunStatus::Passed, RunStatus::Failed, RunStatus::Interrupted];
 
 pub async fn environment(
     environment: &str,
@@ -28,11 +29,11 @@ pub async fn environment(
     let runs: Vec<RunRow> = runs.into_iter().filter(|r| r.pipeline == pipeline).collect();
 
     let target = match to {
-        Some(version) => match runs.iter().position(|r| r.status == "passed" && r.version == version) {
+        Some(version) => match runs.iter().position(|r| r.status == RunStatus::Passed && r.version == version) {
             Some(at) => Some(at),
             None => {
                 let passed: Vec<&str> =
-                    runs.iter().filter(|r| r.status == "passed").map(|r| r.version.as_str()).collect();
+                    runs.iter().filter(|r| r.status == RunStatus::Passed).map(|r| r.version.as_str()).collect();
                 eprintln!(
                     "refused: version {version} of `{pipeline}` has no passed run in `{environment}` to return to \
                      (versions deployed there: {})",
@@ -43,20 +44,20 @@ pub async fn environment(
         },
         // The deploy before the current one, if there was one.
         None => {
-            let Some(current) = runs.iter().position(|r| r.status == "passed") else {
+            let Some(current) = runs.iter().position(|r| r.status == RunStatus::Passed) else {
                 eprintln!("refused: nothing of `{pipeline}` is deployed in `{environment}`: no run there passed");
                 return Ok(ExitStatus::Refused);
             };
-            runs.iter().skip(current + 1).position(|r| r.status == "passed").map(|at| at + current + 1)
+            runs.iter().skip(current + 1).position(|r| r.status == RunStatus::Passed).map(|at| at + current + 1)
         }
     };
     let newer = &runs[..target.unwrap_or(runs.len())];
-    if let Some(live) = newer.iter().find(|r| r.status == "running" && !r.process_gone()) {
+    if let Some(live) = newer.iter().find(|r| r.status == RunStatus::Running && !r.process_gone()) {
         eprintln!("refused: run {} is still running in `{environment}` (pid {})", live.id, live.pid);
         return Ok(ExitStatus::Refused);
     }
     let mut undo: Vec<(RunRow, RunRecord)> = Vec::new();
-    for row in newer.iter().filter(|r| UNDOABLE.contains(&r.status.as_str()) || r.status == "running") {
+    for row in newer.iter().filter(|r| UNDOABLE.contains(&r.status) || r.status == RunStatus::Running) {
         let record = runner::load_record(state_dir, &row.id)?;
         if record.rollback.as_ref().is_some_and(|r| r.ok) {
             continue; // It undid itself when it failed.

@@ -1,11 +1,13 @@
+use super::inputs;
 use super::{ExitStatus, check_plugins, load_plan};
-use crate::capabilities::{secrets, sql};
 use crate::output::Output;
 use crate::pipeline::written::{WrittenGrants, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
-use crate::runner::{self, Progress, RunInputs, Runtime};
+use crate::runner::{self, Progress, RunInputs};
+use crate::sandbox::Runtime;
 use crate::state::{NewRun, StateError, StateStore};
+use crate::status::RunStatus;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -63,18 +65,18 @@ async fn prepare(
     let runtime = Arc::new(super::runtime(state_dir)?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
-    let located = |errors: Vec<(String, String)>| {
-        ConfigErrors(errors.into_iter().map(|(key, message)| loaded.value_error_at(&key, message)).collect())
+    let located = |errors: Vec<inputs::Unresolved>| {
+        ConfigErrors(errors.into_iter().map(|u| loaded.value_error_at(&u.key, u.error.to_string())).collect())
     };
     let inputs = RunInputs {
-        secrets: secrets::resolve(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(located)?,
-        databases: sql::resolve(&plan.databases, &plan.granted_databases(), &plan.dir, &env).map_err(located)?,
+        secrets: inputs::secrets(&plan.secrets, &plan.granted_secrets(), &plan.dir, &env).map_err(located)?,
+        databases: inputs::databases(&plan.databases, &plan.granted_databases(), &plan.dir, &env).map_err(located)?,
         previous_version: String::new(),
         resume: None,
         rollback_only: None,
         audit_tap: None,
     };
-    Ok(Prepared { plan, runtime, inputs, grants: written_grants(&loaded.raw) })
+    Ok(Prepared { plan, runtime, inputs, grants: written_grants(&loaded.raw)? })
 }
 
 /// What the state store records about a run as it starts.
@@ -163,12 +165,12 @@ pub async fn run(
 pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
-    if row.status == "awaiting-approval"
+    if row.status == RunStatus::AwaitingApproval
         && let Err(status) = waiting_at_gate(&store, run_id)?
     {
         return Ok(status);
     }
-    if row.status == "awaiting-approval" && row.approved_by.is_none() {
+    if row.status == RunStatus::AwaitingApproval && row.approved_by.is_none() {
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
         out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
         return Ok(ExitStatus::AwaitingApproval);
@@ -223,13 +225,13 @@ struct Waiting {
 /// `expired`).
 fn waiting_at_gate(store: &StateStore, run_id: &str) -> Result<std::result::Result<Waiting, ExitStatus>> {
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
-    if row.status != "awaiting-approval" {
+    if row.status != RunStatus::AwaitingApproval {
         eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
         return Ok(Err(ExitStatus::Refused));
     }
     let (loaded, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
     if let Some(why) = promotion::approval_expired(&plan, &row.started) {
-        store.finish(run_id, "expired", Some(&why))?;
+        store.finish(run_id, RunStatus::Expired, Some(&why))?;
         eprintln!("refused: run {run_id} expired: {why}");
         return Ok(Err(ExitStatus::Refused));
     }
@@ -248,7 +250,7 @@ pub fn reject(run_id: &str, name: &str, reason: Option<&str>, state_dir: &Path) 
         return Ok(ExitStatus::Refused);
     }
     let why = format!("rejected by {name}{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
-    store.finish(run_id, "rejected", Some(&why))?;
+    store.finish(run_id, RunStatus::Rejected, Some(&why))?;
     println!("run {run_id} {why}");
     Ok(ExitStatus::Success)
 }
@@ -261,7 +263,7 @@ pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus>
         Err(status) => return Ok(status),
     };
     let consent = Consent { approved_by: Some(name), accept_grants: row.grants_accepted_by.as_deref() };
-    match promotion::check(&plan, &written_grants(&loaded.raw), &store, consent) {
+    match promotion::check(&plan, &written_grants(&loaded.raw)?, &store, consent) {
         Ok(approvals) => {
             let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
             store.approve(run_id, &approver)?;
@@ -280,7 +282,7 @@ pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus>
 fn resumable(store: &StateStore, run_id: &str) -> Result<crate::state::RunRow> {
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
     let dead = row.process_gone();
-    if !(dead || matches!(row.status.as_str(), "interrupted" | "awaiting-approval")) {
+    if !(dead || matches!(row.status, RunStatus::Interrupted | RunStatus::AwaitingApproval)) {
         anyhow::bail!("run {run_id} is {} (pid {}); only interrupted or waiting runs continue", row.status, row.pid);
     }
     Ok(row)
@@ -323,7 +325,7 @@ async fn execute(
         signal = crate::signals::stopped() => {
             let reason = format!("stopped by {signal}");
             runner::mark_interrupted(state_dir, run_id, &reason)?;
-            store.finish(run_id, "interrupted", Some(&reason))?;
+            store.finish(run_id, RunStatus::Interrupted, Some(&reason))?;
             out.stopped(state_dir, run_id, &ExitStatus::Interrupted, &reason);
             eprintln!("run {run_id} {reason}; the environment's lock is released");
             return Ok(ExitStatus::Interrupted);
@@ -333,7 +335,7 @@ async fn execute(
     let record = match result {
         Ok(record) => record,
         Err(e) => {
-            if let Err(also) = store.finish(run_id, "failed", Some(&format!("{e:#}"))) {
+            if let Err(also) = store.finish(run_id, RunStatus::Failed, Some(&format!("{e:#}"))) {
                 return Err(anyhow::anyhow!(
                     "{e:#}; the run could not be recorded as failed either ({also}): `deployhost status {run_id}` \
                      shows it interrupted, with the steps recorded before"
@@ -344,7 +346,7 @@ async fn execute(
         }
     };
     let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
-    store.finish(run_id, &record.status, reason.as_deref())?;
+    store.finish(run_id, record.status, reason.as_deref())?;
     if crate::github::active() {
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
         crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref()));

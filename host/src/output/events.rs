@@ -3,7 +3,8 @@
 //! through the run's redactor, as the audit log does, so a secret value
 //! never reaches a CI log even if a plugin put it in an output.
 
-use crate::commands::ExitStatus;
+use crate::audit::AuditEvent;
+use crate::exit::ExitStatus;
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
 use crate::runner::{Progress, RunRecord, Status, StepOutcome};
@@ -75,7 +76,7 @@ impl JsonEvents {
             Progress::Stage { name, parallel, steps } => {
                 self.emit("stage.started", json!({ "stage": name, "parallel": parallel, "steps": steps }))
             }
-            Progress::StepStarted { stage, step, plugin } if *stage != "rollback" => {
+            Progress::StepStarted { stage, step, plugin, rollback: false } => {
                 self.emit("step.started", json!({ "stage": stage, "step": step, "plugin": plugin }))
             }
             Progress::StepStarted { .. } => {}
@@ -87,8 +88,8 @@ impl JsonEvents {
     }
 
     /// From the audit log: each `*.denied` event becomes a `denial`.
-    pub fn audit(&self, event: &str, line: &str) {
-        let Some(kind) = event.strip_suffix(".denied") else { return };
+    pub fn audit(&self, event: AuditEvent, line: &str) {
+        let Some(kind) = event.denied_capability() else { return };
         let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else { return };
         let step = fields.remove("step").unwrap_or(Value::Null);
         fields.remove("ts");

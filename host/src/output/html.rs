@@ -5,7 +5,7 @@
 
 use super::markup::escape;
 use crate::runner::{RunRecord, Status, StepOutcome};
-use serde_json::Value;
+use crate::usage::StepUsage;
 use std::fmt::Write as _;
 
 /// One checklist item: what, whether it is ticked, and the evidence.
@@ -21,8 +21,8 @@ pub struct Page<'a> {
     pub approved_by: Option<&'a str>,
     pub checklists: Vec<(&'a str, Vec<Check<'a>>)>,
     pub migrations: &'a [String],
-    /// Granted versus used per step, as `deployhost audit --run --json` gives it.
-    pub audit: &'a [Value],
+    /// Granted versus used per step, as `deployhost audit --run` gives it.
+    pub audit: &'a [StepUsage],
 }
 
 const STYLE: &str = r#"
@@ -91,7 +91,7 @@ fn header(h: &mut String, page: &Page<'_>, title: &str) {
         h,
         "<header id=\"run\">\n<h1>{}</h1>\n<p class=\"meta\">{} run <code>{}</code> · {} → {} {}</p>\n<p class=\"meta\">file <code>{}</code> · approved by {}</p>\n",
         escape(title),
-        badge(&r.status),
+        badge(r.status.as_str()),
         escape(&r.run_id),
         escape(&r.started),
         escape(finished),
@@ -119,9 +119,12 @@ fn timeline(h: &mut String, r: &RunRecord) {
         all_steps(r).map(|o| (o, super::millis_between(&r.started, &o.started))).collect();
     let end = placed.iter().filter_map(|(o, at)| at.map(|a| a + o.ms)).max().unwrap_or(0).max(1);
     h.push_str("<h2>Timeline</h2>\n<div class=\"timeline\" id=\"timeline\">\n");
+    // A new header where the stage changes, and where the rollback starts
+    // (after a stage that may itself be named `rollback`).
+    let first_rollback = r.steps.len();
     let mut stage = "";
-    for (o, at) in &placed {
-        if o.stage != stage {
+    for (i, (o, at)) in placed.iter().enumerate() {
+        if o.stage != stage || i == first_rollback {
             stage = &o.stage;
             let _ =
                 writeln!(h, "<div class=\"row stage\"><span>{}</span><span></span><span></span></div>", escape(stage));
@@ -201,47 +204,40 @@ fn checklists(h: &mut String, page: &Page<'_>) {
     h.push_str("</ul>\n");
 }
 
-fn list(v: &Value) -> String {
-    match v.as_array() {
-        Some(items) if !items.is_empty() => items
-            .iter()
-            .map(|i| escape(&i.as_str().map_or_else(|| i.to_string(), str::to_string)))
-            .collect::<Vec<_>>()
-            .join("<br>"),
-        _ => "<span class=\"muted\">–</span>".to_string(),
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "<span class=\"muted\">–</span>".to_string();
     }
+    items.iter().map(|i| escape(i)).collect::<Vec<_>>().join("<br>")
 }
 
 /// Per step: what it was granted, what it used, and what was denied.
-fn audit(h: &mut String, rows: &[Value]) {
+fn audit(h: &mut String, rows: &[StepUsage]) {
     h.push_str("<h2>Capability audit</h2>\n<table id=\"audit\">\n<thead><tr><th>step</th><th>capability</th><th>granted</th><th>used</th></tr></thead>\n<tbody>\n");
-    let kinds = crate::commands::CAPABILITY_KEYS;
     for row in rows {
-        let empty = |v: &Value| v.as_array().is_none_or(Vec::is_empty);
-        let mut lines: Vec<String> = kinds
+        let mut lines: Vec<String> = row
+            .capabilities()
             .iter()
-            .filter(|(_, g, u)| !(empty(&row["granted"][g]) && empty(&row["used"][u])))
-            .map(|(what, g, u)| {
-                format!("<td>{what}</td><td>{}</td><td>{}</td>", list(&row["granted"][g]), list(&row["used"][u]))
-            })
+            .filter(|c| !(c.granted.is_empty() && c.used.is_empty()))
+            .map(|c| format!("<td>{}</td><td>{}</td><td>{}</td>", c.name, list(c.granted), list(c.used)))
             .collect();
         if lines.is_empty() {
             lines.push("<td colspan=\"3\" class=\"muted\">nothing granted, nothing used</td>".into());
         }
-        if !empty(&row["unused_grants"]) {
-            lines.push(format!("<td>unused</td><td colspan=\"2\">{}</td>", list(&row["unused_grants"])));
+        if !row.unused_grants.is_empty() {
+            lines.push(format!("<td>unused</td><td colspan=\"2\">{}</td>", list(&row.unused_grants)));
         }
-        if !empty(&row["denials"]) {
+        if !row.denials.is_empty() {
             lines.push(format!(
                 "<td class=\"denied\">denied</td><td colspan=\"2\" class=\"denied\">{}</td>",
-                list(&row["denials"])
+                list(&row.denials)
             ));
         }
         let step = format!(
             "<td rowspan=\"{}\"><strong>{}</strong><br>{}</td>",
             lines.len(),
-            escape(row["step"].as_str().unwrap_or_default()),
-            badge(row["status"].as_str().unwrap_or_default())
+            escape(&row.step),
+            badge(&row.status)
         );
         for (i, line) in lines.iter().enumerate() {
             let _ = writeln!(h, "<tr>{}{line}</tr>", if i == 0 { step.as_str() } else { "" });

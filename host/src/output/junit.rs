@@ -12,22 +12,26 @@ use std::path::Path;
 const LOG_TAIL_LINES: usize = 50;
 
 pub fn render(record: &RunRecord, run_dir: &Path) -> String {
-    let mut suites: Vec<(&str, Vec<&StepOutcome>)> = Vec::new();
-    let rollback = record.rollback.iter().flat_map(|r| r.steps.iter());
-    for o in record.steps.iter().chain(rollback) {
-        match suites.iter_mut().find(|(stage, _)| *stage == o.stage) {
-            Some((_, steps)) => steps.push(o),
-            None => suites.push((&o.stage, vec![o])),
+    // Suites by stage; the rollback's steps in a suite of their own, even
+    // beside a stage that is itself named `rollback`.
+    let mut suites: Vec<(bool, &str, Vec<&StepOutcome>)> = Vec::new();
+    let stages = record.steps.iter().map(|o| (false, o));
+    let rollback = record.rollback.iter().flat_map(|r| r.steps.iter()).map(|o| (true, o));
+    for (in_rollback, o) in stages.chain(rollback) {
+        match suites.iter_mut().find(|(r, stage, _)| *r == in_rollback && *stage == o.stage) {
+            Some((_, _, steps)) => steps.push(o),
+            None => suites.push((in_rollback, &o.stage, vec![o])),
         }
     }
-    let all: Vec<&StepOutcome> = suites.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+    let all: Vec<&StepOutcome> = suites.iter().flat_map(|(_, _, s)| s.iter().copied()).collect();
     let name = format!("{} {} {}", record.pipeline, record.environment, record.version);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     // A run stopped by a signal: the step it was in never ended, so the
     // stop itself is reported as an error, for reporters to show red.
-    let interrupted = (record.status == "interrupted").then(|| record.reason.as_deref().unwrap_or("interrupted"));
+    let interrupted = (record.status == crate::status::RunStatus::Interrupted)
+        .then(|| record.reason.as_deref().unwrap_or("interrupted"));
     let _ = writeln!(x, "<testsuites name=\"{}\" {}>", escape(&name), counts(&all, usize::from(interrupted.is_some())));
-    for (stage, steps) in &suites {
+    for (_, stage, steps) in &suites {
         let started = steps.iter().find(|o| !o.started.is_empty()).map_or(record.started.as_str(), |o| &o.started);
         let _ = writeln!(
             x,

@@ -9,9 +9,11 @@ pub mod junit;
 pub mod markup;
 pub mod terminal;
 
-use crate::commands::ExitStatus;
+use crate::audit::{AuditEvent, AuditTap};
+use crate::exit::ExitStatus;
 use crate::pipeline::Plan;
-use crate::runner::{self, AuditTap, Progress, RunInputs, RunRecord};
+use crate::runner::{self, Progress, RunInputs, RunRecord};
+use crate::status::RunStatus;
 use events::JsonEvents;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -90,7 +92,7 @@ impl Output {
     /// Streams the audit log's denials as JSON events.
     pub fn audit_tap(&self) -> Option<AuditTap> {
         let events = self.json()?;
-        Some(Arc::new(move |event: &str, line: &str| events.audit(event, line)))
+        Some(Arc::new(move |event: AuditEvent, line: &str| events.audit(event, line)))
     }
 
     pub fn progress(&self, progress: &Progress<'_>) {
@@ -108,7 +110,7 @@ impl Output {
             t.finished(record);
         }
         if let Some(j) = self.json() {
-            j.run_finished(&record.status, status, record.reason.as_deref(), Some(record));
+            j.run_finished(record.status.as_str(), status, record.reason.as_deref(), Some(record));
         }
         self.write_junit(Some(record));
     }
@@ -121,7 +123,8 @@ impl Output {
         if let Some(t) = &self.terminal {
             t.stopped();
         }
-        let name = if matches!(status, ExitStatus::Interrupted) { "interrupted" } else { "failed" };
+        let name =
+            if matches!(status, ExitStatus::Interrupted) { RunStatus::Interrupted } else { RunStatus::Failed }.as_str();
         if let Some(j) = self.json() {
             j.run_finished(name, status, Some(reason), record.as_ref());
         }
@@ -132,7 +135,12 @@ impl Output {
     /// (exit 3). The caller says why on stderr; machines get `run.finished`.
     /// `run` is the run's id when it is recorded (waiting, or resumed).
     pub fn not_started(&self, status: &ExitStatus, run: Option<&str>, message: &str) {
-        let name = if matches!(status, ExitStatus::AwaitingApproval) { "awaiting-approval" } else { "refused" };
+        // `refused` is no run status: the run was never recorded.
+        let name = if matches!(status, ExitStatus::AwaitingApproval) {
+            RunStatus::AwaitingApproval.as_str()
+        } else {
+            "refused"
+        };
         if self.json.borrow().is_some() {
             let events = JsonEvents::new(run.map(str::to_string), Arc::default());
             events.run_finished(name, status, Some(message), None);

@@ -178,8 +178,11 @@ fn plan_step<'a>(
     let plugin = match plugins.resolve(&uses, step.sha256.as_deref(), &loaded.dir) {
         Ok(p) => Some(p),
         Err(e) => {
-            let at = if e.contains("sha256 ") && step.sha256.is_some() { "sha256" } else { "uses" };
-            errors.push(loaded.value_error_at(&format!("{key}.{at}"), e));
+            let at = match e {
+                crate::registry::ResolveError::DigestMismatch { .. } => "sha256",
+                _ => "uses",
+            };
+            errors.push(loaded.value_error_at(&format!("{key}.{at}"), e.to_string()));
             None
         }
     };

@@ -36,8 +36,17 @@ impl From<Grants> for WrittenGrants {
     }
 }
 
+/// A step's grants that cannot be read back as written. Promotion compares
+/// grants, so this stops the run rather than counting them as none.
+#[derive(Debug, thiserror::Error)]
+#[error("step `{step}`: its grants cannot be read as written ({message})")]
+pub struct UnreadableGrants {
+    pub step: String,
+    pub message: String,
+}
+
 /// Every step's grants as written, by step name.
-pub fn written_grants(raw: &Value) -> BTreeMap<String, WrittenGrants> {
+pub fn written_grants(raw: &Value) -> Result<BTreeMap<String, WrittenGrants>, UnreadableGrants> {
     let mut out = BTreeMap::new();
     let stages = raw.get("stages").and_then(Value::as_sequence).into_iter().flatten();
     let stage_steps = stages.flat_map(|s| s.get("steps").and_then(Value::as_sequence).into_iter().flatten());
@@ -45,11 +54,14 @@ pub fn written_grants(raw: &Value) -> BTreeMap<String, WrittenGrants> {
         raw.get("rollback").and_then(|r| r.get("steps")).and_then(Value::as_sequence).into_iter().flatten();
     for step in stage_steps.chain(rollback_steps) {
         let Some(name) = step.get("name").and_then(Value::as_str) else { continue };
-        let grants =
-            step.get("grants").cloned().and_then(|g| serde_yaml::from_value::<Grants>(g).ok()).unwrap_or_default();
+        let grants = match step.get("grants").cloned() {
+            Some(g) => serde_yaml::from_value::<Grants>(g)
+                .map_err(|e| UnreadableGrants { step: name.to_string(), message: e.to_string() })?,
+            None => Grants::default(),
+        };
         out.insert(name.to_string(), grants.into());
     }
-    out
+    Ok(out)
 }
 
 /// What `now` grants beyond `before`, one line per addition.
@@ -78,7 +90,15 @@ mod tests {
     use super::*;
 
     fn grants(yaml: &str) -> BTreeMap<String, WrittenGrants> {
-        written_grants(&serde_yaml::from_str(yaml).unwrap())
+        written_grants(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn unreadable_grants_fail_closed() {
+        let raw = serde_yaml::from_str("stages: [{ name: s, steps: [{ name: a, grants: { net: { not: a-list } } }] }]");
+        let err = written_grants(&raw.unwrap()).unwrap_err();
+        assert_eq!(err.step, "a");
+        assert!(err.to_string().contains("step `a`: its grants cannot be read"), "{err}");
     }
 
     #[test]

@@ -1,29 +1,23 @@
-//! The runner: takes a [`Plan`] and runs it, stage by stage, one store per
-//! step. Writes the run folder (`logs/`, `audit.jsonl`, `results.json`).
+//! The runner: takes a [`Plan`] and runs it, stage by stage, one sandbox
+//! per step ([`crate::sandbox`]). Writes the run folder (`logs/`, `audit.jsonl`, `results.json`).
 
-mod cache;
-mod engine;
-pub mod inspect;
 mod outcome;
 mod progress;
 mod report_limits;
 mod results;
 mod rollback;
-mod state;
 mod step;
-mod world;
 
-pub use cache::Load;
-pub use engine::{PluginLoad, Runtime};
 pub use outcome::{Failure, Metric, Status, StepOutcome};
-pub use progress::{AuditTap, Progress};
-pub use state::StepState;
+pub use progress::Progress;
 pub use step::{RunContext, run_step};
 
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog, AuditTap};
 use crate::capabilities::sql::{DbTarget, ToolSet};
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
+use crate::sandbox::Runtime;
+use crate::status::RunStatus;
 use anyhow::{Context, Result};
 use results::ResultsFile;
 use serde::{Deserialize, Serialize};
@@ -71,7 +65,7 @@ pub struct RunRecord {
     pub finished: Option<String>,
     /// `running`, `passed`, `failed`, `interrupted`, or `rolled-back` (undone
     /// by hand).
-    pub status: String,
+    pub status: RunStatus,
     pub steps: Vec<StepOutcome>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
@@ -91,12 +85,12 @@ pub struct RollbackRecord {
 
 impl RunRecord {
     pub fn passed(&self) -> bool {
-        self.status == "passed"
+        self.status == RunStatus::Passed
     }
 
     /// Undone by hand, completely.
     pub fn rolled_back(&self) -> bool {
-        self.status == "rolled-back"
+        self.status == RunStatus::RolledBack
     }
 }
 
@@ -173,12 +167,12 @@ pub async fn run(
         file: plan.file.display().to_string(),
         started,
         finished: None,
-        status: "running".into(),
+        status: RunStatus::Running,
         steps: Vec::new(),
         rollback: None,
         reason: None,
     };
-    let event = if resume.is_some() { "run.resume" } else { "run.start" };
+    let event = if resume.is_some() { AuditEvent::RunResume } else { AuditEvent::RunStart };
     audit.record(
         None,
         event,
@@ -187,7 +181,7 @@ pub async fn run(
     results.save(&mut record)?;
     for load in runtime.loads() {
         let fields = json!({ "plugin": load.plugin, "sha256": load.digest, "how": load.load.describe(), "ms": load.took.as_millis() as u64 });
-        audit.record(None, "plugin.load", fields);
+        audit.record(None, AuditEvent::PluginLoad, fields);
     }
 
     let mut stopped_by: Option<String> = None;
@@ -228,7 +222,7 @@ pub async fn run(
                     done.push((i, before));
                     continue;
                 }
-                on_progress(step_started(step))?;
+                on_progress(step_started(step, false))?;
                 let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
                 set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
             }
@@ -253,7 +247,7 @@ pub async fn run(
                     (None, Some(before)) => before,
                     (None, None) => {
                         crate::signals::hold_if_stopped().await;
-                        on_progress(step_started(step))?;
+                        on_progress(step_started(step, false))?;
                         step::run_step(&runtime, &run, step).await
                     }
                 };
@@ -268,7 +262,7 @@ pub async fn run(
     }
 
     if let Some(reason) = run.reason.get() {
-        audit.record(None, "rollback.start", json!({ "reason": reason }));
+        audit.record(None, AuditEvent::RollbackStart, json!({ "reason": reason }));
         on_progress(Progress::RollbackStarted { reason })?;
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
         let saga = rollback::compensations(plan, &record.steps);
@@ -276,11 +270,11 @@ pub async fn run(
         for step in saga.into_iter().chain(own) {
             let outcome = match step {
                 Ok(step) => {
-                    on_progress(step_started(&step))?;
+                    on_progress(step_started(&step, true))?;
                     step::run_step(&runtime, &run, &step).await
                 }
                 Err(unrunnable) => {
-                    audit.record(None, "rollback.invalid", json!({ "error": unrunnable.why }));
+                    audit.record(None, AuditEvent::RollbackInvalid, json!({ "error": unrunnable.why }));
                     unrunnable.outcome()
                 }
             };
@@ -291,7 +285,7 @@ pub async fn run(
             results.save(&mut record)?;
             check_written(&audit, &run_dir)?;
         }
-        audit.record(None, "rollback.end", json!({ "ok": rollback.ok }));
+        audit.record(None, AuditEvent::RollbackEnd, json!({ "ok": rollback.ok }));
         on_progress(Progress::RollbackFinished { ok: rollback.ok })?;
         record.rollback = Some(rollback);
     }
@@ -299,16 +293,15 @@ pub async fn run(
     let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
     let undone = by_hand && record.rollback.as_ref().is_some_and(|r| r.ok);
     record.status = if passed {
-        "passed"
+        RunStatus::Passed
     } else if undone {
-        "rolled-back"
+        RunStatus::RolledBack
     } else {
-        "failed"
-    }
-    .into();
+        RunStatus::Failed
+    };
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     record.reason = stopped_by.clone();
-    audit.record(None, "run.end", json!({ "status": record.status, "reason": stopped_by }));
+    audit.record(None, AuditEvent::RunEnd, json!({ "status": record.status, "reason": stopped_by }));
     results.save(&mut record)?;
     Ok(record)
 }
@@ -336,9 +329,9 @@ fn note_failure(plan: &Plan, run: &RunContext, outcome: &StepOutcome, stopped_by
     }
 }
 
-fn step_started(step: &crate::pipeline::PlannedStep) -> Progress<'_> {
+fn step_started(step: &crate::pipeline::PlannedStep, rollback: bool) -> Progress<'_> {
     tracing::debug!(step = %step.name, plugin = %step.plugin.label(), "step starting");
-    Progress::StepStarted { stage: &step.stage, step: &step.name, plugin: step.plugin.label() }
+    Progress::StepStarted { stage: &step.stage, step: &step.name, plugin: step.plugin.label(), rollback }
 }
 
 fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
@@ -348,7 +341,7 @@ fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
 /// Records in `results.json` that a run was stopped from outside.
 pub fn mark_interrupted(state_dir: &Path, run_id: &str, reason: &str) -> Result<()> {
     let mut record = load_record(state_dir, run_id)?;
-    record.status = "interrupted".into();
+    record.status = RunStatus::Interrupted;
     record.reason = Some(reason.to_string());
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     ResultsFile::new(&runs_dir(state_dir).join(run_id)).save(&mut record)

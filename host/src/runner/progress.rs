@@ -1,10 +1,10 @@
 //! What the runner tells its caller while a run goes, so the CLI can show
 //! progress, stream events and record steps without knowing the runner's
-//! loop. Denials come separately, from the audit log ([`AuditTap`]), since
-//! they happen inside host calls on any thread.
+//! loop. Denials come separately, from the audit log
+//! ([`crate::audit::AuditTap`]), since they happen inside host calls on any
+//! thread.
 
 use super::outcome::StepOutcome;
-use std::sync::Arc;
 
 pub enum Progress<'a> {
     /// A stage begins (also a stage whose steps are all skipped).
@@ -18,6 +18,9 @@ pub enum Progress<'a> {
         stage: &'a str,
         step: &'a str,
         plugin: String,
+        /// A step of the rollback (a compensation or `rollback.steps`), not
+        /// of a stage; a stage may itself be named `rollback`.
+        rollback: bool,
     },
     /// A pipeline step ended (or was skipped, or completed in the run resumed).
     StepFinished(&'a StepOutcome),
@@ -30,6 +33,3 @@ pub enum Progress<'a> {
         ok: bool,
     },
 }
-
-/// Sees every audit event as written: its name and its redacted JSON line.
-pub type AuditTap = Arc<dyn Fn(&str, &str) + Send + Sync>;

@@ -165,7 +165,7 @@ mod tests {
             file: "f".into(),
             started: "t".into(),
             finished: None,
-            status: "running".into(),
+            status: crate::status::RunStatus::Running,
             steps: Vec::new(),
             rollback: None,
             reason: None,
@@ -188,7 +188,7 @@ mod tests {
             file.save(&mut r).unwrap();
             assert_eq!(names(&read(dir.path()).unwrap()), names(&r));
         }
-        r.status = "passed".into();
+        r.status = crate::status::RunStatus::Passed;
         file.save(&mut r).unwrap();
         let back = read(dir.path()).unwrap();
         assert_eq!((back.status.as_str(), names(&back)), ("passed", vec!["a", "b", "c"]));

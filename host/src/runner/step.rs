@@ -1,29 +1,24 @@
-//! Runs one step: builds its sandbox from its grants, calls the plugin under
-//! its limits, and turns whatever happens (a report, an error, a trap, a
-//! timeout, memory exhaustion) into a [`StepOutcome`]. Never panics, never
-//! takes the host down.
+//! Runs one step: has the sandbox build its store and call the plugin, and
+//! turns whatever happens (a report, an error, a trap, a timeout, memory
+//! exhaustion) into a [`StepOutcome`]. Never panics, never takes the host
+//! down.
 
-use super::engine::Runtime;
 use super::outcome::{Failure, Metric, Status, StepOutcome};
 use super::report_limits;
-use super::state::Sandbox;
-use crate::audit::AuditLog;
+use crate::audit::{AuditEvent, AuditLog};
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
-use crate::capabilities::exec::ExecGrant;
-use crate::capabilities::fs;
-use crate::capabilities::log::{DEFAULT_LOG_LIMIT, OutputPipe, StepLog, Stream};
-use crate::capabilities::net::{self, NetPolicy};
-use crate::capabilities::secrets::{SecretGrant, SecretValues};
-use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
+use crate::capabilities::log::{DEFAULT_LOG_LIMIT, StepLog};
+use crate::capabilities::secrets::SecretValues;
+use crate::capabilities::sql::{DbTarget, ToolSet};
 use crate::pipeline::PlannedStep;
 use crate::redact::Redactor;
-use anyhow::{Context, Result};
+use crate::sandbox::{self, Execution, Runtime, Stop};
+use anyhow::Result;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-use wasmtime_wasi::WasiCtxBuilder;
 
 /// What every step of one run shares.
 pub struct RunContext {
@@ -46,10 +41,6 @@ pub struct RunContext {
     pub previous_version: String,
 }
 
-/// Extra time past the step's own timeout before the runner gives up on a
-/// host call the plugin is blocked in; guest code is stopped by the epoch.
-const HOST_CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
-
 pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -> StepOutcome {
     let started_at = SystemTime::now();
     let started = Instant::now();
@@ -71,7 +62,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         log_tail: Vec::new(),
     };
     audit_grant(&run.audit, step);
-    run.audit.record(Some(&step.name), "step.start", json!({ "stage": step.stage }));
+    run.audit.record(Some(&step.name), AuditEvent::StepStart, json!({ "stage": step.stage }));
 
     let log = match StepLog::create(&run.run_dir.join(&log_rel), run.redactor.clone(), DEFAULT_LOG_LIMIT) {
         Ok(l) => Arc::new(l),
@@ -104,7 +95,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
             if !capped.cuts.is_empty() {
                 let message = format!("report cut: {}", capped.cuts.join("; "));
                 log.line("deployhost", &message);
-                run.audit.record(Some(&step.name), "limit", json!({ "kind": "report", "message": message }));
+                run.audit.record(Some(&step.name), AuditEvent::Limit, json!({ "kind": "report", "message": message }));
             }
             outcome.outputs = capped.outputs;
             outcome.metrics = capped.metrics;
@@ -122,7 +113,12 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         Ok(Execution::StepError(StepError::Failed(m))) => {
             finish(run, outcome, started, Status::Failed, Some(Failure::Error), m)
         }
-        Ok(Execution::Stopped(failure, message)) => {
+        Ok(Execution::Stopped(stop, message)) => {
+            let failure = match stop {
+                Stop::Timeout => Failure::Timeout,
+                Stop::Memory => Failure::Memory,
+                Stop::Crash => Failure::Crash,
+            };
             finish(run, outcome, started, Status::Failed, Some(failure), message)
         }
         Err(e) => finish(run, outcome, started, Status::Failed, Some(Failure::Setup), format!("{e:#}")),
@@ -135,49 +131,17 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
     outcome
 }
 
-enum Execution {
-    Report(wit::Report),
-    StepError(StepError),
-    /// Stopped by the host: a limit, or the plugin crashed.
-    Stopped(Failure, String),
-}
-
+/// Builds the step's sandbox and calls its plugin.
 async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: Arc<StepLog>) -> Result<Execution> {
-    let pre = runtime.prepare(&step.plugin)?;
-    for mount in step.grants.mounts.iter().filter(|m| m.writable) {
-        std::fs::create_dir_all(&mount.host)
-            .with_context(|| format!("cannot create granted folder {}", mount.host.display()))?;
-    }
-    let step_name: Arc<str> = Arc::from(step.name.as_str());
-
-    let mut wasi = WasiCtxBuilder::new();
-    wasi.stdout(OutputPipe::new(log.clone(), Stream::Stdout))
-        .stderr(OutputPipe::new(log.clone(), Stream::Stderr))
-        .allow_tcp(true)
-        .allow_udp(true)
-        .allow_ip_name_lookup(false)
-        .socket_addr_check(net::deny_sockets(step_name.clone(), run.audit.clone()));
-    fs::preopen(&mut wasi, &step.grants.mounts, &run.empty_root)?;
-
-    let mut store = Sandbox {
-        wasi: wasi.build(),
-        step: step_name,
-        audit: run.audit.clone(),
-        log,
-        net: NetPolicy::new(step.grants.net.clone()),
-        secrets: SecretGrant { granted: step.grants.secrets.clone(), values: run.secrets.clone() },
-        sql: SqlGrant {
-            granted: step.grants.databases.clone(),
-            targets: run.databases.clone(),
-            mounts: step.grants.mounts.clone(),
-            tools: run.tools.clone(),
-            scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
-        },
-        exec: ExecGrant { programs: step.grants.exec.clone(), cwd: run.dir.clone() },
-        limits: step.limits,
-    }
-    .into_store(runtime.engine());
-
+    let shared = sandbox::Shared {
+        audit: &run.audit,
+        dir: &run.dir,
+        empty_root: &run.empty_root,
+        secrets: &run.secrets,
+        databases: &run.databases,
+        tools: &run.tools,
+    };
+    let prepared = sandbox::prepare(runtime, &shared, step, log)?;
     let ctx = StepContext {
         pipeline: run.pipeline.clone(),
         environment: run.environment.clone(),
@@ -187,59 +151,7 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
         run_id: run.run_id.clone(),
         params: serde_json::Value::Object(runtime_params(run, step)).to_string(),
     };
-    let timeout = step.limits.timeout + HOST_CALL_GRACE;
-    let call = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        instance.call_run(&mut store, &ctx).await
-    };
-    let result = tokio::time::timeout(timeout, call).await;
-    let limits = &step.limits;
-    Ok(match result {
-        Err(_) => Execution::Stopped(
-            Failure::Timeout,
-            format!("timed out after {}", humantime::format_duration(limits.timeout)),
-        ),
-        Ok(Ok(Ok(report))) => Execution::Report(report),
-        Ok(Ok(Err(e))) => Execution::StepError(e),
-        Ok(Err(trap)) => {
-            let (failure, message) = explain_trap(&trap, store.data().limiter.exceeded, limits);
-            run.audit.record(
-                Some(&step.name),
-                "limit",
-                json!({ "kind": format!("{failure:?}").to_lowercase(), "message": message }),
-            );
-            Execution::Stopped(failure, message)
-        }
-    })
-}
-
-fn explain_trap(
-    err: &wasmtime::Error,
-    memory_exceeded: bool,
-    limits: &crate::capabilities::limits::StepLimits,
-) -> (Failure, String) {
-    if memory_exceeded {
-        let limit = crate::pipeline::units::ByteSize(limits.memory);
-        return (Failure::Memory, format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"));
-    }
-    match err.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => {
-            (Failure::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
-        }
-        Some(wasmtime::Trap::StackOverflow) => (Failure::Crash, "crashed: stack overflow".into()),
-        // A guest's own stack lives in its linear memory: running off its
-        // end shows up as an out-of-bounds access, not as a stack overflow.
-        Some(wasmtime::Trap::MemoryOutOfBounds) => (
-            Failure::Crash,
-            "crashed: out-of-bounds memory access (a plugin whose own stack overflowed ends this way)".into(),
-        ),
-        Some(trap) => (Failure::Crash, format!("crashed: {trap} ({})", first_line(err))),
-        None => (Failure::Crash, format!("crashed: {}", first_line(err))),
-    }
-}
-
-fn first_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+    Ok(prepared.run(&ctx).await)
 }
 
 /// `with:` with the runtime variables (`${VERSION}`, `${STEP}`, …) filled in.
@@ -281,7 +193,7 @@ fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
     let net: Vec<String> = g.net.iter().map(|p| p.to_string()).collect();
     audit.record(
         Some(&step.name),
-        "grant",
+        AuditEvent::Grant,
         json!({
             "stage": step.stage,
             "plugin": step.plugin.label(),
@@ -314,7 +226,7 @@ fn finish(
     run.audit.close_step(&outcome.step);
     run.audit.record(
         Some(&outcome.step),
-        "step.end",
+        AuditEvent::StepEnd,
         json!({ "status": status.as_str(), "failure": failure, "ms": outcome.ms, "summary": outcome.summary }),
     );
     outcome

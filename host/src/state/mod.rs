@@ -10,6 +10,7 @@ mod postgres;
 mod sqlite;
 
 use crate::runner::StepOutcome;
+use crate::status::RunStatus;
 use db::{Backend, Conn, Durability, End, Val};
 use serde::Serialize;
 use std::path::Path;
@@ -75,7 +76,7 @@ pub struct RunRow {
     pub pipeline: String,
     pub environment: String,
     pub version: String,
-    pub status: String,
+    pub status: RunStatus,
     pub started: String,
     pub finished: Option<String>,
     pub who: String,
@@ -96,7 +97,9 @@ impl RunRow {
     /// machine can be checked; one elsewhere (a CI runner sharing the
     /// store) is taken at its word.
     pub fn process_gone(&self) -> bool {
-        self.status == "running" && (self.host.is_empty() || self.host == this_host()) && !process_alive(self.pid)
+        self.status == RunStatus::Running
+            && (self.host.is_empty() || self.host == this_host())
+            && !process_alive(self.pid)
     }
 }
 
@@ -150,13 +153,22 @@ pub fn use_database(url: String) {
 
 const RUN_COLUMNS: &str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, grants_accepted_by, host";
 
+/// A stored status this deployhost does not know (a store written by a
+/// newer one) reads as failed: never as passed, never as running.
+fn stored_status(name: &str) -> RunStatus {
+    RunStatus::parse(name).unwrap_or_else(|| {
+        tracing::warn!(status = name, "unknown run status in the state store; read as failed");
+        RunStatus::Failed
+    })
+}
+
 fn run_from(r: &[Val]) -> RunRow {
     RunRow {
         id: r[0].text(),
         pipeline: r[1].text(),
         environment: r[2].text(),
         version: r[3].text(),
-        status: r[4].text(),
+        status: stored_status(&r[4].text()),
         started: r[5].text(),
         finished: r[6].opt_text(),
         who: r[7].text(),
@@ -251,7 +263,7 @@ impl StateStore {
                 "INSERT INTO locks (environment, run_id, pid, since) VALUES (?1, ?2, ?3, ?4)",
                 &[run.environment.into(), run.id.into(), pid.into(), (&started).into()],
             )?;
-            insert_run(conn, run, "running", pid, &started)
+            insert_run(conn, run, RunStatus::Running, pid, &started)
         })
     }
 
@@ -259,7 +271,7 @@ impl StateStore {
     /// while it waits.
     pub fn wait_for_approval(&self, run: &NewRun) -> Result<(), StateError> {
         let pid = i64::from(std::process::id());
-        self.with(|conn| insert_run(conn, run, "awaiting-approval", pid, &now()))
+        self.with(|conn| insert_run(conn, run, RunStatus::AwaitingApproval, pid, &now()))
     }
 
     pub fn approve(&self, run_id: &str, approver: &str) -> Result<(), StateError> {
@@ -315,12 +327,12 @@ impl StateStore {
     }
 
     /// Records how the run ended and releases its environment's lock.
-    pub fn finish(&self, run_id: &str, status: &str, reason: Option<&str>) -> Result<(), StateError> {
+    pub fn finish(&self, run_id: &str, status: RunStatus, reason: Option<&str>) -> Result<(), StateError> {
         let finished = now();
         self.with(|conn| {
             conn.exec(
                 "UPDATE runs SET status = ?2, finished = ?3, reason = ?4 WHERE id = ?1",
-                &[run_id.into(), status.into(), (&finished).into(), reason.into()],
+                &[run_id.into(), status.as_str().into(), (&finished).into(), reason.into()],
             )?;
             conn.exec("DELETE FROM locks WHERE run_id = ?1", &[run_id.into()])
         })
@@ -395,7 +407,7 @@ impl StateStore {
     }
 }
 
-fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: &str, pid: i64, started: &str) -> Result<(), String> {
+fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: RunStatus, pid: i64, started: &str) -> Result<(), String> {
     conn.exec(
         "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid, grants, grants_accepted_by, host)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -404,7 +416,7 @@ fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: &str, pid: i64, started
             run.pipeline.into(),
             run.environment.into(),
             run.version.into(),
-            status.into(),
+            status.as_str().into(),
             started.into(),
             run.who.into(),
             run.approved_by.into(),
@@ -453,7 +465,7 @@ mod tests {
             pipeline: "p".into(),
             environment: "e".into(),
             version: "1".into(),
-            status: "running".into(),
+            status: RunStatus::Running,
             started: String::new(),
             finished: None,
             who: "ci".into(),

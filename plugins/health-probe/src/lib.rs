@@ -110,6 +110,8 @@ impl Rate {
 /// The outcome of one request.
 struct Probe {
     ok: bool,
+    /// The host denied the request: a configuration problem.
+    denied: bool,
     latency: Duration,
     detail: String,
     status: Option<u16>,
@@ -120,7 +122,7 @@ fn probe_once(p: &Params) -> Probe {
     for (k, v) in &p.headers {
         request = request.header(k, v);
     }
-    match request.send() {
+    match request.try_send() {
         Ok(response) => {
             let mut problems = Vec::new();
             if !p.expect.accepts(response.status) {
@@ -133,12 +135,13 @@ fn probe_once(p: &Params) -> Probe {
             }
             Probe {
                 ok: problems.is_empty(),
+                denied: false,
                 latency: response.elapsed,
                 detail: if problems.is_empty() { format!("status {}", response.status) } else { problems.join(", ") },
                 status: Some(response.status),
             }
         }
-        Err(e) => Probe { ok: false, latency: p.timeout, detail: e, status: None },
+        Err(e) => Probe { ok: false, denied: e.denied, latency: p.timeout, detail: e.message, status: None },
     }
 }
 
@@ -162,8 +165,7 @@ fn run_with_retries(p: &Params) -> Report {
         attempt += 1;
         let probe = probe_once(p);
         // A denial by the host is a configuration problem; retrying cannot help.
-        let denied = probe.detail.contains("deployhost denied");
-        if probe.ok || denied || attempt > p.retries {
+        if probe.ok || probe.denied || attempt > p.retries {
             let summary = format!("{} {}: {} after {} attempt(s)", p.method, p.url, probe.detail, attempt);
             let report = if probe.ok { Report::passed(summary) } else { Report::failed(summary) };
             let report = report.output("attempts", attempt).metric("latency_ms", ms(probe.latency), "ms").metric(

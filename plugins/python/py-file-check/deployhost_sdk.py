@@ -167,7 +167,7 @@ def http_get(url: str, headers: List[Tuple[str, str]], timeout_s: float) -> Resp
     try:
         pending = outgoing_handler.handle(request, options)
     except Err as e:
-        raise failed(describe_http_error(e.value))
+        raise failed(describe_http_error(e.value, parts.netloc))
     http.OutgoingBody.finish(body, None)
     while (outer := pending.get()) is None:
         pending.subscribe().block()
@@ -175,7 +175,7 @@ def http_get(url: str, headers: List[Tuple[str, str]], timeout_s: float) -> Resp
     # means the response was taken already, which one `get` rules out.
     inner = outer.value
     if isinstance(inner, Err):
-        raise failed(describe_http_error(inner.value))
+        raise failed(describe_http_error(inner.value, parts.netloc))
     response = inner.value
     pairs = [(k, v.decode("latin-1")) for k, v in response.headers().entries()]
     return Response(response.status(), pairs, read_body(response))
@@ -198,7 +198,9 @@ def read_body(response: http.IncomingResponse) -> bytes:
     return bytes(out[:MAX_BODY])
 
 
-def describe_http_error(code: Any) -> str:
+def describe_http_error(code: Any, authority: str) -> str:
+    if isinstance(code, http.ErrorCode_HttpRequestDenied):
+        return f"denied by deployhost: {authority} is not in the step's grants.net (the step log says what to add)"
     if isinstance(code, http.ErrorCode_InternalError) and code.value:
         return code.value
     if isinstance(code, http.ErrorCode_ConnectionRefused):

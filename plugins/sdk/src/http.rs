@@ -110,6 +110,12 @@ impl Request {
     }
 
     pub fn send(&self) -> Result<Response, String> {
+        self.try_send().map_err(|e| e.message)
+    }
+
+    /// Like [`Request::send`], and says whether the host denied the
+    /// request (it is not in the step's `grants.net`): retrying cannot help.
+    pub fn try_send(&self) -> Result<Response, SendError> {
         let started = Instant::now();
         let url = Url::parse(&self.url)?;
         let fields = Fields::new();
@@ -136,13 +142,14 @@ impl Request {
         let _ = options.set_connect_timeout(Some(nanos));
         let _ = options.set_first_byte_timeout(Some(nanos));
         let _ = options.set_between_bytes_timeout(Some(nanos));
-        let pending = outgoing_handler::handle(request, Some(options)).map_err(describe_error)?;
+        let denied_to = |e: ErrorCode| with_authority(send_error(e), &url.authority);
+        let pending = outgoing_handler::handle(request, Some(options)).map_err(denied_to)?;
         write_body(body, &self.body)?;
 
         let response = loop {
             match pending.get() {
                 Some(result) => {
-                    break result.map_err(|_| "response already taken".to_string())?.map_err(describe_error)?;
+                    break result.map_err(|_| "response already taken".to_string())?.map_err(denied_to)?;
                 }
                 None => pending.subscribe().block(),
             }
@@ -196,8 +203,52 @@ fn stream_error(e: StreamError) -> String {
     }
 }
 
+/// Why a request got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    pub message: String,
+    /// The host refused it (`HTTP-request-denied`): not in `grants.net`.
+    pub denied: bool,
+}
+
+impl From<String> for SendError {
+    fn from(message: String) -> Self {
+        SendError { message, denied: false }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A denial names the host asked for: what to add to `grants.net`.
+fn with_authority(mut e: SendError, authority: &str) -> SendError {
+    if e.denied {
+        e.message = format!("{authority}: {}", e.message);
+    }
+    e
+}
+
+fn send_error(e: ErrorCode) -> SendError {
+    // Today's host sends its explanation as the message of an internal
+    // error, so the plugin can show what to grant; `HTTP-request-denied`
+    // is the code for it in wasi-http.
+    let denied = match &e {
+        ErrorCode::HttpRequestDenied => true,
+        ErrorCode::InternalError(Some(m)) => m.starts_with("deployhost denied "),
+        _ => false,
+    };
+    SendError { message: describe_error(e), denied }
+}
+
 fn describe_error(e: ErrorCode) -> String {
     match e {
+        ErrorCode::HttpRequestDenied => {
+            "denied by deployhost: not in the step's grants.net (the step log names the grant that would allow it)"
+                .to_string()
+        }
         ErrorCode::InternalError(Some(message)) => message,
         ErrorCode::ConnectionRefused => "connection refused".to_string(),
         ErrorCode::ConnectionTimeout => "connection timed out".to_string(),
@@ -244,5 +295,24 @@ impl Url {
             return Err(format!("`{url}`: missing host, or credentials in the URL"));
         }
         Ok(Url { scheme, authority: authority.to_string(), path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_is_told_apart_by_its_code_not_its_text() {
+        let denied = send_error(ErrorCode::HttpRequestDenied);
+        assert!(denied.denied);
+        assert!(denied.message.contains("grants.net"), "{denied}");
+        let host = send_error(ErrorCode::InternalError(Some("deployhost denied step `a` HTTP GET to x:1".into())));
+        assert!(host.denied);
+        // A message that merely says "denied" is not a denial.
+        let other = send_error(ErrorCode::InternalError(Some("the server denied it".into())));
+        assert!(!other.denied);
+        assert!(!send_error(ErrorCode::ConnectionRefused).denied);
+        assert!(!SendError::from("bad host".to_string()).denied);
     }
 }

@@ -4,18 +4,19 @@
 
 use crate::StepError;
 use crate::db::{Connection, Value, fail};
-use crate::sqltext::{normalize, split_statements};
+use crate::sqltext::{fingerprint, split_statements};
 
 pub const HISTORY: &str = "supabase_migrations.schema_migrations";
 
-/// Creates the history table as the CLI does; extra columns a newer CLI
-/// added are left alone.
-pub const CREATE_HISTORY: &str = "CREATE SCHEMA IF NOT EXISTS supabase_migrations;
-CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (
-    version text NOT NULL PRIMARY KEY,
-    statements text[],
-    name text
-)";
+/// Creates the history table as the CLI does (`CreateMigrationTable`): a
+/// table made by an older CLI, with only `version`, gets `statements` and
+/// `name`; extra columns a newer CLI added are left alone. The CLI sets a
+/// 4 s lock timeout for this; `RESET ALL` before each file clears it.
+pub const CREATE_HISTORY: &str = "SET lock_timeout = '4s';
+CREATE SCHEMA IF NOT EXISTS supabase_migrations;
+CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text NOT NULL PRIMARY KEY);
+ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS statements text[];
+ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text";
 
 #[derive(Debug, Clone)]
 pub struct Migration {
@@ -83,8 +84,19 @@ pub fn read_history(db: &Connection) -> Result<Vec<Applied>, StepError> {
     if exists.rows.first().and_then(|r| r[0].as_bool()) != Some(true) {
         return Ok(Vec::new());
     }
+    // A table made by an older CLI may lack `statements` and `name`; it is
+    // read as it is (the migrator adds them, a verifier must not).
+    let columns = db
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[Value::Text(HISTORY.into())],
+        )
+        .map_err(fail("reading the migration history"))?;
+    let has = |c: &str| columns.rows.iter().any(|r| r[0].as_text() == Some(c));
+    let name = if has("name") { "coalesce(name, '')" } else { "''" };
+    let statements = if has("statements") { "coalesce(statements, '{}')" } else { "'{}'::text[]" };
     let rows = db
-        .query(&format!("SELECT version, coalesce(name, ''), coalesce(statements, '{{}}') FROM {HISTORY}"), &[])
+        .query(&format!("SELECT version, {name}, {statements} FROM {HISTORY}"), &[])
         .map_err(fail("reading the migration history"))?;
     let mut applied: Vec<Applied> = rows
         .rows
@@ -102,9 +114,12 @@ pub fn read_history(db: &Connection) -> Result<Vec<Applied>, StepError> {
     Ok(applied)
 }
 
-/// Does the recorded history match the file? Layout-insensitive.
+/// Does the recorded history match the file? Yes when it holds exactly the
+/// statements the Supabase CLI would store for it; also when only the
+/// layout differs (comments, white space, where `;` split), as in
+/// histories written by older CLIs or older deployhost versions, whose
+/// splitters cut `BEGIN ATOMIC` bodies or dropped trailing comments.
 pub fn same_statements(recorded: &[String], file: &Migration) -> bool {
-    let ours: Vec<String> = file.statements().iter().map(|s| normalize(s)).collect();
-    let theirs: Vec<String> = recorded.iter().map(|s| normalize(s)).filter(|s| !s.is_empty()).collect();
-    ours == theirs
+    let ours = file.statements();
+    recorded == ours.as_slice() || fingerprint(recorded) == fingerprint(&ours)
 }

@@ -1,20 +1,40 @@
 //! `supabase-migrate`: applies `supabase/migrations/<version>_<name>.sql`
 //! and keeps the Supabase CLI's history table, so a project can move between
-//! this and `supabase db push`. Each pending file runs in its own transaction
-//! with its history row. Beyond the CLI: refuses files that changed after
-//! they were applied, and holds an advisory lock so two deploys never
-//! migrate at once. `dry_run: true` applies everything in one transaction
-//! and rolls it back: the "migrations can apply" pre-flight.
+//! this and `supabase db push` in either direction.
+//!
+//! Each file is applied the way `supabase db push` applies it (supabase/cli
+//! `pkg/migration`): `RESET ALL` first, so settings a file changed (a
+//! pg_dump header's `set_config('search_path', '', false)`) do not reach
+//! the next; then its statements, split by the CLI's rules, in one
+//! transaction that ends with its history row. The CLI sends them as one
+//! pipeline, where a statement that cannot run in a transaction (`CREATE
+//! INDEX CONCURRENTLY`, `VACUUM`, …) runs and commits on its own when it is
+//! the first of the file, or follows another such statement or a `COMMIT`;
+//! anywhere else PostgreSQL refuses it. This does the same: such a
+//! statement commits at once and is not undone if a later statement of the
+//! file fails.
+//!
+//! Beyond the CLI: refuses files that changed after they were applied, and
+//! holds an advisory lock so two deploys never migrate at once.
+//! `dry_run: true` applies everything in one transaction and rolls it back:
+//! the "migrations can apply" pre-flight.
 
-use deployhost_plugin_sdk::db::{self, Connection, Value, fail};
+use deployhost_plugin_sdk::db::{self, Connection, SqlError, Value, fail};
 use deployhost_plugin_sdk::supabase::{self, CREATE_HISTORY, HISTORY, Migration, version_key};
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, units};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// The advisory lock every deployhost migration of a database takes.
-const LOCK_KEY: i64 = 0x6465_706c_6f79;
+/// The advisory lock every deployhost migration of a database takes: the
+/// bytes of "supamigr". It must differ from the PostgreSQL state store's
+/// key (`STATE_LOCK` in host/src/state/postgres.rs, the bytes of "deploy"),
+/// or a state store kept in the migrated database would wait on a migration.
+const LOCK_KEY: i64 = 0x7375_7061_6d69_6772;
+
+/// SQLSTATE of "cannot run inside a transaction block" (and "cannot be
+/// executed within a pipeline").
+const ACTIVE_SQL_TRANSACTION: &str = "25001";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -81,6 +101,80 @@ fn lock(db: &Connection, wait: Duration) -> Result<(), StepError> {
     }
 }
 
+/// A transaction-control statement in a migration file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Control {
+    Begin,
+    Commit,
+    Rollback,
+}
+
+/// The first `n` words of `statement` after its leading comments, upper-cased.
+fn leading_words(statement: &str, n: usize) -> Vec<String> {
+    let mut s = statement.trim_start();
+    loop {
+        if let Some(rest) = s.strip_prefix("--") {
+            s = rest.split_once('\n').map_or("", |(_, r)| r).trim_start();
+        } else if let Some(rest) = s.strip_prefix("/*") {
+            s = rest.split_once("*/").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    s.split(|c: char| c.is_whitespace() || c == ';' || c == '(')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
+/// Does `statement` begin or end a transaction block?
+fn control(statement: &str) -> Option<Control> {
+    let words = leading_words(statement, 2);
+    let second = words.get(1).map(String::as_str);
+    match (words.first().map(String::as_str)?, second) {
+        ("BEGIN", _) | ("START", Some("TRANSACTION")) => Some(Control::Begin),
+        ("COMMIT" | "END", s) if s != Some("PREPARED") => Some(Control::Commit),
+        ("ROLLBACK" | "ABORT", s) if s != Some("PREPARED") && s != Some("TO") => Some(Control::Rollback),
+        _ => None,
+    }
+}
+
+/// Where applying a file failed.
+#[derive(Clone, Copy)]
+enum Step {
+    /// `RESET ALL`, or the transaction around the statements.
+    Session,
+    /// The file's transaction, run in one go.
+    Transaction,
+    Statement(usize),
+    History,
+}
+
+/// Why a file did not apply.
+struct Failure {
+    at: Step,
+    error: SqlError,
+    /// Statements of the file that had committed before the failure.
+    committed: Vec<usize>,
+}
+
+impl Failure {
+    fn at(at: Step, committed: &[usize]) -> impl FnOnce(SqlError) -> Failure + '_ {
+        move |error| Failure { at, error, committed: committed.to_vec() }
+    }
+}
+
+/// The history row, as the CLI writes it: a file without statements gets
+/// NULL (the CLI binds a nil array).
+fn insert_history(db: &Connection, m: &Migration, statements: &[String]) -> Result<u64, SqlError> {
+    let array = if statements.is_empty() { Value::Null } else { Value::TextArray(statements.to_vec()) };
+    db.execute(
+        &format!("INSERT INTO {HISTORY} (version, name, statements) VALUES ($1, $2, $3)"),
+        &[Value::Text(m.version.clone()), Value::Text(m.name.clone()), array],
+    )
+}
+
 /// `text` as a dollar-quoted literal whose tag does not occur in it.
 fn quote(text: &str) -> String {
     let mut n = 0;
@@ -93,26 +187,171 @@ fn quote(text: &str) -> String {
     }
 }
 
-/// The file and its history row as one script: sent as one simple query,
-/// PostgreSQL runs it as one implicit transaction (all or nothing) in one
-/// round trip.
-fn apply_script(m: &Migration) -> String {
-    let statements: Vec<String> = m.statements().iter().map(|s| quote(s)).collect();
+/// The history row as a statement without parameters.
+fn history_statement(m: &Migration, statements: &[String]) -> String {
+    let array = if statements.is_empty() {
+        "NULL".to_string()
+    } else {
+        format!("ARRAY[{}]::text[]", statements.iter().map(|s| quote(s)).collect::<Vec<_>>().join(", "))
+    };
     format!(
-        "{}\n;\nINSERT INTO {HISTORY} (version, name, statements) VALUES ({}, {}, ARRAY[{}]::text[]);",
-        m.sql,
+        "INSERT INTO {HISTORY} (version, name, statements) VALUES ({}, {}, {array})",
         quote(&m.version),
-        quote(&m.name),
-        statements.join(", ")
+        quote(&m.name)
     )
 }
 
-fn insert_history(db: &Connection, m: &Migration) -> Result<(), db::SqlError> {
-    db.execute(
-        &format!("INSERT INTO {HISTORY} (version, name, statements) VALUES ($1, $2, $3)"),
-        &[Value::Text(m.version.clone()), Value::Text(m.name.clone()), Value::TextArray(m.statements())],
-    )
-    .map(|_| ())
+/// Applies one file as `supabase db push` does (see the crate docs). Returns
+/// the statements that ran, and committed, outside the file's transaction.
+///
+/// A file without transaction control first goes in one call: its
+/// statements and history row in one transaction. When PostgreSQL refuses
+/// a statement there, the transaction is rolled back and the file is run
+/// statement by statement, which finds the statement, and runs one that
+/// cannot run in a transaction on its own where the CLI's pipeline would.
+fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
+    let mut committed = Vec::new();
+    let mut outside = Vec::new();
+    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &committed))?;
+    if statements.iter().all(|s| control(s).is_none()) {
+        let mut script = statements.to_vec();
+        script.push(history_statement(m, statements));
+        match db.transaction(&script) {
+            Ok(()) => return Ok(outside),
+            Err(SqlError::Database(_)) => {}
+            Err(e) => return Err(Failure { at: Step::Transaction, error: e, committed }),
+        }
+    }
+    // `open`: our transaction is open; `first`: the next statement would be
+    // the first of the CLI's pipeline segment, where PostgreSQL lets a
+    // statement that cannot run in a transaction run and commit at once.
+    let mut open = false;
+    let mut first = true;
+    let mut pending = Vec::new();
+    for (i, s) in statements.iter().enumerate() {
+        if !open {
+            db.begin().map_err(Failure::at(Step::Session, &committed))?;
+            open = true;
+            first = true;
+        }
+        match db.execute(s, &[]) {
+            Ok(_) => {
+                first = false;
+                pending.push(i);
+                match control(s) {
+                    Some(Control::Commit) => {
+                        committed.append(&mut pending);
+                        open = false;
+                    }
+                    Some(Control::Rollback) => {
+                        pending.clear();
+                        open = false;
+                    }
+                    Some(Control::Begin) | None => {}
+                }
+            }
+            Err(e) if first && db::code(&e) == Some(ACTIVE_SQL_TRANSACTION) => {
+                let _ = db.rollback();
+                open = false;
+                db.execute(s, &[]).map_err(Failure::at(Step::Statement(i), &committed))?;
+                committed.push(i);
+                outside.push(i);
+            }
+            Err(e) => {
+                let _ = db.rollback();
+                return Err(Failure { at: Step::Statement(i), error: e, committed });
+            }
+        }
+    }
+    if !open {
+        db.begin().map_err(Failure::at(Step::Session, &committed))?;
+    }
+    if let Err(e) = insert_history(db, m, statements) {
+        let _ = db.rollback();
+        return Err(Failure { at: Step::History, error: e, committed });
+    }
+    db.commit().map_err(Failure::at(Step::History, &committed))?;
+    Ok(outside)
+}
+
+/// A dry run of one file inside the run's one transaction: statements that
+/// cannot run in a transaction, and transaction control, are not tried
+/// (returned); everything else is.
+fn rehearse(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
+    let none = Vec::new();
+    let mut not_tried = Vec::new();
+    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &none))?;
+    let mut first = true;
+    for (i, s) in statements.iter().enumerate() {
+        if let Some(c) = control(s) {
+            not_tried.push(i);
+            first = c != Control::Begin;
+            continue;
+        }
+        if first {
+            db.batch("SAVEPOINT deployhost_dry_run").map_err(Failure::at(Step::Statement(i), &none))?;
+        }
+        match db.execute(s, &[]) {
+            Ok(_) => {
+                if first {
+                    db.batch("RELEASE SAVEPOINT deployhost_dry_run").map_err(Failure::at(Step::Statement(i), &none))?;
+                }
+                first = false;
+            }
+            Err(e) if first && db::code(&e) == Some(ACTIVE_SQL_TRANSACTION) => {
+                db.batch("ROLLBACK TO SAVEPOINT deployhost_dry_run; RELEASE SAVEPOINT deployhost_dry_run")
+                    .map_err(Failure::at(Step::Statement(i), &none))?;
+                not_tried.push(i);
+            }
+            Err(e) => return Err(Failure { at: Step::Statement(i), error: e, committed: Vec::new() }),
+        }
+    }
+    insert_history(db, m, statements).map_err(Failure::at(Step::History, &none))?;
+    Ok(not_tried)
+}
+
+/// The start of a statement, for messages.
+fn excerpt(statement: &str) -> String {
+    let line = statement.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--")).unwrap_or("");
+    if line.chars().count() > 60 {
+        format!("{}…", line.chars().take(60).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
+/// Statement numbers (1-based) for messages.
+fn numbers(indexes: &[usize]) -> String {
+    indexes.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// What went wrong with a file, with what to do about it.
+fn describe_failure(m: &Migration, statements: &[String], f: &Failure) -> String {
+    let at = match f.at {
+        Step::Statement(i) => format!("at statement {} (`{}`)", i + 1, excerpt(&statements[i])),
+        Step::Session => "preparing the session (RESET ALL, BEGIN)".to_string(),
+        Step::Transaction => "in its transaction".to_string(),
+        Step::History => "recording it in the history".to_string(),
+    };
+    let mut text = format!("{} failed {at}: {}", m.file, db::describe(&f.error));
+    match &f.error {
+        SqlError::Database(e) if e.code == ACTIVE_SQL_TRANSACTION => text.push_str(
+            "; as with `supabase db push`, a statement that cannot run in a transaction must come first in its file, \
+             or right after another such statement or a COMMIT: move it to a migration file of its own",
+        ),
+        SqlError::Database(e) if e.message.contains("multiple commands") => text.push_str(
+            "; the Supabase CLI's splitter reads these as one statement (a \\' inside an E'' string, or a \\; outside quotes): \
+             write '' for a quote inside a string",
+        ),
+        _ => {}
+    }
+    if !f.committed.is_empty() {
+        text.push_str(&format!(
+            "; statement(s) {} of it had committed before the failure and stay (they ran outside a transaction, or the file commits itself)",
+            numbers(&f.committed)
+        ));
+    }
+    text
 }
 
 /// Checks history against the files: what is pending, or why not to go on.
@@ -154,34 +393,79 @@ fn plan(files: &[Migration], applied: &[supabase::Applied], include_all: bool) -
     Ok(pending)
 }
 
-fn repair(db: &Connection, files: &[Migration], r: &Repair) -> Result<Report, StepError> {
-    db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))?;
-    db.begin().map_err(fail("repair"))?;
-    for version in &r.versions {
-        let result = match r.status {
-            RepairStatus::Reverted => db
-                .execute(&format!("DELETE FROM {HISTORY} WHERE version = $1"), &[Value::Text(version.clone())])
-                .map(|_| ()),
-            RepairStatus::Applied => {
-                let file = files.iter().find(|m| &m.version == version).cloned().unwrap_or(Migration {
-                    version: version.clone(),
-                    name: String::new(),
-                    file: String::new(),
-                    sql: String::new(),
-                });
-                db.execute(&format!("DELETE FROM {HISTORY} WHERE version = $1"), &[Value::Text(version.clone())])
-                    .and_then(|_| insert_history(db, &file))
-            }
-        };
-        if let Err(e) = result {
-            let _ = db.rollback();
-            return Err(fail_with(format!("repair of {version}: {}", db::describe(&e))));
+/// Refuses a repair the Supabase CLI refuses, before touching the database.
+fn check_repair(r: &Repair, files: &[Migration], dir: &str) -> Result<(), StepError> {
+    if r.versions.is_empty() {
+        return Err(fail_with(
+            "repair: `versions` is empty; name the versions to mark (repairing the whole history, as `supabase migration repair` \
+             does without versions, is not done from a pipeline)"
+                .into(),
+        ));
+    }
+    let bad: Vec<&str> = r
+        .versions
+        .iter()
+        .filter(|v| v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()))
+        .map(String::as_str)
+        .collect();
+    if !bad.is_empty() {
+        return Err(fail_with(format!(
+            "repair: {} is not a version number (the digits before `_` in a migration file name, like 20240101000000)",
+            bad.join(", ")
+        )));
+    }
+    if r.status == RepairStatus::Applied {
+        let missing: Vec<&str> =
+            r.versions.iter().filter(|v| !files.iter().any(|m| &&m.version == v)).map(String::as_str).collect();
+        if !missing.is_empty() {
+            return Err(fail_with(format!(
+                "repair applied: version(s) {} have no migration file in {dir} (looked for <version>_*.sql); like `supabase migration repair`, \
+                 a version is only marked applied with its file, whose statements the history row records. Add the file, or mark only versions that have one",
+                missing.join(", ")
+            )));
         }
     }
-    db.commit().map_err(fail("repair"))?;
-    let what = if r.status == RepairStatus::Applied { "applied" } else { "reverted" };
-    Ok(Report::passed(format!("marked {} as {what} in the history (no SQL run)", r.versions.join(", ")))
-        .output("repaired", r.versions.join(",")))
+    Ok(())
+}
+
+/// `supabase migration repair`: edits the history only. `applied` upserts
+/// each version's row from its file; `reverted` deletes the rows.
+fn repair(db: &Connection, files: &[Migration], r: &Repair) -> Result<Report, StepError> {
+    db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))?;
+    let list = r.versions.join(", ");
+    let summary = match r.status {
+        RepairStatus::Applied => {
+            db.begin().map_err(fail("repair"))?;
+            for version in &r.versions {
+                let Some(m) = files.iter().find(|m| &m.version == version) else {
+                    continue;
+                };
+                let statements = m.statements();
+                let array = if statements.is_empty() { Value::Null } else { Value::TextArray(statements) };
+                let upsert = format!(
+                    "INSERT INTO {HISTORY} (version, name, statements) VALUES ($1, $2, $3) \
+                     ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, statements = EXCLUDED.statements"
+                );
+                if let Err(e) = db.execute(&upsert, &[Value::Text(version.clone()), Value::Text(m.name.clone()), array])
+                {
+                    let _ = db.rollback();
+                    return Err(fail_with(format!("repair of {version}: {}", db::describe(&e))));
+                }
+            }
+            db.commit().map_err(fail("repair"))?;
+            format!("marked {list} as applied in the history (no SQL run)")
+        }
+        RepairStatus::Reverted => {
+            let n = db
+                .execute(
+                    &format!("DELETE FROM {HISTORY} WHERE version = ANY($1)"),
+                    &[Value::TextArray(r.versions.clone())],
+                )
+                .map_err(fail("repair"))?;
+            format!("marked {list} as reverted: {n} history row(s) deleted (no SQL run)")
+        }
+    };
+    Ok(Report::passed(summary).output("repaired", r.versions.join(",")))
 }
 
 struct SupabaseMigrate;
@@ -202,6 +486,9 @@ impl Guest for SupabaseMigrate {
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
         let files = supabase::read_migrations(&sdk::guest_path(&p.dir))?;
+        if let Some(r) = &p.repair {
+            check_repair(r, &files, &p.dir)?;
+        }
         let db = db::open(&p.database)?;
         lock(&db, p.lock_wait)?;
         if let Some(r) = &p.repair {
@@ -216,33 +503,54 @@ impl Guest for SupabaseMigrate {
         let pending = plan(&files, &applied, p.include_all)?;
 
         let mut done = Vec::new();
+        // Statements that ran outside a transaction (or were not tried in a
+        // dry run), as `file#statement`.
+        let mut outside = Vec::new();
         for m in &pending {
-            if let Err(e) = db.batch(&apply_script(m)) {
-                if p.dry_run {
-                    let _ = db.rollback();
+            let statements = m.statements();
+            let result = if p.dry_run { rehearse(&db, m, &statements) } else { apply(&db, m, &statements) };
+            match result {
+                Ok(special) => {
+                    outside.extend(special.iter().map(|i| format!("{}#{}", m.file, i + 1)));
+                    sdk::log::info(&format!("applied {}", m.file));
+                    done.push(m.version.clone());
                 }
-                let note = if p.dry_run {
-                    "nothing was changed (dry run)".to_string()
-                } else if done.is_empty() {
-                    "nothing was applied".to_string()
-                } else {
-                    format!("{} applied before it: {}", done.len(), done.join(", "))
-                };
-                return Ok(Report::failed(format!("{} failed: {}; {note}", m.file, db::describe(&e)))
-                    .output("failed_version", &m.version)
-                    .output("applied", done.join(",")));
+                Err(f) => {
+                    if p.dry_run {
+                        let _ = db.rollback();
+                    }
+                    let note = if p.dry_run {
+                        "nothing was changed (dry run)".to_string()
+                    } else if done.is_empty() && f.committed.is_empty() {
+                        "nothing was applied".to_string()
+                    } else if done.is_empty() {
+                        "no file before it was applied".to_string()
+                    } else {
+                        format!("{} applied before it: {}", done.len(), done.join(", "))
+                    };
+                    return Ok(Report::failed(format!("{}; {note}", describe_failure(m, &statements, &f)))
+                        .output("failed_version", &m.version)
+                        .output("applied", done.join(",")));
+                }
             }
-            sdk::log::info(&format!("applied {}", m.file));
-            done.push(m.version.clone());
         }
         if p.dry_run {
             db.rollback().map_err(fail("dry run"))?;
         }
         let latest = files.last().map(|m| m.version.clone()).unwrap_or_default();
         let summary = match (p.dry_run, done.len()) {
-            (true, n) => format!("dry run: {n} pending migration(s) apply cleanly; rolled back"),
+            (true, n) if outside.is_empty() => format!("dry run: {n} pending migration(s) apply cleanly; rolled back"),
+            (true, n) => format!(
+                "dry run: {n} pending migration(s) apply cleanly; rolled back; not tried (they cannot run in a transaction, or control it): {}",
+                outside.join(", ")
+            ),
             (false, 0) => format!("up to date ({} migrations applied before)", applied.len()),
-            (false, n) => format!("applied {n} migration(s): {}", done.join(", ")),
+            (false, n) if outside.is_empty() => format!("applied {n} migration(s): {}", done.join(", ")),
+            (false, n) => format!(
+                "applied {n} migration(s): {}; ran outside a transaction: {}",
+                done.join(", "),
+                outside.join(", ")
+            ),
         };
         // A dry run applied nothing: it says what would apply.
         let (applied_now, would_apply) =
@@ -251,6 +559,7 @@ impl Guest for SupabaseMigrate {
             .output("applied", applied_now)
             .output("would_apply", would_apply)
             .output("latest_version", latest)
+            .output("outside_transaction", outside.join(","))
             .output("previous_version", applied.last().map(|a| a.version.clone()).unwrap_or_default())
             .metric("migrations_applied", done.len() as f64, "count")
             .metric("migrate_ms", started.elapsed().as_secs_f64() * 1000.0, "ms"))
@@ -258,3 +567,66 @@ impl Guest for SupabaseMigrate {
 }
 
 sdk::export!(SupabaseMigrate);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_key_is_not_the_state_stores() {
+        // host/src/state/postgres.rs: `const STATE_LOCK: i64 = 0x6465_706c_6f79;`
+        let state_store = include_str!("../../../host/src/state/postgres.rs");
+        let line =
+            state_store.lines().find(|l| l.contains("const STATE_LOCK: i64 =")).expect("STATE_LOCK in the state store");
+        let hex = line.split("0x").nth(1).unwrap().trim_end_matches(';').replace('_', "");
+        let state_key = i64::from_str_radix(&hex, 16).unwrap();
+        assert_ne!(LOCK_KEY, state_key);
+        assert_eq!(LOCK_KEY.to_be_bytes(), *b"supamigr");
+    }
+
+    #[test]
+    fn transaction_control_is_recognised() {
+        assert_eq!(control("-- done\nCOMMIT"), Some(Control::Commit));
+        assert_eq!(control("end"), Some(Control::Commit));
+        assert_eq!(control("/* x */ begin"), Some(Control::Begin));
+        assert_eq!(control("start transaction isolation level serializable"), Some(Control::Begin));
+        assert_eq!(control("rollback"), Some(Control::Rollback));
+        assert_eq!(control("ROLLBACK TO SAVEPOINT a"), None);
+        assert_eq!(control("commit prepared 'x'"), None);
+        assert_eq!(control("create table commit_log (id int)"), None);
+        assert_eq!(control("-- only a comment"), None);
+    }
+
+    #[test]
+    fn history_row_quotes_any_text_exactly() {
+        let m = Migration { version: "1".into(), name: "a$m0$b".into(), file: "1_a.sql".into(), sql: String::new() };
+        let sql = history_statement(&m, &["select '$m0$'".to_string(), "-- x".to_string()]);
+        assert_eq!(
+            sql,
+            "INSERT INTO supabase_migrations.schema_migrations (version, name, statements) VALUES ($m0$1$m0$, $m1$a$m0$b$m1$, ARRAY[$m1$select '$m0$'$m1$, $m0$-- x$m0$]::text[])"
+        );
+        assert!(history_statement(&m, &[]).ends_with("NULL)"), "the CLI stores NULL for a file without statements");
+    }
+
+    fn file(version: &str) -> Migration {
+        Migration { version: version.into(), name: "a".into(), file: format!("{version}_a.sql"), sql: String::new() }
+    }
+
+    #[test]
+    fn repairs_the_cli_refuses_are_refused() {
+        let files = [file("1")];
+        let r =
+            |status, versions: &[&str]| Repair { status, versions: versions.iter().map(|v| v.to_string()).collect() };
+        let err = |r: Repair| match check_repair(&r, &files, "migrations") {
+            Err(StepError::Failed(m)) => m,
+            other => panic!("expected a refusal, got {:?}", other.is_ok()),
+        };
+        assert!(
+            err(r(RepairStatus::Applied, &["1", "2"])).contains("version(s) 2 have no migration file in migrations")
+        );
+        assert!(err(r(RepairStatus::Reverted, &["v1"])).contains("v1 is not a version number"));
+        assert!(err(r(RepairStatus::Applied, &[])).contains("`versions` is empty"));
+        assert!(check_repair(&r(RepairStatus::Applied, &["1"]), &files, "migrations").is_ok());
+        assert!(check_repair(&r(RepairStatus::Reverted, &["2"]), &files, "migrations").is_ok());
+    }
+}

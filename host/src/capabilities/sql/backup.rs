@@ -8,11 +8,12 @@
 
 use super::connect;
 use super::scope::{self, Recorded};
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs;
 use crate::pgconn::{DbTarget, error_text};
 use crate::registry::sha256_hex;
-use crate::runner::StepState;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -154,17 +155,17 @@ async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
     Ok(((num / 10_000) as u32, row.get(1)))
 }
 
-fn path_error(state: &StepState, database: &str, op: &str, path: &str, message: String) -> SqlError {
+fn path_error(state: &CapsView<'_>, database: &str, op: &str, path: &str, message: String) -> SqlError {
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "fs.denied",
+        AuditEvent::FsDenied,
         json!({ "op": op, "path": path, "database": database, "reason": message }),
     );
     SqlError::NotGranted(message)
 }
 
-fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
+fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
     state
         .caps
         .sql
@@ -174,7 +175,7 @@ fn target(state: &StepState, database: &str) -> Result<DbTarget, SqlError> {
         .ok_or_else(|| SqlError::Connection(format!("database `{database}` has no connection settings in this run")))
 }
 
-pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
+pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<DumpInfo, SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, true)
         .map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let target = target(state, database)?;
@@ -217,13 +218,13 @@ pub async fn dump(state: &mut StepState, database: &str, path: &str) -> Result<D
     let caps = &state.caps;
     caps.audit.record(
         Some(&caps.step),
-        "sql.dump",
+        AuditEvent::SqlDump,
         json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
 }
 
-pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Result<(), SqlError> {
+pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let bytes = std::fs::read(&host).map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
@@ -293,7 +294,7 @@ pub async fn restore(state: &mut StepState, database: &str, path: &str) -> Resul
     }
     caps.audit.record(
         Some(&caps.step),
-        "sql.restore",
+        AuditEvent::SqlRestore,
         json!({
             "database": database, "path": path, "sha256": digest, "ok": result.is_ok(),
             "schemas_dropped": plan.dropped_schemas, "extensions_kept": plan.new_extensions,

@@ -7,13 +7,12 @@ mod backup;
 pub mod scope;
 mod values;
 
+use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
+use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
-use crate::pipeline::model::DatabaseSource;
-use crate::runner::StepState;
 use serde_json::json;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_postgres::Client;
@@ -34,34 +33,6 @@ async fn connect(target: &DbTarget) -> Result<Client, String> {
     crate::pgconn::connect(target).await.map_err(|e| e.to_string())
 }
 
-/// Reads the URLs of the databases in `needed`. `PGSSLMODE` and friends
-/// come from `env`, like the URLs.
-pub fn resolve(
-    declared: &BTreeMap<String, DatabaseSource>,
-    needed: &BTreeSet<String>,
-    base: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<BTreeMap<String, DbTarget>, Vec<(String, String)>> {
-    let mut targets = BTreeMap::new();
-    let mut errors = Vec::new();
-    for name in needed {
-        let key = format!("databases.{name}");
-        let Some(source) = declared.get(name) else {
-            continue;
-        };
-        let Some(url) = super::read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
-            continue; // reported by validation
-        };
-        match url.and_then(|url| DbTarget::parse_with(url.trim(), env).map_err(|e| e.to_string())) {
-            Ok(target) => {
-                targets.insert(name.clone(), target);
-            }
-            Err(e) => errors.push((key, e)),
-        }
-    }
-    if errors.is_empty() { Ok(targets) } else { Err(errors) }
-}
-
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
 pub fn grant_label(database: &str, roles: &[String]) -> String {
     if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
@@ -80,12 +51,9 @@ pub struct SqlGrant {
     pub scope: scope::Scope,
 }
 
-/// An open connection handed to a step.
-pub struct Connection {
-    database: String,
-    roles: Vec<String>,
-    client: Client,
-}
+/// An open connection handed to a step (defined beside the bindings,
+/// which name it as the WIT resource).
+pub use crate::bindings::SqlConnection as Connection;
 
 fn sql_error(e: tokio_postgres::Error) -> SqlError {
     match e.as_db_error() {
@@ -102,7 +70,7 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-impl StepState {
+impl CapsView<'_> {
     /// Runs one statement against a connection and audits it.
     async fn audited<T>(
         &mut self,
@@ -125,13 +93,13 @@ impl StepState {
             Err(_) => fields["error"] = json!("connection"),
         }
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql", fields);
+        caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
         result.map(|(v, _)| v)
     }
 
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.denied", json!({ "database": database, "op": what }));
+        caps.audit.record(Some(&caps.step), AuditEvent::SqlDenied, json!({ "database": database, "op": what }));
         SqlError::NotGranted(format!(
             "step `{}` may not use database `{database}`: add it to the step's grants.databases",
             caps.step
@@ -147,7 +115,7 @@ fn refs(params: &[Param]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync)).collect()
 }
 
-impl Host for StepState {
+impl Host for CapsView<'_> {
     async fn open(&mut self, database: String) -> Result<Resource<Connection>, SqlError> {
         let Some(roles) = self.caps.sql.granted.get(&database).cloned() else {
             return Err(self.deny_database(&database, "open"));
@@ -157,7 +125,11 @@ impl Host for StepState {
         })?;
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), "sql.open", json!({ "database": database, "server": target.display }));
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::SqlOpen,
+            json!({ "database": database, "server": target.display }),
+        );
         self.table.push(Connection { database, roles, client }).map_err(|e| SqlError::Connection(e.to_string()))
     }
 
@@ -176,7 +148,7 @@ impl Host for StepState {
     }
 }
 
-impl HostConnection for StepState {
+impl HostConnection for CapsView<'_> {
     async fn query(
         &mut self,
         conn: Resource<Connection>,
@@ -262,7 +234,7 @@ impl HostConnection for StepState {
                 let caps = &self.caps;
                 caps.audit.record(
                     Some(&caps.step),
-                    "sql.denied",
+                    AuditEvent::SqlDenied,
                     json!({ "database": database, "op": "set-role", "role": role }),
                 );
                 Err(SqlError::RoleNotGranted(format!(

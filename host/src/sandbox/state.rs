@@ -1,8 +1,8 @@
 //! The data of one step's store: WASI, HTTP, limits and capabilities.
 
-use crate::capabilities::StepCaps;
 use crate::capabilities::limits::MemoryLimiter;
 use crate::capabilities::net::NetHooks;
+use crate::capabilities::{CapsView, StepCaps, StepStore};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -28,6 +28,21 @@ impl WasiHttpView for StepState {
     }
 }
 
+impl StepStore for StepState {
+    fn caps(&self) -> &StepCaps {
+        &self.caps
+    }
+    fn caps_mut(&mut self) -> &mut StepCaps {
+        &mut self.caps
+    }
+    fn caps_view(&mut self) -> CapsView<'_> {
+        CapsView { caps: &mut self.caps, table: &mut self.table }
+    }
+    fn net(&mut self) -> &mut NetHooks {
+        &mut self.net
+    }
+}
+
 /// The parts of a step's sandbox that differ from step to step.
 pub struct Sandbox {
     pub wasi: WasiCtx,
@@ -49,7 +64,12 @@ impl Sandbox {
             wasi: self.wasi,
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            net: NetHooks { step: self.step.clone(), policy: std::sync::Arc::new(self.net), audit: self.audit.clone() },
+            net: NetHooks {
+                step: self.step.clone(),
+                policy: std::sync::Arc::new(self.net),
+                audit: self.audit.clone(),
+                log: self.log.clone(),
+            },
             limiter: MemoryLimiter::new(self.limits.memory),
             caps: StepCaps {
                 step: self.step,

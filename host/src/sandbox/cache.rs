@@ -3,6 +3,14 @@
 //! and the engine's configuration, and carries a checksum of its own bytes:
 //! a corrupt, truncated or foreign entry is compiled again and replaced,
 //! never loaded blindly.
+//!
+//! Why not wasmtime's own `cache` feature: it keeps entries in a
+//! user-wide folder with its own config file and evicts behind our back,
+//! where this cache must (1) live with the state it serves (`--state-dir` or
+//! `DEPLOYHOST_CACHE_DIR`, which CI caches), (2) audit every hit, miss and
+//! rebuild with its reason (the `plugin.load` event), and (3) refuse entries
+//! that other users could have written (owner and mode checks) before
+//! handing their native code to wasmtime. Those three are the point of it.
 
 // Loading compiled code is unsafe by nature: wasmtime runs it as it is.
 #![allow(unsafe_code)]

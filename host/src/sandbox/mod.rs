@@ -1,0 +1,18 @@
+//! The sandbox: everything about one step's WebAssembly store. The engine
+//! and linker ([`Runtime`]), the compiled-plugin cache, the store state
+//! ([`StepState`]) assembled from the capabilities' per-step parts, and
+//! calling a plugin under its limits ([`prepare`], [`Prepared::run`]) or
+//! asking it what it is ([`inspect`]). The runner decides what runs when;
+//! the sandbox knows nothing of runs, stages or results.
+
+mod cache;
+mod engine;
+pub mod inspect;
+mod state;
+mod step;
+mod world;
+
+pub use cache::Load;
+pub use engine::{PluginLoad, Runtime};
+pub use state::{Sandbox, StepState};
+pub use step::{Execution, Prepared, Shared, Stop, prepare};

@@ -1,0 +1,161 @@
+//! One step's sandbox: built from its grants ([`prepare`]), then its plugin
+//! called under its limits ([`Prepared::run`]). Whatever happens (a report,
+//! an error, a trap, a timeout, memory exhaustion) comes back as an
+//! [`Execution`]; the runner turns it into the step's outcome.
+
+use super::engine::Runtime;
+use super::state::{Sandbox, StepState};
+use crate::audit::{AuditEvent, AuditLog};
+use crate::bindings::StepPre;
+use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
+use crate::capabilities::exec::ExecGrant;
+use crate::capabilities::fs;
+use crate::capabilities::limits::StepLimits;
+use crate::capabilities::log::{OutputPipe, StepLog, Stream};
+use crate::capabilities::net::{self, NetPolicy};
+use crate::capabilities::secrets::{SecretGrant, SecretValues};
+use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
+use crate::pipeline::PlannedStep;
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use wasmtime_wasi::WasiCtxBuilder;
+
+/// What every sandbox of one run shares.
+pub struct Shared<'a> {
+    pub audit: &'a Arc<AuditLog>,
+    /// The pipeline file's folder: where host programs run.
+    pub dir: &'a Path,
+    /// The empty folder mounted at `/` in every sandbox.
+    pub empty_root: &'a Path,
+    pub secrets: &'a SecretValues,
+    pub databases: &'a Arc<BTreeMap<String, DbTarget>>,
+    pub tools: &'a Arc<ToolSet>,
+}
+
+/// How a plugin call ended.
+pub enum Execution {
+    Report(wit::Report),
+    StepError(StepError),
+    /// Stopped by the host: a limit, or the plugin crashed.
+    Stopped(Stop, String),
+}
+
+/// Why the host stopped a plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Timeout,
+    Memory,
+    Crash,
+}
+
+/// Extra time past the step's own timeout before the runner gives up on a
+/// host call the plugin is blocked in; guest code is stopped by the epoch.
+const HOST_CALL_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// A step's store, built from its grants, and its plugin ready to start.
+pub struct Prepared {
+    pre: StepPre<StepState>,
+    store: wasmtime::Store<StepState>,
+    step: String,
+    limits: StepLimits,
+    audit: Arc<AuditLog>,
+}
+
+/// Builds the sandbox of `step`: compiles (or finds) its plugin, creates its
+/// writable folders, and opens exactly what its grants allow.
+pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: Arc<StepLog>) -> Result<Prepared> {
+    let pre = runtime.prepare(&step.plugin)?;
+    for mount in step.grants.mounts.iter().filter(|m| m.writable) {
+        std::fs::create_dir_all(&mount.host)
+            .with_context(|| format!("cannot create granted folder {}", mount.host.display()))?;
+    }
+    let step_name: Arc<str> = Arc::from(step.name.as_str());
+
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(OutputPipe::new(log.clone(), Stream::Stdout))
+        .stderr(OutputPipe::new(log.clone(), Stream::Stderr))
+        .allow_tcp(true)
+        .allow_udp(true)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(net::deny_sockets(step_name.clone(), shared.audit.clone()));
+    fs::preopen(&mut wasi, &step.grants.mounts, shared.empty_root)?;
+
+    let store = Sandbox {
+        wasi: wasi.build(),
+        step: step_name,
+        audit: shared.audit.clone(),
+        log,
+        net: NetPolicy::new(step.grants.net.clone()),
+        secrets: SecretGrant { granted: step.grants.secrets.clone(), values: shared.secrets.clone() },
+        sql: SqlGrant {
+            granted: step.grants.databases.clone(),
+            targets: shared.databases.clone(),
+            mounts: step.grants.mounts.clone(),
+            tools: shared.tools.clone(),
+            scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
+        },
+        exec: ExecGrant { programs: step.grants.exec.clone(), cwd: shared.dir.to_path_buf() },
+        limits: step.limits,
+    }
+    .into_store(runtime.engine());
+    Ok(Prepared { pre, store, step: step.name.clone(), limits: step.limits, audit: shared.audit.clone() })
+}
+
+impl Prepared {
+    /// Instantiates the plugin and calls its `run` with `ctx`, under the
+    /// step's limits.
+    pub async fn run(self, ctx: &StepContext) -> Execution {
+        let Prepared { pre, mut store, step, limits, audit } = self;
+        let timeout = limits.timeout + HOST_CALL_GRACE;
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, ctx).await
+        };
+        let result = tokio::time::timeout(timeout, call).await;
+        match result {
+            Err(_) => Execution::Stopped(
+                Stop::Timeout,
+                format!("timed out after {}", humantime::format_duration(limits.timeout)),
+            ),
+            Ok(Ok(Ok(report))) => Execution::Report(report),
+            Ok(Ok(Err(e))) => Execution::StepError(e),
+            Ok(Err(trap)) => {
+                let (stop, message) = explain_trap(&trap, store.data().limiter.exceeded, &limits);
+                audit.record(
+                    Some(&step),
+                    AuditEvent::Limit,
+                    json!({ "kind": format!("{stop:?}").to_lowercase(), "message": message }),
+                );
+                Execution::Stopped(stop, message)
+            }
+        }
+    }
+}
+
+fn explain_trap(err: &wasmtime::Error, memory_exceeded: bool, limits: &StepLimits) -> (Stop, String) {
+    if memory_exceeded {
+        let limit = crate::pipeline::units::ByteSize(limits.memory);
+        return (Stop::Memory, format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"));
+    }
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => {
+            (Stop::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
+        }
+        Some(wasmtime::Trap::StackOverflow) => (Stop::Crash, "crashed: stack overflow".into()),
+        // A guest's own stack lives in its linear memory: running off its
+        // end shows up as an out-of-bounds access, not as a stack overflow.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => (
+            Stop::Crash,
+            "crashed: out-of-bounds memory access (a plugin whose own stack overflowed ends this way)".into(),
+        ),
+        Some(trap) => (Stop::Crash, format!("crashed: {trap} ({})", first_line(err))),
+        None => (Stop::Crash, format!("crashed: {}", first_line(err))),
+    }
+}
+
+fn first_line(err: &wasmtime::Error) -> String {
+    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+}

@@ -1,0 +1,4 @@
+
+
+CREATE UNIQUE INDEX "block_uuid_uindex"
+    ON "blocks"."block" (uuid);

@@ -1,0 +1,4 @@
+
+
+CREATE INDEX "enabled_index"
+    ON "blocks"."block" (enabled);

@@ -1,0 +1,4 @@
+
+
+CREATE INDEX "placement_index_index"
+    ON "blocks".placement (index);
