@@ -19,9 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_throwaway_postgres "$work"
-"$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f pipelines/examples/supabase/local/supabase-platform.sql
-echo "PostgreSQL on 127.0.0.1:$PGPORT (data in $work)"
+start_supabase_shaped_postgres "$work"
+echo "PostgreSQL on 127.0.0.1:$PGPORT, shaped like a Supabase project; deploying as \`postgres\` (not a superuser; data in $work)"
 
 # The service the health checks probe.
 target/debug/examples/demo_app --port 0 >"$work/app.log" 2>&1 &

@@ -57,17 +57,30 @@ free_port() {
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # A throwaway PostgreSQL in folder $1 on a free port on 127.0.0.1 (owned by
-# `postgres` when run as root). Sets PGPORT and DATABASE_URL.
+# `postgres` when run as root), its superuser named $2 (default postgres).
+# Sets PGPORT and DATABASE_URL.
 start_throwaway_postgres() {
-    local work=$1
+    local work=$1 superuser=${2:-postgres}
     pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     echo "throwaway-password" >"$work/pw"
     [ "$(id -u)" = 0 ] && chown -R postgres "$work"
-    as_postgres "$pgbin/initdb" -D "$work/data" -U postgres -A scram-sha-256 --pwfile="$work/pw" >/dev/null
+    as_postgres "$pgbin/initdb" -D "$work/data" -U "$superuser" -A scram-sha-256 --pwfile="$work/pw" >/dev/null
     PGPORT=$(free_port)
     as_postgres "$pgbin/pg_ctl" -D "$work/data" -l "$work/pg.log" -w \
         -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $work" start >/dev/null
     export PGPORT
+    export DATABASE_URL="postgres://$superuser:throwaway-password@127.0.0.1:$PGPORT/postgres"
+}
+
+# A throwaway PostgreSQL shaped like a hosted Supabase project (see
+# pipelines/examples/supabase/local/supabase-platform.sql): `supabase_admin`
+# is the only superuser and builds the platform; DATABASE_URL is then the
+# deploy role `postgres`, which is not a superuser.
+start_supabase_shaped_postgres() {
+    local work=$1
+    start_throwaway_postgres "$work" supabase_admin
+    "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -f pipelines/examples/supabase/local/supabase-platform.sql
+    "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" -c "ALTER ROLE postgres PASSWORD 'throwaway-password'"
     export DATABASE_URL="postgres://postgres:throwaway-password@127.0.0.1:$PGPORT/postgres"
 }
 

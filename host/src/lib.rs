@@ -21,6 +21,7 @@ pub mod failpoint;
 pub mod files;
 pub mod github;
 pub mod output;
+pub mod pgconn;
 pub mod pipeline;
 pub mod promotion;
 pub mod redact;

@@ -5,13 +5,12 @@ use crate::support::pg::{PASSWORD, Postgres};
 use crate::support::{Project, Run};
 use std::time::Duration;
 
-/// A server with the Supabase platform roles and `auth.uid()`, and the
-/// example pipelines copied into a project folder.
+/// A Supabase-shaped server (deploys connect as `postgres`, not a
+/// superuser), and the example pipelines copied into a project folder.
 fn example() -> (Postgres, Project) {
     let pg = Postgres::start();
     let p = Project::new();
     p.with_example_pipelines();
-    pg.psql_file("postgres", &p.path().join("pipelines/examples/supabase/local/supabase-platform.sql"));
     (pg, p)
 }
 

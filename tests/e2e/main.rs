@@ -30,4 +30,5 @@ mod secrets;
 mod shared_state;
 mod special_files;
 mod stage_plugins;
+mod supabase;
 mod supabase_history;

@@ -31,9 +31,10 @@ impl Prod {
         let pg = Postgres::start();
         let p = Project::new();
         p.with_example_pipelines();
+        // Created by the deploy role from template1, which holds the
+        // Supabase shape (support/pg.rs): auth, storage, extensions, roles.
         for env in ENVIRONMENTS {
             pg.psql("postgres", &format!("create database {env}"));
-            pg.psql_file(env, &p.path().join("pipelines/examples/supabase/local/supabase-platform.sql"));
         }
         let db_down = Arc::new(AtomicBool::new(false));
         let down = db_down.clone();

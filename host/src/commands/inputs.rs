@@ -95,7 +95,7 @@ pub fn databases(
         let Some(url) = read_declared(source.url_env.as_deref(), source.url_file.as_deref(), base, env) else {
             continue; // reported by validation
         };
-        match url.and_then(|url| DbTarget::parse(url.trim()).map_err(InputError::BadUrl)) {
+        match url.and_then(|url| DbTarget::parse_with(url.trim(), env).map_err(|e| InputError::BadUrl(e.to_string()))) {
             Ok(target) => {
                 targets.insert(name.clone(), target);
             }

@@ -99,6 +99,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             targets: shared.databases.clone(),
             mounts: step.grants.mounts.clone(),
             tools: shared.tools.clone(),
+            scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
             recorded: step.grants.recorded_backups.clone(),
             ledger: shared.ledger.clone(),
             open: Default::default(),

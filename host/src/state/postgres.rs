@@ -5,7 +5,7 @@
 //! advisory lock, the counterpart of SQLite's IMMEDIATE transactions.
 
 use super::db::{Backend, Conn, Durability, End, Val};
-use crate::capabilities::sql::{DbTarget, connect};
+use crate::pgconn::{DbTarget, connect};
 use std::future::Future;
 use std::sync::Mutex;
 use tokio_postgres::Client;
@@ -29,7 +29,7 @@ impl Postgres {
     pub fn open(url: &str, schema: &str, added: &[(&str, &str, &str)]) -> Result<Postgres, String> {
         let target = DbTarget::parse(url)?;
         let display = format!("postgres://{}", target.display);
-        let client = block(connect(&target))?;
+        let client = block(connect(&target)).map_err(|e| e.to_string())?;
         let pg = Postgres { client: Mutex::new(client), display };
         pg.transaction(Durability::Full, &mut |conn| {
             for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {

@@ -1,6 +1,9 @@
-//! `pg-backup`: a full logical backup (schema, data, policies, sequences)
-//! of a granted database, made by the host with `pg_dump -Fc` into a
-//! write-granted folder. The path and sha256 are step outputs, for restore.
+//! `pg-backup`: a logical backup (schema, data, policies, sequences) of the
+//! app's schemas in a granted database, made by the host with `pg_dump -Fc`
+//! into a write-granted folder. By default every schema but the platform's
+//! (Supabase's auth, storage, extensions, …); `schemas:`/`exclude_schemas:`
+//! change that, and the host reads them from the step's parameters. The
+//! path and sha256 are step outputs, for restore.
 
 use deployhost_plugin_sdk::db;
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
@@ -14,6 +17,13 @@ struct Params {
     to: String,
     /// File name; default `<database>-<run id>.dump`.
     name: Option<String>,
+    /// Read by the host, which makes the dump.
+    #[serde(default)]
+    #[allow(dead_code)]
+    schemas: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    exclude_schemas: Vec<String>,
 }
 
 fn default_to() -> String {
@@ -24,10 +34,12 @@ struct PgBackup;
 
 impl Guest for PgBackup {
     fn describe() -> PluginInfo {
-        sdk::info("pg-backup", "full logical backup of a database (pg_dump, custom format)")
+        sdk::info("pg-backup", "logical backup of a database's app schemas (pg_dump, custom format)")
             .param("database", "string", true, None, "granted database to back up")
             .param("to", "string", false, Some("backups"), "write-granted folder for the backup")
             .param("name", "string", false, None, "file name (default <database>-<run id>.dump)")
+            .param("schemas", "list", false, None, "only these schemas (default: every schema but the platform's)")
+            .param("exclude_schemas", "list", false, None, "schemas to leave out as well")
             .needs(Capability::Database, "database", "dumps the database")
             .needs(Capability::FsWrite, "to", "writes the backup file")
     }

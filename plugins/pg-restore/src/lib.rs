@@ -1,6 +1,8 @@
-//! `pg-restore`: returns a granted database to the state of a `pg-backup`,
-//! in one transaction. The backup's digest is checked first: a backup that
-//! changed since it was taken is refused.
+//! `pg-restore`: returns the app's schemas in a granted database to the
+//! state of a `pg-backup`, in one transaction, as the deploy role; platform
+//! schemas, their data and extensions are never touched. The backup's
+//! digest is checked first: a backup that changed since it was taken is
+//! refused. An extension installed since the backup is reported.
 
 use deployhost_plugin_sdk::db;
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
@@ -14,6 +16,40 @@ struct Params {
     from: Option<String>,
     /// Or: the newest `.dump` in this folder.
     latest_in: Option<String>,
+    /// Read by the host; default: the backup's own scope.
+    #[serde(default)]
+    #[allow(dead_code)]
+    schemas: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    exclude_schemas: Vec<String>,
+}
+
+/// Extensions installed now that the backup's manifest does not list: a
+/// restore leaves them (they are the platform's to manage), so they are
+/// named instead of silently kept.
+fn extensions_since(database: &str, dump: &str) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(format!("{dump}.json")) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let Some(before) = manifest["scope"]["extensions"].as_array() else {
+        return Vec::new();
+    };
+    let before: Vec<&str> = before.iter().filter_map(|v| v.as_str()).collect();
+    let Ok(conn) = db::open(database) else {
+        return Vec::new();
+    };
+    let Ok(now) = conn.query("select extname::text from pg_extension order by 1", &[]) else {
+        return Vec::new();
+    };
+    now.rows
+        .iter()
+        .filter_map(|r| r.first().and_then(|v| v.as_text()).map(str::to_string))
+        .filter(|e| !before.contains(&e.as_str()))
+        .collect()
 }
 
 fn newest_dump(dir: &str) -> Result<String, StepError> {
@@ -39,6 +75,8 @@ impl Guest for PgRestore {
             .param("database", "string", true, None, "granted database to restore")
             .param("from", "string", false, None, "backup file to restore")
             .param("latest_in", "string", false, None, "or: restore the newest .dump in this folder")
+            .param("schemas", "list", false, None, "only these schemas (default: the backup's)")
+            .param("exclude_schemas", "list", false, None, "schemas to leave as they are")
             .needs(Capability::Database, "database", "replaces the database's contents")
             .needs(Capability::FsRead, "from", "reads the backup file")
     }
@@ -52,10 +90,19 @@ impl Guest for PgRestore {
                 return Err(StepError::InvalidParams("give exactly one of `from` or `latest_in`".into()));
             }
         };
-        db::restore(&p.database, &sdk::guest_path(&from)).map_err(|e| {
+        let dump = sdk::guest_path(&from);
+        db::restore(&p.database, &dump).map_err(|e| {
             StepError::Failed(format!("restore of `{}` from {from} failed: {}", p.database, db::describe(&e)))
         })?;
-        Ok(Report::passed(format!("restored `{}` from {from}", p.database)).output("restored_from", from))
+        let kept = extensions_since(&p.database, &dump);
+        let mut summary = format!("restored `{}` from {from}", p.database);
+        if !kept.is_empty() {
+            summary.push_str(&format!(
+                "; extension(s) installed since the backup are still installed (a restore never drops extensions): {}",
+                kept.join(", ")
+            ));
+        }
+        Ok(Report::passed(summary).output("restored_from", from).output("extensions_kept", kept.join(",")))
     }
 }
 

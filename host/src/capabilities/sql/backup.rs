@@ -1,16 +1,19 @@
 //! Backup and restore with PostgreSQL's own tools, run by the host on the
-//! step's behalf with the connection settings it holds: `pg_dump -Fc` into a
-//! write-granted folder, and a restore that drops what is there and replays
-//! the dump in one transaction, so the database ends fully restored or
-//! untouched. The password goes to the tools in their environment, never on
-//! a command line.
+//! step's behalf with the connection settings it holds: `pg_dump -Fc` of the
+//! app's schemas into a write-granted folder, and a restore that drops what
+//! is there and replays the dump in one transaction, so the database ends
+//! fully restored or untouched (what is in scope: `scope.rs`). The password
+//! and TLS settings go to the tools in their environment, never on a
+//! command line.
 
-use super::{DbTarget, connect, error_text};
+use super::connect;
+use super::scope::{self, Recorded};
 use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
 use crate::capabilities::CapsView;
 use crate::capabilities::fs;
 use crate::capabilities::hostfs::GrantFile;
+use crate::pgconn::{DbTarget, error_text};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -88,6 +91,10 @@ struct Manifest {
     sha256: String,
     bytes: u64,
     created: String,
+    /// The schemas dumped, the extensions and the app's triggers and
+    /// policies on platform tables at the time (absent in older backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Recorded>,
 }
 
 /// Largest backup the host reads back (for its digest, or to restore).
@@ -101,6 +108,10 @@ struct LedgerEntry {
     sha256: String,
     database: String,
     created: String,
+    /// What the backup held (schemas, extensions, the app's objects on
+    /// platform tables), for the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<Recorded>,
 }
 
 /// Appends the digest of a backup the host just took to its ledger, kept in
@@ -112,6 +123,7 @@ fn record_backup(ledger: &Path, host: &Path, database: &str, manifest: &Manifest
         sha256: manifest.sha256.clone(),
         database: database.to_string(),
         created: manifest.created.clone(),
+        scope: manifest.scope.clone(),
     };
     let line = serde_json::to_string(&entry).map_err(std::io::Error::other)? + "\n";
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(ledger)?;
@@ -140,6 +152,28 @@ fn recorded_digest(state: &CapsView<'_>, path: &str, host: &Path) -> Result<Stri
             "backup `{path}` was not taken by deployhost on this machine (no digest recorded for it); \
              refusing to restore it"
         ))
+    })
+}
+
+/// What the backup at `host` (whose digest the host trusts) held: its ledger
+/// entry, else its manifest when that names the same digest, else nothing
+/// (the restore then works it out from the dump's own listing).
+fn recorded_scope(state: &CapsView<'_>, host: &Path, file: &GrantFile, trusted: &str) -> Option<Recorded> {
+    let key = host.display().to_string();
+    let from_ledger =
+        state.caps.sql.ledger.as_deref().and_then(|l| crate::files::read_regular_string(l, 64 << 20).ok()).and_then(
+            |text| {
+                text.lines()
+                    .rev()
+                    .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
+                    .find(|e| e.path == key && e.sha256 == trusted)
+                    .and_then(|e| e.scope)
+            },
+        );
+    from_ledger.or_else(|| {
+        let bytes = file.sibling(".json").ok()?.read(1 << 20).ok()?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
+        (manifest.sha256 == trusted).then_some(manifest.scope).flatten()
     })
 }
 
@@ -192,12 +226,9 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
     if let Some(pw) = c.get_password() {
         cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
     }
-    let sslmode = match c.get_ssl_mode() {
-        tokio_postgres::config::SslMode::Disable => "disable",
-        tokio_postgres::config::SslMode::Require => "require",
-        _ => "prefer",
-    };
-    cmd.env("PGSSLMODE", sslmode);
+    for (key, value) in target.tls.libpq_env() {
+        cmd.env(key, value);
+    }
 }
 
 /// Runs a PostgreSQL tool; its standard output is what the caller set
@@ -265,10 +296,22 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
+    let recorded = {
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?
+    };
+    if recorded.schemas.is_empty() {
+        return Err(SqlError::Tool(format!(
+            "no schema of `{database}` is in the backup's scope ({})",
+            recorded.scope.describe()
+        )));
+    }
     let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);
     pg_env(&mut cmd, &target);
-    cmd.args(["--format=custom", "--no-password"]).stdout(Stdio::from(out.into_std()));
+    cmd.args(["--format=custom", "--no-password"])
+        .args(scope::dump_args(&recorded.schemas))
+        .stdout(Stdio::from(out.into_std()));
     run_tool(cmd, "pg_dump").await?;
 
     let reader = file.open_read(MAX_BACKUP).map_err(|m| path_error(state, database, "dump-read", path, m))?;
@@ -281,6 +324,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
         sha256: info.sha256.clone(),
         bytes: info.bytes,
         created: crate::audit::timestamp(std::time::SystemTime::now()),
+        scope: Some(recorded.clone()),
     };
     let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
     manifest_file.write(text.as_bytes()).map_err(|m| path_error(state, database, "dump-write", path, m))?;
@@ -295,52 +339,17 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     caps.audit.record(
         Some(&caps.step),
         AuditEvent::SqlDump,
-        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "ms": started.elapsed().as_millis() as u64 }),
+        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
 }
-
-/// Drops every user schema (public is emptied and rebuilt with its owner,
-/// grants and comment), so that objects created after the backup go too.
-const CLEAR_SCHEMAS: &str = r#"
-SET client_min_messages = warning;
-DO $deployhost$
-DECLARE
-    s record;
-    g record;
-    owner_name text;
-    note text;
-BEGIN
-    FOR s IN SELECT nspname FROM pg_namespace
-             WHERE nspname !~ '^pg_' AND nspname <> 'information_schema' AND nspname <> 'public'
-    LOOP
-        EXECUTE format('DROP SCHEMA %I CASCADE', s.nspname);
-    END LOOP;
-    SELECT pg_get_userbyid(nspowner), obj_description(oid, 'pg_namespace')
-      INTO owner_name, note FROM pg_namespace WHERE nspname = 'public';
-    IF owner_name IS NOT NULL THEN
-        CREATE TEMP TABLE deployhost_public_grants ON COMMIT DROP AS
-            SELECT a.grantee, a.privilege_type FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = 'public';
-        DROP SCHEMA public CASCADE;
-        EXECUTE format('CREATE SCHEMA public AUTHORIZATION %I', owner_name);
-        FOR g IN SELECT * FROM deployhost_public_grants LOOP
-            EXECUTE format('GRANT %s ON SCHEMA public TO %s', g.privilege_type,
-                CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END);
-        END LOOP;
-        IF note IS NOT NULL THEN
-            EXECUTE format('COMMENT ON SCHEMA public IS %L', note);
-        END IF;
-    END IF;
-END
-$deployhost$;
-"#;
 
 pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
     let host = fs::host_path(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let file = GrantFile::open(&state.caps.sql.mounts, path, false)
         .map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let recorded = recorded_digest(state, path, &host)?;
+    let trusted = recorded_digest(state, path, &host)?;
     // The backup is copied into the host's own work folder while its digest
     // is taken, and the tools read that copy: a file swapped after the
     // check is never the one restored.
@@ -349,16 +358,25 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     let reader = file.open_read(MAX_BACKUP).map_err(|m| path_error(state, database, "restore-read", path, m))?;
     let (digest, _) = digest(reader.into_std(), Some(&copy))
         .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
-    if recorded != digest {
+    if trusted != digest {
         let caps = &state.caps;
         caps.audit.record(
             Some(&caps.step),
             AuditEvent::SqlRestore,
-            json!({ "database": database, "path": path, "sha256": digest, "recorded": recorded, "ok": false, "reason": "digest mismatch" }),
+            json!({ "database": database, "path": path, "sha256": digest, "recorded": trusted, "ok": false, "reason": "digest mismatch" }),
         );
         return Err(SqlError::Tool(format!(
-            "backup `{path}` changed since it was taken (sha256 {digest}, recorded {recorded}); refusing to restore it"
+            "backup `{path}` changed since it was taken (sha256 {digest}, recorded {trusted}); refusing to restore it"
         )));
+    }
+    // What was in scope comes from the host's own ledger entry for this
+    // digest, else from a manifest that names the trusted digest; a
+    // manifest the steps could have rewritten for another dump is ignored.
+    let mut recorded: Option<Recorded> = recorded_scope(state, &host, &file, &trusted);
+    // `schemas:`/`exclude_schemas:` on the restore step override the backup's.
+    let given = &state.caps.sql.scope;
+    if *given != scope::Scope::default() {
+        recorded.get_or_insert_with(Recorded::default).scope = given.clone();
     }
     let target = target(state, database)?;
     let started = Instant::now();
@@ -366,28 +384,73 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     let pg_restore = state.caps.sql.tools.pick("pg_restore", major)?;
     let psql = state.caps.sql.tools.pick("psql", major)?;
 
-    let script = work.path().join("restore.sql");
-    let clear = work.path().join("clear.sql");
-    std::fs::write(&clear, CLEAR_SCHEMAS).map_err(|e| SqlError::Tool(e.to_string()))?;
+    let write = |name: &str, text: &str| -> Result<PathBuf, SqlError> {
+        let file = work.path().join(name);
+        std::fs::write(&file, text).map_err(|e| SqlError::Tool(format!("cannot write {name}: {e}")))?;
+        Ok(file)
+    };
     let mut cmd = Command::new(&pg_restore);
-    cmd.env_clear().env("LC_ALL", "C").stdout(Stdio::null()).arg("--file").arg(&script).arg(&copy);
+    cmd.env_clear().env("LC_ALL", "C").arg("--list").arg(&copy);
+    let list = tool_output(cmd, "pg_restore --list").await?;
+
+    // Everything is checked before anything changes.
+    let plan = {
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        scope::plan_restore(&client, &list, recorded.as_ref()).await.map_err(SqlError::Tool)?
+    };
+    let clear = write("clear.sql", &plan.clear)?;
+    let after = write("after.sql", &plan.after)?;
+    let use_list = write("restore.list", &plan.list)?;
+    let script = work.path().join("restore.sql");
+    let mut cmd = Command::new(&pg_restore);
+    cmd.env_clear()
+        .env("LC_ALL", "C")
+        .stdout(Stdio::null())
+        .arg("--use-list")
+        .arg(&use_list)
+        .arg("--file")
+        .arg(&script)
+        .arg(&copy);
     run_tool(cmd, "pg_restore").await?;
 
     let mut cmd = Command::new(&psql);
     pg_env(&mut cmd, &target);
     cmd.stdout(Stdio::null());
-    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1", "--file"])
-        .arg(&clear)
-        .arg("--file")
-        .arg(&script);
+    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1"]);
+    for file in [&clear, &script, &after] {
+        cmd.arg("--file").arg(file);
+    }
     let result = run_tool(cmd, "restore (psql)").await;
     let caps = &state.caps;
+    if result.is_ok() && !plan.new_extensions.is_empty() {
+        caps.log.line(
+            "host",
+            &format!(
+                "warning: extension(s) installed since the backup are still installed (a restore never drops extensions): {}",
+                plan.new_extensions.join(", ")
+            ),
+        );
+    }
     caps.audit.record(
         Some(&caps.step),
         AuditEvent::SqlRestore,
-        json!({ "database": database, "path": path, "sha256": digest, "ok": result.is_ok(), "ms": started.elapsed().as_millis() as u64 }),
+        json!({
+            "database": database, "path": path, "sha256": digest, "ok": result.is_ok(),
+            "schemas_dropped": plan.dropped_schemas, "extensions_kept": plan.new_extensions,
+            "default_privileges_left": plan.kept_default_acls,
+            "ms": started.elapsed().as_millis() as u64
+        }),
     );
     result
+}
+
+/// Runs a tool and returns its stdout.
+async fn tool_output(mut cmd: Command, what: &str) -> Result<String, SqlError> {
+    let out = cmd.stdin(Stdio::null()).output().await.map_err(|e| SqlError::Tool(format!("cannot run {what}: {e}")))?;
+    if !out.status.success() {
+        return Err(SqlError::Tool(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! the text, rows, milliseconds, and the SQLSTATE when it fails.
 
 mod backup;
+pub mod scope;
 mod values;
 
 use crate::audit::AuditEvent;
@@ -15,83 +16,28 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_postgres::Client;
 use values::{Param, row_values};
 use wasmtime::component::Resource;
 
 pub use backup::ToolSet;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const AUDIT_STATEMENT_CHARS: usize = 200;
 
-/// A declared database: how to reach it. Never printed whole.
-#[derive(Clone)]
-pub struct DbTarget {
-    pub config: tokio_postgres::Config,
-    /// `user@host:port/dbname`, for messages.
-    pub display: String,
-    /// The URL and password, for the redactor.
-    pub secrets: Vec<String>,
-}
+/// Connection settings live in [`crate::pgconn`]; re-exported for the runner.
+pub use crate::pgconn::DbTarget;
+use crate::pgconn::error_text;
 
-impl DbTarget {
-    pub fn parse(url: &str) -> Result<DbTarget, String> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| {
-            format!("the database URL is not valid ({e}); expected postgres://user:password@host:port/dbname")
-        })?;
-        Ok(DbTarget { display: describe(&config), secrets: secret_parts(url, &config), config })
-    }
-}
-
-fn describe(config: &tokio_postgres::Config) -> String {
-    let host = config.get_hosts().first().map_or_else(String::new, |h| match h {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-    });
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!("{}@{host}:{port}/{}", config.get_user().unwrap_or("?"), config.get_dbname().unwrap_or("?"))
-}
-
-fn secret_parts(url: &str, config: &tokio_postgres::Config) -> Vec<String> {
-    let mut parts = vec![url.to_string()];
-    if let Some(pw) = config.get_password() {
-        parts.push(String::from_utf8_lossy(pw).into_owned());
-    }
-    parts
+/// Opens a connection for a step; the error names the server, `sslmode` and
+/// certificate, never the password.
+async fn connect(target: &DbTarget) -> Result<Client, String> {
+    crate::pgconn::connect(target).await.map_err(|e| e.to_string())
 }
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
 pub fn grant_label(database: &str, roles: &[String]) -> String {
     if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
-}
-
-/// TLS when the server offers it (`sslmode=prefer`, the default) or the URL
-/// demands it (`sslmode=require`), verified against the web's roots. Built
-/// once per process: the root store is the costly part.
-fn tls() -> tokio_postgres_rustls::MakeRustlsConnect {
-    static CONFIG: std::sync::OnceLock<rustls::ClientConfig> = std::sync::OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth()
-    });
-    tokio_postgres_rustls::MakeRustlsConnect::new(config.clone())
-}
-
-/// Opens a connection to `target`; the connection task ends with the client.
-pub async fn connect(target: &DbTarget) -> Result<Client, String> {
-    let mut config = target.config.clone();
-    config.connect_timeout(CONNECT_TIMEOUT);
-    config.application_name("deployhost");
-    let (client, connection) =
-        config.connect(tls()).await.map_err(|e| format!("cannot connect to {}: {}", target.display, error_text(&e)))?;
-    tokio::spawn(connection);
-    Ok(client)
 }
 
 /// What one step may do with databases.
@@ -110,6 +56,8 @@ pub struct SqlGrant {
     pub ledger: Option<PathBuf>,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
+    /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
+    pub scope: scope::Scope,
 }
 
 /// Connections one step may hold open at once; past it `open` fails (and
@@ -126,21 +74,6 @@ pub struct ConnectionSlot(Arc<AtomicUsize>);
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-fn error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => db.message().to_string(),
-        None => {
-            let mut text = e.to_string();
-            let mut source = std::error::Error::source(e);
-            while let Some(s) = source {
-                text = format!("{text}: {s}");
-                source = s.source();
-            }
-            text
-        }
     }
 }
 
