@@ -20,6 +20,14 @@ install_prerequisites() {
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
     fi
+    # openssl makes the throwaway CA and certificates of the TLS tests.
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "installing openssl (Debian's openssl package)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+    fi
     # Headless Chromium renders the HTML report in the tests.
     if ! command -v chromium >/dev/null 2>&1; then
         echo "installing Chromium (Debian's chromium package)"
