@@ -453,6 +453,9 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
         let mut section = "";
         for i in items {
             if i.section != section {
+                if !section.is_empty() {
+                    let _ = writeln!(m);
+                }
                 section = i.section;
                 let _ = writeln!(m, "### {section}\n");
             }

@@ -99,7 +99,7 @@ fn a_rolled_back_deploy_shows_its_rollback_in_the_report_and_the_page() {
     let markdown = p.deployhost(&["report", &run_id], &[]);
     markdown.assert_code(0);
     assert!(
-        markdown.stdout.contains("## Rollback\n\nRolled back (completed): health check `api` failed"),
+        markdown.stdout.contains("## Rollback\n\nRolled back (completed): health check \\`api\\` failed"),
         "{}",
         markdown.stdout
     );
