@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/prerequisites.sh
-install_prerequisites
+install_demo_prerequisites
 cargo build --bins --examples
 bin=target/debug/deployhost
 

