@@ -269,7 +269,7 @@ fn split_tls_params(url: &str) -> (String, Vec<(String, String)>) {
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if TLS_KEYS.contains(&k) {
-                found.push((k.to_string(), percent_decode(v)));
+                found.push((k.to_string(), crate::redact::percent_decode(v)));
             } else {
                 kept.push(pair);
             }
@@ -286,25 +286,6 @@ fn split_tls_params(url: &str) -> (String, Vec<(String, String)>) {
         }
         (kept.join(" "), found)
     }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn describe(config: &tokio_postgres::Config) -> String {

@@ -179,7 +179,9 @@ fn percent_encode(value: &str, form: bool) -> String {
     out
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded (invalid ones kept as they are), as URLs carry
+/// passwords and query values.
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
