@@ -29,7 +29,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", plugins.join(member).join("Cargo.toml").display());
     }
 
-    let target_dir = out_dir.join("plugins-target");
+    let target_dir = plugins_target_dir(&out_dir);
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .args(["build", "--release", "--target", TARGET, "--manifest-path"])
@@ -107,6 +107,20 @@ fn collect(dir: &Path, rel: &str, files: &mut Vec<(String, PathBuf)>) {
             files.push((name, path));
         }
     }
+}
+
+/// Where the plugins are built: `wasm-plugins` in the host's own target
+/// folder (the ancestor of OUT_DIR that cargo tagged with CACHEDIR.TAG), so
+/// `cargo clippy`, `cargo test` and `cargo build` share one plugin build
+/// instead of each building every plugin again in its own OUT_DIR; cargo's
+/// lock on that folder serialises concurrent builds. OUT_DIR itself if no
+/// such ancestor exists.
+fn plugins_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(|target| target.join("wasm-plugins"))
+        .unwrap_or_else(|| out_dir.join("plugins-target"))
 }
 
 /// The crates of the plugins workspace: each folder with a Cargo.toml.
