@@ -142,7 +142,7 @@ fn one_step_run(dir: &Path, plugin: &PluginRef) -> Result<(RunContext, PlannedSt
         ),
     )?;
     let loaded = pipeline::load(&file, &LoadOptions::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let plan = pipeline::validate(&loaded).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = pipeline::validate(&loaded, &deployhost::registry::Embedded).map_err(|e| anyhow::anyhow!("{e}"))?;
     let step = plan.steps().next().context("one step")?.clone();
     let run_dir = dir.join("run");
     std::fs::create_dir_all(run_dir.join("logs"))?;

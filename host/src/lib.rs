@@ -1,7 +1,8 @@
 //! deployhost: deployment pipelines whose steps are sandboxed WebAssembly
 //! components.
 //!
-//! - [`pipeline`]: the pipeline file: parse, expand, validate, plan.
+//! - [`pipeline`]: the pipeline file: parse, expand, validate, plan (the
+//!   `deployhost-pipeline` crate, which builds without wasmtime).
 //! - [`capabilities`]: what a step may touch; each grant checked and audited
 //!   in one place.
 //! - [`sandbox`]: one step's store: engine, linker, plugin cache, limits.
@@ -18,11 +19,11 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod failpoint;
-pub mod files;
+pub use deployhost_pipeline::files;
 pub mod github;
 pub mod output;
 pub mod pgconn;
-pub mod pipeline;
+pub use deployhost_pipeline as pipeline;
 pub mod promotion;
 pub mod redact;
 pub mod registry;

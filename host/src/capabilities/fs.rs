@@ -10,6 +10,7 @@
 
 use super::StepStore;
 use crate::audit::AuditEvent;
+pub use deployhost_pipeline::grants::{Mount, check_grant_path};
 use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -25,37 +26,6 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 const TYPES: &str = "wasi:filesystem/types@0.2.12";
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 const ROOT: &str = "/";
-
-/// A granted folder: where it is on the host and where the step sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub host: PathBuf,
-    pub guest: String,
-    pub writable: bool,
-}
-
-impl Mount {
-    /// `written` is the grant as in the pipeline, relative to `base`.
-    pub fn new(base: &Path, written: &str, writable: bool) -> Mount {
-        let clean = written.trim_matches('/');
-        Mount { host: base.join(clean), guest: format!("/{clean}"), writable }
-    }
-}
-
-/// Checks a grant path as written: relative, inside the pipeline's folder.
-pub fn check_grant_path(written: &str) -> Result<(), String> {
-    let p = Path::new(written);
-    if written.trim().is_empty() {
-        return Err("empty path".into());
-    }
-    if p.is_absolute() {
-        return Err(format!("`{written}` is absolute; grant folders relative to the pipeline file"));
-    }
-    if p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(format!("`{written}` leaves the pipeline's folder with `..`"));
-    }
-    Ok(())
-}
 
 /// Preopens the mounts and the empty root that catches everything else.
 pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {

@@ -3,10 +3,9 @@
 //! enforced by epoch interruption (guest code) and by the runner's timeout
 //! (host calls the guest is waiting on).
 
+pub use deployhost_pipeline::grants::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
 use std::time::Duration;
 
-pub const DEFAULT_MEMORY: u64 = 256 << 20;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often the engine's epoch advances; the resolution of timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
@@ -14,17 +13,9 @@ const MAX_INSTANCES: usize = 64;
 /// What one table element costs the host (a pointer-sized slot).
 const TABLE_ELEMENT_BYTES: u64 = 8;
 
-#[derive(Debug, Clone, Copy)]
-pub struct StepLimits {
-    pub memory: u64,
-    pub timeout: Duration,
-}
-
-impl StepLimits {
-    /// Epoch ticks until the deadline.
-    pub fn deadline_ticks(&self) -> u64 {
-        (self.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
-    }
+/// Epoch ticks until the step's deadline.
+pub fn deadline_ticks(limits: &StepLimits) -> u64 {
+    (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
 }
 
 /// The store's limiter: refuses growth past the step's memory limit and

@@ -21,91 +21,8 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-/// Which ports a pattern covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ports {
-    /// A bare host means the web's ports: 80 and 443.
-    Default,
-    One(u16),
-    Any,
-}
-
-/// One entry of a `net` grant: `host`, `host:port`, `host:*`, `*.domain[:port]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
-    written: String,
-    /// Lowercase host, or the domain after `*.` when `wildcard`.
-    host: String,
-    wildcard: bool,
-    ports: Ports,
-}
-
-impl std::fmt::Display for HostPattern {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.written)
-    }
-}
-
-impl HostPattern {
-    pub fn parse(text: &str) -> Result<HostPattern, String> {
-        let t = text.trim();
-        if t.contains("://") || t.contains('/') || t.contains('@') {
-            return Err(format!("`{text}`: write a host or host:port, without scheme, path or user"));
-        }
-        let (host, ports) = split_port(t).map_err(|e| format!("`{text}`: {e}"))?;
-        let (host, wildcard) = match host.strip_prefix("*.") {
-            Some(domain) => (domain, true),
-            None => (host, false),
-        };
-        if host.is_empty() || host.contains('*') {
-            return Err(format!("`{text}`: `*` may only start a pattern, as in *.example.com"));
-        }
-        let valid = host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'));
-        if !valid {
-            return Err(format!("`{text}` is not a host name or IP address"));
-        }
-        Ok(HostPattern { written: text.to_string(), host: normalize_host(host), wildcard, ports })
-    }
-
-    fn matches(&self, host: &str, port: u16) -> bool {
-        let host_ok = if self.wildcard {
-            host.strip_suffix(self.host.as_str()).is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
-        } else {
-            host == self.host
-        };
-        let port_ok = match self.ports {
-            Ports::Default => port == 80 || port == 443,
-            Ports::One(p) => p == port,
-            Ports::Any => true,
-        };
-        host_ok && port_ok
-    }
-}
-
-fn split_port(t: &str) -> Result<(&str, Ports), String> {
-    // `[::1]:8080`, `[::1]`, `host:8080`, `host:*`, `host`.
-    let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-        let end = rest.find(']').ok_or("unclosed `[`")?;
-        let port = rest[end + 1..].strip_prefix(':');
-        (&t[..end + 2], port)
-    } else if t.matches(':').count() == 1 {
-        let (h, p) = t.split_once(':').unwrap_or((t, ""));
-        (h, Some(p))
-    } else {
-        (t, None)
-    };
-    let ports = match port {
-        None => Ports::Default,
-        Some("*") => Ports::Any,
-        Some(p) => Ports::One(p.parse().map_err(|_| format!("`{p}` is not a port"))?),
-    };
-    Ok((host, ports))
-}
-
-/// Lowercase, no trailing dot, IPv6 without brackets: one spelling per host.
-fn normalize_host(host: &str) -> String {
-    host.trim_end_matches('.').trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase()
-}
+pub use deployhost_pipeline::grants::HostPattern;
+use deployhost_pipeline::grants::normalize_host;
 
 /// The hosts one step may reach.
 #[derive(Debug, Clone, Default)]
@@ -147,7 +64,7 @@ impl NetPolicy {
     }
 
     pub fn written(&self) -> Vec<&str> {
-        self.patterns.iter().map(|p| p.written.as_str()).collect()
+        self.patterns.iter().map(|p| p.written()).collect()
     }
 }
 

@@ -39,7 +39,7 @@ fn load_plan(
 ) -> Result<(Loaded, Plan), ConfigErrors> {
     let options = LoadOptions { environment, version, ..LoadOptions::default() };
     let loaded = pipeline::load(file, &options)?;
-    let plan = pipeline::validate(&loaded)?;
+    let plan = pipeline::validate(&loaded, &crate::registry::Embedded)?;
     Ok((loaded, plan))
 }
 

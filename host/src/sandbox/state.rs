@@ -59,7 +59,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// A store with the sandbox's state, memory limit and epoch deadline.
     pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<StepState> {
-        let deadline = self.limits.deadline_ticks();
+        let deadline = crate::capabilities::limits::deadline_ticks(&self.limits);
         let state = StepState {
             wasi: self.wasi,
             table: ResourceTable::new(),

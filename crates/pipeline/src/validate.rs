@@ -5,9 +5,9 @@ use super::error::{ConfigError, ConfigErrors};
 use super::load::Loaded;
 use super::plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 use super::triggers::Trigger;
-use crate::capabilities::fs::{Mount, check_grant_path};
-use crate::capabilities::limits::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
-use crate::capabilities::net::HostPattern;
+use crate::grants::HostPattern;
+use crate::grants::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
+use crate::grants::{Mount, check_grant_path};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
@@ -20,7 +20,10 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
+/// Checks a loaded pipeline and plans it, resolving `uses:` against the
+/// host's built-ins (`catalog`) or pinned files; every error found, each
+/// located in the file.
+pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<Plan, ConfigErrors> {
     let m = &loaded.model;
     let mut errors: Vec<ConfigError> = Vec::new();
 
@@ -71,7 +74,7 @@ pub fn validate(loaded: &Loaded) -> Result<Plan, ConfigErrors> {
 
     let mut stage_names = HashMap::new();
     let mut step_names: HashMap<&str, String> = HashMap::new();
-    let mut plugins = Resolver::default();
+    let mut plugins = Resolver::new(catalog);
     let mut stages = Vec::new();
     for (si, stage) in m.stages.iter().enumerate() {
         let skey = format!("stages[{si}]");
@@ -134,7 +137,7 @@ fn plan_steps<'a>(
     stage: &str,
     steps: &'a [super::model::Step],
     step_names: &mut HashMap<&'a str, String>,
-    plugins: &mut Resolver,
+    plugins: &mut Resolver<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<PlannedStep> {
     steps
@@ -151,7 +154,7 @@ fn plan_step<'a>(
     stage: &str,
     step: &'a super::model::Step,
     step_names: &mut HashMap<&'a str, String>,
-    plugins: &mut Resolver,
+    plugins: &mut Resolver<'_>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<PlannedStep> {
     if !is_name(&step.name) {
@@ -184,7 +187,7 @@ fn plan_step<'a>(
         Ok(p) => Some(p),
         Err(e) => {
             let at = match e {
-                crate::registry::ResolveError::DigestMismatch { .. } => "sha256",
+                crate::plugins::ResolveError::DigestMismatch { .. } => "sha256",
                 _ => "uses",
             };
             errors.push(loaded.value_error_at(&format!("{key}.{at}"), e.to_string()));
@@ -206,7 +209,7 @@ fn plan_step<'a>(
     })
 }
 
-use crate::registry::{BACKUP, COMMAND, MIGRATORS, Resolver};
+use crate::plugins::{BACKUP, COMMAND, Catalog, MIGRATORS, Resolver};
 
 /// deployhost's own folders (state, cache), set once by the CLI.
 static PROTECTED: std::sync::OnceLock<Vec<(std::path::PathBuf, &'static str)>> = std::sync::OnceLock::new();
@@ -438,7 +441,8 @@ fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
 
 #[cfg(test)]
 mod tests {
-    use super::shell_splices_text;
+    use super::{Catalog, ConfigErrors, Plan, shell_splices_text, validate};
+    use std::path::Path;
 
     #[test]
     fn a_shell_script_may_not_splice_text_variables() {
@@ -448,5 +452,49 @@ mod tests {
         assert!(shell_splices_text(r#"bash -c 'echo rollback "$REASON"'"#).is_none());
         assert!(shell_splices_text("echo rollback ${REASON}").is_none());
         assert!(shell_splices_text(r#"bash -c "echo ${STEP}""#).is_none());
+    }
+
+    /// A host with two built-ins, as the validator sees it.
+    struct TwoBuiltins;
+
+    impl Catalog for TwoBuiltins {
+        fn builtin_names(&self) -> Vec<&'static str> {
+            vec!["health-probe", "supabase-migrate"]
+        }
+
+        fn builtin(&self, name: &str) -> Option<crate::plugins::PluginRef> {
+            let name = self.builtin_names().into_iter().find(|n| *n == name)?;
+            let bytes: std::sync::Arc<[u8]> = name.as_bytes().into();
+            let digest = crate::plugins::sha256_hex(&bytes);
+            Some(crate::plugins::PluginRef { source: crate::plugins::Source::Builtin(name), digest, bytes })
+        }
+    }
+
+    fn check(text: &str) -> Result<Plan, ConfigErrors> {
+        let options = crate::LoadOptions { environment: None, version: None, env_lookup: &|_| None };
+        let loaded = crate::load_text(Path::new("p.yaml"), text, &options)?;
+        validate(&loaded, &TwoBuiltins)
+    }
+
+    #[test]
+    fn plugins_resolve_against_the_hosts_catalog_and_errors_are_located() {
+        let ok = "pipeline: p\nstages:\n  - name: s\n    steps:\n      - name: up\n        uses: health-probe\n";
+        let plan = check(ok).unwrap();
+        assert_eq!(plan.stages[0].steps[0].plugin.digest, crate::plugins::sha256_hex(b"health-probe"));
+
+        let unknown = ok.replace("uses: health-probe", "uses: pg-backup");
+        let errors = check(&unknown).unwrap_err();
+        let e = &errors.0[0];
+        assert_eq!((e.line, e.column), (6, 15), "{e}");
+        assert!(e.message.contains("unknown plugin `pg-backup`"), "{e}");
+        assert!(e.message.contains("health-probe, supabase-migrate"), "{e}");
+    }
+
+    #[test]
+    fn a_migration_needs_a_backup_of_its_database_before_it() {
+        let text = "pipeline: p\ndatabases:\n  app: { url_env: DB }\nstages:\n  - name: s\n    steps:\n      \
+            - name: m\n        uses: supabase-migrate\n        with: { database: app }\n        grants: { databases: [app] }\n";
+        let errors = check(text).unwrap_err();
+        assert!(errors.0.iter().any(|e| e.message.contains("no blocking `pg-backup` step of `app`")), "{errors}");
     }
 }

@@ -1,11 +1,17 @@
 //! The pipeline model: parse → expand → validate → plan. Nothing here runs a
-//! step; the runner takes a [`Plan`].
+//! step; the host's runner takes a [`Plan`]. This crate knows nothing of
+//! wasmtime: the host supplies its built-in plugins as a
+//! [`plugins::Catalog`], so the loader and validator build, test and fuzz
+//! on their own.
 
 mod error;
 mod expand;
+pub mod files;
+pub mod grants;
 mod load;
 pub mod model;
 mod plan;
+pub mod plugins;
 mod spans;
 pub mod triggers;
 pub mod units;

@@ -1,11 +1,11 @@
 //! A validated pipeline, ready to run: plugins resolved to exact bytes,
 //! grants resolved to host folders and parsed host patterns.
 
-use crate::capabilities::fs::Mount;
-use crate::capabilities::limits::StepLimits;
-use crate::capabilities::net::HostPattern;
-use crate::pipeline::model::{DatabaseSource, Environment, SecretSource};
-use crate::registry::PluginRef;
+use crate::grants::HostPattern;
+use crate::grants::Mount;
+use crate::grants::StepLimits;
+use crate::model::{DatabaseSource, Environment, SecretSource};
+use crate::plugins::PluginRef;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
