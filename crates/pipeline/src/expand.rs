@@ -3,7 +3,7 @@
 //! `text: "Rollback of ${VERSION}"` means the deployed version, not `$VERSION`.
 
 use super::spans::join_key;
-use serde_yaml::Value;
+use serde_json::Value;
 
 /// Names the host fills in when a step runs; never read from the environment.
 pub const RUNTIME_VARIABLES: &[&str] =
@@ -75,18 +75,16 @@ fn walk(value: &mut Value, path: String, lookup: &dyn Fn(&str) -> Option<String>
                 Err(e) => errors.push((path, e)),
             }
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 walk(item, format!("{path}[{i}]"), lookup, errors);
             }
         }
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                let key = k.as_str().map_or_else(|| "?".to_string(), str::to_string);
-                walk(v, join_key(&path, &key), lookup, errors);
+                walk(v, join_key(&path, k), lookup, errors);
             }
         }
-        Value::Tagged(t) => walk(&mut t.value, path, lookup, errors),
         _ => {}
     }
 }
@@ -102,7 +100,7 @@ mod tests {
     #[test]
     fn expands_env_and_keeps_runtime_names() {
         let mut v: Value =
-            serde_yaml::from_str("a: \"${TAG}-${VERSION}\"\nb: \"${MISSING:-x}\"\nc: \"$${TAG} $5\"").unwrap();
+            crate::spans::parse("a: \"${TAG}-${VERSION}\"\nb: \"${MISSING:-x}\"\nc: \"$${TAG} $5\"").unwrap().0;
         assert!(expand_env(&mut v, &env).is_empty());
         assert_eq!(v["a"].as_str(), Some("v1.2-${VERSION}"));
         assert_eq!(v["b"].as_str(), Some("x"));
@@ -111,7 +109,7 @@ mod tests {
 
     #[test]
     fn missing_variable_names_the_key() {
-        let mut v: Value = serde_yaml::from_str("stages:\n  - name: \"${NOPE}\"").unwrap();
+        let mut v: Value = crate::spans::parse("stages:\n  - name: \"${NOPE}\"").unwrap().0;
         let errors = expand_env(&mut v, &env);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].0, "stages[0].name");

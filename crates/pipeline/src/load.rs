@@ -6,7 +6,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::expand::{RUNTIME_VARIABLES, expand_env, substitute};
 use super::model::Pipeline;
 use super::spans::{Position, Spans};
-use serde_yaml::Value;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub struct LoadOptions<'a> {
@@ -68,9 +68,10 @@ fn environment_vars(
     let Some(vars) = document.get("environments").and_then(|e| e.get(name.as_str())).and_then(|e| e.get("vars")) else {
         return Ok(out);
     };
-    let Value::Mapping(vars) = vars else { return Ok(out) };
+    let Value::Object(vars) = vars else { return Ok(out) };
     for (k, v) in vars {
-        let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else { continue };
+        let Some(v) = v.as_str() else { continue };
+        let k = k.as_str();
         let key = format!("environments.{name}.vars.{k}");
         if RUNTIME_VARIABLES.contains(&k) {
             return Err((key, format!("`{k}` is filled in by deployhost when a step runs; choose another name")));
@@ -101,13 +102,9 @@ pub fn load(path: &Path, options: &LoadOptions) -> Result<Loaded, ConfigErrors> 
 /// relative paths. The fuzz target drives this directly.
 pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loaded, ConfigErrors> {
     let start = Position { line: 1, column: 1 };
-    let spans =
-        Spans::parse(text).map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
-    let mut value: Value = serde_yaml::from_str(text).map_err(|e| {
-        let at = e.location().map_or(start, |l| Position { line: l.line(), column: l.column() });
-        located(path, at, "", format!("invalid YAML: {e}"))
-    })?;
-    let Value::Mapping(map) = &mut value else {
+    let (mut value, spans) =
+        super::spans::parse(text).map_err(|e| located(path, e.position, "", format!("invalid YAML: {}", e.message)))?;
+    let Value::Object(map) = &mut value else {
         return Err(located(path, start, "", "a pipeline file must be a mapping with `pipeline:` and `stages:`").into());
     };
     if let Some(env) = &options.environment {

@@ -4,7 +4,7 @@
 
 use super::model::Grants;
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -53,14 +53,14 @@ pub struct UnreadableGrants {
 /// Every step's grants as written, by step name.
 pub fn written_grants(raw: &Value) -> Result<BTreeMap<String, WrittenGrants>, UnreadableGrants> {
     let mut out = BTreeMap::new();
-    let stages = raw.get("stages").and_then(Value::as_sequence).into_iter().flatten();
-    let stage_steps = stages.flat_map(|s| s.get("steps").and_then(Value::as_sequence).into_iter().flatten());
+    let stages = raw.get("stages").and_then(Value::as_array).into_iter().flatten();
+    let stage_steps = stages.flat_map(|s| s.get("steps").and_then(Value::as_array).into_iter().flatten());
     let rollback_steps =
-        raw.get("rollback").and_then(|r| r.get("steps")).and_then(Value::as_sequence).into_iter().flatten();
+        raw.get("rollback").and_then(|r| r.get("steps")).and_then(Value::as_array).into_iter().flatten();
     for step in stage_steps.chain(rollback_steps) {
         let Some(name) = step.get("name").and_then(Value::as_str) else { continue };
         let grants = match step.get("grants").cloned() {
-            Some(g) => serde_yaml::from_value::<Grants>(g)
+            Some(g) => serde_json::from_value::<Grants>(g)
                 .map_err(|e| UnreadableGrants { step: name.to_string(), message: e.to_string() })?,
             None => Grants::default(),
         };
@@ -112,13 +112,13 @@ mod tests {
     use super::*;
 
     fn grants(yaml: &str) -> BTreeMap<String, WrittenGrants> {
-        written_grants(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+        written_grants(&crate::spans::parse(yaml).unwrap().0).unwrap()
     }
 
     #[test]
     fn unreadable_grants_fail_closed() {
-        let raw = serde_yaml::from_str("stages: [{ name: s, steps: [{ name: a, grants: { net: { not: a-list } } }] }]");
-        let err = written_grants(&raw.unwrap()).unwrap_err();
+        let raw = crate::spans::parse("stages: [{ name: s, steps: [{ name: a, grants: { net: { not: a-list } } }] }]");
+        let err = written_grants(&raw.unwrap().0).unwrap_err();
         assert_eq!(err.step, "a");
         assert!(err.to_string().contains("step `a`: its grants cannot be read"), "{err}");
     }
