@@ -325,22 +325,21 @@ impl MarkedEventReceiver for Walker {
                     self.fail(mark, "a pipeline file holds one YAML document; found a second `---`");
                 }
             }
-            Event::Scalar(text, style, anchor, tag) => {
-                if self.node(mark, Some(&text)).is_some() && self.admit(mark, 1, 1) {
-                    match scalar(text, style, tag.as_ref()) {
-                        Ok(value) => self.complete(Node { value, size: 1, depth: 1 }, anchor),
-                        Err(message) => self.fail(mark, message),
-                    }
+            // A key is recorded by `node`; a value is built and placed.
+            Event::Scalar(text, style, anchor, tag)
+                if self.node(mark, Some(&text)).is_some() && self.admit(mark, 1, 1) =>
+            {
+                match scalar(text, style, tag.as_ref()) {
+                    Ok(value) => self.complete(Node { value, size: 1, depth: 1 }, anchor),
+                    Err(message) => self.fail(mark, message),
                 }
             }
-            Event::Alias(id) => {
-                if self.node(mark, None).is_some() {
-                    let Some(node) = self.anchors.get(&id).cloned() else {
-                        return self.fail(mark, "an alias (`*name`) to an anchor not defined before it");
-                    };
-                    if self.admit(mark, node.size, node.depth) {
-                        self.complete(node, 0);
-                    }
+            Event::Alias(id) if self.node(mark, None).is_some() => {
+                let Some(node) = self.anchors.get(&id).cloned() else {
+                    return self.fail(mark, "an alias (`*name`) to an anchor not defined before it");
+                };
+                if self.admit(mark, node.size, node.depth) {
+                    self.complete(node, 0);
                 }
             }
             Event::MappingStart(anchor, tag) | Event::SequenceStart(anchor, tag) => {
