@@ -1,6 +1,7 @@
 //! The pipeline model: parse → expand → validate → plan. Nothing here runs a
 //! step; the runner takes a [`Plan`].
 
+pub mod branches;
 mod error;
 mod expand;
 mod load;
