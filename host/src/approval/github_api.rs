@@ -165,9 +165,11 @@ pub async fn approval(
         .into_iter()
         .flatten()
         .filter(|r| {
-            r["environments"].as_array().into_iter().flatten().any(|e| {
-                e["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(environment))
-            })
+            r["environments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(environment)))
         })
         .collect();
     let login = |r: &Value| r["user"]["login"].as_str().unwrap_or("someone").to_string();
@@ -190,7 +192,8 @@ pub async fn approval(
         )));
     }
     let run = api.get_ok(&base).await?;
-    let starter = run["triggering_actor"]["login"].as_str().or(run["actor"]["login"].as_str()).unwrap_or("").to_string();
+    let starter =
+        run["triggering_actor"]["login"].as_str().or(run["actor"]["login"].as_str()).unwrap_or("").to_string();
     let mut refusals = Vec::new();
     for review in approved {
         let who = login(review);

@@ -56,7 +56,11 @@ pub fn starter(dir: &Path) -> String {
         return actor;
     }
     var("DEPLOYHOST_ACTOR")
-        .or_else(|| git(dir, &["rev-parse", "--is-inside-work-tree"]).filter(|t| t == "true").and_then(|_| git(dir, &["config", "user.email"])))
+        .or_else(|| {
+            git(dir, &["rev-parse", "--is-inside-work-tree"])
+                .filter(|t| t == "true")
+                .and_then(|_| git(dir, &["config", "user.email"]))
+        })
         .or_else(|| var("USER"))
         .or_else(|| var("LOGNAME"))
         .unwrap_or_else(|| "unknown".into())
@@ -187,6 +191,16 @@ pub fn label(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> Opti
             _ => format!("approved by {} (a typed name, not verified)", a.approver),
         }),
         None => approved_by.map(|a| format!("approved by {a} (a typed name, not verified)")),
+    }
+}
+
+/// [`label`], with the signature (one line) when there is one: what the
+/// report shows as the approval's evidence.
+pub fn evidence(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> Option<String> {
+    let label = label(record, approved_by)?;
+    match record.and_then(|r| r.signature.as_deref()) {
+        Some(sig) => Some(format!("{label}; signature {}", sig.split_whitespace().collect::<Vec<_>>().join(" "))),
+        None => Some(label),
     }
 }
 

@@ -120,8 +120,12 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
     let mut find = ssh_keygen();
     find.args(["-Y", "find-principals", "-s"]).arg(&sig).arg("-f").arg(allowed_signers);
     let found = run(find, None)?;
-    let principals: Vec<String> =
-        String::from_utf8_lossy(&found.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    let principals: Vec<String> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect();
     if !found.status.success() || principals.is_empty() {
         return Err(ApprovalError::Refused(format!(
             "the signing key is not listed in {} (or not valid now){}",

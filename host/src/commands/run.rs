@@ -464,8 +464,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
         (ApprovalMode::Signed, how) => {
             let signature = match how {
                 ApproveWith::Key(key) => {
-                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_digests(&row)))
-                    {
+                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_digests(&row))) {
                         Ok(s) => s,
                         Err(e) => {
                             eprintln!("refused: {e}");
@@ -589,7 +588,8 @@ async fn execute(
     store.finish(run_id, record.status, reason.as_deref())?;
     if crate::github::active() {
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
-        crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref()));
+        let approval = approval::evidence(store.approval(run_id)?.as_ref(), approved_by.as_deref());
+        crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref(), approval.as_deref()));
     }
     let status = if record.passed() || record.rolled_back() { ExitStatus::Success } else { ExitStatus::Failed };
     out.finished(&record, &status);

@@ -151,9 +151,8 @@ fn check_approval_rules(
              `allowed_signers`), `approval: github` (the reviewer GitHub recorded for the workflow run) or \
              `approval: name` (a typed name, not verified)",
         )),
-        (false, Some(_)) => errors.push(
-            loaded.value_error_at(&key("approval"), "`approval:` applies only with `require_approval: true`"),
-        ),
+        (false, Some(_)) => errors
+            .push(loaded.value_error_at(&key("approval"), "`approval:` applies only with `require_approval: true`")),
         _ => {}
     }
     match (env.approval == Some(ApprovalMode::Signed), &env.allowed_signers) {
