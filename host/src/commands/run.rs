@@ -235,27 +235,34 @@ pub async fn run(
 pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
+    let mut signed_for = None;
     if row.status == RunStatus::AwaitingApproval {
         let waiting = match waiting_at_gate(&store, run_id)? {
             Ok(waiting) => waiting,
             Err(status) => return Ok(status),
         };
-        if let Err(status) = past_the_gate(&store, &waiting, out)? {
-            return Ok(status);
+        match past_the_gate(&store, &waiting, out)? {
+            Ok(digests) => signed_for = digests,
+            Err(status) => return Ok(status),
         }
     }
     // A run that waited at the gate has no record yet.
     let previous = runner::load_record(state_dir, run_id).ok();
-    carry_on(&store, &row, state_dir, previous, None, out).await
+    carry_on_signed(&store, &row, state_dir, previous, None, signed_for, out).await
 }
 
 /// May a run waiting at the gate go on? Its approval is there (and, when
 /// signed, verifies now, against the plugins about to run), and the wait
 /// timer has run out.
-fn past_the_gate(store: &StateStore, waiting: &Waiting, out: &Output) -> Result<std::result::Result<(), ExitStatus>> {
+/// With a signed approval, the plugin digests it was verified for.
+fn past_the_gate(
+    store: &StateStore,
+    waiting: &Waiting,
+    out: &Output,
+) -> Result<std::result::Result<Option<Vec<String>>, ExitStatus>> {
     let Waiting { row, plan, .. } = waiting;
     let run_id = row.id.as_str();
-    let Some(rules) = &plan.environment_rules else { return Ok(Ok(())) };
+    let Some(rules) = &plan.environment_rules else { return Ok(Ok(None)) };
     let mode = approval::mode(rules);
     let record = store.approval(run_id)?;
     if row.approved_by.is_none() {
@@ -264,6 +271,7 @@ fn past_the_gate(store: &StateStore, waiting: &Waiting, out: &Output) -> Result<
         out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
         return Ok(Err(ExitStatus::AwaitingApproval));
     }
+    let mut signed_for = None;
     if rules.require_approval && mode != ApprovalMode::Name {
         let given = record.as_ref().map(|r| r.mode.as_str()).unwrap_or("name");
         let checked = if given != mode.as_str() {
@@ -274,7 +282,10 @@ fn past_the_gate(store: &StateStore, waiting: &Waiting, out: &Output) -> Result<
             )))
         } else if mode == ApprovalMode::Signed {
             let signature = record.as_ref().and_then(|r| r.signature.clone()).unwrap_or_default();
-            verify_signed(plan, row, &signature, &approval::plan_digests(plan)).map(|_| ())
+            let digests = approval::plan_digests(plan);
+            let verified = verify_signed(plan, row, &signature, &digests).map(|_| ());
+            signed_for = Some(digests);
+            verified
         } else {
             Ok(())
         };
@@ -293,7 +304,7 @@ fn past_the_gate(store: &StateStore, waiting: &Waiting, out: &Output) -> Result<
         out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), &message);
         return Ok(Err(ExitStatus::AwaitingApproval));
     }
-    Ok(Ok(()))
+    Ok(Ok(signed_for))
 }
 
 /// Verifies a signed approval of `row` against the environment's
@@ -363,9 +374,38 @@ pub(super) async fn carry_on(
     rollback_only: Option<String>,
     out: &Output,
 ) -> Result<ExitStatus> {
+    carry_on_signed(store, row, state_dir, previous, rollback_only, None, out).await
+}
+
+/// [`carry_on`]; with `signed_for`, only if the plugins loaded now are the
+/// ones a signed approval was just verified for (the file could have
+/// changed in between).
+async fn carry_on_signed(
+    store: &StateStore,
+    row: &crate::state::RunRow,
+    state_dir: &Path,
+    previous: Option<runner::RunRecord>,
+    rollback_only: Option<String>,
+    signed_for: Option<Vec<String>>,
+    out: &Output,
+) -> Result<ExitStatus> {
     let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false, state_dir)
             .await?;
+    if let Some(mut signed) = signed_for {
+        let mut now = approval::plan_digests(&plan);
+        for d in [&mut signed, &mut now] {
+            d.sort();
+            d.dedup();
+        }
+        if signed != now {
+            let e = ApprovalError::Refused(format!(
+                "the plugins changed while run {} was resuming; the signed approval does not cover them",
+                row.id
+            ));
+            return Ok(refuse(out, Some(&row.id), &e));
+        }
+    }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
