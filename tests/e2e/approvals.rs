@@ -308,8 +308,12 @@ fn a_run_from_a_ref_outside_branches_is_refused_before_any_step() {
         refused.stderr
     );
     git(p.path(), &["checkout", "-q", "-b", "release/1.2"]);
-    p.deployhost(&["run", "pipeline.yaml"], &[]).assert_code(0);
+    git(p.path(), &["config", "user.email", "dev@example.com"]);
+    p.deployhost(&["run", "pipeline.yaml"], &[("USER", "shell-user")]).assert_code(0);
     assert_eq!(server.requests().len(), 1);
+    // Outside CI, who started a run is git's user.email in the repository.
+    let runs: Value = serde_json::from_str(&dh(&p, &["history", "--json"]).stdout).unwrap();
+    assert_eq!(runs[0]["who"], "dev@example.com");
     // In GitHub Actions the ref is GITHUB_REF_NAME; `*` does not cross `/`.
     let actions =
         |r: &str| p.deployhost(&["run", "pipeline.yaml"], &[("GITHUB_ACTIONS", "true"), ("GITHUB_REF_NAME", r)]);
