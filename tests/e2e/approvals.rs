@@ -386,22 +386,25 @@ fn review(login: &str, state: &str, environment: &str) -> Value {
 const GITHUB: &str = "require_approval: true, approval: github, approvers: [\"@devops-lead\", \"@acme/deployers\"]";
 
 fn in_actions(p: &Project, server: &Server, rules: &str) -> Run {
+    in_actions_with(p, server, rules, &[])
+}
+
+fn in_actions_with(p: &Project, server: &Server, rules: &str, extra: &[(&str, &str)]) -> Run {
     pipeline(p, server, rules, "health-probe");
     let api = server.url("");
     let summary = p.path().join("summary.md");
-    p.deployhost(
-        &["run", "pipeline.yaml", "--version", "5.0.0"],
-        &[
-            ("GITHUB_ACTIONS", "true"),
-            ("GITHUB_API_URL", &api),
-            ("GITHUB_REPOSITORY", "acme/shop"),
-            ("GITHUB_RUN_ID", "42"),
-            ("GITHUB_ACTOR", "ci-bot"),
-            ("GITHUB_REF_NAME", "main"),
-            ("GITHUB_TOKEN", "ghs_standin_token"),
-            ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
-        ],
-    )
+    let mut envs = vec![
+        ("GITHUB_ACTIONS", "true"),
+        ("GITHUB_API_URL", &api),
+        ("GITHUB_REPOSITORY", "acme/shop"),
+        ("GITHUB_RUN_ID", "42"),
+        ("GITHUB_ACTOR", "ci-bot"),
+        ("GITHUB_REF_NAME", "main"),
+        ("GITHUB_TOKEN", "ghs_standin_token"),
+        ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+    ];
+    envs.extend_from_slice(extra);
+    p.deployhost(&["run", "pipeline.yaml", "--version", "5.0.0"], &envs)
 }
 
 fn health_calls(server: &Server) -> usize {
@@ -448,11 +451,13 @@ fn github_mode_takes_the_review_github_recorded() {
 
 #[test]
 fn github_mode_resolves_teams_and_refuses_self_review() {
-    // carol is an active member of @acme/deployers.
+    // carol is an active member of @acme/deployers; team lookups need a
+    // token with org access: DEPLOYHOST_GITHUB_TOKEN wins over GITHUB_TOKEN.
     let p = Project::new();
     let server = github(json!([review("carol", "approved", "prod")]), "ci-bot");
-    in_actions(&p, &server, GITHUB).assert_code(0);
-    assert!(server.requests().iter().any(|r| r.path == "/orgs/acme/teams/deployers/memberships/carol"));
+    in_actions_with(&p, &server, GITHUB, &[("DEPLOYHOST_GITHUB_TOKEN", "ghp_org_reader")]).assert_code(0);
+    let team = server.requests().into_iter().find(|r| r.path == "/orgs/acme/teams/deployers/memberships/carol");
+    assert_eq!(team.expect("a membership lookup").header("authorization"), Some("Bearer ghp_org_reader"));
     // dave is not.
     let p = Project::new();
     let server = github(json!([review("dave", "approved", "prod")]), "ci-bot");
