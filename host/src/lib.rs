@@ -11,6 +11,7 @@
 //! - [`commands`]: the CLI's commands, wiring them together.
 //! - [`output`]: what a run shows: terminal, JSON events, JUnit, HTML.
 
+pub mod approval;
 pub mod audit;
 pub mod authoring;
 pub mod bindings;

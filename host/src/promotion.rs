@@ -3,6 +3,7 @@
 //! and approvals (a listed approver said go).
 
 use crate::pipeline::Plan;
+use crate::pipeline::model::ApprovalMode;
 use crate::pipeline::written::{WrittenGrants, widening};
 use crate::state::{StateError, StateStore};
 use std::collections::BTreeMap;
@@ -35,6 +36,9 @@ pub struct Approvals {
 pub struct Consent<'a> {
     pub approved_by: Option<&'a str>,
     pub accept_grants: Option<&'a str>,
+    /// An approver already identified by the environment's `approval:`
+    /// mode (a verified signature's principal, GitHub's reviewer).
+    pub verified: Option<&'a str>,
 }
 
 /// Checks the target environment's rules against the state store.
@@ -81,6 +85,29 @@ pub fn check(
     }
     if !rules.require_approval {
         return Ok(approvals);
+    }
+    let mode = crate::approval::mode(rules);
+    if mode != ApprovalMode::Name {
+        return match (consent.approved_by, consent.verified) {
+            (Some(typed), _) => Err(Refusal::Promotion(format!(
+                "`{}` takes {} approvals, not a typed name (--approved-by / DEPLOYHOST_APPROVED_BY `{typed}`)",
+                plan.environment,
+                mode.as_str()
+            ))),
+            (None, Some(who)) => {
+                approvals.approved_by = Some(normalize(who).to_string());
+                Ok(approvals)
+            }
+            (None, None) if mode == ApprovalMode::Signed => Err(Refusal::AwaitingApproval(format!(
+                "`{}` requires an approval signed by one of {} (`deployhost approve RUN_ID --key ~/.ssh/id_ed25519`)",
+                plan.environment,
+                rules.approvers.join(", ")
+            ))),
+            (None, None) => Err(Refusal::Promotion(format!(
+                "`{}` takes the approval GitHub recorded for this workflow run, and there is none",
+                plan.environment
+            ))),
+        };
     }
     match consent.approved_by {
         Some(who) if approvers.contains(&normalize(who)) => Ok(approvals),

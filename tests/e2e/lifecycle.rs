@@ -13,7 +13,7 @@ fn pipeline(p: &Project, server: &Server, environments: &str) {
     ));
 }
 
-const ENVIRONMENTS: &str = "environments:\n  dev: { auto_deploy: true }\n  staging: { requires: dev }\n  prod: { requires: staging, require_approval: true, approvers: [\"@devops-lead\", \"@engineering-manager\"] }\n";
+const ENVIRONMENTS: &str = "environments:\n  dev: { auto_deploy: true }\n  staging: { requires: dev }\n  prod: { requires: staging, require_approval: true, approval: name, approvers: [\"@devops-lead\", \"@engineering-manager\"] }\n";
 
 fn deploy(p: &Project, env: &str, version: &str, extra: &[&str]) -> crate::support::Run {
     let mut args = vec!["run", "pipeline.yaml", "--env", env, "--version", version];

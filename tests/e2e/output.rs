@@ -477,7 +477,7 @@ fn a_run_waiting_at_the_gate_prints_only_run_finished() {
     let server = Server::fixed(Response::ok("ok"));
     let p = Project::new();
     p.pipeline(&format!(
-        "pipeline: shop\nenvironments:\n  prod: {{ require_approval: true, approvers: [lead] }}\nstages:\n  - name: s\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
+        "pipeline: shop\nenvironments:\n  prod: {{ require_approval: true, approval: name, approvers: [lead] }}\nstages:\n  - name: s\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\n",
         server.url("/"),
         server.grant()
     ));

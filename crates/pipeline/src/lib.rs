@@ -4,6 +4,7 @@
 //! [`plugins::Catalog`], so the loader and validator build, test and fuzz
 //! on their own.
 
+pub mod branches;
 mod error;
 mod expand;
 pub mod files;

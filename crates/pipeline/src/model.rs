@@ -47,11 +47,59 @@ pub struct Environment {
     /// (default 24h): yesterday's go is not today's.
     #[serde(default)]
     pub approval_timeout: Option<Span>,
+    /// How an approver is identified: `signed` (an SSH signature checked
+    /// against `allowed_signers`), `github` (the reviewer GitHub recorded
+    /// for this workflow run's environment) or `name` (a typed name, not
+    /// verified). Required with `require_approval`.
+    #[serde(default)]
+    pub approval: Option<ApprovalMode>,
+    /// `signed`: the allowed-signers file (git's format), relative to the
+    /// pipeline file; `approvers` name its principals.
+    #[serde(default)]
+    pub allowed_signers: Option<String>,
+    /// May the person who started a run approve it? (default false)
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    /// A run proceeds past the gate no sooner than this long after it
+    /// reached it, even when approved.
+    #[serde(default)]
+    pub wait_timer: Option<Span>,
+    /// Refs a run may come from (GitHub's branch patterns: `*` stops at
+    /// `/`, `**` does not); empty means any.
+    #[serde(default)]
+    pub branches: Vec<String>,
     /// Values this environment differs by (project ref, Odoo URL), read as
     /// `${NAME}` anywhere in the pipeline when it runs here, before the
     /// process environment.
     #[serde(default)]
     pub vars: std::collections::BTreeMap<String, String>,
+}
+
+/// How the approver of a deploy is identified (`approval:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalMode {
+    /// An SSH signature (`deployhost approve RUN --key KEY`), verified
+    /// against the environment's `allowed_signers`.
+    Signed,
+    /// The reviewer GitHub recorded for this workflow run's environment.
+    Github,
+    /// A typed name (`--approved-by`, `approve --as`): not verified.
+    Name,
+}
+
+impl ApprovalMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalMode::Signed => "signed",
+            ApprovalMode::Github => "github",
+            ApprovalMode::Name => "name",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ApprovalMode> {
+        [ApprovalMode::Signed, ApprovalMode::Github, ApprovalMode::Name].into_iter().find(|m| m.as_str() == text)
+    }
 }
 
 impl Environment {

@@ -64,6 +64,9 @@ pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<Plan, ConfigEr
         }
     }
     let environment = m.environment.clone().unwrap_or_else(|| "default".into());
+    for (name, env) in &m.environments {
+        check_approval_rules(loaded, name, env, *name == environment, &mut errors);
+    }
     if !m.environments.is_empty() && !m.environments.contains_key(&environment) {
         let declared: Vec<&String> = m.environments.keys().collect();
         errors.push(loaded.value_error_at(
@@ -128,6 +131,70 @@ pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<Plan, ConfigEr
         stages,
         rollback,
     })
+}
+
+/// GitHub's longest wait timer (30 days).
+const MAX_WAIT_TIMER: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `approval:` and its companions. The target environment's
+/// `allowed_signers` must be a readable file.
+fn check_approval_rules(
+    loaded: &Loaded,
+    name: &str,
+    env: &super::model::Environment,
+    target: bool,
+    errors: &mut Vec<ConfigError>,
+) {
+    use super::model::ApprovalMode;
+    let key = |k: &str| format!("environments.{name}.{k}");
+    match (env.require_approval, env.approval) {
+        (true, None) => errors.push(loaded.value_error_at(
+            &key("require_approval"),
+            "say how approvers are identified: `approval: signed` (an SSH signature checked against \
+             `allowed_signers`), `approval: github` (the reviewer GitHub recorded for the workflow run) or \
+             `approval: name` (a typed name, not verified)",
+        )),
+        (false, Some(_)) => errors
+            .push(loaded.value_error_at(&key("approval"), "`approval:` applies only with `require_approval: true`")),
+        _ => {}
+    }
+    match (env.approval == Some(ApprovalMode::Signed), &env.allowed_signers) {
+        (true, None) => errors.push(loaded.value_error_at(
+            &key("approval"),
+            "`approval: signed` needs `allowed_signers: PATH` (git's allowed-signers format, relative to this file)",
+        )),
+        (false, Some(_)) => errors.push(
+            loaded.value_error_at(&key("allowed_signers"), "`allowed_signers:` applies only with `approval: signed`"),
+        ),
+        (true, Some(file)) if target => {
+            let path = loaded.dir.join(file);
+            if let Err(e) = crate::files::read_regular_string(&path, 1 << 20) {
+                errors.push(loaded.value_error_at(
+                    &key("allowed_signers"),
+                    format!("cannot read the allowed-signers file {}: {e}", path.display()),
+                ));
+            }
+        }
+        _ => {}
+    }
+    if let Some(timer) = env.wait_timer {
+        if timer.0 > MAX_WAIT_TIMER {
+            errors.push(loaded.value_error_at(&key("wait_timer"), "wait_timer may be at most 30 days"));
+        } else if timer.0 >= env.approval_timeout() {
+            errors.push(loaded.value_error_at(
+                &key("wait_timer"),
+                format!(
+                    "wait_timer ({timer}) must be shorter than the approval window ({}), or no run could ever proceed",
+                    humantime::format_duration(env.approval_timeout())
+                ),
+            ));
+        }
+    }
+    for (i, pattern) in env.branches.iter().enumerate() {
+        if let Err(e) = super::branches::check_pattern(pattern) {
+            errors.push(loaded.value_error_at(&format!("environments.{name}.branches[{i}]"), e));
+        }
+    }
 }
 
 /// Plans the steps at `prefix[0]`, `prefix[1]`, …; those with errors are left out.

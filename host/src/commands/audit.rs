@@ -78,11 +78,22 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
 /// Granted versus used, per step, from a run's audit log.
 pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> {
     let rows = usage(state_dir, run_id)?;
+    // How the run was approved, from the state store (when it has the run).
+    let store = crate::state::StateStore::open(state_dir)?;
+    let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
+    let approval = store.approval(run_id)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "run": run_id, "steps": rows }))?);
+        let approval = crate::approval::json(approval.as_ref(), approved_by.as_deref());
+        println!("{}", serde_json::to_string_pretty(&json!({ "run": run_id, "approval": approval, "steps": rows }))?);
         return Ok(ExitStatus::Success);
     }
     println!("run {run_id}");
+    if let Some(label) = crate::approval::label(approval.as_ref(), approved_by.as_deref()) {
+        println!("approval  {}", crate::output::markup::plain(&label));
+        for line in approval.as_ref().and_then(|a| a.signature.as_deref()).into_iter().flat_map(str::lines) {
+            println!("    {}", crate::output::markup::plain(line));
+        }
+    }
     for row in &rows {
         let plugin = row.plugin.as_deref().unwrap_or("null");
         println!("{}  {}  status {}", row.step, plugin, row.status);

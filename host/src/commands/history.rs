@@ -42,8 +42,11 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
     let store = StateStore::open(state_dir)?;
     let Some((run, steps)) = store.run(run_id)? else { bail!("no run `{run_id}` in {}", store.location()) };
     let status = effective_status(&run);
+    let approval = store.approval(run_id)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&json!({ "run": run, "status": status, "steps": steps }))?);
+        let approval = crate::approval::json(approval.as_ref(), run.approved_by.as_deref());
+        let value = json!({ "run": run, "status": status, "steps": steps, "approval": approval });
+        println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(ExitStatus::Success);
     }
     println!("run {}: {status}", plain(&run.id));
@@ -54,8 +57,13 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
         plain(&run.version),
         plain(&run.who)
     );
-    if let Some(a) = &run.approved_by {
-        println!("  approved by {}", plain(a));
+    if let Some(label) = crate::approval::label(approval.as_ref(), run.approved_by.as_deref()) {
+        println!("  {}", plain(&label));
+    }
+    if let Some(signature) = approval.as_ref().and_then(|a| a.signature.as_deref()) {
+        for line in signature.lines() {
+            println!("    {}", plain(line));
+        }
     }
     println!(
         "  started {}{}",

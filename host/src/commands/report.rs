@@ -83,6 +83,10 @@ pub fn attestable_keys() -> Vec<&'static str> {
 /// What the checklist is ticked from, besides the run itself.
 struct Evidence {
     approved_by: Option<String>,
+    /// How the approval was given ([`crate::approval::evidence`]): the mode,
+    /// whether it was verified, and a signature.
+    approval: Option<String>,
+    approval_json: serde_json::Value,
     /// The same pipeline and version passed in staging: its row and, when
     /// its run folder is on this machine, its record.
     staging: Option<(RunRow, Option<RunRecord>)>,
@@ -345,10 +349,7 @@ fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
         check(
             "run_approval",
             "Approval recorded",
-            (
-                approved_by.is_some(),
-                approved_by.map_or_else(|| "no approval recorded".to_string(), |a| format!("approved by {a}")),
-            ),
+            (approved_by.is_some(), approved_by.map_or_else(|| "no approval recorded".to_string(), str::to_string)),
         ),
         check(
             "run_migrations",
@@ -371,7 +372,15 @@ fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
 
 impl Evidence {
     fn none() -> Evidence {
-        Evidence { approved_by: None, staging: None, uat: None, attestations: Vec::new(), logged_errors: None }
+        Evidence {
+            approved_by: None,
+            approval: None,
+            approval_json: serde_json::Value::Null,
+            staging: None,
+            uat: None,
+            attestations: Vec::new(),
+            logged_errors: None,
+        }
     }
 
     /// Everything outside the run record the checklist reads.
@@ -379,6 +388,9 @@ impl Evidence {
         let mut ev = Evidence::none();
         if let Some(store) = store {
             ev.approved_by = store.run(&record.run_id)?.and_then(|(r, _)| r.approved_by);
+            let approval = store.approval(&record.run_id)?;
+            ev.approval = crate::approval::evidence(approval.as_ref(), ev.approved_by.as_deref());
+            ev.approval_json = crate::approval::json(approval.as_ref(), ev.approved_by.as_deref());
             ev.staging = store
                 .last_passed(&record.pipeline, "staging", Some(&record.version))?
                 .filter(|row| row.id != record.run_id)
@@ -415,16 +427,21 @@ fn migrations_applied(record: &RunRecord) -> Vec<String> {
         .collect()
 }
 
-/// The report as Markdown, for the GitHub job summary (no state store at hand).
-pub fn markdown(record: &RunRecord, approved_by: Option<&str>) -> String {
-    let ev = Evidence { approved_by: approved_by.map(str::to_string), ..Evidence::none() };
+/// The report as Markdown, for the GitHub job summary (no state store at
+/// hand): `approval` is how the run was approved ([`crate::approval::evidence`]).
+pub fn markdown(record: &RunRecord, approved_by: Option<&str>, approval: Option<&str>) -> String {
+    let ev = Evidence {
+        approved_by: approved_by.map(str::to_string),
+        approval: approval.map(str::to_string),
+        ..Evidence::none()
+    };
     markdown_with(record, &ev)
 }
 
 fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     use std::fmt::Write as _;
     let (pre, post) = checklists(record, ev);
-    let run = run_checks(record, ev.approved_by.as_deref());
+    let run = run_checks(record, ev.approval.as_deref());
     let migrations = migrations_applied(record);
     let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
     // Everything a plugin or a user could have written is escaped: one
@@ -497,7 +514,7 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
 /// step was granted and used.
 fn html(state_dir: &Path, record: &RunRecord, ev: &Evidence) -> Result<String> {
     use crate::output::html::{Check, Page, render};
-    let approved_by = ev.approved_by.as_deref();
+    let approved_by = ev.approval.as_deref();
     let (pre, post) = checklists(record, ev);
     let run = run_checks(record, approved_by);
     fn checks(items: &[Item]) -> Vec<Check<'_>> {
@@ -525,7 +542,7 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
     match format {
         "json" => {
             let (pre, post) = checklists(&record, &ev);
-            let run = run_checks(&record, ev.approved_by.as_deref());
+            let run = run_checks(&record, ev.approval.as_deref());
             let ticked = pre.iter().chain(&post).filter(|i| i.done).count();
             let migrations = migrations_applied(&record);
             let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
@@ -539,7 +556,7 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
                 "version": record.version, "status": record.status, "started": record.started,
                 "finished": record.finished, "pre_deployment": pre, "post_deployment": post,
                 "checklist_ticked": ticked, "checklist_items": pre.len() + post.len(), "run_checks": run,
-                "attestations": ev.attestations, "rollback": record.rollback,
+                "attestations": ev.attestations, "rollback": record.rollback, "approval": ev.approval_json,
                 "migrations_applied": migrations, "steps": steps, "step_ms_total": total_ms,
             });
             println!("{}", serde_json::to_string_pretty(&value)?);

@@ -1,6 +1,8 @@
 use super::inputs;
 use super::{ExitStatus, check_plugins, load_plan};
+use crate::approval::{self, ApprovalError};
 use crate::output::Output;
+use crate::pipeline::model::ApprovalMode;
 use crate::pipeline::written::{WrittenGrants, with_plugins, written_grants};
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
@@ -20,12 +22,18 @@ pub struct RunFlags {
     pub accept_grants: Option<String>,
 }
 
-/// Who starts a run: CI's actor, else the local user.
+/// Who acts: see [`approval::starter`] (GitHub's actor, `DEPLOYHOST_ACTOR`,
+/// git's `user.email`, `$USER`).
 pub(super) fn who() -> String {
-    ["GITHUB_ACTOR", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+    approval::starter(Path::new("."))
+}
+
+/// Prints a refusal of the approval rules and returns its exit status.
+fn refuse(out: &Output, run_id: Option<&str>, e: &ApprovalError) -> ExitStatus {
+    eprintln!("refused: {e}");
+    let status = e.exit();
+    out.not_started(&status, run_id, &e.to_string());
+    status
 }
 
 /// A loaded, checked plan with everything needed to run it.
@@ -122,22 +130,83 @@ pub async fn run(
 
     let store = StateStore::open(state_dir)?;
     let run_id = runner::new_run_id();
-    let consent = Consent { approved_by: flags.approved_by.as_deref(), accept_grants: flags.accept_grants.as_deref() };
+    // `branches:` before anything else: a run from another ref never starts.
+    if let Err(e) = approval::check_branch(&plan) {
+        return Ok(refuse(out, None, &e));
+    }
+    let rules = plan.environment_rules.clone().filter(|r| r.require_approval);
+    let mode = rules.as_ref().map(approval::mode);
+    // `approval: github`: GitHub held this job until a reviewer approved
+    // its environment; read who, and check them.
+    let mut github = None;
+    if let (Some(rules), Some(ApprovalMode::Github), None) = (&rules, mode, &flags.approved_by) {
+        let found = match approval::github_api::Api::from_env() {
+            Ok(api) => {
+                approval::github_api::approval(&api, &plan.environment, &rules.approvers, rules.allow_self_approval)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match found {
+            Ok(g) => github = Some(g),
+            Err(e) => return Ok(refuse(out, None, &e)),
+        }
+    }
+    let consent = Consent {
+        approved_by: flags.approved_by.as_deref(),
+        accept_grants: flags.accept_grants.as_deref(),
+        verified: github.as_ref().map(|g| g.login.as_str()),
+    };
     let start = |approvals| Starting {
         id: &run_id,
-        who: who(),
+        who: approval::starter(&plan.dir),
         file: plan.file.display().to_string(),
         grants: serde_json::to_string(&grants).unwrap_or_default(),
         approvals,
     };
     let approvals = match promotion::check(&plan, &grants, &store, consent) {
+        Ok(a) if rules.is_some() => {
+            let (mode, detail) = match (&github, mode) {
+                (Some(g), _) => ("github", Some(g.comment.as_str())),
+                (None, Some(m)) => (m.as_str(), None),
+                (None, None) => ("name", None),
+            };
+            let approver = a.approved_by.clone().unwrap_or_default();
+            let timer = rules.as_ref().and_then(|r| r.wait_timer);
+            if let Some(timer) = timer.filter(|t| !t.0.is_zero()) {
+                // Approved, but the wait timer runs from the gate: the run
+                // waits there, approval recorded, until `resume`.
+                store.wait_for_approval(&start(&a).record(&plan))?;
+                store.record_approval(&run_id, mode, &approver, None, detail)?;
+                let message = format!(
+                    "`{}` has a wait timer of {timer}: the run proceeds no sooner than that after reaching the gate",
+                    plan.environment
+                );
+                eprintln!("waiting: {message}");
+                eprintln!("run {run_id} waits at the gate: `deployhost resume {run_id}` after {timer}");
+                out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
+                return Ok(ExitStatus::AwaitingApproval);
+            }
+            match store.begin(&start(&a).record(&plan)) {
+                Ok(()) => {}
+                Err(e @ StateError::Locked { .. }) => {
+                    eprintln!("refused: {e}");
+                    out.not_started(&ExitStatus::Refused, None, &e.to_string());
+                    return Ok(ExitStatus::Refused);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            store.record_approval(&run_id, mode, &approver, None, detail)?;
+            return execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await;
+        }
         Ok(a) => a,
         Err(Refusal::AwaitingApproval(message)) => {
             let waiting = Approvals { approved_by: None, grants_accepted_by: flags.accept_grants.clone() };
             store.wait_for_approval(&start(&waiting).record(&plan))?;
             eprintln!("awaiting approval: {message}");
+            let how = if mode == Some(ApprovalMode::Signed) { "--key ~/.ssh/id_ed25519" } else { "--as NAME" };
             eprintln!(
-                "run {run_id} waits at the gate: `deployhost approve {run_id} --as NAME`, then `deployhost resume {run_id}`"
+                "run {run_id} waits at the gate: `deployhost approve {run_id} {how}`, then `deployhost resume {run_id}`"
             );
             out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
             return Ok(ExitStatus::AwaitingApproval);
@@ -166,19 +235,123 @@ pub async fn run(
 pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let row = resumable(&store, run_id)?;
-    if row.status == RunStatus::AwaitingApproval
-        && let Err(status) = waiting_at_gate(&store, run_id)?
-    {
-        return Ok(status);
-    }
-    if row.status == RunStatus::AwaitingApproval && row.approved_by.is_none() {
-        eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} --as NAME`");
-        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
-        return Ok(ExitStatus::AwaitingApproval);
+    let mut signed_for = None;
+    if row.status == RunStatus::AwaitingApproval {
+        let waiting = match waiting_at_gate(&store, run_id)? {
+            Ok(waiting) => waiting,
+            Err(status) => return Ok(status),
+        };
+        match past_the_gate(&store, &waiting, out)? {
+            Ok(digests) => signed_for = digests,
+            Err(status) => return Ok(status),
+        }
     }
     // A run that waited at the gate has no record yet.
     let previous = runner::load_record(state_dir, run_id).ok();
-    carry_on(&store, &row, state_dir, previous, None, out).await
+    carry_on_signed(&store, &row, state_dir, previous, None, signed_for, out).await
+}
+
+/// May a run waiting at the gate go on? Its approval is there (and, when
+/// signed, verifies now, against the plugins about to run), and the wait
+/// timer has run out.
+/// With a signed approval, the plugin digests it was verified for.
+fn past_the_gate(
+    store: &StateStore,
+    waiting: &Waiting,
+    out: &Output,
+) -> Result<std::result::Result<Option<Vec<String>>, ExitStatus>> {
+    let Waiting { row, plan, .. } = waiting;
+    let run_id = row.id.as_str();
+    let Some(rules) = &plan.environment_rules else { return Ok(Ok(None)) };
+    let mode = approval::mode(rules);
+    let record = store.approval(run_id)?;
+    if row.approved_by.is_none() {
+        let how = if mode == ApprovalMode::Signed { "--key ~/.ssh/id_ed25519" } else { "--as NAME" };
+        eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} {how}`");
+        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
+        return Ok(Err(ExitStatus::AwaitingApproval));
+    }
+    let mut signed_for = None;
+    if rules.require_approval && mode != ApprovalMode::Name {
+        let given = record.as_ref().map(|r| r.mode.as_str()).unwrap_or("name");
+        let checked = if given != mode.as_str() {
+            Err(ApprovalError::Refused(format!(
+                "`{}` takes {} approvals; run {run_id} has a {given} approval",
+                plan.environment,
+                mode.as_str()
+            )))
+        } else if mode == ApprovalMode::Signed {
+            let signature = record.as_ref().and_then(|r| r.signature.clone()).unwrap_or_default();
+            let digests = approval::plan_digests(plan);
+            let verified = verify_signed(plan, row, &signature, &digests).map(|_| ());
+            signed_for = Some(digests);
+            verified
+        } else {
+            Ok(())
+        };
+        if let Err(e) = checked {
+            return Ok(Err(refuse(out, Some(run_id), &e)));
+        }
+    }
+    if let Some(left) = approval::wait_left(rules, &row.started) {
+        let message = format!(
+            "the wait timer of `{}` ({}) has {} left: resume after that",
+            plan.environment,
+            rules.wait_timer.map(|t| t.to_string()).unwrap_or_default(),
+            approval::seconds(left)
+        );
+        eprintln!("waiting: {message}");
+        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), &message);
+        return Ok(Err(ExitStatus::AwaitingApproval));
+    }
+    Ok(Ok(signed_for))
+}
+
+/// Verifies a signed approval of `row` against the environment's
+/// allowed signers, for the plugins `digests`: the principal who signed
+/// (a listed approver, not the run's starter unless allowed) and the key.
+fn verify_signed(
+    plan: &Plan,
+    row: &crate::state::RunRow,
+    signature: &str,
+    digests: &[String],
+) -> std::result::Result<(String, Option<String>), ApprovalError> {
+    let Some(rules) = &plan.environment_rules else { return Err(ApprovalError::Refused("no approval rules".into())) };
+    let Some(file) = &rules.allowed_signers else {
+        return Err(ApprovalError::Invalid(format!("`{}` has no allowed_signers", plan.environment)));
+    };
+    let statement = approval::statement_for(row, digests);
+    let verified = approval::ssh::verify(&plan.dir.join(file), &statement, signature).map_err(|e| {
+        let (mut now, mut then) = (digests.to_vec(), approval::recorded_digests(row));
+        for d in [&mut now, &mut then] {
+            d.sort();
+            d.dedup();
+        }
+        match e {
+            ApprovalError::Refused(m) if now != then => ApprovalError::Refused(format!(
+                "{m}; the plugins changed since the run reached the gate (now {}), so the approval does not cover them",
+                now.join(", ")
+            )),
+            other => other,
+        }
+    })?;
+    let Some(principal) =
+        verified.principals.iter().find(|p| rules.approvers.iter().any(|a| approval::same_person(a, p)))
+    else {
+        return Err(ApprovalError::Refused(format!(
+            "the signature is by {}, who is not a listed approver of `{}` ({})",
+            verified.principals.join(", "),
+            plan.environment,
+            rules.approvers.join(", ")
+        )));
+    };
+    if !rules.allow_self_approval && approval::same_person(principal, &row.who) {
+        return Err(ApprovalError::Refused(format!(
+            "{principal} started run {} and may not approve it (set `allow_self_approval: true` on `{}` to allow it)",
+            row.id, plan.environment
+        )));
+    }
+    Ok((principal.clone(), verified.fingerprint))
 }
 
 /// Compensates what an interrupted run completed (restores the databases
@@ -201,9 +374,38 @@ pub(super) async fn carry_on(
     rollback_only: Option<String>,
     out: &Output,
 ) -> Result<ExitStatus> {
+    carry_on_signed(store, row, state_dir, previous, rollback_only, None, out).await
+}
+
+/// [`carry_on`]; with `signed_for`, only if the plugins loaded now are the
+/// ones a signed approval was just verified for (the file could have
+/// changed in between).
+async fn carry_on_signed(
+    store: &StateStore,
+    row: &crate::state::RunRow,
+    state_dir: &Path,
+    previous: Option<runner::RunRecord>,
+    rollback_only: Option<String>,
+    signed_for: Option<Vec<String>>,
+    out: &Output,
+) -> Result<ExitStatus> {
     let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false, state_dir)
             .await?;
+    if let Some(mut signed) = signed_for {
+        let mut now = approval::plan_digests(&plan);
+        for d in [&mut signed, &mut now] {
+            d.sort();
+            d.dedup();
+        }
+        if signed != now {
+            let e = ApprovalError::Refused(format!(
+                "the plugins changed while run {} was resuming; the signed approval does not cover them",
+                row.id
+            ));
+            return Ok(refuse(out, Some(&row.id), &e));
+        }
+    }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
@@ -256,19 +458,95 @@ pub fn reject(run_id: &str, name: &str, reason: Option<&str>, state_dir: &Path) 
     Ok(ExitStatus::Success)
 }
 
+/// How `deployhost approve` gives its approval.
+pub enum ApproveWith {
+    /// `--as NAME`: a typed name (`approval: name`).
+    Name(String),
+    /// `--key KEY`: sign the run's statement with this SSH key.
+    Key(std::path::PathBuf),
+    /// `--signature FILE`: a signature of the statement made elsewhere.
+    Signature(std::path::PathBuf),
+    /// `--print-statement`: print what a signed approval signs.
+    PrintStatement,
+}
+
 /// Records an approval for a run waiting at the gate.
-pub fn approve(run_id: &str, name: &str, state_dir: &Path) -> Result<ExitStatus> {
+pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let Waiting { row, loaded, plan } = match waiting_at_gate(&store, run_id)? {
         Ok(waiting) => waiting,
         Err(status) => return Ok(status),
     };
-    let consent = Consent { approved_by: Some(name), accept_grants: row.grants_accepted_by.as_deref() };
+    let mode = plan.environment_rules.as_ref().map_or(ApprovalMode::Name, approval::mode);
+    let refused = |m: String| {
+        eprintln!("refused: {m}");
+        Ok(ExitStatus::Refused)
+    };
+    let env = &row.environment;
+    let (name, signed) = match (mode, with) {
+        (ApprovalMode::Name, ApproveWith::Name(name)) => (name, None),
+        (ApprovalMode::Name, _) => return refused(format!("`{env}` takes typed names (`approval: name`): --as NAME")),
+        (ApprovalMode::Github, _) => {
+            return refused(format!(
+                "`{env}` takes the approval GitHub records for the workflow run (`approval: github`): approve the \
+                 deployment in GitHub"
+            ));
+        }
+        (ApprovalMode::Signed, ApproveWith::Name(_)) => {
+            return refused(format!(
+                "`{env}` takes signed approvals (`approval: signed`): `deployhost approve {run_id} --key ~/.ssh/id_ed25519`"
+            ));
+        }
+        (ApprovalMode::Signed, ApproveWith::PrintStatement) => {
+            print!("{}", approval::statement_for(&row, &approval::recorded_digests(&row)));
+            return Ok(ExitStatus::Success);
+        }
+        (ApprovalMode::Signed, how) => {
+            let signature = match how {
+                ApproveWith::Key(key) => {
+                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_digests(&row))) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("refused: {e}");
+                            return Ok(e.exit());
+                        }
+                    }
+                }
+                ApproveWith::Signature(file) => crate::files::read_regular_string(&file, 64 << 10)
+                    .with_context(|| format!("cannot read the signature {}", file.display()))?,
+                _ => unreachable!("handled above"),
+            };
+            // The signature covers the plugins recorded with the run.
+            match verify_signed(&plan, &row, &signature, &approval::recorded_digests(&row)) {
+                Ok((principal, key)) => (principal, Some((signature, key))),
+                Err(e) => {
+                    eprintln!("refused: {e}");
+                    return Ok(e.exit());
+                }
+            }
+        }
+    };
+    let name = name.as_str();
+    let verified = signed.as_ref().map(|_| name);
+    let consent = Consent {
+        approved_by: verified.is_none().then_some(name),
+        accept_grants: row.grants_accepted_by.as_deref(),
+        verified,
+    };
     match promotion::check(&plan, &with_plugins(written_grants(&loaded.raw)?, &plan), &store, consent) {
         Ok(approvals) => {
             let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
-            store.approve(run_id, &approver)?;
-            println!("run {run_id} approved by {approver}: `deployhost resume {run_id}` starts it");
+            match &signed {
+                Some((signature, key)) => {
+                    store.record_approval(run_id, "signed", &approver, Some(signature), key.as_deref())?;
+                    println!("run {run_id} approved: signed by {approver} (key {})", key.as_deref().unwrap_or("?"));
+                    println!("`deployhost resume {run_id}` starts it");
+                }
+                None => {
+                    store.record_approval(run_id, "name", &approver, None, None)?;
+                    println!("run {run_id} approved by {approver}: `deployhost resume {run_id}` starts it");
+                }
+            }
             Ok(ExitStatus::Success)
         }
         Err(Refusal::State(e)) => Err(e.into()),
@@ -350,7 +628,8 @@ async fn execute(
     store.finish(run_id, record.status, reason.as_deref())?;
     if crate::github::active() {
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
-        crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref()));
+        let approval = approval::evidence(store.approval(run_id)?.as_ref(), approved_by.as_deref());
+        crate::github::append_summary(&super::report::markdown(&record, approved_by.as_deref(), approval.as_deref()));
     }
     let status = if record.passed() || record.rolled_back() { ExitStatus::Success } else { ExitStatus::Failed };
     out.finished(&record, &status);

@@ -89,7 +89,7 @@ fn header(h: &mut String, page: &Page<'_>, title: &str) {
     let wall = r.finished.as_deref().and_then(|f| super::millis_between(&r.started, f));
     let _ = write!(
         h,
-        "<header id=\"run\">\n<h1>{}</h1>\n<p class=\"meta\">{} run <code>{}</code> · {} → {} {}</p>\n<p class=\"meta\">file <code>{}</code> · approved by {}</p>\n",
+        "<header id=\"run\">\n<h1>{}</h1>\n<p class=\"meta\">{} run <code>{}</code> · {} → {} {}</p>\n<p class=\"meta\">file <code>{}</code> · approval: {}</p>\n",
         escape(title),
         badge(r.status.as_str()),
         escape(&r.run_id),
@@ -97,7 +97,7 @@ fn header(h: &mut String, page: &Page<'_>, title: &str) {
         escape(finished),
         wall.map_or_else(String::new, |ms| format!("({})", duration(ms))),
         escape(&r.file),
-        page.approved_by.map_or_else(|| "nobody".to_string(), escape),
+        page.approved_by.map_or_else(|| "none".to_string(), escape),
     );
     if let Some(reason) = &r.reason {
         let _ = writeln!(h, "<p class=\"meta\">stopped: {}</p>", escape(reason));

@@ -5,11 +5,13 @@
 //! `<state-dir>/state.db` by default; PostgreSQL (`--state postgres://…`)
 //! when CI runners on several machines must share it.
 
+mod approval;
 mod attest;
 mod db;
 mod postgres;
 mod sqlite;
 
+pub use approval::ApprovalRecord;
 pub use attest::Attestation;
 
 use crate::runner::StepOutcome;

@@ -1,0 +1,247 @@
+//! Approvals bound to an identity, per environment (`approval:`):
+//!
+//! - `signed`: `deployhost approve RUN --key KEY` signs a canonical
+//!   statement of the run with `ssh-keygen -Y sign` (namespace
+//!   `deployhost-approval`); `approve` and `resume` verify it with
+//!   `ssh-keygen` against the environment's `allowed_signers` ([`ssh`]).
+//! - `github`: the reviewer GitHub recorded for this workflow run's
+//!   environment, read from the Actions API ([`github_api`]).
+//! - `name`: a typed name, recorded and labelled as not verified.
+//!
+//! And for every mode: who started the run ([`starter`]), the ref it came
+//! from ([`current_ref`], against `branches:`), and the wait timer.
+
+pub mod github_api;
+pub mod ssh;
+
+use crate::pipeline::Plan;
+use crate::pipeline::model::{ApprovalMode, Environment};
+use crate::state::{ApprovalRecord, RunRow};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+/// Why an approval is not accepted; the exit status follows the kind.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// Refused (exit 4): a wrong key or signer, a signature for something
+    /// else, self-approval, a rejection, a ref not allowed.
+    #[error("{0}")]
+    Refused(String),
+    /// Invalid input (exit 2): an allowed-signers file that cannot be read,
+    /// a key file that does not exist, a missing token.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ApprovalError {
+    pub fn exit(&self) -> crate::exit::ExitStatus {
+        match self {
+            ApprovalError::Refused(_) => crate::exit::ExitStatus::Refused,
+            ApprovalError::Invalid(_) => crate::exit::ExitStatus::InvalidInput,
+        }
+    }
+}
+
+/// Who starts a run, recorded with it when it starts, and compared with
+/// the approver (self-approval): in GitHub Actions `GITHUB_ACTOR`; else
+/// `DEPLOYHOST_ACTOR` (set it in other CI); else the `user.email` git
+/// uses in the pipeline's repository (the identity an allowed-signers
+/// file names); else `$USER` (`$LOGNAME`).
+pub fn starter(dir: &Path) -> String {
+    let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    if crate::github::active()
+        && let Some(actor) = var("GITHUB_ACTOR")
+    {
+        return actor;
+    }
+    var("DEPLOYHOST_ACTOR")
+        .or_else(|| {
+            git(dir, &["rev-parse", "--is-inside-work-tree"])
+                .filter(|t| t == "true")
+                .and_then(|_| git(dir, &["config", "user.email"]))
+        })
+        .or_else(|| var("USER"))
+        .or_else(|| var("LOGNAME"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).stderr(std::process::Stdio::null()).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+/// The ref a run comes from: `GITHUB_REF_NAME` in GitHub Actions, else the
+/// checked-out branch of the pipeline's repository.
+pub fn current_ref(dir: &Path) -> Option<String> {
+    if crate::github::active() {
+        return std::env::var("GITHUB_REF_NAME").ok().filter(|r| !r.is_empty());
+    }
+    git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|r| r != "HEAD")
+}
+
+/// `branches:`: refuses a run from a ref the environment does not allow.
+pub fn check_branch(plan: &Plan) -> Result<(), ApprovalError> {
+    let Some(rules) = &plan.environment_rules else { return Ok(()) };
+    if rules.branches.is_empty() {
+        return Ok(());
+    }
+    let Some(name) = current_ref(&plan.dir) else {
+        return Err(ApprovalError::Refused(format!(
+            "`{}` takes runs from {} only, and the ref of this run cannot be told (no GITHUB_REF_NAME in GitHub \
+             Actions, no checked-out branch in {})",
+            plan.environment,
+            rules.branches.join(", "),
+            plan.dir.display()
+        )));
+    };
+    if rules.branches.iter().any(|p| crate::pipeline::branches::matches(p, &name)) {
+        return Ok(());
+    }
+    Err(ApprovalError::Refused(format!(
+        "`{}` takes runs from {} only; this run comes from `{name}`",
+        plan.environment,
+        rules.branches.join(", ")
+    )))
+}
+
+/// The environment's approval mode; `name` for rules without one (only
+/// environments that need no approval lack it: validation requires it).
+pub fn mode(rules: &Environment) -> ApprovalMode {
+    rules.approval.unwrap_or(ApprovalMode::Name)
+}
+
+/// `@devops-lead` and `devops-lead` are one person; logins and e-mail
+/// addresses compare without case.
+pub fn same_person(a: &str, b: &str) -> bool {
+    let n = |s: &str| s.trim().trim_start_matches('@').to_lowercase();
+    n(a) == n(b)
+}
+
+/// The first line of every statement: bump it when the format changes.
+pub const STATEMENT_VERSION: &str = "deployhost-approval-statement v1";
+
+/// The canonical text an approver signs. Values are JSON strings, so no
+/// value can add a line; plugin digests are sorted and unique.
+pub fn statement(run_id: &str, pipeline: &str, environment: &str, version: &str, digests: &[String]) -> String {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut digests: Vec<&String> = digests.iter().collect();
+    digests.sort();
+    digests.dedup();
+    let mut out = format!(
+        "{STATEMENT_VERSION}\nrun: {}\npipeline: {}\nenvironment: {}\nversion: {}\n",
+        q(run_id),
+        q(pipeline),
+        q(environment),
+        q(version)
+    );
+    for d in digests {
+        out.push_str(&format!("plugin: {}\n", q(d)));
+    }
+    out
+}
+
+/// The plugin digests recorded with the run when it started.
+pub fn recorded_digests(row: &RunRow) -> Vec<String> {
+    let grants: std::collections::BTreeMap<String, crate::pipeline::written::WrittenGrants> =
+        serde_json::from_str(&row.grants).unwrap_or_default();
+    grants.into_values().filter_map(|g| g.plugin).collect()
+}
+
+/// The plugin digests of the plan about to run.
+pub fn plan_digests(plan: &Plan) -> Vec<String> {
+    plan.steps().map(|s| s.plugin.digest.clone()).collect()
+}
+
+/// The statement for `row`, with the digests of what will run.
+pub fn statement_for(row: &RunRow, digests: &[String]) -> String {
+    statement(&row.id, &row.pipeline, &row.environment, &row.version, digests)
+}
+
+/// How long a run that reached the gate at `gate_since` (RFC 3339) must
+/// still wait, if at all.
+pub fn wait_left(rules: &Environment, gate_since: &str) -> Option<Duration> {
+    let timer = rules.wait_timer?.0;
+    let since = humantime::parse_rfc3339(gate_since).ok()?;
+    let waited = SystemTime::now().duration_since(since).unwrap_or_default();
+    (waited < timer).then(|| timer - waited)
+}
+
+/// A duration for messages, to the second (rounded up).
+pub fn seconds(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// How an approval was given, for `status`, `report` and `audit --run`.
+pub fn label(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> Option<String> {
+    match record {
+        Some(a) => Some(match a.mode.as_str() {
+            "signed" => format!(
+                "signed by {} (SSH signature verified against allowed_signers{})",
+                a.approver,
+                a.detail.as_deref().map(|k| format!(", key {k}")).unwrap_or_default()
+            ),
+            "github" => format!(
+                "approved by {} in GitHub (the environment's review of this workflow run{})",
+                a.approver,
+                a.detail.as_deref().filter(|c| !c.is_empty()).map(|c| format!(": \"{c}\"")).unwrap_or_default()
+            ),
+            _ => format!("approved by {} (a typed name, not verified)", a.approver),
+        }),
+        None => approved_by.map(|a| format!("approved by {a} (a typed name, not verified)")),
+    }
+}
+
+/// [`label`], with the signature (one line) when there is one: what the
+/// report shows as the approval's evidence.
+pub fn evidence(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> Option<String> {
+    let label = label(record, approved_by)?;
+    match record.and_then(|r| r.signature.as_deref()) {
+        Some(sig) => Some(format!("{label}; signature {}", sig.split_whitespace().collect::<Vec<_>>().join(" "))),
+        None => Some(label),
+    }
+}
+
+/// The approval as JSON, for `status --json`, `report --format json` and
+/// `audit --run --json`.
+pub fn json(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> serde_json::Value {
+    match record {
+        Some(a) => serde_json::json!({
+            "mode": a.mode, "approver": a.approver, "verified": a.mode != "name",
+            "signature": a.signature, "detail": a.detail, "at": a.at,
+            "label": label(record, approved_by),
+        }),
+        None => match approved_by {
+            Some(who) => serde_json::json!({ "mode": "name", "approver": who, "verified": false,
+                "label": label(None, approved_by) }),
+            None => serde_json::Value::Null,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_statement_binds_every_field_and_no_value_adds_a_line() {
+        let digests = vec!["bb".to_string(), "aa".to_string(), "bb".to_string()];
+        let s = statement("r1", "shop", "prod", "1.0", &digests);
+        assert_eq!(
+            s,
+            "deployhost-approval-statement v1\nrun: \"r1\"\npipeline: \"shop\"\nenvironment: \"prod\"\n\
+             version: \"1.0\"\nplugin: \"aa\"\nplugin: \"bb\"\n"
+        );
+        let forged = statement("r1", "shop", "prod", "1.0\nplugin: \"cc\"", &[]);
+        assert_eq!(forged.lines().count(), 5, "{forged}");
+        assert_ne!(statement("r2", "shop", "prod", "1.0", &digests), s);
+    }
+
+    #[test]
+    fn people_compare_without_at_or_case() {
+        assert!(same_person("@Alice", "alice"));
+        assert!(!same_person("alice", "alicia"));
+    }
+}
