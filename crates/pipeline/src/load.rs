@@ -32,7 +32,8 @@ pub struct Loaded {
     pub dir: PathBuf,
     pub spans: Spans,
     pub model: Pipeline,
-    /// The document before `${VAR}` expansion: grants as written.
+    /// The document before `${VAR}` expansion. Only the validator reads it,
+    /// to put each step's grants as written into the plan.
     pub raw: Value,
 }
 

@@ -6,6 +6,7 @@ use crate::grants::Mount;
 use crate::grants::StepLimits;
 use crate::model::{DatabaseSource, Environment, SecretSource};
 use crate::plugins::PluginRef;
+use crate::written::WrittenGrants;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
@@ -64,6 +65,9 @@ pub struct StepGrants {
     /// Set by the host, never written: digests of the backups this step may
     /// restore, as the run recorded them (a rollback's restore steps).
     pub recorded_backups: BTreeMap<String, String>,
+    /// The same grants as the file writes them, before `${VAR}` expansion,
+    /// with the plugin's digest: what promotion compares.
+    pub written: WrittenGrants,
 }
 
 impl Plan {
@@ -76,6 +80,11 @@ impl Plan {
     /// Every database some step is granted.
     pub fn granted_databases(&self) -> BTreeSet<String> {
         self.steps().flat_map(|s| s.grants.databases.keys().cloned()).collect()
+    }
+
+    /// Every step's grants as written, by step name.
+    pub fn written_grants(&self) -> BTreeMap<String, WrittenGrants> {
+        self.steps().map(|s| (s.name.clone(), s.grants.written.clone())).collect()
     }
 
     /// Every secret some step is granted.

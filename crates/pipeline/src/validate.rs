@@ -261,7 +261,13 @@ fn plan_step<'a>(
             None
         }
     };
-    let grants = check_grants(loaded, &key, step, errors);
+    let mut grants = check_grants(loaded, &key, step, errors);
+    match super::written::as_written(super::written::at(&loaded.raw, &key)) {
+        Ok(written) => grants.written = written,
+        Err(e) => errors
+            .push(loaded.value_error_at(&format!("{key}.grants"), format!("grants cannot be read as written: {e}"))),
+    }
+    grants.written.plugin = plugin.as_ref().map(|p| p.digest.clone());
     let limits = check_limits(loaded, &key, step, errors);
     Some(PlannedStep {
         stage: stage.to_string(),

@@ -41,43 +41,29 @@ impl From<Grants> for WrittenGrants {
     }
 }
 
-/// A step's grants that cannot be read back as written. Promotion compares
-/// grants, so this stops the run rather than counting them as none.
-#[derive(Debug, thiserror::Error)]
-#[error("step `{step}`: its grants cannot be read as written ({message})")]
-pub struct UnreadableGrants {
-    pub step: String,
-    pub message: String,
+/// One step's grants as written (`step` is the step's mapping in the file
+/// before `${VAR}` expansion). The validator calls this for every step, so
+/// the plan carries them: the file is read once and grants travel one way,
+/// from YAML through the plan to promotion. An unreadable value is an error,
+/// never "no grants".
+pub fn as_written(step: Option<&Value>) -> Result<WrittenGrants, String> {
+    match step.and_then(|s| s.get("grants")) {
+        Some(g) => serde_json::from_value::<Grants>(g.clone()).map(WrittenGrants::from).map_err(|e| e.to_string()),
+        None => Ok(WrittenGrants::default()),
+    }
 }
 
-/// Every step's grants as written, by step name.
-pub fn written_grants(raw: &Value) -> Result<BTreeMap<String, WrittenGrants>, UnreadableGrants> {
-    let mut out = BTreeMap::new();
-    let stages = raw.get("stages").and_then(Value::as_array).into_iter().flatten();
-    let stage_steps = stages.flat_map(|s| s.get("steps").and_then(Value::as_array).into_iter().flatten());
-    let rollback_steps =
-        raw.get("rollback").and_then(|r| r.get("steps")).and_then(Value::as_array).into_iter().flatten();
-    for step in stage_steps.chain(rollback_steps) {
-        let Some(name) = step.get("name").and_then(Value::as_str) else { continue };
-        let grants = match step.get("grants").cloned() {
-            Some(g) => serde_json::from_value::<Grants>(g)
-                .map_err(|e| UnreadableGrants { step: name.to_string(), message: e.to_string() })?,
-            None => Grants::default(),
-        };
-        out.insert(name.to_string(), grants.into());
-    }
-    Ok(out)
-}
-
-/// Adds each step's plugin digest to its written grants.
-pub fn with_plugins(
-    mut grants: BTreeMap<String, WrittenGrants>,
-    plan: &super::Plan,
-) -> BTreeMap<String, WrittenGrants> {
-    for step in plan.steps() {
-        grants.entry(step.name.clone()).or_default().plugin = Some(step.plugin.digest.clone());
-    }
-    grants
+/// The value at a key path such as `stages[0].steps[1]` (the paths the
+/// validator names steps by).
+pub fn at<'a>(root: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(root, |value, segment| {
+        let (name, indexes) = segment.split_once('[').map_or((segment, ""), |(n, rest)| (n, rest));
+        let value = if name.is_empty() { value } else { value.get(name)? };
+        indexes
+            .split('[')
+            .filter(|i| !i.is_empty())
+            .try_fold(value, |v, i| v.get(i.trim_end_matches(']').parse::<usize>().ok()?))
+    })
 }
 
 /// What `now` grants beyond `before`, one line per addition; a step whose
@@ -111,16 +97,28 @@ pub fn widening(before: &BTreeMap<String, WrittenGrants>, now: &BTreeMap<String,
 mod tests {
     use super::*;
 
+    /// The grants of step `a`, the first step of the first stage.
     fn grants(yaml: &str) -> BTreeMap<String, WrittenGrants> {
-        written_grants(&crate::spans::parse(yaml).unwrap().0).unwrap()
+        let raw = crate::spans::parse(yaml).unwrap().0;
+        BTreeMap::from([("a".to_string(), as_written(at(&raw, "stages[0].steps[0]")).unwrap())])
     }
 
     #[test]
     fn unreadable_grants_fail_closed() {
         let raw = crate::spans::parse("stages: [{ name: s, steps: [{ name: a, grants: { net: { not: a-list } } }] }]");
-        let err = written_grants(&raw.unwrap().0).unwrap_err();
-        assert_eq!(err.step, "a");
-        assert!(err.to_string().contains("step `a`: its grants cannot be read"), "{err}");
+        let err = as_written(at(&raw.unwrap().0, "stages[0].steps[0]")).unwrap_err();
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn key_paths_find_steps() {
+        let raw =
+            crate::spans::parse("stages: [{ steps: [{ name: a }, { name: b }] }]\nrollback: { steps: [{ name: r }] }")
+                .unwrap()
+                .0;
+        assert_eq!(at(&raw, "stages[0].steps[1]").unwrap()["name"], "b");
+        assert_eq!(at(&raw, "rollback.steps[0]").unwrap()["name"], "r");
+        assert!(at(&raw, "stages[3].steps[0]").is_none());
     }
 
     #[test]

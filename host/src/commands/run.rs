@@ -3,7 +3,7 @@ use super::{ExitStatus, check_plugins, load_plan};
 use crate::approval::{self, ApprovalError};
 use crate::output::Output;
 use crate::pipeline::model::ApprovalMode;
-use crate::pipeline::written::{WrittenGrants, with_plugins, written_grants};
+use crate::pipeline::written::WrittenGrants;
 use crate::pipeline::{ConfigErrors, Plan};
 use crate::promotion::{self, Approvals, Consent, Refusal};
 use crate::runner::{self, Progress, RunInputs};
@@ -84,7 +84,7 @@ async fn prepare(
         rollback_only: None,
         audit_tap: None,
     };
-    let grants = with_plugins(written_grants(&loaded.raw)?, &plan);
+    let grants = plan.written_grants();
     Ok(Prepared { plan, runtime, inputs, grants })
 }
 
@@ -260,7 +260,7 @@ fn past_the_gate(
     waiting: &Waiting,
     out: &Output,
 ) -> Result<std::result::Result<Option<Vec<String>>, ExitStatus>> {
-    let Waiting { row, plan, .. } = waiting;
+    let Waiting { row, plan } = waiting;
     let run_id = row.id.as_str();
     let Some(rules) = &plan.environment_rules else { return Ok(Ok(None)) };
     let mode = approval::mode(rules);
@@ -419,7 +419,6 @@ async fn carry_on_signed(
 /// A run waiting at the gate, and its pipeline as the file says now.
 struct Waiting {
     row: crate::state::RunRow,
-    loaded: crate::pipeline::Loaded,
     plan: Plan,
 }
 
@@ -432,19 +431,19 @@ fn waiting_at_gate(store: &StateStore, run_id: &str) -> Result<std::result::Resu
         eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
         return Ok(Err(ExitStatus::Refused));
     }
-    let (loaded, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
+    let (_, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
     if let Some(why) = promotion::approval_expired(&plan, &row.started) {
         store.finish(run_id, RunStatus::Expired, Some(&why))?;
         eprintln!("refused: run {run_id} expired: {why}");
         return Ok(Err(ExitStatus::Refused));
     }
-    Ok(Ok(Waiting { row, loaded, plan }))
+    Ok(Ok(Waiting { row, plan }))
 }
 
 /// Records a rejection: the run ends `rejected` and can never resume.
 pub fn reject(run_id: &str, name: &str, reason: Option<&str>, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
-    let Waiting { row, plan, .. } = match waiting_at_gate(&store, run_id)? {
+    let Waiting { row, plan } = match waiting_at_gate(&store, run_id)? {
         Ok(waiting) => waiting,
         Err(status) => return Ok(status),
     };
@@ -473,7 +472,7 @@ pub enum ApproveWith {
 /// Records an approval for a run waiting at the gate.
 pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
-    let Waiting { row, loaded, plan } = match waiting_at_gate(&store, run_id)? {
+    let Waiting { row, plan } = match waiting_at_gate(&store, run_id)? {
         Ok(waiting) => waiting,
         Err(status) => return Ok(status),
     };
@@ -533,7 +532,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
         accept_grants: row.grants_accepted_by.as_deref(),
         verified,
     };
-    match promotion::check(&plan, &with_plugins(written_grants(&loaded.raw)?, &plan), &store, consent) {
+    match promotion::check(&plan, &plan.written_grants(), &store, consent) {
         Ok(approvals) => {
             let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
             match &signed {
