@@ -67,8 +67,8 @@ pub enum Command {
         /// `grants.exec`): everything stays in the sandbox.
         #[arg(long)]
         sandbox_only: bool,
-        /// Who approved this deploy, for environments with `require_approval`
-        /// (in CI, from the environment's protection rules).
+        /// Who approved this deploy, for environments with `approval: name`
+        /// (a typed name, not verified; `signed` and `github` refuse it).
         #[arg(long, env = "DEPLOYHOST_APPROVED_BY")]
         approved_by: Option<String>,
         /// Accept grants wider than when this version passed in the required
@@ -259,10 +259,12 @@ pub enum CiCommand {
 fn init_logging(verbose: u8, quiet: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    // wasmtime-wasi-http warns of every connection a guest could not make;
+    // the step reports that itself, so below -vv it is not said twice.
     let level = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "warn,deployhost=info",
+        (false, 0) => "warn,wasmtime_wasi_http=error",
+        (false, 1) => "warn,wasmtime_wasi_http=error,deployhost=info",
         (false, 2) => "warn,deployhost=debug",
         (false, _) => "info,deployhost=trace",
     };

@@ -29,6 +29,7 @@ mod sandbox_net;
 mod sandbox_paths;
 mod secrets;
 mod shared_state;
+mod snapshots;
 mod special_files;
 mod stage_plugins;
 mod supabase;
