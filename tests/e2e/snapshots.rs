@@ -41,6 +41,8 @@ const FILTERS: &[(&str, &str)] = &[
     (r#"time="[0-9.]+""#, r#"time="[secs]""#),
     (r#""ms":\d+"#, r#""ms":[n]"#),
     (r#""value":[0-9.]+"#, r#""value":[n]"#),
+    (r"\| \d+\.\d{2} \|", "| [secs] |"),
+    (r"Total step time \d+\.\d+ s", "Total step time [secs] s"),
 ];
 
 fn settings() -> insta::Settings {

@@ -331,7 +331,7 @@ fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
         section: "Run",
         item,
         done,
-        evidence,
+        evidence: if evidence.is_empty() { "no such step in this run".into() } else { evidence },
         attestable: false,
     };
     let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
@@ -358,7 +358,11 @@ fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
         ),
         check("run_schema", "Schema verified", all_passed(by_plugin(record, "schema-verify"), &summary)),
         check("run_rls", "RLS policies tested per role", all_passed(by_plugin(record, "rls-test"), &summary)),
-        check("run_health", "Health checks passing", all_passed(by_plugin(record, "health-probe"), &summary)),
+        check(
+            "run_health",
+            "Health checks passing",
+            all_passed(record.steps.iter().filter(|s| HEALTH_CHECKS.contains(&s.plugin.as_str())), &summary),
+        ),
         check(
             "run_no_rollback",
             "No rollback",
