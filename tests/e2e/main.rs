@@ -16,6 +16,7 @@ mod exec;
 mod faults;
 mod foreign_components;
 mod health;
+mod install;
 mod lifecycle;
 mod output;
 mod pipeline_flow;
