@@ -317,7 +317,8 @@ fn every_generated_job_installs_with_the_action_cache_empty_then_filled() {
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&version));
         if i == 0 {
             assert!(
-                install.cargo_calls.contains("cargo install --locked --path"),
+                install.cargo_calls.contains("cargo install --locked --path")
+                    && install.cargo_calls.contains("--profile dev"),
                 "the first job, cache empty, must build: {:?}",
                 install.cargo_calls
             );
