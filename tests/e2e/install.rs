@@ -263,16 +263,9 @@ impl Runner {
         path.push(std::env::var("PATH").unwrap());
         let out = Command::new("bash")
             .args(["--noprofile", "--norc", "-eo", "pipefail", "-c", script])
-            // A runner's environment, not the one `cargo test` gives this
-            // test: the CARGO_PKG_* and CARGO_MANIFEST_DIR it sets would
-            // change the fingerprints of build scripts that watch them (ring's
-            // does) and have cargo build them all again.
+            // See `outer_env`.
             .env_clear()
-            .envs(
-                ["HOME", "USER", "LANG", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"]
-                    .iter()
-                    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-            )
+            .envs(outer_env())
             .envs(env)
             .env("PATH", path.join(":"))
             .env("GITHUB_PATH", github_path)
@@ -412,15 +405,30 @@ fn the_package_carries_every_plugin_crate() {
     );
 }
 
-/// The environment a fresh shell would have: no CARGO_PKG_*/CARGO_MANIFEST_DIR
-/// from `cargo test` (see `Runner::bash`).
+/// The environment `cargo test` was started in, without what it adds for
+/// the test (CARGO_PKG_*, CARGO_MANIFEST_DIR, …): a nested cargo seeing
+/// those would find the fingerprints of build scripts that watch them
+/// changed (ring's does) and build them all again, over the artifacts the
+/// other tests use. RUSTFLAGS and the like pass, so its build matches.
+fn outer_env() -> Vec<(String, String)> {
+    const ADDED: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_MANIFEST_LINKS",
+        "CARGO_CRATE_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+        "CARGO_TARGET_TMPDIR",
+        "CARGO_RUSTC_CURRENT_DIR",
+        "OUT_DIR",
+    ];
+    std::env::vars()
+        .filter(|(k, _)| !ADDED.contains(&k.as_str()) && !k.starts_with("CARGO_PKG_") && !k.starts_with("CARGO_BIN_"))
+        .collect()
+}
+
 fn clean_cargo(args: &[&str]) -> Command {
     let mut cmd = Command::new("cargo");
-    cmd.args(args).env_clear().envs(
-        ["HOME", "USER", "PATH", "LANG", "TMPDIR", "CARGO_HOME", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"]
-            .iter()
-            .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-    );
+    cmd.args(args).env_clear().envs(outer_env());
     cmd
 }
 
