@@ -5,8 +5,10 @@
 # how). The packaged manifest has no workspace, so the workspace's dev
 # profile is passed on: the dependencies the tests compiled are reused
 # rather than built again; only deployhost and its plugins are.
+# `--workspace`: every crate the binary is made of, so a path dependency on
+# another crate of the workspace is packaged and verified with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo package -p deployhost --locked --offline \
+cargo package --workspace --locked --offline \
     --config 'profile.dev.package."*".opt-level=1' \
     --config 'profile.dev.debug="line-tables-only"' "$@"

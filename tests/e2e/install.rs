@@ -437,12 +437,11 @@ fn the_crate_packages_what_its_build_needs_and_nothing_else() {
     // `--no-verify`: building from the package is scripts/package.sh's job
     // in .ci/run (a minute or two); this checks what goes in.
     let out_dir = tempfile::tempdir().unwrap();
-    let out =
-        clean_cargo(&["package", "-p", "deployhost", "--offline", "--no-verify", "--allow-dirty", "--target-dir"])
-            .arg(out_dir.path())
-            .current_dir(repo())
-            .output()
-            .unwrap();
+    let out = clean_cargo(&["package", "--workspace", "--offline", "--no-verify", "--allow-dirty", "--target-dir"])
+        .arg(out_dir.path())
+        .current_dir(repo())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let krate = out_dir.path().join(format!("package/deployhost-{}.crate", env!("CARGO_PKG_VERSION")));
     let size = std::fs::metadata(&krate).unwrap().len();
