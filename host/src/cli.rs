@@ -234,7 +234,8 @@ pub enum CiCommand {
         #[arg(long, default_value = ".github/workflows/deploy.yml")]
         output: PathBuf,
         /// The action each job installs deployhost with (this repository's action.yml).
-        #[arg(long, value_name = "OWNER/deployhost@TAG", default_value = commands::ci::DEFAULT_ACTION)]
+        #[arg(long, value_name = "OWNER/deployhost@TAG", default_value = commands::ci::DEFAULT_ACTION,
+              value_parser = commands::ci::parse_action)]
         action: String,
         /// Install with this shell command instead of the action
         /// (e.g. `cargo install --locked --git https://github.com/OWNER/deployhost --tag TAG deployhost`).

@@ -70,6 +70,15 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
     other.assert_code(0);
     let workflow = std::fs::read_to_string(&path).unwrap();
     assert_eq!(workflow.matches("        uses: acme/deployhost@v9\n").count(), 5, "{workflow}");
+    for bad in ["acme/deployhost", "deployhost@v9", "acme/deployhost@", "acme/deploy host@v9"] {
+        let refused = p.deployhost(&["ci", "github", "pipelines/prod.yaml", "--action", bad], &[]);
+        refused.assert_code(2);
+        assert!(
+            refused.stderr.contains("--action") && refused.stderr.contains("OWNER/deployhost@TAG"),
+            "{}",
+            refused.stderr
+        );
+    }
     let command = "cargo install --locked --git https://github.com/acme/deployhost --tag v9 deployhost";
     p.deployhost(&["ci", "github", "pipelines/prod.yaml", "--install", command], &[]).assert_code(0);
     let workflow = std::fs::read_to_string(&path).unwrap();

@@ -45,6 +45,23 @@ fn promotion_order(default: &str, environments: &BTreeMap<String, Environment>) 
 /// The action a generated workflow installs deployhost with: this version's tag.
 pub const DEFAULT_ACTION: &str = concat!("deployhost/deployhost@v", env!("CARGO_PKG_VERSION"));
 
+/// `--action`: `OWNER/REPO@REF` (or `OWNER/REPO/PATH@REF`), or `./PATH`
+/// for a copy of the action in the repository, as `uses:` takes them.
+pub fn parse_action(value: &str) -> std::result::Result<String, String> {
+    let remote = value.split_once('@').is_some_and(|(repo, r#ref)| {
+        let mut parts = repo.split('/');
+        parts.next().is_some_and(|o| !o.is_empty())
+            && parts.next().is_some_and(|n| !n.is_empty())
+            && !r#ref.is_empty()
+            && !value.chars().any(char::is_whitespace)
+    });
+    if remote || (value.starts_with("./") && !value.contains(char::is_whitespace)) {
+        Ok(value.to_string())
+    } else {
+        Err(format!("expected OWNER/deployhost@TAG (e.g. {DEFAULT_ACTION}) or ./PATH, not `{value}`"))
+    }
+}
+
 /// How each job gets deployhost.
 pub enum Install<'a> {
     /// `uses: OWNER/deployhost@TAG`: the composite action, binary cached.
