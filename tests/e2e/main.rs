@@ -17,6 +17,7 @@ mod exec;
 mod faults;
 mod foreign_components;
 mod health;
+mod install;
 mod lifecycle;
 mod output;
 mod pipeline_flow;

@@ -2,6 +2,9 @@
 //! seed's: a pre-flight job, then one job per environment in promotion
 //! order, each with `environment:` (so GitHub's required reviewers and
 //! protection rules apply) and one `concurrency` group per environment.
+//! Each job installs deployhost with the repository's composite action
+//! (`action.yml`, cached by version and Cargo.lock) unless `--install`
+//! gives a command.
 
 use super::ExitStatus;
 use crate::pipeline::model::{Environment, Pipeline};
@@ -39,11 +42,51 @@ fn promotion_order(default: &str, environments: &BTreeMap<String, Environment>) 
     order
 }
 
+/// The action a generated workflow installs deployhost with: this version's tag.
+pub const DEFAULT_ACTION: &str = concat!("deployhost/deployhost@v", env!("CARGO_PKG_VERSION"));
+
+/// `--action`: `OWNER/REPO@REF` (or `OWNER/REPO/PATH@REF`), or `./PATH`
+/// for a copy of the action in the repository, as `uses:` takes them.
+pub fn parse_action(value: &str) -> std::result::Result<String, String> {
+    let remote = value.split_once('@').is_some_and(|(repo, r#ref)| {
+        let mut parts = repo.split('/');
+        parts.next().is_some_and(|o| !o.is_empty())
+            && parts.next().is_some_and(|n| !n.is_empty())
+            && !r#ref.is_empty()
+            && !value.chars().any(char::is_whitespace)
+    });
+    if remote || (value.starts_with("./") && !value.contains(char::is_whitespace)) {
+        Ok(value.to_string())
+    } else {
+        Err(format!("expected OWNER/deployhost@TAG (e.g. {DEFAULT_ACTION}) or ./PATH, not `{value}`"))
+    }
+}
+
+/// How each job gets deployhost.
+pub enum Install<'a> {
+    /// `uses: OWNER/deployhost@TAG`: the composite action, binary cached.
+    Action(&'a str),
+    /// A shell command, run after `rustup target add wasm32-wasip2`.
+    Command(&'a str),
+}
+
+/// The databases that Supabase plugins are granted: their URL secret gets
+/// the session pooler's form, the one GitHub-hosted runners reach.
+fn supabase_databases(model: &Pipeline) -> BTreeSet<String> {
+    model
+        .stages
+        .iter()
+        .flat_map(|stage| &stage.steps)
+        .filter(|step| step.uses.as_deref().is_some_and(|u| u.starts_with("supabase-")))
+        .flat_map(|step| step.grants.databases.iter().map(|g| g.name().to_string()))
+        .collect()
+}
+
 fn job_id(env: &str) -> String {
     format!("deploy-{}", env.replace(|c: char| !c.is_ascii_alphanumeric(), "-"))
 }
 
-pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitStatus> {
+pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<ExitStatus> {
     if files.is_empty() {
         bail!("give at least one pipeline file");
     }
@@ -56,10 +99,26 @@ pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitSta
     }
     // Variables the pipelines read, from the repository's secrets.
     let mut secret_vars: BTreeSet<String> = BTreeSet::new();
+    // Database URL variables, each with the comment that says which URL to store.
+    let mut database_vars: BTreeMap<String, String> = BTreeMap::new();
     for (_, model) in &plans {
         secret_vars.extend(model.secrets.values().filter_map(|s| s.env.clone()));
-        secret_vars.extend(model.databases.values().filter_map(|d| d.url_env.clone()));
+        let supabase = supabase_databases(model);
+        for (name, db) in &model.databases {
+            let Some(var) = &db.url_env else { continue };
+            let comment = if supabase.contains(name) {
+                format!(
+                    "database {name}: the Supabase session pooler, postgres://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres?sslmode=verify-full&sslrootcert=<CA file in the repository> (the direct connection is IPv6-only, GitHub-hosted runners have no IPv6; port 6543 is refused)"
+                )
+            } else {
+                format!(
+                    "database {name}: a postgres:// URL the runner reaches over IPv4 (GitHub-hosted runners have no IPv6)"
+                )
+            };
+            database_vars.entry(var.clone()).or_insert(comment);
+        }
     }
+    secret_vars.retain(|v| !database_vars.contains_key(v));
     let environments: BTreeMap<String, Environment> = plans.iter().flat_map(|(_, m)| m.environments.clone()).collect();
     let order = promotion_order(plans[0].1.environment.as_deref().unwrap_or("dev"), &environments);
     let default_env = order.iter().find(|e| e.as_str() == "staging").unwrap_or(&order[0]).clone();
@@ -83,7 +142,12 @@ pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitSta
     let setup = |w: &mut String| -> std::fmt::Result {
         writeln!(w, "      - uses: actions/checkout@v4")?;
         writeln!(w, "      - name: Install deployhost")?;
-        writeln!(w, "        run: |\n          rustup target add wasm32-wasip2\n          {install}")
+        match install {
+            Install::Action(action) => writeln!(w, "        uses: {action}"),
+            Install::Command(command) => {
+                writeln!(w, "        run: |\n          rustup target add wasm32-wasip2\n          {command}")
+            }
+        }
     };
     writeln!(w, "  pre-flight:\n    runs-on: ubuntu-latest\n    steps:")?;
     setup(w)?;
@@ -109,11 +173,27 @@ pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitSta
         writeln!(w, "    if: ${{{{ always() && !cancelled() && !contains(needs.*.result, 'failure') && ({when}) }}}}")?;
         writeln!(w, "    runs-on: ubuntu-latest")?;
         writeln!(w, "    environment: {env}")?;
+        if rules.require_approval {
+            // deployhost reads who approved this environment from the run's
+            // approvals in the Actions API.
+            writeln!(w, "    permissions:\n      contents: read\n      actions: read")?;
+        }
         writeln!(w, "    concurrency:\n      group: deploy-{env}\n      cancel-in-progress: false")?;
         writeln!(w, "    env:")?;
         // Shared state (a PostgreSQL URL) so promotion evidence and locks
         // cross jobs and runners; unset, each job keeps its own.
         writeln!(w, "      DEPLOYHOST_STATE: ${{{{ secrets.DEPLOYHOST_STATE }}}}")?;
+        if rules.require_approval {
+            writeln!(
+                w,
+                "      # Reads the run's approvals; a token with read:org in DEPLOYHOST_GITHUB_TOKEN resolves @org/team approvers."
+            )?;
+            writeln!(w, "      GITHUB_TOKEN: ${{{{ secrets.DEPLOYHOST_GITHUB_TOKEN || github.token }}}}")?;
+        }
+        for (var, comment) in &database_vars {
+            writeln!(w, "      # {comment}")?;
+            writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
+        }
         for var in &secret_vars {
             writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
         }
@@ -121,14 +201,10 @@ pub fn github(files: &[PathBuf], output: &Path, install: &str) -> Result<ExitSta
         setup(w)?;
         for (file, _) in &plans {
             let f = file.display();
-            let approve = if rules.require_approval {
-                // The environment's required reviewers approved before this job started.
-                " --approved-by \"${{ github.triggering_actor }}\""
-            } else {
-                ""
-            };
+            // An approval is not passed on: deployhost asks GitHub who
+            // approved this environment (GITHUB_TOKEN above).
             writeln!(w, "      - name: Deploy {f} to {env}")?;
-            writeln!(w, "        run: deployhost run {f} --env {env} --version \"$DEPLOY_VERSION\"{approve}")?;
+            writeln!(w, "        run: deployhost run {f} --env {env} --version \"$DEPLOY_VERSION\"")?;
         }
         writeln!(w, "      - name: Keep the run's logs and audit")?;
         writeln!(w, "        if: always()")?;
