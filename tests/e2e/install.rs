@@ -5,7 +5,7 @@
 
 use crate::ci::actionlint;
 use crate::support::Project;
-use serde_yaml::{Mapping, Value};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,7 +26,7 @@ fn warm_target() -> PathBuf {
 }
 
 fn yaml(path: &Path) -> Value {
-    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    deployhost::pipeline::parse_yaml(&std::fs::read_to_string(path).unwrap()).unwrap().0
 }
 
 fn action() -> Value {
@@ -153,7 +153,7 @@ impl Runner {
         std::fs::write(&github_path, "").unwrap();
         let mut output = String::new();
         let mut saw_install = false;
-        for step in job["steps"].as_sequence().expect("steps") {
+        for step in job["steps"].as_array().expect("steps") {
             let uses = str_of(step, "uses").unwrap_or("");
             if uses.starts_with("actions/checkout@") {
                 continue;
@@ -169,8 +169,8 @@ impl Runner {
                 let mut values = base;
                 values.insert("github.action_ref".into(), tag.to_string());
                 let action = action();
-                for (name, input) in action["inputs"].as_mapping().unwrap() {
-                    let name = name.as_str().unwrap();
+                for (name, input) in action["inputs"].as_object().unwrap() {
+                    let name = name.as_str();
                     let given = step.get("with").and_then(|w| w.get(name)).and_then(Value::as_str);
                     let given = extra.iter().find(|(n, _)| *n == name).map(|(_, v)| *v).or(given);
                     let default = str_of(input, "default").unwrap_or("");
@@ -199,7 +199,7 @@ impl Runner {
         assert_eq!(str_of(&action["runs"], "using"), Some("composite"));
         // `actions/cache` saves in its post step, at the end of the job.
         let mut saves: Vec<(PathBuf, PathBuf)> = Vec::new();
-        for (i, step) in action["runs"]["steps"].as_sequence().unwrap().iter().enumerate() {
+        for (i, step) in action["runs"]["steps"].as_array().unwrap().iter().enumerate() {
             if let Some(cond) = str_of(step, "if")
                 && !ctx.condition(cond)
             {
@@ -226,9 +226,9 @@ impl Runner {
                 let script = str_of(step, "run").expect("a step with `uses:` or `run:`");
                 assert_eq!(str_of(step, "shell"), Some("bash"), "a composite action's run step needs `shell: bash`");
                 let mut env = BTreeMap::new();
-                if let Some(vars) = step.get("env").and_then(Value::as_mapping) {
+                if let Some(vars) = step.get("env").and_then(Value::as_object) {
                     for (k, v) in vars {
-                        env.insert(k.as_str().unwrap().to_string(), ctx.substitute(v.as_str().unwrap()));
+                        env.insert(k.clone(), ctx.substitute(v.as_str().unwrap()));
                     }
                 }
                 let out_file = self.dir.path().join(format!("output-{id}"));
@@ -291,12 +291,12 @@ fn generated_workflow(args: &[&str]) -> Value {
 #[test]
 fn every_generated_job_installs_with_the_action_cache_empty_then_filled() {
     let workflow = generated_workflow(&[]);
-    let jobs = workflow["jobs"].as_mapping().unwrap();
+    let jobs = workflow["jobs"].as_object().unwrap();
     assert!(jobs.len() >= 5, "pre-flight and four environments: {jobs:?}");
     let runner = Runner::new();
     let version = format!("deployhost {}", env!("CARGO_PKG_VERSION"));
     for (i, (name, job)) in jobs.iter().enumerate() {
-        let name = name.as_str().unwrap();
+        let name = name.as_str();
         // A dev build from the tests' own target folder: the first job builds
         // (or finds built) what the tests run, instead of a release build.
         let install = runner.install(name, job, &[("profile", "dev")]);
@@ -332,22 +332,20 @@ fn action_yml_lints_clean() {
     // actionlint checks workflows: put the action's steps in a reusable
     // workflow with the same inputs, so its expressions, shell scripts'
     // contexts and the actions it uses are all checked.
-    let mut inputs = Mapping::new();
-    for (name, input) in action["inputs"].as_mapping().unwrap() {
-        let mut spec = Mapping::new();
+    let mut inputs = Map::new();
+    for (name, input) in action["inputs"].as_object().unwrap() {
+        let mut spec = Map::new();
         spec.insert("type".into(), "string".into());
         spec.insert("required".into(), false.into());
         spec.insert("default".into(), input["default"].clone());
         inputs.insert(name.clone(), spec.into());
     }
-    let workflow = serde_yaml::to_string(
-        &serde_yaml::to_value(serde_json::json!({
-            "name": "action",
-            "on": { "workflow_call": { "inputs": inputs } },
-            "jobs": { "action": { "runs-on": "ubuntu-latest", "steps": action["runs"]["steps"] } },
-        }))
-        .unwrap(),
-    )
+    // JSON is YAML: actionlint reads it as a workflow.
+    let workflow = serde_json::to_string_pretty(&serde_json::json!({
+        "name": "action",
+        "on": { "workflow_call": { "inputs": inputs } },
+        "jobs": { "action": { "runs-on": "ubuntu-latest", "steps": action["runs"]["steps"] } },
+    }))
     .unwrap();
     let p = Project::new();
     actionlint(&p.write("action-as-workflow.yml", &workflow));

@@ -23,5 +23,5 @@ pub use error::{ConfigError, ConfigErrors};
 pub use expand::{RUNTIME_VARIABLES, substitute};
 pub use load::{LoadOptions, Loaded, load, load_text};
 pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
-pub use spans::Spans;
+pub use spans::{Spans, parse as parse_yaml};
 pub use validate::{protect, validate};

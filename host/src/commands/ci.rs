@@ -173,6 +173,20 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
         writeln!(w, "    if: ${{{{ always() && !cancelled() && !contains(needs.*.result, 'failure') && ({when}) }}}}")?;
         writeln!(w, "    runs-on: ubuntu-latest")?;
         writeln!(w, "    environment: {env}")?;
+        if rules.require_approval && rules.approval != Some(crate::pipeline::model::ApprovalMode::Github) {
+            // Only `approval: github` can be satisfied inside the job; any
+            // other mode stops the run at the gate (exit 3) for
+            // `deployhost approve` and `resume` outside it.
+            let mode = rules.approval.map_or("unset".to_string(), |m| format!("{m:?}").to_lowercase());
+            eprintln!(
+                "warning: environment `{env}` has `approval: {mode}`; its job will stop at the gate (exit 3). \
+                 Use `approval: github` to take the reviewer GitHub records for the job's environment."
+            );
+            writeln!(
+                w,
+                "    # approval: {mode}: the run stops at the gate here; `approval: github` approves in the job."
+            )?;
+        }
         if rules.require_approval {
             // deployhost reads who approved this environment from the run's
             // approvals in the Actions API.
