@@ -187,14 +187,8 @@ pub async fn run(
                 out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
                 return Ok(ExitStatus::AwaitingApproval);
             }
-            match store.begin(&start(&a).record(&plan)) {
-                Ok(()) => {}
-                Err(e @ StateError::Locked { .. }) => {
-                    eprintln!("refused: {e}");
-                    out.not_started(&ExitStatus::Refused, None, &e.to_string());
-                    return Ok(ExitStatus::Refused);
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(refused) = begin(&store, &start(&a).record(&plan), out)? {
+                return Ok(refused);
             }
             store.record_approval(&run_id, mode, &approver, None, detail)?;
             return execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await;
@@ -218,14 +212,8 @@ pub async fn run(
         }
         Err(Refusal::State(e)) => return Err(e.into()),
     };
-    match store.begin(&start(&approvals).record(&plan)) {
-        Ok(()) => {}
-        Err(e @ StateError::Locked { .. }) => {
-            eprintln!("refused: {e}");
-            out.not_started(&ExitStatus::Refused, None, &e.to_string());
-            return Ok(ExitStatus::Refused);
-        }
-        Err(e) => return Err(e.into()),
+    if let Some(refused) = begin(&store, &start(&approvals).record(&plan), out)? {
+        return Ok(refused);
     }
     execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await
 }
@@ -564,6 +552,19 @@ fn resumable(store: &StateStore, run_id: &str) -> Result<crate::state::RunRow> {
         anyhow::bail!("run {run_id} is {} (pid {}); only interrupted or waiting runs continue", row.status, row.pid);
     }
     Ok(row)
+}
+
+/// Starts the run in the state store; a held lock refuses it (exit 4).
+fn begin(store: &StateStore, run: &NewRun, out: &Output) -> Result<Option<ExitStatus>> {
+    match store.begin(run) {
+        Ok(()) => Ok(None),
+        Err(e @ StateError::Locked { .. }) => {
+            eprintln!("refused: {e}");
+            out.not_started(&ExitStatus::Refused, None, &e.to_string());
+            Ok(Some(ExitStatus::Refused))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Runs a plan under an already recorded run id and lock, with progress
