@@ -358,6 +358,16 @@ fn a_failed_health_check_rolls_prod_back_and_pages_on_call() {
         .unwrap_or_else(|| panic!("no compensation of app-deploy: {:#}", results["rollback"]));
     assert_eq!(compensation["status"], "passed", "{compensation:#}");
     assert!(!prod.p.run_files_text().contains(DO_TOKEN) && !prod.p.run_files_text().contains(ODOO_KEY));
+    // The report and its page show the app's rollback among the others.
+    let id = run_id(&failed);
+    let markdown = prod.deployhost(&["report", &id], "dev", "1.1.0");
+    assert!(
+        markdown.stdout.contains(&format!("- compensate-app-deploy passed: rolled back to deployment {PREVIOUS}")),
+        "{}",
+        markdown.stdout
+    );
+    let html = prod.deployhost(&["report", &id, "--format", "html"], "dev", "1.1.0");
+    assert!(html.stdout.contains("compensate-app-deploy"), "{}", html.stdout);
 }
 
 #[test]
