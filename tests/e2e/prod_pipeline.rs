@@ -1,10 +1,13 @@
 //! `pipelines/prod.yaml` itself, end to end: the seed's workflow with real
-//! pytest and ruff, a real PostgreSQL per environment, the service, Slack
-//! and the incident tool as local servers. Promotion, the approval gate, a
+//! pytest and ruff, a real PostgreSQL per environment, the service, Slack,
+//! the incident tool, the Supabase Management API, Odoo's JSON-RPC and the
+//! DigitalOcean App Platform API as local servers. Promotion, the approval gate, a
 //! failed health check that rolls back, and recovery from a crash.
 
+use crate::support::digitalocean::{self, PREVIOUS};
 use crate::support::http::{Request, Response, Server};
 use crate::support::management_api::ManagementApi;
+use crate::support::odoo::{FakeOdoo, Module};
 use crate::support::pg::Postgres;
 use crate::support::{Project, Run};
 use serde_json::Value;
@@ -14,6 +17,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 const ENVIRONMENTS: [&str; 4] = ["dev", "staging", "uat", "prod"];
 const SUPABASE_TOKEN: &str = "sbp_prod_pipeline_0a1b2c3d";
+const ODOO_KEY: &str = "odoo_prod_pipeline_9f8e7d6c";
+const DO_TOKEN: &str = "dop_v1_prod_pipeline_5a4b3c";
+/// prod.yaml's `DO_APP_ID` per environment (uat deploys to staging's app).
+const DEV_APP: &str = "5b0e7f4c-2d1a-4e8b-9c3f-0a1b2c3d4e01";
+const STAGING_APP: &str = "5b0e7f4c-2d1a-4e8b-9c3f-0a1b2c3d4e02";
+const PROD_APP: &str = "5b0e7f4c-2d1a-4e8b-9c3f-0a1b2c3d4e04";
+
+/// Each environment's Odoo database as the server has it before a deploy:
+/// expense_sync not installed yet, expense_approval at its previous version;
+/// the addons path already carries the manifests' versions.
+fn odoo_databases() -> Vec<(&'static str, Vec<(&'static str, Module)>)> {
+    ["ipai_dev", "ipai_staging", "ipai_prod"]
+        .into_iter()
+        .map(|db| {
+            (
+                db,
+                vec![
+                    ("expense_sync", Module { id: 51, state: "uninstalled", installed: "", on_disk: "17.0.1.0.0" }),
+                    (
+                        "expense_approval",
+                        Module { id: 52, state: "installed", installed: "17.0.1.1.0", on_disk: "17.0.1.2.0" },
+                    ),
+                ],
+            )
+        })
+        .collect()
+}
 
 struct Prod {
     pg: Postgres,
@@ -24,6 +54,8 @@ struct Prod {
     slack: Server,
     incidents: Server,
     supabase: ManagementApi,
+    odoo: FakeOdoo,
+    digitalocean: Server,
 }
 
 impl Prod {
@@ -56,6 +88,12 @@ impl Prod {
                 SUPABASE_TOKEN,
                 &[("ODOO_WEBHOOK_SECRET", "whsec_1"), ("RESEND_API_KEY", "re_1")],
             ),
+            odoo: FakeOdoo::start("deploy", ODOO_KEY, odoo_databases()),
+            digitalocean: digitalocean::api(
+                DO_TOKEN,
+                &[DEV_APP, STAGING_APP, PROD_APP],
+                vec![digitalocean::deployment("ACTIVE", serde_json::json!([]))],
+            ),
         }
     }
 
@@ -81,6 +119,13 @@ impl Prod {
             ("SUPABASE_ACCESS_TOKEN", SUPABASE_TOKEN.to_string()),
             ("SUPABASE_API_URL", self.supabase.server.url("")),
             ("SUPABASE_API_HOST", self.supabase.server.grant()),
+            ("ODOO_URL", self.odoo.server.url("")),
+            ("ODOO_HOST", self.odoo.server.grant()),
+            ("ODOO_API_KEY", ODOO_KEY.to_string()),
+            ("DIGITALOCEAN_TOKEN", DO_TOKEN.to_string()),
+            ("DIGITALOCEAN_API_URL", self.digitalocean.url("")),
+            ("DIGITALOCEAN_API_HOST", self.digitalocean.grant()),
+            ("DIGITALOCEAN_POLL_INTERVAL", "20ms".to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -107,6 +152,32 @@ impl Prod {
             .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["text"].as_str().unwrap().to_string())
             .collect()
     }
+
+    /// The App Platform calls that changed something: (method, path).
+    fn do_changes(&self) -> Vec<(String, String)> {
+        self.digitalocean
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| (r.method.clone(), r.path.clone()))
+            .collect()
+    }
+
+    /// The `execute_kw` module calls Odoo received for `database`: (method, record ids).
+    fn odoo_module_calls(&self, database: &str) -> Vec<(String, Value)> {
+        self.odoo
+            .calls()
+            .into_iter()
+            .filter(|c| c.service == "object" && c.args[0] == database)
+            .map(|c| {
+                assert_eq!(c.args[1], 2, "the uid `authenticate` answered");
+                assert_eq!(c.args[2], ODOO_KEY, "each call carries the API key");
+                assert_eq!(c.args[3], "ir.module.module");
+                (c.method, c.args[5].clone())
+            })
+            .filter(|(m, _)| m.starts_with("button_immediate"))
+            .collect()
+    }
 }
 
 fn run_id(run: &Run) -> String {
@@ -128,9 +199,29 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     for step in ["tests", "lint", "format", "migrations-apply", "odoo-dependencies", "backup", "migrate", "verify"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
-    for step in ["secrets-configured", "functions-deploy", "rpc-tests", "rls-matrix", "error-budget"] {
+    for step in ["secrets-configured", "functions-deploy", "rpc-tests", "rls-matrix", "odoo-upgrade", "app-deploy"] {
         assert_eq!(prod.p.step(step)["status"], "passed", "{step}: {}", prod.p.step(step));
     }
+    assert_eq!(prod.p.step("error-budget")["status"], "passed");
+    // Odoo's external API: dev's database logged in with the API key, the
+    // new addon installed, the other upgraded, both at their manifests' versions.
+    assert_eq!(
+        prod.odoo_module_calls("ipai_dev"),
+        [
+            ("button_immediate_install".to_string(), serde_json::json!([[51]])),
+            ("button_immediate_upgrade".to_string(), serde_json::json!([[52]]))
+        ]
+    );
+    let login = prod.odoo.calls().into_iter().find(|c| c.method == "authenticate").unwrap();
+    assert_eq!(login.args[..3], [Value::from("ipai_dev"), Value::from("deploy"), Value::from(ODOO_KEY)]);
+    assert_eq!(prod.p.step("odoo-upgrade")["outputs"]["version.expense_approval"], "17.0.1.2.0");
+    assert!(prod.odoo_module_calls("ipai_prod").is_empty(), "prod's Odoo is untouched by a dev run");
+    // The App Platform: dev's app spec now runs the image at 1.0.0.
+    assert_eq!(prod.do_changes(), [("PUT".to_string(), format!("/v2/apps/{DEV_APP}"))]);
+    let put = prod.digitalocean.requests().into_iter().find(|r| r.method == "PUT").unwrap();
+    let spec: Value = serde_json::from_slice(&put.body).unwrap();
+    assert_eq!(spec["spec"]["services"][0]["image"]["tag"], "1.0.0");
+    assert_eq!(prod.p.step("app-deploy")["outputs"]["previous_deployment_id"], PREVIOUS);
     let tests_log = std::fs::read_to_string(prod.p.last_run_dir().join("logs/tests.log")).unwrap();
     assert!(
         tests_log.contains("6 passed") && tests_log.contains("Required test coverage of 90% reached"),
@@ -156,6 +247,27 @@ fn promotes_through_staging_and_the_approval_gate_to_prod() {
     prod.deployhost(&["resume", &id], "prod", "1.0.0").assert_code(0);
 
     assert_eq!(prod.pg.psql("prod", "select count(*) from supabase_migrations.schema_migrations"), "3");
+    // uat upgraded staging's database again; prod's got its own install.
+    let staging: Vec<(String, String)> =
+        prod.odoo_module_calls("ipai_staging").into_iter().map(|(m, ids)| (m, ids.to_string())).collect();
+    assert_eq!(
+        staging,
+        [
+            ("button_immediate_install", "[[51]]"),
+            ("button_immediate_upgrade", "[[52]]"),
+            ("button_immediate_upgrade", "[[51,52]]")
+        ]
+        .map(|(m, ids)| (m.to_string(), ids.to_string())),
+        "staging installs and upgrades; uat, on the same database, upgrades both"
+    );
+    assert_eq!(prod.odoo_module_calls("ipai_prod").len(), 2);
+    assert_eq!(prod.odoo.state("ipai_prod", "expense_sync").state, "installed");
+    assert_eq!(prod.odoo.state("ipai_prod", "expense_approval").installed, "17.0.1.2.0");
+    assert_eq!(
+        prod.do_changes(),
+        [DEV_APP, STAGING_APP, STAGING_APP, PROD_APP].map(|app| ("PUT".to_string(), format!("/v2/apps/{app}"))),
+        "one spec update per deploy, no rollback"
+    );
     // What only people can vouch for, attested by a listed approver.
     let mut attest = vec!["attest", id.as_str(), "--as", "@devops-lead"];
     for item in ["code_review", "security", "oncall", "window", "incident_team", "critical_paths", "dashboards"] {
@@ -222,6 +334,40 @@ fn a_failed_health_check_rolls_prod_back_and_pages_on_call() {
     assert_eq!(incident["previous_version"], "1.0.0");
     assert_eq!(incident["title"], "Rollback of 1.1.0 on dev");
     assert!(prod.slack_texts("/services/deploys").iter().all(|t| !t.contains("1.1.0")), "no success message");
+
+    // The service went to 1.1.0, and the rollback took the app back to the
+    // deployment active before: validated, then rolled back.
+    let changes = prod.do_changes();
+    assert_eq!(
+        changes[changes.len() - 3..],
+        [
+            ("PUT".to_string(), format!("/v2/apps/{DEV_APP}")),
+            ("POST".to_string(), format!("/v2/apps/{DEV_APP}/rollback/validate")),
+            ("POST".to_string(), format!("/v2/apps/{DEV_APP}/rollback")),
+        ],
+        "{changes:?}"
+    );
+    let rollback = prod.digitalocean.requests().into_iter().rfind(|r| r.path.ends_with("/rollback")).unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&rollback.body).unwrap()["deployment_id"], PREVIOUS);
+    let results = prod.p.results();
+    let compensation = results["rollback"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "compensate-app-deploy")
+        .unwrap_or_else(|| panic!("no compensation of app-deploy: {:#}", results["rollback"]));
+    assert_eq!(compensation["status"], "passed", "{compensation:#}");
+    assert!(!prod.p.run_files_text().contains(DO_TOKEN) && !prod.p.run_files_text().contains(ODOO_KEY));
+    // The report and its page show the app's rollback among the others.
+    let id = run_id(&failed);
+    let markdown = prod.deployhost(&["report", &id], "dev", "1.1.0");
+    assert!(
+        markdown.stdout.contains(&format!("- compensate-app-deploy passed: rolled back to deployment {PREVIOUS}")),
+        "{}",
+        markdown.stdout
+    );
+    let html = prod.deployhost(&["report", &id, "--format", "html"], "dev", "1.1.0");
+    assert!(html.stdout.contains("compensate-app-deploy"), "{}", html.stdout);
 }
 
 #[test]
@@ -248,7 +394,7 @@ fn a_crashed_prod_deploy_resumes_where_it_stopped() {
     prod.deployhost(&["resume", &id], "dev", "2.0.0").assert_code(0);
     let results = prod.p.results();
     assert_eq!(results["status"], "passed");
-    assert_eq!(results["steps"].as_array().unwrap().len(), 19);
+    assert_eq!(results["steps"].as_array().unwrap().len(), 21);
     let migrate_runs = prod.p.audit().iter().filter(|e| e["event"] == "grant" && e["step"] == "migrate").count();
     assert_eq!(migrate_runs, 1, "the completed migration is not run again");
     assert_eq!(prod.slack_texts("/services/deploys").len(), 1);

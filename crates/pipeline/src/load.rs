@@ -183,6 +183,18 @@ mod tests {
     }
 
     #[test]
+    fn a_var_written_with_its_own_name_as_default_is_overridden_by_the_process_environment() {
+        let text = PIPELINE.replace("PROJECT_REF: prodref", "PROJECT_REF: \"${PROJECT_REF:-prodref}\"");
+        let load = |lookup: &dyn Fn(&str) -> Option<String>| {
+            let options = LoadOptions { environment: Some("prod".into()), version: None, env_lookup: lookup };
+            step_with(&load_text(Path::new("p.yaml"), &text, &options).unwrap())["ref"].clone()
+        };
+        let zone = |n: &str| (n == "ZONE").then(|| "eu".to_string());
+        assert_eq!(load(&zone), "prodref", "what a user sees without the variable");
+        assert_eq!(load(&|n| if n == "PROJECT_REF" { Some("stand-in".into()) } else { zone(n) }), "stand-in");
+    }
+
+    #[test]
     fn a_var_shadowing_a_runtime_name_is_an_error_at_its_key() {
         let text = PIPELINE.replace("PROJECT_REF: prodref", "VERSION: \"9\"");
         let options = LoadOptions { environment: Some("prod".into()), ..LoadOptions::default() };

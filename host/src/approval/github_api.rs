@@ -39,6 +39,20 @@ fn refused(m: impl Into<String>) -> ApprovalError {
     ApprovalError::Refused(m.into())
 }
 
+fn var(k: &str) -> Option<String> {
+    std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+}
+
+/// `GITHUB_API_URL`, else api.github.com.
+fn base_from_env() -> Result<url::Url, ApprovalError> {
+    let base = var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
+    let base = url::Url::parse(&base).map_err(|e| invalid(format!("GITHUB_API_URL `{base}`: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+        return Err(invalid(format!("GITHUB_API_URL `{base}` must be an http(s) URL")));
+    }
+    Ok(base)
+}
+
 /// A path segment GitHub could name (owner, repository, login, team slug).
 fn segment_ok(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && s != ".."
@@ -47,12 +61,7 @@ fn segment_ok(s: &str) -> bool {
 impl Api {
     /// From the runner's environment; says what is missing.
     pub fn from_env() -> Result<Api, ApprovalError> {
-        let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-        let base = var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
-        let base = url::Url::parse(&base).map_err(|e| invalid(format!("GITHUB_API_URL `{base}`: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(invalid(format!("GITHUB_API_URL `{base}` must be an http(s) URL")));
-        }
+        let base = base_from_env()?;
         let (Some(repository), Some(run_id)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) else {
             return Err(refused(
                 "`approval: github` takes the approval GitHub recorded for the workflow run: run it in GitHub \
@@ -215,4 +224,133 @@ pub async fn approval(
         }
     }
     Err(refused(refusals.join("; ")))
+}
+
+/// A pull request's reviews as GitHub counts them: each reviewer's latest
+/// review that approves, requests changes or was dismissed (a comment
+/// after an approval leaves it standing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeReview {
+    pub number: u64,
+    /// Reviewers whose latest review approves, in the order they reviewed.
+    pub approved: Vec<String>,
+    /// Reviewers whose latest review requests changes.
+    pub changes_requested: Vec<String>,
+}
+
+impl CodeReview {
+    /// The seed's "code review approved (2+ reviewers)": two approvals and
+    /// no outstanding request for changes.
+    pub fn approved_enough(&self) -> bool {
+        self.approved.len() >= 2 && self.changes_requested.is_empty()
+    }
+
+    /// The reviews `GET /repos/{owner}/{repo}/pulls/{number}/reviews`
+    /// answered, oldest first.
+    pub fn from_reviews(number: u64, reviews: &Value) -> CodeReview {
+        let mut latest: Vec<(String, String)> = Vec::new();
+        for r in reviews.as_array().into_iter().flatten() {
+            let (Some(login), Some(state)) = (r["user"]["login"].as_str(), r["state"].as_str()) else { continue };
+            if !matches!(state, "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED") {
+                continue;
+            }
+            latest.retain(|(who, _)| who != login);
+            latest.push((login.to_string(), state.to_string()));
+        }
+        let with = |state: &str| latest.iter().filter(|(_, s)| s == state).map(|(who, _)| who.clone()).collect();
+        CodeReview { number, approved: with("APPROVED"), changes_requested: with("CHANGES_REQUESTED") }
+    }
+}
+
+/// The API for the pull request this GitHub Actions job runs for:
+/// `Ok(None)` outside GitHub Actions (`GITHUB_ACTIONS` is not `true`).
+pub fn pull_request_api_from_env() -> Result<Option<Api>, ApprovalError> {
+    if var("GITHUB_ACTIONS").as_deref() != Some("true") {
+        return Ok(None);
+    }
+    let base = base_from_env()?;
+    let repository = var("GITHUB_REPOSITORY").ok_or_else(|| invalid("GITHUB_REPOSITORY is not set"))?;
+    if !repository.split_once('/').is_some_and(|(o, r)| segment_ok(o) && segment_ok(r)) {
+        return Err(invalid(format!("GITHUB_REPOSITORY `{repository}` is not owner/name")));
+    }
+    let token = var("DEPLOYHOST_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN")).ok_or_else(|| {
+        invalid(
+            "no token to read the pull request's reviews: grant DEPLOYHOST_GITHUB_TOKEN or GITHUB_TOKEN \
+             (with `permissions: pull-requests: read`)",
+        )
+    })?;
+    Ok(Some(Api { base, repository, run_id: var("GITHUB_RUN_ID").unwrap_or_default(), token }))
+}
+
+/// The pull request of this job: the event's `pull_request.number`
+/// (`GITHUB_EVENT_PATH`), else the one GitHub associates with the pushed
+/// commit (`GET /repos/{owner}/{repo}/commits/{GITHUB_SHA}/pulls`).
+pub async fn pull_request_number(api: &Api) -> Result<Option<u64>, ApprovalError> {
+    if let Some(path) = var("GITHUB_EVENT_PATH") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| invalid(format!("cannot read the event payload GITHUB_EVENT_PATH `{path}`: {e}")))?;
+        let event: Value =
+            serde_json::from_str(&text).map_err(|e| invalid(format!("the event payload `{path}` is not JSON: {e}")))?;
+        if let Some(number) = event["pull_request"]["number"].as_u64() {
+            return Ok(Some(number));
+        }
+    }
+    let Some(sha) = var("GITHUB_SHA") else { return Ok(None) };
+    if !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(invalid(format!("GITHUB_SHA `{sha}` is not a commit id")));
+    }
+    let pulls = api.get_ok(&format!("/repos/{}/commits/{sha}/pulls", api.repository)).await?;
+    let pulls = pulls.as_array().cloned().unwrap_or_default();
+    let merged = pulls.iter().find(|p| p["merge_commit_sha"] == sha.as_str() || p["head"]["sha"] == sha.as_str());
+    Ok(merged.or(pulls.first()).and_then(|p| p["number"].as_u64()))
+}
+
+/// Pull request `number`'s reviews, counted as [`CodeReview::from_reviews`] says.
+pub async fn code_review(api: &Api, number: u64) -> Result<CodeReview, ApprovalError> {
+    let reviews = api.get_ok(&format!("/repos/{}/pulls/{number}/reviews?per_page=100", api.repository)).await?;
+    Ok(CodeReview::from_reviews(number, &reviews))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(login: &str, state: &str) -> Value {
+        json!({ "id": 1, "user": { "login": login, "type": "User" }, "state": state, "body": "", "submitted_at": "2026-11-30T08:00:00Z" })
+    }
+
+    #[test]
+    fn the_latest_counting_review_of_each_reviewer_decides() {
+        let two = CodeReview::from_reviews(7, &json!([review("ana", "APPROVED"), review("bo", "APPROVED")]));
+        assert!(two.approved_enough(), "{two:?}");
+        let one = CodeReview::from_reviews(7, &json!([review("ana", "APPROVED"), review("ana", "APPROVED")]));
+        assert_eq!(one.approved, ["ana"]);
+        assert!(!one.approved_enough());
+        let later_changes = CodeReview::from_reviews(
+            7,
+            &json!([
+                review("ana", "APPROVED"),
+                review("bo", "APPROVED"),
+                review("cy", "APPROVED"),
+                review("bo", "CHANGES_REQUESTED")
+            ]),
+        );
+        assert_eq!(
+            (later_changes.approved.clone(), later_changes.changes_requested.clone()),
+            (vec!["ana".to_string(), "cy".to_string()], vec!["bo".to_string()])
+        );
+        assert!(!later_changes.approved_enough());
+        // A comment after an approval leaves it; a dismissal takes it away.
+        let commented = CodeReview::from_reviews(
+            7,
+            &json!([review("ana", "APPROVED"), review("ana", "COMMENTED"), review("bo", "APPROVED")]),
+        );
+        assert!(commented.approved_enough());
+        let dismissed = CodeReview::from_reviews(
+            7,
+            &json!([review("ana", "APPROVED"), review("ana", "DISMISSED"), review("bo", "APPROVED")]),
+        );
+        assert!(!dismissed.approved_enough());
+    }
 }

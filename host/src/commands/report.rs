@@ -44,7 +44,7 @@ enum Basis {
 /// The seed's checklist: (key, section, item, basis), before then after.
 const PRE: &[(&str, &str, &str, Basis)] = &[
     ("tests", "Code Quality", "All tests passing (unit ≥90%, integration ≥80%)", Basis::Evidence),
-    ("code_review", "Code Quality", "Code review approved (2+ reviewers)", Basis::Person),
+    ("code_review", "Code Quality", "Code review approved (2+ reviewers)", Basis::EvidenceOrPerson),
     ("security", "Code Quality", "No HIGH/CRITICAL security issues", Basis::EvidenceOrPerson),
     ("lint", "Code Quality", "Lint and format checks pass", Basis::Evidence),
     ("staging", "Environment", "Staging deployment successful", Basis::Evidence),
@@ -95,6 +95,8 @@ struct Evidence {
     attestations: Vec<Attestation>,
     /// Plugin error lines in the run's audit log, when it could be read.
     logged_errors: Option<Vec<String>>,
+    /// In GitHub Actions, the pull request's reviews: (enough, why).
+    code_review: Option<(bool, String)>,
 }
 
 fn by_plugin<'a>(record: &'a RunRecord, plugin: &'a str) -> impl Iterator<Item = &'a StepOutcome> + 'a {
@@ -137,6 +139,7 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
     let passed = record.status == RunStatus::Passed;
     match key {
         "tests" => all_passed(named(record, Some("command"), &["test"]), &summary),
+        "code_review" => ev.code_review.clone().unwrap_or_default(),
         "security" => all_passed(named(record, None, &["security", "audit", "scan", "vuln"]), &summary),
         "lint" => all_passed(named(record, Some("command"), &["lint", "format", "ruff", "black"]), &summary),
         "staging" => {
@@ -384,6 +387,7 @@ impl Evidence {
             uat: None,
             attestations: Vec::new(),
             logged_errors: None,
+            code_review: None,
         }
     }
 
@@ -406,6 +410,7 @@ impl Evidence {
                 .last_passed(&record.pipeline, "uat", Some(&record.version))?
                 .filter(|row| row.id != record.run_id);
             ev.attestations = store.attestations(&record.run_id)?;
+            ev.code_review = github_code_review();
         }
         let audit = runner::runs_dir(state_dir).join(&record.run_id).join("audit.jsonl");
         ev.logged_errors = std::fs::read_to_string(audit).ok().map(|text| {
@@ -419,6 +424,42 @@ impl Evidence {
         });
         Ok(ev)
     }
+}
+
+/// In GitHub Actions, the checklist's code review from the pull request's
+/// reviews (`None` elsewhere): ticked by two approvals and no outstanding
+/// request for changes; otherwise the evidence says why not.
+fn github_code_review() -> Option<(bool, String)> {
+    use crate::approval::github_api;
+    let api = match github_api::pull_request_api_from_env() {
+        Ok(None) => return None,
+        Ok(Some(api)) => api,
+        Err(e) => return Some((false, format!("the pull request's reviews cannot be read: {e}"))),
+    };
+    let read = async {
+        let Some(number) = github_api::pull_request_number(&api).await? else { return Ok(None) };
+        github_api::code_review(&api, number).await.map(Some)
+    };
+    let read = tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(read));
+    Some(match read {
+        Err(e) => (false, format!("the pull request's reviews cannot be read: {e}")),
+        Ok(None) => (false, "no pull request for this event or commit (GITHUB_EVENT_PATH, GITHUB_SHA)".into()),
+        Ok(Some(review)) => {
+            let pr = format!("pull request #{}", review.number);
+            let approved = if review.approved.is_empty() {
+                "no approval".to_string()
+            } else {
+                format!("approved by {}", review.approved.join(", "))
+            };
+            if review.approved_enough() {
+                (true, format!("{pr} {approved}"))
+            } else if !review.changes_requested.is_empty() {
+                (false, format!("{pr}: changes requested by {} ({approved})", review.changes_requested.join(", ")))
+            } else {
+                (false, format!("{pr}: {approved}; 2 reviewers must approve"))
+            }
+        }
+    })
 }
 
 /// Versions applied by the run's migrations, for release notes.

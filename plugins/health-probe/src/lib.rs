@@ -39,14 +39,6 @@ struct Params {
     max_latency_p99: Option<Duration>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
-    /// An analysis window: this many measurements, `interval` apart …
-    count: Option<u32>,
-    /// … or as many as fit in this long.
-    #[serde(default, deserialize_with = "units::opt_duration")]
-    duration: Option<Duration>,
-    failure_limit: Option<u32>,
-    inconclusive_limit: Option<u32>,
-    consecutive_error_limit: Option<u32>,
     /// Statuses that neither pass nor fail a measurement (e.g. 429).
     #[serde(default)]
     inconclusive_status: Vec<u16>,
@@ -305,17 +297,10 @@ impl Guest for HealthProbe {
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
-        let p: Params = sdk::params(&ctx)?;
+        let (p, window): (Params, WindowParams) = analysis::params_with_window(&ctx)?;
         if p.samples == 0 {
             return Err(StepError::InvalidParams("samples must be at least 1".into()));
         }
-        let window = WindowParams {
-            count: p.count,
-            duration: p.duration,
-            failure_limit: p.failure_limit,
-            inconclusive_limit: p.inconclusive_limit,
-            consecutive_error_limit: p.consecutive_error_limit,
-        };
         if window.wanted() {
             if p.samples > 1 || p.retries > 0 {
                 return Err(StepError::InvalidParams(

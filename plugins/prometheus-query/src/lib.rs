@@ -37,16 +37,8 @@ struct Params {
     token_secret: Option<String>,
     #[serde(default = "ten_seconds", deserialize_with = "units::duration")]
     timeout: Duration,
-    /// An analysis window: this many queries, `interval` apart …
-    count: Option<u32>,
-    /// … or as many as fit in this long.
-    #[serde(default, deserialize_with = "units::opt_duration")]
-    duration: Option<Duration>,
     #[serde(default = "thirty_seconds", deserialize_with = "units::duration")]
     interval: Duration,
-    failure_limit: Option<u32>,
-    inconclusive_limit: Option<u32>,
-    consecutive_error_limit: Option<u32>,
 }
 
 fn one() -> f64 {
@@ -154,14 +146,7 @@ impl Guest for PrometheusQuery {
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
-        let p: Params = sdk::params(&ctx)?;
-        let window = WindowParams {
-            count: p.count,
-            duration: p.duration,
-            failure_limit: p.failure_limit,
-            inconclusive_limit: p.inconclusive_limit,
-            consecutive_error_limit: p.consecutive_error_limit,
-        };
+        let (p, window): (Params, WindowParams) = analysis::params_with_window(&ctx)?;
         if window.wanted() {
             let token = p.token_secret.as_deref().map(sdk::secret).transpose()?;
             return run_analysis(&p, &window, token.as_deref());

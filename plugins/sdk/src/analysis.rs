@@ -13,12 +13,15 @@
 //! (`measurements`, JSON) and metrics (`analysis_failed`, …), so a trigger
 //! can read the result and a person can read how it came about.
 
-use crate::{Report, Status, log, units};
+use crate::{Report, Status, StepContext, StepError, log, units};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
 
-/// The window parameters, as `with:` writes them.
+/// The window parameters, as `with:` writes them. `interval` is the
+/// plugin's own (each has its default); [`params_with_window`] reads these.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WindowParams {
     pub count: Option<u32>,
     #[serde(default, deserialize_with = "units::opt_duration")]
@@ -26,6 +29,29 @@ pub struct WindowParams {
     pub failure_limit: Option<u32>,
     pub inconclusive_limit: Option<u32>,
     pub consecutive_error_limit: Option<u32>,
+}
+
+/// The keys of [`WindowParams`] in `with:`.
+pub const WINDOW_KEYS: [&str; 5] =
+    ["count", "duration", "failure_limit", "inconclusive_limit", "consecutive_error_limit"];
+
+/// A plugin's own parameters and the analysis window from one `with:`
+/// mapping: the window's keys are taken out first, so `T` keeps
+/// `#[serde(deny_unknown_fields)]` without repeating them.
+pub fn params_with_window<T: DeserializeOwned>(ctx: &StepContext) -> Result<(T, WindowParams), StepError> {
+    split_window(crate::raw_params(ctx)?)
+}
+
+fn split_window<T: DeserializeOwned>(with: serde_json::Value) -> Result<(T, WindowParams), StepError> {
+    let serde_json::Value::Object(mut rest) = with else {
+        return Err(StepError::InvalidParams("`with:` must be a mapping".into()));
+    };
+    let window: serde_json::Map<String, serde_json::Value> =
+        WINDOW_KEYS.iter().filter_map(|k| rest.remove_entry(*k)).collect();
+    let invalid = |e: serde_json::Error| StepError::InvalidParams(e.to_string());
+    let window = serde_json::from_value(serde_json::Value::Object(window)).map_err(invalid)?;
+    let own = serde_json::from_value(serde_json::Value::Object(rest)).map_err(invalid)?;
+    Ok((own, window))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +259,32 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Own {
+        url: String,
+    }
+
+    #[test]
+    fn the_window_keys_are_split_from_the_plugins_own_and_a_stray_key_still_fails() {
+        let with = serde_json::json!({ "url": "http://x", "count": 3, "failure_limit": 1, "duration": "2s" });
+        let (own, w): (Own, WindowParams) = split_window(with).unwrap();
+        assert_eq!(own.url, "http://x");
+        assert_eq!((w.count, w.failure_limit, w.duration), (Some(3), Some(1), Some(Duration::from_secs(2))));
+        let (_, none): (Own, WindowParams) = split_window(serde_json::json!({ "url": "u" })).unwrap();
+        assert!(!none.wanted());
+        let Err(StepError::InvalidParams(e)) = split_window::<Own>(serde_json::json!({ "url": "u", "conut": 3 }))
+        else {
+            panic!("a misspelt key is refused")
+        };
+        assert!(e.contains("unknown field `conut`"), "{e}");
+        let Err(StepError::InvalidParams(e)) = split_window::<Own>(serde_json::json!({ "url": "u", "count": "x" }))
+        else {
+            panic!("a wrong type is refused")
+        };
+        assert!(e.contains("invalid type"), "{e}");
+    }
 
     fn window(count: u32, failure_limit: u32) -> Window {
         WindowParams { count: Some(count), failure_limit: Some(failure_limit), ..Default::default() }

@@ -1,122 +1,18 @@
-//! `digitalocean-app` against a stand-in for the App Platform API on
-//! 127.0.0.1: it checks the token and paths, walks a deployment through
-//! the phases a test scripts, serves the app (its spec and active
-//! deployment), the build and deploy logs behind `historic_urls`, and the
-//! rollback endpoints (validate, then rollback), recording every call.
+//! `digitalocean-app` against the stand-in for the App Platform API on
+//! 127.0.0.1 (support/digitalocean.rs), which the prod pipeline's test
+//! shares.
 
 use super::{json_body, metric, one_step, output, summary};
 use crate::support::Project;
+use crate::support::digitalocean::{self, DEPLOYMENT, PREVIOUS, app_spec, deployment};
 use crate::support::http::{Request, Response, Server};
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 const APP: &str = "4f6c71e2-1e90-4762-9fee-6cc4a0a9f2cf";
-const DEPLOYMENT: &str = "b6bdf840-2854-4f87-a36c-5f231c617c84";
-/// The deployment that was active before the one a test starts.
-const PREVIOUS: &str = "3aa4d20e-5527-4c00-b496-601fbd22520a";
-/// The deployment a rollback creates.
-const ROLLBACK: &str = "9c1e7a52-0d44-4b8e-a1f0-7de2c3b4a5f6";
 const TOKEN: &str = "dop_v1_0a1b2c3d4e5f";
-const BUILD_LOG: &str =
-    "Step 4/9 : RUN npm ci\nnpm ERR! code ERESOLVE\nnpm ERR! could not resolve dependency: react@19\nbuild failed\n";
 
-fn deployment(phase: &str, steps: Value) -> Response {
-    deployment_of(DEPLOYMENT, phase, steps)
-}
-
-fn deployment_of(id: &str, phase: &str, steps: Value) -> Response {
-    Response::json(
-        200,
-        &json!({ "deployment": {
-            "id": id, "cause": "manual", "phase": phase,
-            "progress": { "success_steps": 1, "total_steps": 3, "steps": steps },
-        }}),
-    )
-}
-
-fn not_found() -> Response {
-    Response::json(404, &json!({ "id": "not_found", "message": "The resource you were accessing could not be found." }))
-}
-
-fn app_spec(tag: &str) -> Value {
-    json!({ "name": "shop", "region": "ams", "services": [
-        { "name": "api", "http_port": 8080,
-          "image": { "registry_type": "DOCR", "repository": "shop-api", "tag": tag } },
-        { "name": "docs", "github": { "repo": "acme/docs", "branch": "main" } },
-    ]})
-}
-
-/// Answers the create with PENDING_BUILD, then the n-th poll with
-/// `polls[n]` (the last one repeats); a wrong token or path gets the
-/// API's error answer.
 fn api(polls: Vec<Response>) -> Server {
-    let seen = AtomicUsize::new(0);
-    let port: Arc<OnceLock<u16>> = Arc::new(OnceLock::new());
-    let own = port.clone();
-    let server = Server::start(move |request: &Request, _| {
-        let logs = format!("http://127.0.0.1:{}", own.get().copied().unwrap_or_default());
-        if request.path == "/historic/build.log" {
-            return Response::ok(BUILD_LOG);
-        }
-        if request.path == "/historic/deploy.log" {
-            return Response::ok("deploy: waiting for the build\n");
-        }
-        if request.header("authorization") != Some(format!("Bearer {TOKEN}").as_str()) {
-            return Response::json(401, &json!({ "id": "unauthorized", "message": "Unable to authenticate you." }));
-        }
-        let app = format!("/v2/apps/{APP}");
-        let base = format!("{app}/deployments");
-        let path = request.path.as_str();
-        match request.method.as_str() {
-            "GET" if path == app => Response::json(
-                200,
-                &json!({ "app": { "id": APP, "spec": app_spec("1.0.0"),
-                    "active_deployment": { "id": PREVIOUS, "phase": "ACTIVE" } } }),
-            ),
-            "PUT" if path == app => {
-                let spec = json_body(request)["spec"].clone();
-                Response::json(
-                    200,
-                    &json!({ "app": { "id": APP, "spec": spec,
-                        "active_deployment": { "id": PREVIOUS, "phase": "ACTIVE" },
-                        "pending_deployment": { "id": DEPLOYMENT, "phase": "PENDING_BUILD" } } }),
-                )
-            }
-            "POST" if path == base => deployment("PENDING_BUILD", json!([])),
-            "GET" if path == format!("{base}/{DEPLOYMENT}") => {
-                let n = seen.fetch_add(1, Ordering::SeqCst);
-                polls[n.min(polls.len() - 1)].clone()
-            }
-            "GET" if path.starts_with(&format!("{base}/{DEPLOYMENT}/logs?")) => {
-                let kind = if path.contains("type=BUILD") { "build" } else { "deploy" };
-                Response::json(
-                    200,
-                    &json!({ "live_url": "", "historic_urls": [format!("{logs}/historic/{kind}.log")] }),
-                )
-            }
-            "POST" if path == format!("{app}/rollback/validate") => {
-                if json_body(request)["deployment_id"] == PREVIOUS {
-                    Response::json(
-                        200,
-                        &json!({ "valid": true, "warnings": [
-                        { "code": "image_source_missing", "message": "component api will be rebuilt" } ] }),
-                    )
-                } else {
-                    Response::json(
-                        200,
-                        &json!({ "valid": false,
-                        "error": { "code": "incompatible_phase", "message": "deployment is not ACTIVE or SUPERSEDED" } }),
-                    )
-                }
-            }
-            "POST" if path == format!("{app}/rollback") => deployment_of(ROLLBACK, "PENDING_DEPLOY", json!([])),
-            "GET" if path == format!("{base}/{ROLLBACK}") => deployment_of(ROLLBACK, "ACTIVE", json!([])),
-            _ => not_found(),
-        }
-    });
-    port.set(server.port).unwrap();
-    server
+    digitalocean::api(TOKEN, &[APP], polls)
 }
 
 fn pipeline(p: &Project, server: &Server, app: &str, extra: &str) {

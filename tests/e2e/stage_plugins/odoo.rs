@@ -4,10 +4,8 @@
 
 use super::{json_body, one_step, output, summary};
 use crate::support::Project;
-use crate::support::http::{Request, Response, Server};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use crate::support::odoo::{FakeOdoo, Module};
+use serde_json::json;
 
 /// A manifest the way Odoo projects write them: comments, a triple-quoted
 /// description, double and single quotes, trailing commas.
@@ -115,96 +113,8 @@ fn an_addons_folder_without_a_grant_is_a_clear_error() {
 const DB: &str = "shop-prod";
 const API_KEY: &str = "odoo_key_2f9d8c7b6a5e4d3c";
 
-/// A module on the stand-in server: id, state, version installed in the
-/// database, version of the code in the server's addons path.
-struct Module {
-    id: i64,
-    state: &'static str,
-    installed: &'static str,
-    on_disk: &'static str,
-}
-
-struct FakeOdoo {
-    server: Server,
-    modules: Arc<Mutex<BTreeMap<String, Module>>>,
-}
-
 fn odoo(modules: Vec<(&str, Module)>) -> FakeOdoo {
-    let modules = Arc::new(Mutex::new(modules.into_iter().map(|(n, m)| (n.to_string(), m)).collect()));
-    let shared = modules.clone();
-    let server = Server::start(move |r, _| rpc(&mut shared.lock().unwrap(), r));
-    FakeOdoo { server, modules }
-}
-
-fn rpc_error(id: &Value, name: &str, message: &str) -> Response {
-    Response::json(
-        200,
-        &json!({ "jsonrpc": "2.0", "id": id, "error": { "code": 200, "message": "Odoo Server Error",
-            "data": { "name": name, "message": message, "arguments": [message], "debug": "Traceback (most recent call last): ..." } } }),
-    )
-}
-
-fn rpc(modules: &mut BTreeMap<String, Module>, r: &Request) -> Response {
-    if r.method != "POST" || r.path != "/jsonrpc" {
-        return Response::status(404);
-    }
-    let body = json_body(r);
-    let id = body["id"].clone();
-    if body["jsonrpc"] != "2.0" || body["method"] != "call" {
-        return rpc_error(&id, "werkzeug.exceptions.BadRequest", "not a JSON-RPC 2.0 call");
-    }
-    let params = &body["params"];
-    let args = params["args"].as_array().cloned().unwrap_or_default();
-    let ok = |result: Value| Response::json(200, &json!({ "jsonrpc": "2.0", "id": id, "result": result }));
-    match (params["service"].as_str(), params["method"].as_str()) {
-        (Some("common"), Some("version")) => ok(
-            json!({ "server_version": "17.0", "server_version_info": [17, 0, 0, "final", 0, ""], "server_serie": "17.0", "protocol_version": 1 }),
-        ),
-        (Some("common"), Some("authenticate")) => {
-            let valid = args.len() == 4 && args[0] == DB && args[1] == "deploy" && args[2] == API_KEY;
-            ok(if valid { json!(2) } else { json!(false) })
-        }
-        (Some("object"), Some("execute_kw")) => {
-            if args.len() < 6 || args[0] != DB || args[1] != 2 || args[2] != API_KEY {
-                return rpc_error(&id, "odoo.exceptions.AccessDenied", "Access Denied");
-            }
-            if args[3] != "ir.module.module" {
-                return rpc_error(&id, "builtins.KeyError", &format!("{}", args[3]));
-            }
-            let call = &args[5];
-            match args[4].as_str().unwrap_or_default() {
-                "update_list" => ok(json!([0, 0])),
-                "search_read" => {
-                    let names: Vec<String> =
-                        call[0][0][2].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect();
-                    let rows: Vec<Value> = modules
-                        .iter()
-                        .filter(|(n, _)| names.contains(n))
-                        .map(|(n, m)| json!({ "id": m.id, "name": n, "state": m.state, "latest_version": m.installed }))
-                        .collect();
-                    ok(Value::Array(rows))
-                }
-                method @ ("button_immediate_install" | "button_immediate_upgrade") => {
-                    let ids: Vec<i64> = call[0].as_array().unwrap().iter().map(|i| i.as_i64().unwrap()).collect();
-                    for m in modules.values_mut().filter(|m| ids.contains(&m.id)) {
-                        let expected = if method == "button_immediate_install" { "uninstalled" } else { "installed" };
-                        if m.state != expected {
-                            return rpc_error(
-                                &id,
-                                "odoo.exceptions.UserError",
-                                &format!("{method} on a module {}", m.state),
-                            );
-                        }
-                        m.state = "installed";
-                        m.installed = m.on_disk;
-                    }
-                    ok(json!({ "type": "ir.actions.client", "tag": "reload" }))
-                }
-                other => rpc_error(&id, "builtins.AttributeError", &format!("type object has no attribute '{other}'")),
-            }
-        }
-        _ => rpc_error(&id, "werkzeug.exceptions.NotFound", "unknown service or method"),
-    }
+    FakeOdoo::start("deploy", API_KEY, vec![(DB, modules)])
 }
 
 fn versioned(p: &Project, name: &str, version: &str, depends: &str) {
@@ -224,18 +134,7 @@ fn upgrade_step(p: &Project, server: &FakeOdoo, modules: &str) {
 }
 
 fn calls(server: &FakeOdoo) -> Vec<String> {
-    server
-        .server
-        .requests()
-        .iter()
-        .map(|r| {
-            let params = json_body(r)["params"].clone();
-            match params["method"].as_str().unwrap() {
-                "execute_kw" => params["args"][4].as_str().unwrap().to_string(),
-                other => other.to_string(),
-            }
-        })
-        .collect()
+    server.methods()
 }
 
 #[test]
@@ -270,7 +169,7 @@ fn an_upgrade_over_json_rpc_installs_new_modules_upgrades_the_others_and_checks_
     assert_eq!(output(&p, "odoo-upgrade", "upgraded"), "sale_extra");
     assert_eq!(output(&p, "odoo-upgrade", "version.sale_extra"), "17.0.1.1.0");
     assert_eq!(output(&p, "odoo-upgrade", "version.stock_extra"), "17.0.1.0.0");
-    assert_eq!(server.modules.lock().unwrap()["stock_extra"].state, "installed");
+    assert_eq!(server.state(DB, "stock_extra").state, "installed");
     assert!(!format!("{}{}", run.all_output(), p.run_files_text()).contains(API_KEY), "the API key leaked");
 }
 

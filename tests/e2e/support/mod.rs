@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 pub mod attack;
+pub mod digitalocean;
 pub mod http;
 pub mod management_api;
+pub mod odoo;
 pub mod pg;
 pub mod python;
 
