@@ -4,6 +4,7 @@
 //! the text, rows, milliseconds, and the SQLSTATE when it fails.
 
 mod backup;
+mod replay;
 pub mod scope;
 mod values;
 
