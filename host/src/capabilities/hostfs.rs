@@ -19,15 +19,20 @@ use std::path::{Component, Path, PathBuf};
 /// missing folders are made, each beneath the one opened before it.
 pub fn open_grant_root(mount: &Mount, create: bool) -> Result<Dir, String> {
     let rel = Path::new(mount.guest.trim_start_matches('/'));
-    let depth = rel.components().count();
-    let base = mount.host.ancestors().nth(depth).unwrap_or(&mount.host);
+    let mut names = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(name) => names.push(name),
+            Component::CurDir => {}
+            _ => return Err(format!("granted folder `{}` must be a plain relative path", mount.guest)),
+        }
+    }
+    // `host` is the pipeline's folder joined with the grant as written.
+    let base = mount.host.ancestors().nth(names.len()).unwrap_or(&mount.host);
     let mut dir = Dir::open_ambient_dir(base, ambient_authority())
         .map_err(|e| format!("cannot open the pipeline's folder {}: {e}", base.display()))?;
     let mut walked = PathBuf::new();
-    for component in rel.components() {
-        let Component::Normal(name) = component else {
-            return Err(format!("granted folder `{}` must be a plain relative path", mount.guest));
-        };
+    for name in names {
         walked.push(name);
         let at = || {
             let part = format!("/{}", walked.display());
@@ -210,9 +215,13 @@ mod tests {
             assert!(e.contains("`/data/reports`") && e.contains("symlink"), "{e}");
         }
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing was made outside");
-        let dir = open_grant_root(&Mount::new(tmp.path(), "data/new/deep", true), true).unwrap();
-        dir.write("x", "y").unwrap();
+        for (written, file) in [("data/new/deep", "x"), ("./data/./new", "z"), ("data/new/", "w")] {
+            let dir = open_grant_root(&Mount::new(tmp.path(), written, true), true).unwrap();
+            dir.write(file, "y").unwrap();
+        }
         assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/deep/x")).unwrap(), "y");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/z")).unwrap(), "y");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/w")).unwrap(), "y");
         assert!(open_grant_root(&Mount::new(tmp.path(), "data/missing", false), false).is_err());
     }
 
