@@ -470,3 +470,223 @@ fn database_connections_per_step_are_capped() {
     assert!(limits.iter().any(|e| e["kind"] == "db_connections"), "{limits:?}");
     assert_eq!(p.audit_events("hog", "sql.open").len(), 8);
 }
+
+// ---- 8. Host resource limits are configurable and audited when hit --------
+
+/// A step opening connections past its `limits.db_connections` is refused
+/// there, and a raised limit lets it hold more.
+#[test]
+fn database_connection_limit_is_configurable_and_audited() {
+    let pg = Postgres::start();
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml =
+        String::from("pipeline: d\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n");
+    for (name, limit) in [("three", 3), ("twelve", 12)] {
+        yaml.push_str(&hostile_step(
+            name,
+            &digest,
+            "{ attack: db-connections, name: app, count: 14 }",
+            "{ databases: [app] }",
+        ));
+        yaml.push_str(&format!("        limits: {{ db_connections: {limit} }}\n"));
+    }
+    p.pipeline(&yaml);
+    p.run(&[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+    for (name, opened) in [("three", 3), ("twelve", 12)] {
+        let step = p.step(name);
+        let refused = (14 - opened).to_string();
+        assert_eq!(
+            (step["outputs"]["opened"].as_str(), step["outputs"]["refused"].as_str()),
+            (Some(opened.to_string().as_str()), Some(refused.as_str())),
+            "{step}"
+        );
+        let limits = p.audit_events(name, "limit");
+        let hit = limits.iter().find(|e| e["kind"] == "db_connections").unwrap_or_else(|| panic!("{limits:?}"));
+        assert_eq!(hit["limit"], opened);
+        assert!(hit["message"].as_str().unwrap().contains("raise limits.db_connections"), "{hit}");
+    }
+}
+
+/// `limits.http_requests` lowers (and raises) how many requests wait at once.
+#[test]
+fn in_flight_request_limit_is_configurable() {
+    let server = Server::fixed(Response::ok("slow").delayed(Duration::from_millis(300)));
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: n\nstages:\n  - name: s\n    steps:\n");
+    let with = format!("{{ attack: parallel-http, url: \"{}\", count: 10 }}", server.url("/x"));
+    yaml.push_str(&hostile_step("four", &digest, &with, &format!("{{ net: [\"{}\"] }}", server.grant())));
+    yaml.push_str("        limits: { http_requests: 4 }\n");
+    p.pipeline(&yaml);
+    p.run(&[]).assert_code(0);
+    let step = p.step("four");
+    let answered: usize = step["outputs"]["answered"].as_str().unwrap().parse().unwrap();
+    assert!((1..=4).contains(&answered), "{step}");
+    assert!(server.max_in_flight() <= 4, "the server saw {} at once", server.max_in_flight());
+    let limits = p.audit_events("four", "limit");
+    assert!(limits.iter().any(|e| e["kind"] == "http_in_flight" && e["limit"] == 4), "{limits:?}");
+}
+
+/// A query whose rows add up to more than `limits.query_result`: the host
+/// stops reading there (the server is told to cancel), the step's
+/// transaction is rolled back, the plugin gets an error naming the limit,
+/// and the cap is audited. A raised limit lets the same query through.
+#[test]
+fn a_query_result_over_its_limit_is_refused_rolled_back_and_audited() {
+    let pg = Postgres::start();
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml =
+        String::from("pipeline: q\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n");
+    // 3 million rows of 1 KiB: if the host read on to the end it would
+    // buffer 3 GiB, or wait for them all to cross the wire.
+    yaml.push_str(&hostile_step(
+        "huge",
+        &digest,
+        "{ attack: big-query, name: app, path: huge_marker, count: 3000000 }",
+        "{ databases: [app] }",
+    ));
+    yaml.push_str("        limits: { query_result: 1MiB }\n");
+    yaml.push_str(&hostile_step(
+        "raised",
+        &digest,
+        "{ attack: big-query, name: app, path: raised_marker, count: 2000 }",
+        "{ databases: [app] }",
+    ));
+    yaml.push_str("        limits: { query_result: 4MiB }\n");
+    p.pipeline(&yaml);
+    let started = Instant::now();
+    p.run(&[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+    assert!(started.elapsed() < Duration::from_secs(60), "the host read the whole result: {:?}", started.elapsed());
+
+    let huge = p.step("huge");
+    let result = huge["outputs"]["result"].as_str().unwrap();
+    assert!(result.starts_with("denied:") && result.contains("limits.query_result (1MiB)"), "{huge}");
+    assert_eq!(huge["outputs"]["usable_after"], "true", "the connection serves after the refusal: {huge}");
+    let limits = p.audit_events("huge", "limit");
+    let hit = limits.iter().find(|e| e["kind"] == "query_result").unwrap_or_else(|| panic!("{limits:?}"));
+    assert_eq!(hit["limit"], 1 << 20);
+    assert_eq!((&hit["cancelled"], &hit["rolled_back"]), (&serde_json::json!(true), &serde_json::json!(true)), "{hit}");
+    eprintln!("query_result: refused after {} rows; whole run {:?}", hit["rows_read"], started.elapsed());
+    assert!(hit["rows_read"].as_u64().unwrap() <= 1100, "{hit}");
+    assert!(hit["statement"].as_str().unwrap().contains("generate_series"), "{hit}");
+    let marker = pg.psql("postgres", "select coalesce(to_regclass('huge_marker')::text, 'none')");
+    assert_eq!(marker.trim(), "none", "the refused step's transaction was committed");
+
+    let raised = p.step("raised");
+    assert_eq!(raised["outputs"]["result"], "escaped: 2000 rows", "{raised}");
+    assert!(p.audit_events("raised", "limit").is_empty());
+    let marker = pg.psql("postgres", "select coalesce(to_regclass('raised_marker')::text, 'none')");
+    assert_eq!(marker.trim(), "raised_marker");
+}
+
+// ---- 9. Grant roots are opened without following symlinks -----------------
+
+/// A step with a write grant on `data` replaces `data/reports` with a
+/// symlink to a folder no step is granted; the next step, granted only
+/// `data/reports`, must not be led there.
+#[test]
+fn a_grant_replaced_by_a_symlink_by_an_earlier_step_is_not_followed() {
+    let p = Project::new();
+    p.mkdir("data/reports");
+    let outside = p.mkdir("outside");
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: l\nstages:\n  - name: s\n    steps:\n");
+    yaml.push_str(&hostile_step(
+        "plant",
+        &digest,
+        "{ attack: symlink, path: \"../outside -> /data/reports\" }",
+        "{ fs: { write: [data] } }",
+    ));
+    yaml.push_str(&hostile_step(
+        "follow",
+        &digest,
+        "{ attack: write-file, path: /data/reports/pwned.txt }",
+        "{ fs: { write: [data/reports] } }",
+    ));
+    yaml.push_str(&hostile_step(
+        "deeper",
+        &digest,
+        "{ attack: write-file, path: /data/reports/2026/pwned.txt }",
+        "{ fs: { write: [data/reports/2026] } }",
+    ));
+    p.pipeline(&yaml);
+    p.run(&[]).assert_code(0);
+    assert_eq!(p.step("plant")["outputs"]["result"], "escaped: linked", "the link was planted");
+    assert!(p.path().join("data/reports").symlink_metadata().unwrap().file_type().is_symlink());
+    for name in ["follow", "deeper"] {
+        let step = p.step(name);
+        assert_eq!(step["status"], "failed", "{step}");
+        let summary = step["summary"].as_str().unwrap();
+        assert!(summary.contains("`/data/reports`") && summary.contains("symlink"), "{step}");
+    }
+    let landed: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(landed.is_empty(), "a write landed outside the grant: {landed:?}");
+}
+
+// ---- 10. A host program cannot read the host's environment ----------------
+
+/// A granted program (`sh`) reads `/proc/$PPID/environ`, the host's own
+/// environment, where a value it was not given lives. The host is
+/// non-dumpable, and its programs lose the capabilities that would let root
+/// read a non-dumpable process anyway (CAP_SYS_PTRACE, CAP_SYS_ADMIN,
+/// CAP_PERFMON): the read fails and the value is nowhere.
+#[test]
+fn a_host_program_cannot_read_the_hosts_environment() {
+    let p = Project::new();
+    let value = format!("ungranted-{}-k9QxT2", std::process::id());
+    p.pipeline(
+        "pipeline: e\nstages:\n  - name: s\n    steps:\n      - name: snoop\n        run: sh -c 'tr \"\\\\0\" \" \" < /proc/$PPID/cmdline; echo; cat /proc/$PPID/environ'\n        grants: { exec: [sh] }\n",
+    );
+    let run = p.run(&[("DEPLOYHOST_TEST_UNGRANTED", &value)]);
+    run.assert_code(1);
+    let log = log(&p, "snoop");
+    assert!(log.contains("deployhost") && log.contains(" run"), "$PPID is the host: {log}");
+    assert!(log.contains("Permission denied"), "{log}");
+    let everything = format!("{}{}", run.all_output(), p.run_files_text());
+    assert!(!everything.contains(&value), "the host's environment leaked to its program");
+}
+
+// ---- 11. A restore is audited statement by statement ----------------------
+
+/// A backup whose contents are made to trip a statement splitter: a
+/// function body with `;` and `$$` inside a dollar quote, an `E'…'` string
+/// with `\'`, a quoted name with `;`, and rows holding tabs, newlines,
+/// backslashes and a line that is only `\.`. The rollback replays it through
+/// the host's own connection one statement at a time, each audited, and the
+/// database equals the pre-run dump exactly.
+#[test]
+fn a_restore_is_audited_statement_by_statement_and_exact() {
+    let pg = Postgres::start();
+    pg.psql(
+        "postgres",
+        "create table \"odd;name\" (id int primary key, body text);\n\
+         insert into \"odd;name\" values (1, E'tab\\there\\nnew line\\n\\\\.\\nback\\\\slash'), (2, 'semi; colon'), (3, E'it\\'s');\n\
+         create function tricky() returns text language plpgsql as $body$ begin return 'a;b' || $$;$$; end $body$;",
+    );
+    let before = pg.dump("postgres");
+    let app = Server::fixed(Response::status(503));
+    let p = Project::new();
+    p.write("migrations/1_a.sql", "create table a (id int); delete from \"odd;name\" where id = 2;");
+    p.pipeline(&restore_pipeline(&app, ""));
+    let run = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    run.assert_code(1);
+    let results = p.results();
+    assert_eq!(results["rollback"]["ok"], true, "{}", results["rollback"]);
+    assert_eq!(pg.dump("postgres"), before, "the restore is not exact");
+
+    let step = results["rollback"]["steps"][0]["step"].as_str().unwrap().to_string();
+    let replayed: Vec<_> = p.audit_events(&step, "sql").into_iter().filter(|e| e["restore"] == true).collect();
+    let statements: Vec<&str> = replayed.iter().map(|e| e["statement"].as_str().unwrap()).collect();
+    assert_eq!((statements.first(), statements.last()), (Some(&"BEGIN"), Some(&"COMMIT")), "{statements:?}");
+    let function = statements.iter().filter(|s| s.starts_with("CREATE FUNCTION public.tricky()")).count();
+    assert_eq!(function, 1, "the function is one statement: {statements:?}");
+    let copy = replayed
+        .iter()
+        .find(|e| e["statement"].as_str().unwrap().starts_with("COPY public.\"odd;name\""))
+        .unwrap_or_else(|| panic!("{statements:?}"));
+    assert_eq!(copy["rows"], 3, "{copy}");
+    let restore = &p.audit_events(&step, "sql.restore")[0];
+    assert_eq!(restore["statements"].as_u64(), Some(replayed.len() as u64 - 2), "{restore}");
+}

@@ -131,8 +131,38 @@ pub fn normalize_host(host: &str) -> String {
 
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// `limits.http_requests`: requests waiting for a response at once.
+pub const DEFAULT_HTTP_REQUESTS: usize = 16;
+/// `limits.db_connections`: connections one step holds open at once.
+pub const DEFAULT_DB_CONNECTIONS: usize = 8;
+/// `limits.query_result`: bytes of one query's rows the host buffers.
+pub const DEFAULT_QUERY_RESULT: u64 = 16 << 20;
+
+/// What one step may use of the host; each is `limits.<key>` in the pipeline.
 #[derive(Debug, Clone, Copy)]
 pub struct StepLimits {
     pub memory: u64,
     pub timeout: Duration,
+    pub http_requests: usize,
+    pub db_connections: usize,
+    pub query_result: u64,
+}
+
+impl StepLimits {
+    /// The given memory and timeout, every other limit at its default.
+    pub fn new(memory: u64, timeout: Duration) -> StepLimits {
+        StepLimits {
+            memory,
+            timeout,
+            http_requests: DEFAULT_HTTP_REQUESTS,
+            db_connections: DEFAULT_DB_CONNECTIONS,
+            query_result: DEFAULT_QUERY_RESULT,
+        }
+    }
+}
+
+impl Default for StepLimits {
+    fn default() -> StepLimits {
+        StepLimits::new(DEFAULT_MEMORY, DEFAULT_TIMEOUT)
+    }
 }

@@ -246,4 +246,13 @@ pub struct FsGrants {
 pub struct Limits {
     #[serde(default)]
     pub memory: Option<ByteSize>,
+    /// HTTP requests the step may have waiting for a response at once.
+    #[serde(default)]
+    pub http_requests: Option<u64>,
+    /// Database connections the step may hold open at once.
+    #[serde(default)]
+    pub db_connections: Option<u64>,
+    /// Bytes of one query's result the host reads before refusing it.
+    #[serde(default)]
+    pub query_result: Option<ByteSize>,
 }

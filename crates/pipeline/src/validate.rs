@@ -6,7 +6,9 @@ use super::load::Loaded;
 use super::plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 use super::triggers::Trigger;
 use crate::grants::HostPattern;
-use crate::grants::{DEFAULT_MEMORY, DEFAULT_TIMEOUT, StepLimits};
+use crate::grants::{
+    DEFAULT_DB_CONNECTIONS, DEFAULT_HTTP_REQUESTS, DEFAULT_MEMORY, DEFAULT_QUERY_RESULT, DEFAULT_TIMEOUT, StepLimits,
+};
 use crate::grants::{Mount, check_grant_path};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -14,6 +16,12 @@ use std::time::Duration;
 
 const MIN_MEMORY: u64 = 2 << 20;
 const MAX_MEMORY: u64 = 16 << 30;
+/// Upper bounds of the other limits: past these a step could take the
+/// host's sockets, the server's connection slots or the host's memory.
+const MAX_HTTP_REQUESTS: usize = 256;
+const MAX_DB_CONNECTIONS: usize = 64;
+const MIN_QUERY_RESULT: u64 = 1 << 10;
+const MAX_QUERY_RESULT: u64 = 1 << 30;
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 fn is_name(s: &str) -> bool {
@@ -509,7 +517,28 @@ fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
     if timeout.is_zero() || timeout > MAX_TIMEOUT {
         errors.push(loaded.value_error_at(&format!("{key}.timeout"), "timeout must be more than 0 and at most 24h"));
     }
-    StepLimits { memory, timeout }
+    let mut count = |name: &str, value: Option<u64>, default: usize, max: usize| -> usize {
+        let n = value.map_or(default as u64, |v| v);
+        if n == 0 || n > max as u64 {
+            errors.push(loaded.value_error_at(
+                &format!("{key}.limits.{name}"),
+                format!("{name} must be between 1 and {max} (default {default})"),
+            ));
+            return default;
+        }
+        n as usize
+    };
+    let http_requests = count("http_requests", step.limits.http_requests, DEFAULT_HTTP_REQUESTS, MAX_HTTP_REQUESTS);
+    let db_connections =
+        count("db_connections", step.limits.db_connections, DEFAULT_DB_CONNECTIONS, MAX_DB_CONNECTIONS);
+    let query_result = step.limits.query_result.map_or(DEFAULT_QUERY_RESULT, |b| b.0);
+    if !(MIN_QUERY_RESULT..=MAX_QUERY_RESULT).contains(&query_result) {
+        errors.push(loaded.value_error_at(
+            &format!("{key}.limits.query_result"),
+            "query_result must be between 1KiB and 1GiB (default 16MiB)",
+        ));
+    }
+    StepLimits { memory, timeout, http_requests, db_connections, query_result }
 }
 
 #[cfg(test)]
@@ -547,6 +576,30 @@ mod tests {
         let options = crate::LoadOptions { environment: None, version: None, env_lookup: &|_| None };
         let loaded = crate::load_text(Path::new("p.yaml"), text, &options)?;
         validate(&loaded, &TwoBuiltins)
+    }
+
+    #[test]
+    fn host_resource_limits_are_read_and_bounded_at_their_line() {
+        let base = "pipeline: p\nstages:\n  - name: s\n    steps:\n      - name: up\n        uses: health-probe\n";
+        let plan = check(base).unwrap();
+        let limits = plan.stages[0].steps[0].limits;
+        assert_eq!((limits.http_requests, limits.db_connections, limits.query_result), (16, 8, 16 << 20));
+        let raised =
+            format!("{base}        limits: {{ http_requests: 64, db_connections: 16, query_result: 64MiB }}\n");
+        let limits = check(&raised).unwrap().stages[0].steps[0].limits;
+        assert_eq!((limits.http_requests, limits.db_connections, limits.query_result), (64, 16, 64 << 20));
+        let bad = format!("{base}        limits: {{ http_requests: 0, db_connections: 65, query_result: 2GiB }}\n");
+        let errors = check(&bad).unwrap_err();
+        let found: Vec<(usize, &str)> = errors.0.iter().map(|e| (e.line, e.message.as_str())).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found.iter().all(|(line, _)| *line == 7), "{found:?}");
+        for want in [
+            "http_requests must be between 1 and 256",
+            "db_connections must be between 1 and 64",
+            "query_result must be between 1KiB and 1GiB",
+        ] {
+            assert!(found.iter().any(|(_, m)| m.contains(want)), "{want}: {found:?}");
+        }
     }
 
     #[test]

@@ -41,6 +41,27 @@ pub fn make_undumpable() {
     }
 }
 
+/// Capabilities that let a process read a non-dumpable one's memory and
+/// `/proc/<pid>/environ` (`CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON`).
+const PTRACE_CAPABILITIES: [libc::c_ulong; 3] = [19, 21, 38];
+
+/// Run in the child before `exec`: when the host runs as root (CI
+/// containers often do), non-dumpable alone does not keep its programs out
+/// of its environment, as root holds the capabilities above. They are
+/// dropped from the child's bounding set, so root's `exec` does not get them
+/// back, and ambient capabilities are cleared. Without `CAP_SETPCAP` (not
+/// root) the drop fails, and such a child has none of them anyway.
+#[allow(unsafe_code, reason = "prctl(2) between fork and exec: async-signal-safe, plain integers")]
+fn drop_ptrace_capabilities() -> std::io::Result<()> {
+    for cap in PTRACE_CAPABILITIES {
+        // SAFETY: prctl(2) with integer arguments; touches no memory.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    Ok(())
+}
+
 /// A started program's process group: killed whole when the program ends,
 /// when the step stops, or when the host drops it, so a program's children
 /// never outlive its step.
@@ -164,6 +185,11 @@ impl Host for CapsView<'_> {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        #[allow(unsafe_code, reason = "the hook only calls prctl(2), which is async-signal-safe")]
+        // SAFETY: `drop_ptrace_capabilities` allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(drop_ptrace_capabilities);
+        }
         let mut child =
             cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
         // Dropped (the group killed) when this call ends or is cancelled

@@ -27,14 +27,31 @@ const TYPES: &str = "wasi:filesystem/types@0.2.12";
 const PREOPENS: &str = "wasi:filesystem/preopens@0.2.12";
 const ROOT: &str = "/";
 
-/// Preopens the mounts and the empty root that catches everything else.
+/// Preopens the mounts (writable ones made if missing) and the empty root
+/// that catches everything else.
+///
+/// Each granted folder is opened beneath the pipeline's folder without
+/// following a symlink in any component ([`super::hostfs::open_grant_root`]).
+/// wasmtime-wasi 48's `preopened_dir` takes a path, not an open `Dir`, so it
+/// is given `/proc/self/fd/N` of the folder just opened: that names the
+/// opened folder itself, whatever is swapped in at its path meanwhile.
+/// Without `/proc` the checked path is given (a race remains there).
 pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {
     builder.preopened_dir(empty_root, ROOT, FsPerms::ReadOnly)?;
+    let by_fd = Path::new("/proc/self/fd").is_dir();
     for m in mounts {
         let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let dir = super::hostfs::open_grant_root(m, m.writable).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let path = if by_fd {
+            use std::os::fd::AsRawFd;
+            PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        } else {
+            m.host.clone()
+        };
         builder
-            .preopened_dir(&m.host, &m.guest, perms)
+            .preopened_dir(&path, &m.guest, perms)
             .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
+        drop(dir);
     }
     Ok(())
 }

@@ -12,6 +12,65 @@ use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+/// Opens a granted folder beneath the pipeline's folder one component at a
+/// time, never following a symlink: an earlier step with a write grant on
+/// `data` may have replaced `data/reports` with a link to anywhere, and a
+/// later step granted `data/reports` must not be led there. With `create`,
+/// missing folders are made, each beneath the one opened before it.
+pub fn open_grant_root(mount: &Mount, create: bool) -> Result<Dir, String> {
+    let rel = Path::new(mount.guest.trim_start_matches('/'));
+    let mut names = Vec::new();
+    for component in rel.components() {
+        match component {
+            Component::Normal(name) => names.push(name),
+            Component::CurDir => {}
+            _ => return Err(format!("granted folder `{}` must be a plain relative path", mount.guest)),
+        }
+    }
+    // `host` is the pipeline's folder joined with the grant as written.
+    let base = mount.host.ancestors().nth(names.len()).unwrap_or(&mount.host);
+    let mut dir = Dir::open_ambient_dir(base, ambient_authority())
+        .map_err(|e| format!("cannot open the pipeline's folder {}: {e}", base.display()))?;
+    let mut walked = PathBuf::new();
+    for name in names {
+        walked.push(name);
+        let at = || {
+            let part = format!("/{}", walked.display());
+            if part == mount.guest {
+                format!("granted folder `{part}`")
+            } else {
+                format!("granted folder `{}`: its part `{part}`", mount.guest)
+            }
+        };
+        match dir.symlink_metadata(name) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("{} is a symlink; deployhost does not follow links to a grant", at()));
+            }
+            Ok(m) if !m.is_dir() => return Err(format!("{} is not a folder", at())),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => match dir.create_dir(name) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", at())),
+            },
+            Err(e) => return Err(format!("{}: {e}", at())),
+        }
+        // The check above is for the message; this open is what holds, even
+        // if the folder was swapped for a link in between.
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY);
+        let opened = dir.open_with(name, &options).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+                format!("{} is a symlink or not a folder; deployhost does not follow links to a grant", at())
+            } else {
+                format!("{}: {e}", at())
+            }
+        })?;
+        dir = Dir::from_std_file(opened.into_std());
+    }
+    Ok(dir)
+}
+
 /// A file inside one grant: the grant's folder, opened once, and the
 /// file's path relative to it.
 pub struct GrantFile {
@@ -41,8 +100,7 @@ impl GrantFile {
         if rest.as_os_str().is_empty() {
             return Err(format!("`{guest}` names the granted folder itself, not a file in it"));
         }
-        let dir = Dir::open_ambient_dir(&mount.host, ambient_authority())
-            .map_err(|e| format!("granted folder {}: {e}", mount.host.display()))?;
+        let dir = open_grant_root(mount, false)?;
         Ok(GrantFile { dir, rel: rest.to_path_buf(), guest })
     }
 
@@ -144,6 +202,27 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(tmp.path().join("outside.txt")).unwrap(), "host file");
         assert_eq!(std::fs::read_to_string(tmp.path().join("backups/y.txt")).unwrap(), "y");
+    }
+
+    #[test]
+    fn grant_roots_are_opened_without_following_a_symlink_in_any_component() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("data")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("data/reports")).unwrap();
+        for written in ["data/reports", "data/reports/2026"] {
+            let e = open_grant_root(&Mount::new(tmp.path(), written, true), true).unwrap_err();
+            assert!(e.contains("`/data/reports`") && e.contains("symlink"), "{e}");
+        }
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing was made outside");
+        for (written, file) in [("data/new/deep", "x"), ("./data/./new", "z"), ("data/new/", "w")] {
+            let dir = open_grant_root(&Mount::new(tmp.path(), written, true), true).unwrap();
+            dir.write(file, "y").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/deep/x")).unwrap(), "y");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/z")).unwrap(), "y");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/w")).unwrap(), "y");
+        assert!(open_grant_root(&Mount::new(tmp.path(), "data/missing", false), false).is_err());
     }
 
     #[test]

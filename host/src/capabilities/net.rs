@@ -30,12 +30,11 @@ pub struct NetPolicy {
     patterns: Vec<HostPattern>,
     /// Requests of this step waiting for their response.
     in_flight: Arc<AtomicUsize>,
+    /// Requests one step may have waiting for a response at once
+    /// (`limits.http_requests`); past it a request is refused (and
+    /// audited), so a plugin cannot hold thousands of sockets and host tasks.
+    max_in_flight: usize,
 }
-
-/// Requests one step may have waiting for a response at once; past it a
-/// request is refused (and audited), so a plugin cannot hold thousands of
-/// sockets and host tasks.
-pub const MAX_IN_FLIGHT: usize = 16;
 
 /// Counts one request in flight until dropped.
 struct InFlight(Arc<AtomicUsize>);
@@ -48,14 +47,23 @@ impl Drop for InFlight {
 
 impl NetPolicy {
     pub fn new(patterns: Vec<HostPattern>) -> Self {
-        NetPolicy { patterns, in_flight: Arc::default() }
+        NetPolicy {
+            patterns,
+            in_flight: Arc::default(),
+            max_in_flight: deployhost_pipeline::grants::DEFAULT_HTTP_REQUESTS,
+        }
+    }
+
+    /// The same policy with `limits.http_requests` in flight at most.
+    pub fn with_max_in_flight(self, max_in_flight: usize) -> Self {
+        NetPolicy { max_in_flight, ..self }
     }
 
     /// A slot for one more request, unless the step has too many waiting.
     fn start_request(&self) -> Option<InFlight> {
         let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
         let slot = InFlight(self.in_flight.clone());
-        (before < MAX_IN_FLIGHT).then_some(slot)
+        (before < self.max_in_flight).then_some(slot)
     }
 
     pub fn allows(&self, host: &str, port: u16) -> bool {
@@ -167,14 +175,15 @@ impl WasiHttpHooks for NetHooks {
         }
 
         let Some(slot) = self.policy.start_request() else {
+            let max = self.policy.max_in_flight;
             audit.record(
                 Some(&step),
                 AuditEvent::Limit,
-                json!({ "kind": "http_in_flight", "method": method, "host": host, "port": port, "limit": MAX_IN_FLIGHT,
-                    "message": format!("more than {MAX_IN_FLIGHT} requests waiting at once") }),
+                json!({ "kind": "http_in_flight", "method": method, "host": host, "port": port, "limit": max,
+                    "message": format!("more than {max} requests waiting at once (limits.http_requests)") }),
             );
             let message = format!(
-                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {MAX_IN_FLIGHT} requests are already waiting"
+                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {max} requests are already waiting (raise limits.http_requests)"
             );
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         };

@@ -173,7 +173,7 @@ fn restore_step(plan: &Plan, database: &str, backup: &str, digest: &str) -> Plan
                 .collect(),
             ..StepGrants::default()
         },
-        limits: StepLimits { memory: 64 << 20, timeout: RESTORE_TIMEOUT },
+        limits: StepLimits::new(64 << 20, RESTORE_TIMEOUT),
         blocking: true,
     }
 }

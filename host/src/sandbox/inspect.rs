@@ -33,7 +33,7 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
         secrets: SecretGrant { granted: Default::default(), values: Default::default() },
         sql: Default::default(),
         exec: Default::default(),
-        limits: StepLimits { memory: DESCRIBE_MEMORY, timeout: DESCRIBE_TIMEOUT },
+        limits: StepLimits::new(DESCRIBE_MEMORY, DESCRIBE_TIMEOUT),
     }
     .into_store(runtime.engine());
     let call = async {

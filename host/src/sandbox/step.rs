@@ -16,7 +16,7 @@ use crate::capabilities::net::{self, NetPolicy};
 use crate::capabilities::secrets::{SecretGrant, SecretValues};
 use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
 use crate::pipeline::PlannedStep;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,10 +72,7 @@ pub struct Prepared {
 /// writable folders, and opens exactly what its grants allow.
 pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: Arc<StepLog>) -> Result<Prepared> {
     let pre = runtime.prepare(&step.plugin)?;
-    for mount in step.grants.mounts.iter().filter(|m| m.writable) {
-        std::fs::create_dir_all(&mount.host)
-            .with_context(|| format!("cannot create granted folder {}", mount.host.display()))?;
-    }
+    // Writable folders are made by `fs::preopen`, without following links.
     let step_name: Arc<str> = Arc::from(step.name.as_str());
 
     let mut wasi = WasiCtxBuilder::new();
@@ -92,7 +89,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
         step: step_name,
         audit: shared.audit.clone(),
         log,
-        net: NetPolicy::new(step.grants.net.clone()),
+        net: NetPolicy::new(step.grants.net.clone()).with_max_in_flight(step.limits.http_requests),
         secrets: SecretGrant { granted: step.grants.secrets.clone(), values: shared.secrets.clone() },
         sql: SqlGrant {
             granted: step.grants.databases.clone(),
@@ -103,6 +100,8 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             recorded: step.grants.recorded_backups.clone(),
             ledger: shared.ledger.clone(),
             open: Default::default(),
+            max_connections: step.limits.db_connections,
+            max_result: step.limits.query_result,
         },
         exec: ExecGrant {
             programs: step.grants.exec.clone(),

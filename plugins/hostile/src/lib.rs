@@ -105,6 +105,19 @@ mod sockets {
         (ok, refused)
     }
 
+    /// Makes `link` (under a preopened folder) a symlink to `target`, as
+    /// written: WASI lets a relative target climb out of the grant.
+    pub fn symlink(target: &str, link: &str) -> Result<(), String> {
+        let dirs = wasip2::filesystem::preopens::get_directories();
+        let (dir, rest) = dirs
+            .iter()
+            .filter_map(|(d, guest)| Some((d, link.strip_prefix(guest.as_str())?.trim_start_matches('/'), guest.len())))
+            .max_by_key(|(_, _, len)| *len)
+            .map(|(d, rest, _)| (d, rest))
+            .ok_or_else(|| format!("`{link}` is under no preopened folder"))?;
+        dir.symlink_at(target, rest).map_err(|e| format!("{e:?}"))
+    }
+
     /// A request to `authority` whose request target is `target` as given,
     /// e.g. an absolute URI naming another host (what a proxy would follow).
     pub fn absolute_form(authority: &str, target: &str) -> Result<u16, String> {
@@ -142,6 +155,14 @@ impl Guest for Hostile {
             "rename" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
                 outcome("renaming", std::fs::rename(from.trim(), to.trim()), |()| "renamed".into())
+            }
+            "symlink" => {
+                // `target -> link`: replaces the folder or file `link` with
+                // a symlink to `target`, for a later step to follow.
+                let (target, link) = p.path.split_once("->").unwrap_or((&p.path, ""));
+                let (target, link) = (target.trim(), link.trim());
+                let _ = std::fs::remove_dir_all(link).or_else(|_| std::fs::remove_file(link));
+                outcome("symlinking", sockets::symlink(target, link), |()| "linked".into())
             }
             "http" => outcome("HTTP request", Request::get(&p.url).timeout(Duration::from_secs(5)).send(), |r| {
                 format!("status {}", r.status)
@@ -272,6 +293,19 @@ impl Guest for Hostile {
                 Report::passed(format!("{} open, {refused} refused", held.len()))
                     .output("opened", held.len().to_string())
                     .output("refused", refused.to_string())
+            }
+            "big-query" => {
+                // Inside a transaction that first creates table `path`, a
+                // query of `count` rows of 1 KiB each; then a commit, and a
+                // small query to see the connection still serves.
+                let fail = |e: sdk::db::SqlError| StepError::Failed(sdk::db::describe(&e));
+                let conn = sdk::db::open(&p.name)?;
+                conn.batch(&format!("begin; create table {} (id int)", p.path)).map_err(fail)?;
+                let sql = format!("select repeat('x', 1024) from generate_series(1, {})", p.count);
+                let result = conn.query(&sql, &[]).map(|r| r.rows.len()).map_err(|e| sdk::db::describe(&e));
+                let _ = conn.batch("commit");
+                let usable = conn.query("select 1", &[]).is_ok();
+                outcome("big query", result, |n| format!("{n} rows")).output("usable_after", usable.to_string())
             }
             "copy" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));

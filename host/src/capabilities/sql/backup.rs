@@ -382,7 +382,6 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     let started = Instant::now();
     let (major, _) = server_version(&target).await?;
     let pg_restore = state.caps.sql.tools.pick("pg_restore", major)?;
-    let psql = state.caps.sql.tools.pick("psql", major)?;
 
     let write = |name: &str, text: &str| -> Result<PathBuf, SqlError> {
         let file = work.path().join(name);
@@ -413,14 +412,13 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
         .arg(&copy);
     run_tool(cmd, "pg_restore").await?;
 
-    let mut cmd = Command::new(&psql);
-    pg_env(&mut cmd, &target);
-    cmd.stdout(Stdio::null());
-    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "--single-transaction", "--set", "ON_ERROR_STOP=1"]);
-    for file in [&clear, &script, &after] {
-        cmd.arg("--file").arg(file);
-    }
-    let result = run_tool(cmd, "restore (psql)").await;
+    // Replayed through the host's own connection in one transaction, each
+    // statement audited (see `replay.rs`); a timed-out step drops the
+    // connection, and the server rolls the transaction back.
+    let result = match connect(&target).await {
+        Ok(client) => super::replay::replay(state.caps, &client, database, &[&clear, &script, &after]).await,
+        Err(e) => Err(SqlError::Connection(e)),
+    };
     let caps = &state.caps;
     if result.is_ok() && !plan.new_extensions.is_empty() {
         caps.log.line(
@@ -438,10 +436,11 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
             "database": database, "path": path, "sha256": digest, "ok": result.is_ok(),
             "schemas_dropped": plan.dropped_schemas, "extensions_kept": plan.new_extensions,
             "default_privileges_left": plan.kept_default_acls,
+            "statements": result.as_ref().ok(),
             "ms": started.elapsed().as_millis() as u64
         }),
     );
-    result
+    result.map(drop)
 }
 
 /// Runs a tool and returns its stdout.

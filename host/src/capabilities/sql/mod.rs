@@ -4,6 +4,7 @@
 //! the text, rows, milliseconds, and the SQLSTATE when it fails.
 
 mod backup;
+mod replay;
 pub mod scope;
 mod values;
 
@@ -11,6 +12,7 @@ use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
 use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
+use futures_util::TryStreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio_postgres::Client;
-use values::{Param, row_values};
+use values::{Param, row_values, value_bytes};
 use wasmtime::component::Resource;
 
 pub use backup::ToolSet;
@@ -41,7 +43,6 @@ pub fn grant_label(database: &str, roles: &[String]) -> String {
 }
 
 /// What one step may do with databases.
-#[derive(Default)]
 pub struct SqlGrant {
     /// Granted database → roles it may `set-role` to.
     pub granted: BTreeMap<String, Vec<String>>,
@@ -58,11 +59,32 @@ pub struct SqlGrant {
     pub open: Arc<AtomicUsize>,
     /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
     pub scope: scope::Scope,
+    /// Connections the step may hold open at once (`limits.db_connections`);
+    /// past it `open` fails (and is audited), so a plugin cannot exhaust the
+    /// server's connection slots.
+    pub max_connections: usize,
+    /// Bytes of one query's rows the host reads (`limits.query_result`);
+    /// past it the query is cancelled and refused, so a plugin cannot make
+    /// the host buffer a table of gigabytes.
+    pub max_result: u64,
 }
 
-/// Connections one step may hold open at once; past it `open` fails (and
-/// is audited), so a plugin cannot exhaust the server's connection slots.
-pub const MAX_CONNECTIONS: usize = 8;
+impl Default for SqlGrant {
+    fn default() -> SqlGrant {
+        SqlGrant {
+            granted: BTreeMap::new(),
+            targets: Arc::default(),
+            mounts: Vec::new(),
+            tools: Arc::default(),
+            recorded: BTreeMap::new(),
+            ledger: None,
+            open: Arc::default(),
+            scope: scope::Scope::default(),
+            max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
+            max_result: deployhost_pipeline::grants::DEFAULT_QUERY_RESULT,
+        }
+    }
+}
 
 /// An open connection handed to a step (defined beside the bindings,
 /// which name it as the WIT resource).
@@ -120,6 +142,32 @@ impl CapsView<'_> {
         result.map(|(v, _)| v)
     }
 
+    /// A query went over `limits.query_result`: the server is told to stop
+    /// sending (its rows would otherwise still cross the wire), the
+    /// connection's transaction is rolled back as on any error, and the cap
+    /// is audited.
+    async fn stop_query(&mut self, conn: &Resource<Connection>, statement: &str, max: u64, rows_read: u64) {
+        let Ok(c) = self.table.get(conn) else { return };
+        let database = c.database.clone();
+        let mut cancelled = false;
+        if let Some(target) = self.caps.sql.targets.get(&database)
+            && let Ok(tls) = crate::pgconn::client_config(&target.tls)
+        {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+            cancelled = c.client.cancel_token().cancel_query(tls).await.is_ok();
+        }
+        let rolled_back = c.client.batch_execute("ROLLBACK").await.is_ok();
+        let caps = &self.caps;
+        let (text, _) = caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::Limit,
+            json!({ "kind": "query_result", "database": database, "statement": text, "limit": max,
+                "rows_read": rows_read, "cancelled": cancelled, "rolled_back": rolled_back,
+                "message": format!("a query's result went over {} (limits.query_result)", crate::pipeline::units::ByteSize(max)) }),
+        );
+    }
+
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
         caps.audit.record(Some(&caps.step), AuditEvent::SqlDenied, json!({ "database": database, "op": what }));
@@ -148,13 +196,15 @@ impl Host for CapsView<'_> {
         })?;
         let open = self.caps.sql.open.clone();
         let slot = ConnectionSlot(open.clone());
-        if open.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+        let max = self.caps.sql.max_connections;
+        if open.fetch_add(1, Ordering::SeqCst) >= max {
             let caps = &self.caps;
-            let message = format!("step `{}` already holds {MAX_CONNECTIONS} open connections", caps.step);
+            let message =
+                format!("step `{}` already holds {max} open connections (raise limits.db_connections)", caps.step);
             caps.audit.record(
                 Some(&caps.step),
                 AuditEvent::Limit,
-                json!({ "kind": "db_connections", "database": database, "limit": MAX_CONNECTIONS, "message": message }),
+                json!({ "kind": "db_connections", "database": database, "limit": max, "message": message }),
             );
             return Err(SqlError::Connection(message));
         }
@@ -191,21 +241,49 @@ impl HostConnection for CapsView<'_> {
         values: Vec<Value>,
     ) -> Result<QueryResult, SqlError> {
         let p = params(values);
-        self.audited(&conn, &statement, async |client| {
-            let rows = client.query(&statement, &refs(&p)).await.map_err(sql_error)?;
-            let columns = match rows.first() {
-                Some(r) => r.columns().iter().map(|c| c.name().to_string()).collect(),
-                None => client
-                    .prepare(&statement)
-                    .await
-                    .map(|s| s.columns().iter().map(|c| c.name().to_string()).collect())
-                    .unwrap_or_default(),
-            };
-            let out = rows.iter().map(row_values).collect::<Result<Vec<_>, String>>().map_err(SqlError::Connection)?;
-            let n = out.len() as u64;
-            Ok((QueryResult { columns, rows: out, rows_affected: n }, n))
-        })
-        .await
+        let max = self.caps.sql.max_result;
+        let mut over: Option<u64> = None;
+        let result = self
+            .audited(&conn, &statement, async |client| {
+                let stream = client.query_raw(&statement, refs(&p)).await.map_err(sql_error)?;
+                let mut stream = std::pin::pin!(stream);
+                let (mut columns, mut out, mut bytes) = (None, Vec::new(), 0u64);
+                // Row by row, counting the bytes handed to the plugin: the
+                // host stops reading at the cap instead of buffering it all.
+                while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+                    if columns.is_none() {
+                        columns = Some(row.columns().iter().map(|c| c.name().to_string()).collect::<Vec<_>>());
+                    }
+                    let values = row_values(&row).map_err(SqlError::Connection)?;
+                    bytes += values.iter().map(value_bytes).sum::<u64>();
+                    if bytes > max {
+                        over = Some(out.len() as u64 + 1);
+                        return Err(SqlError::Connection(format!(
+                            "the result is over limits.query_result ({}): the host stopped reading at row {}, \
+                             cancelled the query and rolled back its transaction; select fewer rows or columns, \
+                             or raise limits.query_result",
+                            crate::pipeline::units::ByteSize(max),
+                            out.len() + 1
+                        )));
+                    }
+                    out.push(values);
+                }
+                let columns = match columns {
+                    Some(c) => c,
+                    None => client
+                        .prepare(&statement)
+                        .await
+                        .map(|s| s.columns().iter().map(|c| c.name().to_string()).collect())
+                        .unwrap_or_default(),
+                };
+                let n = out.len() as u64;
+                Ok((QueryResult { columns, rows: out, rows_affected: n }, n))
+            })
+            .await;
+        if let Some(rows_read) = over {
+            self.stop_query(&conn, &statement, max, rows_read).await;
+        }
+        result
     }
 
     async fn execute(

@@ -64,6 +64,19 @@ fn is_text(ty: &Type) -> bool {
         || matches!(ty.kind(), Kind::Enum(_))
 }
 
+/// The bytes a value takes as handed to the plugin (numbers as 8), for
+/// `limits.query_result`.
+pub fn value_bytes(value: &Value) -> u64 {
+    match value {
+        Value::Null => 1,
+        Value::Boolean(_) => 1,
+        Value::Int(_) | Value::Float(_) => 8,
+        Value::Text(s) | Value::Json(s) => s.len() as u64,
+        Value::Bytes(b) => b.len() as u64,
+        Value::TextArray(items) => items.iter().map(|s| s.len() as u64 + 1).sum(),
+    }
+}
+
 /// A row as WIT values; a column of a type WIT cannot carry is an error
 /// naming it, so the plugin can cast it.
 pub fn row_values(row: &Row) -> Result<Vec<Value>, String> {
