@@ -54,7 +54,7 @@ fn github_workflow_follows_the_promotion_chain_and_lints_clean() {
     assert!(!workflow.contains("--approved-by") && !workflow.contains("triggering_actor"), "{workflow}");
     assert_eq!(workflow.matches("uses: actions/checkout@v4").count(), 5, "pre-flight and four environments");
     // uat and prod require approval: their jobs may read the run's approvals.
-    let approval = "    permissions:\n      contents: read\n      actions: read\n";
+    let approval = "    permissions:\n      contents: read\n      actions: read\n      pull-requests: read\n";
     let token = "      GITHUB_TOKEN: ${{ secrets.DEPLOYHOST_GITHUB_TOKEN || github.token }}\n";
     for (env, needs_approval) in [("dev", false), ("staging", false), ("uat", true), ("prod", true)] {
         let start = workflow.find(&format!("  deploy-{env}:\n")).unwrap();

@@ -190,7 +190,8 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
         if rules.require_approval {
             // deployhost reads who approved this environment from the run's
             // approvals in the Actions API.
-            writeln!(w, "    permissions:\n      contents: read\n      actions: read")?;
+            // and `report` reads the pull request's reviews (code review).
+            writeln!(w, "    permissions:\n      contents: read\n      actions: read\n      pull-requests: read")?;
         }
         writeln!(w, "    concurrency:\n      group: deploy-{env}\n      cancel-in-progress: false")?;
         writeln!(w, "    env:")?;
