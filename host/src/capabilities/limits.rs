@@ -9,8 +9,9 @@ pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// How often the engine's epoch advances; the resolution of timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-const MAX_INSTANCES: usize = 64;
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances one step's store may hold (the pool is sized by it too).
+pub const MAX_INSTANCES: usize = 64;
 /// What one table element costs the host (a pointer-sized slot).
 const TABLE_ELEMENT_BYTES: u64 = 8;
 
