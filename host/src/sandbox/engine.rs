@@ -1,6 +1,7 @@
 //! One wasmtime engine and linker per process; each plugin compiled once
-//! (by digest, and across runs through the disk cache) and pre-instantiated,
-//! so starting a step is instantiation only.
+//! (by digest, and across runs through the disk cache; the built-ins when
+//! deployhost is built, see builtin_code.rs) and pre-instantiated, so
+//! starting a step is instantiation only, from the instance pool (pool.rs).
 
 use super::builtin_code;
 use super::cache::{DiskCache, Load};
