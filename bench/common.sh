@@ -30,3 +30,57 @@ noop_wasm() { "$examples/bench_step" noop-path; }
 
 # The newest run's results.json in a state dir.
 last_results() { ls -d "$1"/runs/*/ | sort | tail -n 1 | sed 's|/$|/results.json|'; }
+
+# "min X  median Y  max Z  (n=N)" of the numbers on stdin, one a line.
+mmm() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "min %.3f  median %.3f  max %.3f  (n=%d)\n", v[1], m, v[NR], NR }'
+}
+median() { mmm | awk '{ print $4 }'; }
+
+# `start_nginx DIR`: Debian's nginx (installed with apt if missing) on a
+# free port of 127.0.0.1, `GET /health` answering 200 "ok", nothing logged
+# per request; sets `nginx_pid`, `nginx_port` and `health_url`. The server
+# under test is not one of ours. Stop it with `stop_nginx`.
+start_nginx() {
+    local dir=$1/nginx sudo=""
+    if ! [ -x /usr/sbin/nginx ]; then
+        echo "installing nginx (Debian's nginx package)"
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx >/dev/null
+        # The package starts a system nginx on port 80; the benchmark runs its own.
+        $sudo systemctl disable --now nginx >/dev/null 2>&1 || $sudo service nginx stop >/dev/null 2>&1 || true
+    fi
+    nginx_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    mkdir -p "$dir/logs" "$dir/tmp"
+    cat >"$dir/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $dir/tmp/body;
+    proxy_temp_path $dir/tmp/proxy;
+    fastcgi_temp_path $dir/tmp/fastcgi;
+    uwsgi_temp_path $dir/tmp/uwsgi;
+    scgi_temp_path $dir/tmp/scgi;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location = /health { default_type text/plain; return 200 "ok\n"; }
+    }
+}
+CONF
+    /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" &
+    nginx_pid=$!
+    health_url="http://127.0.0.1:$nginx_port/health"
+    for _ in $(seq 100); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$health_url")" = 200 ] && return 0
+        sleep 0.05
+    done
+    echo "nginx did not answer on $health_url:"; cat "$dir/logs/error.log"; return 1
+}
+stop_nginx() { [ -n "${nginx_pid:-}" ] && kill "$nginx_pid" 2>/dev/null; wait "$nginx_pid" 2>/dev/null || true; }

@@ -7,6 +7,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The host's engine configuration, shared with sandbox/engine.rs.
+mod engine_config {
+    include!("src/sandbox/engine_config.rs");
+}
+
 /// Plugins that are built but never embedded: `hostile`, `wrong-import` and
 /// `wrong-version` attack the host, `noop` does nothing for the benchmarks.
 const TEST_ONLY: &[&str] = &["hostile", "noop", "wrong-import", "wrong-version"];
@@ -21,6 +26,7 @@ fn main() {
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.toml").display());
     println!("cargo:rerun-if-changed={}", plugins.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed={}", manifest_dir.join("src/sandbox/engine_config.rs").display());
 
     check_target_installed();
     let members = plugin_crates(&plugins);
@@ -49,6 +55,7 @@ fn main() {
     let wasm_dir = target_dir.join(TARGET).join("release");
     let mut builtins =
         String::from("/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut embedded = Vec::new();
     let mut tests = String::from(
         "/// Test-only plugins: (name, path of the component).\n#[allow(dead_code)]\npub const TEST_PLUGINS: &[(&str, &str)] = &[\n",
     );
@@ -60,13 +67,59 @@ fn main() {
             writeln!(tests, "    ({member:?}, {path:?}),").unwrap();
         } else {
             writeln!(builtins, "    ({member:?}, include_bytes!({path:?})),").unwrap();
+            embedded.push((member.clone(), wasm));
         }
     }
     builtins.push_str("];\n");
     tests.push_str("];\n");
     std::fs::write(out_dir.join("builtins.rs"), builtins).unwrap();
     std::fs::write(out_dir.join("test_plugins.rs"), tests).unwrap();
+    std::fs::write(out_dir.join("precompiled.rs"), precompile(&embedded, &target_dir)).unwrap();
     write_scaffold_files(root, &out_dir);
+}
+
+/// Compiles each built-in to native code for the host's engine
+/// configuration, so that no run compiles a built-in (issue 17: 335 ms
+/// for `supabase-migrate` on a first run). Writes `PRECOMPILED_KEY` (the
+/// engine key the code is for) and `PRECOMPILED`: (name, sha256 of the
+/// component, compiled code). The host checks both before loading, and
+/// compiles instead when either does not match.
+///
+/// Compiled code is kept by component digest and engine key next to the
+/// plugin build, so check, clippy, test and build compile each once.
+/// Nothing is precompiled when cross-compiling: the code would be for the
+/// wrong machine.
+fn precompile(builtins: &[(String, PathBuf)], target_dir: &Path) -> String {
+    use sha2::Digest as _;
+    let native = env::var("HOST").ok() == env::var("TARGET").ok();
+    let mut text = String::from("/// The engine key the precompiled built-ins were made for.\n");
+    if !native {
+        text.push_str("pub const PRECOMPILED_KEY: &str = \"\";\n");
+        text.push_str("/// Precompiled built-ins: (name, component sha256, code).\npub const PRECOMPILED: &[(&str, &str, &[u8])] = &[];\n");
+        return text;
+    }
+    let engine = wasmtime::Engine::new(&engine_config::code_config()).expect("cannot make the host's engine");
+    let key = engine_config::engine_key(&engine);
+    let dir = target_dir.join("precompiled");
+    std::fs::create_dir_all(&dir).unwrap();
+    writeln!(text, "pub const PRECOMPILED_KEY: &str = {key:?};").unwrap();
+    text.push_str("/// Precompiled built-ins: (name, component sha256, code).\npub const PRECOMPILED: &[(&str, &str, &[u8])] = &[\n");
+    for (name, wasm) in builtins {
+        let bytes = std::fs::read(wasm).unwrap();
+        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+        let path = dir.join(format!("{digest}-{key}.cwasm"));
+        if !path.exists() {
+            let code = engine
+                .precompile_component(&bytes)
+                .unwrap_or_else(|e| panic!("precompiling the built-in {name} failed: {e:?}"));
+            let tmp = dir.join(format!("{digest}-{key}.cwasm.{}", std::process::id()));
+            std::fs::write(&tmp, code).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
+        writeln!(text, "    ({name:?}, {digest:?}, include_bytes!({:?})),", path.display().to_string()).unwrap();
+    }
+    text.push_str("];\n");
+    text
 }
 
 /// The files `deployhost plugin new` copies into a new plugin, so that it

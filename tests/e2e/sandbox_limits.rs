@@ -73,3 +73,63 @@ fn a_runaway_blocking_step_still_lets_the_rollback_run() {
     assert_eq!(results["rollback"]["steps"][0]["status"], "passed", "{results:#}");
     assert_eq!(server.requests().len(), 1, "the rollback step reached its host");
 }
+
+/// Plugins that grab memory until stopped, in one parallel stage, each
+/// under its own `limits.memory`; the largest (300 MiB) is over the default,
+/// so the instance pool is sized past the default too.
+fn memory_hogs(p: &Project) {
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: hogs\nstages:\n  - name: hogs\n    parallel: true\n    steps:\n");
+    for (name, limit) in [("hog-16", "16MiB"), ("hog-100", "100MiB"), ("hog-300", "300MiB")] {
+        yaml.push_str(&hostile_step(name, &digest, "{ attack: alloc }", "{}"));
+        yaml.push_str(&format!("        limits: {{ memory: {limit} }}\n"));
+    }
+    p.pipeline(&yaml);
+}
+
+fn assert_stopped_at_their_limits(p: &Project) {
+    for (name, limit) in [("hog-16", "16MiB"), ("hog-100", "100MiB"), ("hog-300", "300MiB")] {
+        let hog = p.step(name);
+        assert_eq!(hog["failure"], "memory", "{hog}");
+        assert!(hog["summary"].as_str().unwrap().contains(&format!("memory limit of {limit}")), "{hog}");
+        let limit = p.audit_events(name, "limit");
+        assert!(limit.iter().any(|e| e["kind"] == "memory"), "{limit:?}");
+    }
+}
+
+/// Issue 17: steps' instances come from the pooling allocator, and each
+/// step's `limits.memory` is still what stops it (the store's limiter is
+/// asked before the pool's own maximum), reported as a memory stop.
+#[test]
+fn memory_limits_hold_with_pooled_instances() {
+    let p = Project::new();
+    memory_hogs(&p);
+    let run = p.deployhost(&["-vv", "run", "pipeline.yaml"], &[]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("instances pooled"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("steps=3") && run.stderr.contains(&format!("max_memory={}", 300 << 20)),
+        "{}",
+        run.stderr
+    );
+    assert_stopped_at_their_limits(&p);
+}
+
+/// Where the pool's address space cannot be reserved (`ulimit -v`), the
+/// engine allocates on demand and the run is the same.
+#[test]
+fn without_address_space_for_the_pool_steps_are_allocated_on_demand() {
+    let p = Project::new();
+    memory_hogs(&p);
+    let out = std::process::Command::new("sh")
+        .args(["-c", "ulimit -v 16777216 && exec \"$0\" -vv run pipeline.yaml", crate::support::BIN])
+        .current_dir(p.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("instance pool unavailable, allocating on demand"), "{stderr}");
+    assert_stopped_at_their_limits(&p);
+}

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 /// How often the engine's epoch advances; the resolution of timeouts.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-const MAX_INSTANCES: usize = 64;
+pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Core instances one step's store may hold (the pool is sized by it too).
+pub const MAX_INSTANCES: usize = 64;
 /// What one table element costs the host (a pointer-sized slot).
 const TABLE_ELEMENT_BYTES: u64 = 8;
 

@@ -1,6 +1,9 @@
 //! The step log: plugin log calls and the plugin's stdout/stderr, written
 //! line by line to `logs/<step>.log`, redacted, and capped so that a plugin
 //! flooding its output costs disk up to the cap and no memory beyond a line.
+//! The file is created with the first line: a step that logs nothing has
+//! no log file (and costs no file creation), and readers take a missing
+//! log as an empty one.
 
 use crate::audit::{AuditEvent, AuditLog};
 use crate::bindings::deployhost::plugin::log::{Host, Level};
@@ -10,7 +13,7 @@ use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -30,13 +33,21 @@ pub struct StepLog {
 }
 
 struct Inner {
-    file: Option<File>,
+    file: LogFile,
     /// Why the file stopped being written (a full disk), if it did.
     write_error: Option<String>,
     written: u64,
     dropped: u64,
     partial: [Vec<u8>; 2],
     tail: VecDeque<String>,
+}
+
+/// Where the lines go: a file created with the first line, or nowhere.
+enum LogFile {
+    NotYet(PathBuf),
+    Open(File),
+    /// In memory only, or the file could not be written.
+    None,
 }
 
 #[derive(Clone, Copy)]
@@ -46,11 +57,11 @@ pub enum Stream {
 }
 
 impl StepLog {
+    /// A log written to `path`, created when the first line comes.
     pub fn create(path: &Path, redactor: Arc<Redactor>, limit: u64) -> std::io::Result<StepLog> {
-        let file = File::create(path)?;
         Ok(StepLog {
             inner: Mutex::new(Inner {
-                file: Some(file),
+                file: LogFile::NotYet(path.to_path_buf()),
                 write_error: None,
                 written: 0,
                 dropped: 0,
@@ -66,7 +77,7 @@ impl StepLog {
     pub fn in_memory() -> StepLog {
         StepLog {
             inner: Mutex::new(Inner {
-                file: None,
+                file: LogFile::None,
                 write_error: None,
                 written: 0,
                 dropped: 0,
@@ -131,7 +142,7 @@ impl StepLog {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if inner.dropped > 0 {
             let note = format!("log limit of {} bytes reached; {} bytes dropped", self.limit, inner.dropped);
-            if let Some(f) = inner.file.as_mut() {
+            if let Some(f) = inner.file() {
                 let _ = writeln!(f, "deployhost: {note}");
             }
             inner.tail.push_back(format!("deployhost: {note}"));
@@ -165,11 +176,28 @@ impl Inner {
             return;
         }
         self.written += line.len() as u64;
-        if let Some(f) = self.file.as_mut()
+        if let Some(f) = self.file()
             && let Err(e) = f.write_all(line.as_bytes())
         {
-            self.file = None;
+            self.file = LogFile::None;
             self.write_error = Some(e.to_string());
+        }
+    }
+
+    /// The open file, created now if this is the first line.
+    fn file(&mut self) -> Option<&mut File> {
+        if let LogFile::NotYet(path) = &self.file {
+            self.file = match File::create(path) {
+                Ok(file) => LogFile::Open(file),
+                Err(e) => {
+                    self.write_error = Some(format!("cannot create it: {e}"));
+                    LogFile::None
+                }
+            };
+        }
+        match &mut self.file {
+            LogFile::Open(file) => Some(file),
+            _ => None,
         }
     }
 }
@@ -239,4 +267,35 @@ impl Host for CapsView<'_> {
 
 fn audit_log(audit: &AuditLog, step: &str, level: &str, message: &str) {
     audit.record(Some(step), AuditEvent::Log, json!({ "level": level, "message": message }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_is_created_with_the_first_line_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (quiet, chatty) = (dir.path().join("quiet.log"), dir.path().join("chatty.log"));
+        let log = StepLog::create(&quiet, Arc::new(Redactor::default()), DEFAULT_LOG_LIMIT).unwrap();
+        log.bytes(Stream::Stdout, b"");
+        log.finish();
+        assert!(!quiet.exists(), "a step that logs nothing has no log file");
+        assert!(log.write_error().is_none());
+
+        let log = StepLog::create(&chatty, Arc::new(Redactor::default()), DEFAULT_LOG_LIMIT).unwrap();
+        log.bytes(Stream::Stdout, b"partial");
+        assert!(!chatty.exists(), "no line yet");
+        log.finish();
+        assert_eq!(std::fs::read_to_string(&chatty).unwrap(), "stdout: partial\n");
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_created_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = StepLog::create(&dir.path().join("missing/x.log"), Arc::new(Redactor::default()), 1 << 10).unwrap();
+        log.line("plugin", "hello");
+        assert!(log.write_error().unwrap().starts_with("cannot create it:"));
+        assert_eq!(log.tail(), ["plugin: hello"], "the tail is kept all the same");
+    }
 }

@@ -27,6 +27,12 @@ fn runtime(state_dir: &Path) -> Result<Runtime> {
     Runtime::with_cache(cache_dir(state_dir))
 }
 
+/// The runtime for running `plan`: its instance pool sized for the plan's
+/// steps (sandbox/pool.rs).
+fn runtime_for(state_dir: &Path, plan: &Plan) -> Result<Runtime> {
+    Runtime::sized(Some(cache_dir(state_dir)), crate::sandbox::PoolSize::for_plan(plan))
+}
+
 pub(crate) fn cache_dir(state_dir: &Path) -> std::path::PathBuf {
     std::env::var_os("DEPLOYHOST_CACHE_DIR").map_or_else(|| state_dir.join("cache"), Into::into)
 }

@@ -70,7 +70,7 @@ async fn prepare(
             return Err(ConfigErrors(host_steps).into());
         }
     }
-    let runtime = Arc::new(super::runtime(state_dir)?);
+    let runtime = Arc::new(super::runtime_for(state_dir, &plan)?);
     check_plugins(&runtime, &loaded, &plan).await?;
     let env = |name: &str| std::env::var(name).ok();
     let located = |errors: Vec<inputs::Unresolved>| {

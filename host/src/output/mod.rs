@@ -161,7 +161,8 @@ impl Output {
 }
 
 /// A step's whole log from its file (already redacted and capped when
-/// written), or the tail kept in memory when the file cannot be read.
+/// written), or the tail kept in memory when the file cannot be read; a
+/// step that logged nothing has no file and an empty tail.
 fn step_log(run_dir: &Path, o: &crate::runner::StepOutcome) -> Vec<String> {
     match std::fs::read(run_dir.join(&o.log)) {
         Ok(bytes) if !o.log.is_empty() => String::from_utf8_lossy(&bytes).lines().map(str::to_string).collect(),

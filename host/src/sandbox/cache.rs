@@ -18,7 +18,6 @@
 
 use crate::registry::PluginRef;
 use sha2::{Digest, Sha256};
-use std::hash::{Hash, Hasher};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
@@ -31,6 +30,8 @@ const HEADER_LEN: usize = MAGIC.len() + 64 + 1;
 /// How a plugin's compiled code was found, for the audit log and benchmarks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Load {
+    /// The built-in's code compiled at build time and embedded in the binary.
+    Precompiled,
     /// Read from the disk cache.
     Cached,
     /// Compiled; the entry was missing.
@@ -44,6 +45,7 @@ pub enum Load {
 impl Load {
     pub fn describe(&self) -> String {
         match self {
+            Load::Precompiled => "precompiled (built in)".into(),
             Load::Cached => "cache hit".into(),
             Load::Compiled => "compiled (cache miss)".into(),
             Load::Rebuilt(why) => format!("compiled again: {why}"),
@@ -100,8 +102,11 @@ fn hmac_hex(key: &[u8], data: &[u8]) -> String {
 }
 
 impl DiskCache {
-    pub fn new(dir: PathBuf, engine: &Engine) -> DiskCache {
-        DiskCache { dir, engine_key: engine_key(engine) }
+    /// `engine_key` names the engine's configuration
+    /// (`engine_config::engine_key`), so code compiled by another
+    /// configuration is never even looked at.
+    pub fn new(dir: PathBuf, engine_key: String) -> DiskCache {
+        DiskCache { dir, engine_key }
     }
 
     pub fn entry_path(&self, digest: &str) -> PathBuf {
@@ -189,27 +194,6 @@ fn write_entry(dir: &Path, path: &Path, code: &[u8], key: &[u8]) -> std::io::Res
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// Names the engine's configuration (and wasmtime's version), so code
-/// compiled by another configuration is never even looked at.
-fn engine_key(engine: &Engine) -> String {
-    let mut hasher = Sha256Hasher(Sha256::new());
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    hex::encode(&hasher.0.finalize()[..8])
-}
-
-/// A `Hasher` whose result does not change between Rust releases.
-struct Sha256Hasher(Sha256);
-
-impl Hasher for Sha256Hasher {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.update(bytes);
-    }
-    fn finish(&self) -> u64 {
-        let digest = self.0.clone().finalize();
-        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! One wasmtime engine and linker per process; each plugin compiled once
-//! (by digest, and across runs through the disk cache) and pre-instantiated,
-//! so starting a step is instantiation only.
+//! (by digest, and across runs through the disk cache; the built-ins when
+//! deployhost is built, see builtin_code.rs) and pre-instantiated, so
+//! starting a step is instantiation only, from the instance pool (pool.rs).
 
+use super::builtin_code;
 use super::cache::{DiskCache, Load};
+use super::engine_config::{code_config, engine_key};
+use super::pool::PoolSize;
 use super::state::StepState;
 use super::world;
 use crate::bindings::StepPre;
@@ -13,12 +17,14 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine};
 
 pub struct Runtime {
     engine: Engine,
+    /// `engine_config::engine_key` of `engine`, computed once.
+    engine_key: String,
     linker: Linker<StepState>,
     prepared: Mutex<HashMap<String, StepPre<StepState>>>,
     cache: Option<DiskCache>,
@@ -37,17 +43,17 @@ pub struct PluginLoad {
 impl Runtime {
     /// A runtime whose compiled plugins are kept in `cache_dir` across runs.
     pub fn with_cache(cache_dir: PathBuf) -> Result<Runtime> {
-        let mut runtime = Runtime::new()?;
-        runtime.cache = Some(DiskCache::new(cache_dir, &runtime.engine));
-        Ok(runtime)
+        Runtime::sized(Some(cache_dir), PoolSize::default())
     }
 
     /// A runtime that compiles every plugin it runs, keeping nothing on disk.
     pub fn new() -> Result<Runtime> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        let engine = Engine::new(&config).context("cannot start the WebAssembly engine")?;
+        Runtime::sized(None, PoolSize::default())
+    }
+
+    /// A runtime whose instance pool holds `pool` (see sandbox/pool.rs).
+    pub fn sized(cache_dir: Option<PathBuf>, pool: PoolSize) -> Result<Runtime> {
+        let engine = new_engine(pool)?;
         spawn_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
@@ -61,7 +67,16 @@ impl Runtime {
         capabilities::fs::add_to_linker(&mut linker)?;
         capabilities::env::add_to_linker(&mut linker)?;
         capabilities::net::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, prepared: Mutex::new(HashMap::new()), cache: None, loads: Mutex::new(Vec::new()) })
+        let engine_key = engine_key(&engine);
+        let cache = cache_dir.map(|dir| DiskCache::new(dir, engine_key.clone()));
+        Ok(Runtime {
+            engine,
+            engine_key,
+            linker,
+            prepared: Mutex::new(HashMap::new()),
+            cache,
+            loads: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -75,9 +90,18 @@ impl Runtime {
             return Ok(pre.clone());
         }
         let started = Instant::now();
-        let (component, load) = match &self.cache {
-            Some(cache) => cache.load(&self.engine, plugin),
-            None => Component::new(&self.engine, &plugin.bytes).map(|c| (c, Load::Uncached)),
+        let embedded = match builtin_code::load(&self.engine, &self.engine_key, plugin) {
+            Some(Ok(component)) => Some((component, Load::Precompiled)),
+            Some(Err(why)) => {
+                tracing::debug!(plugin = %plugin.label(), "embedded code not used: {why}");
+                None
+            }
+            None => None,
+        };
+        let (component, load) = match (embedded, &self.cache) {
+            (Some(ready), _) => Ok(ready),
+            (None, Some(cache)) => cache.load(&self.engine, plugin),
+            (None, None) => Component::new(&self.engine, &plugin.bytes).map(|c| (c, Load::Uncached)),
         }
         .with_context(|| format!("{} is not a valid WebAssembly component", plugin.label()))?;
         let took = started.elapsed();
@@ -108,6 +132,23 @@ impl Runtime {
     pub fn loads(&self) -> Vec<PluginLoad> {
         self.loads.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// The engine, with its instances pooled when the pool can be reserved
+/// (address space only), else allocated on demand as before.
+fn new_engine(pool: PoolSize) -> Result<Engine> {
+    if let Some(strategy) = pool.strategy() {
+        let mut config = code_config();
+        config.allocation_strategy(strategy);
+        match Engine::new(&config) {
+            Ok(engine) => {
+                tracing::debug!(steps = pool.concurrent, max_memory = pool.max_memory, "instances pooled");
+                return Ok(engine);
+            }
+            Err(e) => tracing::debug!("instance pool unavailable, allocating on demand: {e:#}"),
+        }
+    }
+    Ok(Engine::new(&code_config()).context("cannot start the WebAssembly engine")?)
 }
 
 /// Advances the epoch every tick while the engine lives; store deadlines
