@@ -9,6 +9,10 @@
 # another crate of the workspace is packaged and verified with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The packaged deployhost-pipeline comes from a throwaway registry, and
+# cargo takes a registry crate of the same version as unchanged: drop what
+# an earlier run built of it (it is small) so the verify build sees today's.
+cargo clean --quiet -p deployhost-pipeline
 cargo package --workspace --locked --offline \
     --config 'profile.dev.package."*".opt-level=1' \
     --config 'profile.dev.debug="line-tables-only"' "$@"
