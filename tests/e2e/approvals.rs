@@ -179,9 +179,9 @@ fn signed_approvals_refuse_wrong_keys_signers_runs_versions_and_namespaces() {
     // The second run's statement, with another version.
     let statement = dh(&p, &["approve", &second, "--print-statement"]);
     statement.assert_code(0);
-    assert!(statement.stdout.starts_with("deployhost-approval-statement v1\n"), "{}", statement.stdout);
+    assert!(statement.stdout.starts_with("deployhost-approval-statement v2\n"), "{}", statement.stdout);
     assert!(statement.stdout.contains(&format!("run: \"{second}\"")), "{}", statement.stdout);
-    assert!(statement.stdout.contains("plugin: \""), "{}", statement.stdout);
+    assert!(statement.stdout.contains("step: \"probe "), "{}", statement.stdout);
     let other_version = statement.stdout.replace("version: \"2.0.0\"", "version: \"2.0.1\"");
     let forged = p.write("version.sig", &sign(&keys.alice, "deployhost-approval", &other_version));
     let refused = dh(&p, &["approve", &second, "--signature", path(&forged)]);
@@ -216,7 +216,17 @@ fn a_signed_approval_does_not_cover_changed_plugins_or_a_lost_signers_file() {
     pipeline(&p, &server, SIGNED, "http-check");
     let resume = dh(&p, &["resume", &id]);
     resume.assert_code(4);
-    assert!(resume.stderr.contains("the plugins changed since the run reached the gate"), "{}", resume.stderr);
+    assert!(resume.stderr.contains("the plan changed since the run reached the gate"), "{}", resume.stderr);
+    assert!(resume.stderr.contains("step probe"), "{}", resume.stderr);
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+
+    // Same plugin, another parameter: the signature does not cover it either.
+    pipeline(&p, &server, SIGNED, "health-probe");
+    let edited = std::fs::read_to_string(p.path().join("pipeline.yaml")).unwrap().replace("/health", "/other");
+    p.pipeline(&edited);
+    let resume = dh(&p, &["resume", &id]);
+    resume.assert_code(4);
+    assert!(resume.stderr.contains("the plan changed since the run reached the gate"), "{}", resume.stderr);
     assert!(server.requests().is_empty(), "{:?}", server.requests());
 
     pipeline(&p, &server, SIGNED, "health-probe");
@@ -515,4 +525,26 @@ fn a_signature_copied_into_the_shared_store_for_another_run_is_refused() {
     assert!(server.requests().is_empty());
     p.deployhost(&["resume", &first], &envs).assert_code(0);
     assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn no_grant_may_cover_the_allowed_signers_file() {
+    // A step that could write allowed_signers could add its own key and sign
+    // the next prod approval (found in review).
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    signers(&p);
+    p.mkdir("keys");
+    std::fs::rename(p.path().join("allowed_signers"), p.path().join("keys/allowed_signers")).unwrap();
+    let rules = SIGNED.replace("allowed_signers: allowed_signers", "allowed_signers: keys/allowed_signers");
+    p.pipeline(&format!(
+        "pipeline: shop\nenvironment: prod\nenvironments:\n  prod: {{ {rules} }}\nstages:\n  - name: s\n    steps:\n      - name: writer\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"], fs: {{ write: [keys] }} }}\n",
+        server.url("/health"),
+        server.grant()
+    ));
+    let refused = dh(&p, &["validate", "pipeline.yaml"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("stages[0].steps[0].grants.fs.write[0]"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("the allowed_signers of environment `prod`"), "{}", refused.stderr);
+    assert!(server.requests().is_empty());
 }

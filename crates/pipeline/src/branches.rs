@@ -3,6 +3,8 @@
 //! characters but `/`, `**` matches across `/`, `?` one character but `/`,
 //! `[abc]`/`[a-z]`/`[!a]` one of a set; anything else matches itself.
 
+use std::collections::HashSet;
+
 /// Is `pattern` one deployhost can match? Says what is wrong when not.
 pub fn check_pattern(pattern: &str) -> Result<(), String> {
     if pattern.trim().is_empty() {
@@ -21,24 +23,39 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 pub fn matches(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let n: Vec<char> = name.chars().collect();
-    glob(&p, &n)
+    glob(&p, &n, &mut HashSet::new())
 }
 
-fn glob(p: &[char], n: &[char]) -> bool {
+/// `p` against `n`. Both are suffixes of the originals, so their lengths
+/// name a state: `failed` remembers the states that did not match, which
+/// keeps patterns with many `*` linear in practice instead of exponential
+/// in the (CI-controlled) branch name.
+fn glob(p: &[char], n: &[char], failed: &mut HashSet<(usize, usize)>) -> bool {
+    if failed.contains(&(p.len(), n.len())) {
+        return false;
+    }
+    let hit = glob_step(p, n, failed);
+    if !hit {
+        failed.insert((p.len(), n.len()));
+    }
+    hit
+}
+
+fn glob_step(p: &[char], n: &[char], failed: &mut HashSet<(usize, usize)>) -> bool {
     match p.first() {
         None => n.is_empty(),
         Some('*') if p.get(1) == Some(&'*') => {
             let rest = &p[2..];
             // `**/` also matches no folder at all.
-            if rest.first() == Some(&'/') && glob(&rest[1..], n) {
+            if rest.first() == Some(&'/') && glob(&rest[1..], n, failed) {
                 return true;
             }
-            (0..=n.len()).any(|i| glob(rest, &n[i..]))
+            (0..=n.len()).any(|i| glob(rest, &n[i..], failed))
         }
         Some('*') => {
             let rest = &p[1..];
             for i in 0..=n.len() {
-                if glob(rest, &n[i..]) {
+                if glob(rest, &n[i..], failed) {
                     return true;
                 }
                 if n.get(i) == Some(&'/') {
@@ -47,7 +64,7 @@ fn glob(p: &[char], n: &[char]) -> bool {
             }
             false
         }
-        Some('?') => n.first().is_some_and(|c| *c != '/') && glob(&p[1..], &n[1..]),
+        Some('?') => n.first().is_some_and(|c| *c != '/') && glob(&p[1..], &n[1..], failed),
         Some('[') => {
             let Some(end) = p.iter().position(|c| *c == ']') else { return false };
             let Some(&c) = n.first() else { return false };
@@ -67,9 +84,9 @@ fn glob(p: &[char], n: &[char]) -> bool {
                     i += 1;
                 }
             }
-            c != '/' && hit != negate && glob(&p[end + 1..], &n[1..])
+            c != '/' && hit != negate && glob(&p[end + 1..], &n[1..], failed)
         }
-        Some(c) => n.first() == Some(c) && glob(&p[1..], &n[1..]),
+        Some(c) => n.first() == Some(c) && glob(&p[1..], &n[1..], failed),
     }
 }
 
@@ -92,5 +109,15 @@ mod tests {
         assert!(!matches("release/*", "release"));
         assert!(check_pattern("").is_err());
         assert!(check_pattern("v[0-9").is_err());
+    }
+
+    #[test]
+    fn many_stars_against_a_long_name_finish() {
+        // Without remembering failed states this takes ~500^10 steps.
+        let pattern = "**a**a**a**a**a**a**a**a**a**a**b";
+        let name = "a".repeat(500);
+        assert!(!matches(pattern, &name));
+        assert!(matches(pattern, &format!("{name}b")));
+        assert!(!matches("*a*a*a*a*a*a*a*a*a*b", &"a".repeat(500)));
     }
 }

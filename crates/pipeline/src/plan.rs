@@ -70,6 +70,33 @@ pub struct StepGrants {
     pub written: WrittenGrants,
 }
 
+impl PlannedStep {
+    /// The sha256 of what this step will do, besides its plugin's bytes:
+    /// stage, plugin name, parameters (`run:` included), limits, blocking,
+    /// and its grants as written and as resolved.
+    pub fn digest(&self) -> String {
+        let g = &self.grants;
+        let text = serde_json::json!({
+            "stage": self.stage,
+            "uses": self.uses,
+            "params": self.params,
+            "memory": self.limits.memory,
+            "timeout_ms": self.limits.timeout.as_millis() as u64,
+            "http_requests": self.limits.http_requests,
+            "db_connections": self.limits.db_connections,
+            "query_result": self.limits.query_result,
+            "blocking": self.blocking,
+            "written": g.written,
+            "mounts": g.mounts.iter().map(|m| (m.host.display().to_string(), &m.guest, m.writable)).collect::<Vec<_>>(),
+            "net": g.net.iter().map(|n| n.written()).collect::<Vec<_>>(),
+            "secrets": g.secrets,
+            "databases": g.databases,
+            "exec": g.exec,
+        });
+        crate::plugins::sha256_hex(text.to_string().as_bytes())
+    }
+}
+
 impl Plan {
     /// Every step, the rollback's included.
     pub fn steps(&self) -> impl Iterator<Item = &PlannedStep> {
@@ -83,8 +110,16 @@ impl Plan {
     }
 
     /// Every step's grants as written, by step name.
+    /// Every step's grants as written, by step name, each with the digest of
+    /// what the step will do ([`PlannedStep::digest`]).
     pub fn written_grants(&self) -> BTreeMap<String, WrittenGrants> {
-        self.steps().map(|s| (s.name.clone(), s.grants.written.clone())).collect()
+        self.steps()
+            .map(|s| {
+                let mut written = s.grants.written.clone();
+                written.step = Some(s.digest());
+                (s.name.clone(), written)
+            })
+            .collect()
     }
 
     /// Every secret some step is granted.

@@ -341,6 +341,13 @@ fn check_protected(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
             protected.push((absolute(&loaded.dir.join(file)), format!("the url_file of database `{name}`")));
         }
     }
+    // A step that could write an allowed-signers file could add its own key
+    // and sign approvals.
+    for (name, env) in &m.environments {
+        if let Some(file) = &env.allowed_signers {
+            protected.push((absolute(&loaded.dir.join(file)), format!("the allowed_signers of environment `{name}`")));
+        }
+    }
     let steps = m.stages.iter().enumerate().flat_map(|(si, stage)| {
         stage.steps.iter().enumerate().map(move |(i, step)| (format!("stages[{si}].steps[{i}]"), step))
     });

@@ -20,6 +20,13 @@ pub struct WrittenGrants {
     /// passed before are the bytes about to run (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin: Option<String>,
+    /// The sha256 of everything else the step will do: its plugin name,
+    /// `with:` (a `run:` command included), limits and grants as planned.
+    /// A signed approval covers it, so editing the file after the gate is
+    /// not approved by the signature (absent in older records; promotion
+    /// does not compare it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 impl From<Grants> for WrittenGrants {
@@ -37,6 +44,7 @@ impl From<Grants> for WrittenGrants {
             databases,
             exec: g.exec.into_iter().collect(),
             plugin: None,
+            step: None,
         }
     }
 }

@@ -254,6 +254,11 @@ impl CodeReview {
             if !matches!(state, "APPROVED" | "CHANGES_REQUESTED" | "DISMISSED") {
                 continue;
             }
+            // On a public repository anyone may review; only the repository's
+            // owner, members and collaborators count.
+            if !matches!(r["author_association"].as_str(), Some("OWNER" | "MEMBER" | "COLLABORATOR")) {
+                continue;
+            }
             latest.retain(|(who, _)| who != login);
             latest.push((login.to_string(), state.to_string()));
         }
@@ -302,7 +307,8 @@ pub async fn pull_request_number(api: &Api) -> Result<Option<u64>, ApprovalError
     let pulls = api.get_ok(&format!("/repos/{}/commits/{sha}/pulls", api.repository)).await?;
     let pulls = pulls.as_array().cloned().unwrap_or_default();
     let merged = pulls.iter().find(|p| p["merge_commit_sha"] == sha.as_str() || p["head"]["sha"] == sha.as_str());
-    Ok(merged.or(pulls.first()).and_then(|p| p["number"].as_u64()))
+    // Only the pull request that merged or carries this very commit.
+    Ok(merged.and_then(|p| p["number"].as_u64()))
 }
 
 /// Pull request `number`'s reviews, counted as [`CodeReview::from_reviews`] says.
@@ -317,7 +323,19 @@ mod tests {
     use serde_json::json;
 
     fn review(login: &str, state: &str) -> Value {
-        json!({ "id": 1, "user": { "login": login, "type": "User" }, "state": state, "body": "", "submitted_at": "2026-11-30T08:00:00Z" })
+        json!({ "id": 1, "user": { "login": login, "type": "User" }, "state": state, "body": "", "author_association": "MEMBER", "submitted_at": "2026-11-30T08:00:00Z" })
+    }
+
+    #[test]
+    fn approvals_by_people_without_write_access_do_not_count() {
+        let mut outsider = review("eve", "APPROVED");
+        outsider["author_association"] = json!("NONE");
+        let mut contributor = review("mo", "APPROVED");
+        contributor["author_association"] = json!("CONTRIBUTOR");
+        let reviews = json!([review("ana", "APPROVED"), outsider, contributor]);
+        let counted = CodeReview::from_reviews(7, &reviews);
+        assert_eq!(counted.approved, ["ana"]);
+        assert!(!counted.approved_enough());
     }
 
     #[test]

@@ -120,15 +120,15 @@ pub fn same_person(a: &str, b: &str) -> bool {
 }
 
 /// The first line of every statement: bump it when the format changes.
-pub const STATEMENT_VERSION: &str = "deployhost-approval-statement v1";
+pub const STATEMENT_VERSION: &str = "deployhost-approval-statement v2";
 
 /// The canonical text an approver signs. Values are JSON strings, so no
-/// value can add a line; plugin digests are sorted and unique.
-pub fn statement(run_id: &str, pipeline: &str, environment: &str, version: &str, digests: &[String]) -> String {
+/// value can add a line. Each step is bound by its plugin's digest and the
+/// digest of what it will do (parameters, `run:` commands, grants,
+/// limits: [`crate::pipeline::PlannedStep::digest`]), so a pipeline file
+/// edited after the run reached the gate is not what was approved.
+pub fn statement(run_id: &str, pipeline: &str, environment: &str, version: &str, steps: &[String]) -> String {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut digests: Vec<&String> = digests.iter().collect();
-    digests.sort();
-    digests.dedup();
     let mut out = format!(
         "{STATEMENT_VERSION}\nrun: {}\npipeline: {}\nenvironment: {}\nversion: {}\n",
         q(run_id),
@@ -136,27 +136,34 @@ pub fn statement(run_id: &str, pipeline: &str, environment: &str, version: &str,
         q(environment),
         q(version)
     );
-    for d in digests {
-        out.push_str(&format!("plugin: {}\n", q(d)));
+    for step in steps {
+        out.push_str(&format!("step: {}\n", q(step)));
     }
     out
 }
 
-/// The plugin digests recorded with the run when it started.
-pub fn recorded_digests(row: &RunRow) -> Vec<String> {
-    let grants: std::collections::BTreeMap<String, crate::pipeline::written::WrittenGrants> =
-        serde_json::from_str(&row.grants).unwrap_or_default();
-    grants.into_values().filter_map(|g| g.plugin).collect()
+/// One line per step, sorted: `name plugin-digest step-digest`.
+fn step_lines(grants: &std::collections::BTreeMap<String, crate::pipeline::written::WrittenGrants>) -> Vec<String> {
+    let none = String::from("-");
+    grants
+        .iter()
+        .map(|(name, g)| format!("{name} {} {}", g.plugin.as_ref().unwrap_or(&none), g.step.as_ref().unwrap_or(&none)))
+        .collect()
 }
 
-/// The plugin digests of the plan about to run.
-pub fn plan_digests(plan: &Plan) -> Vec<String> {
-    plan.steps().map(|s| s.plugin.digest.clone()).collect()
+/// The steps recorded with the run when it reached the gate.
+pub fn recorded_steps(row: &RunRow) -> Vec<String> {
+    step_lines(&serde_json::from_str(&row.grants).unwrap_or_default())
 }
 
-/// The statement for `row`, with the digests of what will run.
-pub fn statement_for(row: &RunRow, digests: &[String]) -> String {
-    statement(&row.id, &row.pipeline, &row.environment, &row.version, digests)
+/// The steps of the plan about to run.
+pub fn plan_steps(plan: &Plan) -> Vec<String> {
+    step_lines(&plan.written_grants())
+}
+
+/// The statement for `row`, with the steps that will run.
+pub fn statement_for(row: &RunRow, steps: &[String]) -> String {
+    statement(&row.id, &row.pipeline, &row.environment, &row.version, steps)
 }
 
 /// How long a run that reached the gate at `gate_since` (RFC 3339) must
@@ -227,16 +234,18 @@ mod tests {
 
     #[test]
     fn a_statement_binds_every_field_and_no_value_adds_a_line() {
-        let digests = vec!["bb".to_string(), "aa".to_string(), "bb".to_string()];
-        let s = statement("r1", "shop", "prod", "1.0", &digests);
+        let steps = vec!["deploy aa d1".to_string(), "probe bb d2".to_string()];
+        let s = statement("r1", "shop", "prod", "1.0", &steps);
         assert_eq!(
             s,
-            "deployhost-approval-statement v1\nrun: \"r1\"\npipeline: \"shop\"\nenvironment: \"prod\"\n\
-             version: \"1.0\"\nplugin: \"aa\"\nplugin: \"bb\"\n"
+            "deployhost-approval-statement v2\nrun: \"r1\"\npipeline: \"shop\"\nenvironment: \"prod\"\n\
+             version: \"1.0\"\nstep: \"deploy aa d1\"\nstep: \"probe bb d2\"\n"
         );
-        let forged = statement("r1", "shop", "prod", "1.0\nplugin: \"cc\"", &[]);
+        let forged = statement("r1", "shop", "prod", "1.0\nstep: \"cc\"", &[]);
         assert_eq!(forged.lines().count(), 5, "{forged}");
-        assert_ne!(statement("r2", "shop", "prod", "1.0", &digests), s);
+        assert_ne!(statement("r2", "shop", "prod", "1.0", &steps), s);
+        let edited = vec!["deploy aa d1".to_string(), "probe bb d3".to_string()];
+        assert_ne!(statement("r1", "shop", "prod", "1.0", &edited), s, "a step's own digest is bound");
     }
 
     #[test]

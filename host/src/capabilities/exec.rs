@@ -42,23 +42,42 @@ pub fn make_undumpable() {
 }
 
 /// Capabilities that let a process read a non-dumpable one's memory and
-/// `/proc/<pid>/environ` (`CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON`).
+/// `/proc/<pid>/environ` (`CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON`);
+/// checked gone before a program may start as root.
 const PTRACE_CAPABILITIES: [libc::c_ulong; 3] = [19, 21, 38];
+/// `SECBIT_NOROOT` (linux/securebits.h): uid 0's `exec` no longer grants
+/// every capability of the bounding and inheritable sets.
+const SECBIT_NOROOT: libc::c_ulong = 1;
 
 /// Run in the child before `exec`: when the host runs as root (CI
 /// containers often do), non-dumpable alone does not keep its programs out
-/// of its environment, as root holds the capabilities above. They are
-/// dropped from the child's bounding set, so root's `exec` does not get them
-/// back, and ambient capabilities are cleared. Without `CAP_SETPCAP` (not
-/// root) the drop fails, and such a child has none of them anyway.
+/// of its memory and environment, as root holds every capability. So the
+/// child sets `SECBIT_NOROOT` (root's `exec` then gains no capabilities,
+/// whatever the inheritable set holds), drops every capability from its
+/// bounding set and clears the ambient set; as root, it then checks the
+/// ptrace-like capabilities are gone and refuses to start the program if
+/// not (fails closed). A child that is not root has no capabilities to
+/// lose. Allocates nothing: only async-signal-safe calls.
 #[allow(unsafe_code, reason = "prctl(2) between fork and exec: async-signal-safe, plain integers")]
-fn drop_ptrace_capabilities() -> std::io::Result<()> {
-    for cap in PTRACE_CAPABILITIES {
-        // SAFETY: prctl(2) with integer arguments; touches no memory.
-        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+fn drop_capabilities() -> std::io::Result<()> {
+    // SAFETY: geteuid and prctl(2) take and return plain integers and touch no memory.
+    unsafe {
+        let root = libc::geteuid() == 0;
+        if root {
+            let bits = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
+            if bits < 0 || libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong | SECBIT_NOROOT, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        for cap in 0..64 {
+            // Capabilities this kernel does not know fail with EINVAL: nothing to drop.
+            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+        }
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        if root && PTRACE_CAPABILITIES.iter().any(|cap| libc::prctl(libc::PR_CAPBSET_READ, *cap, 0, 0, 0) != 0) {
+            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        }
     }
-    // SAFETY: as above.
-    unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
     Ok(())
 }
 
@@ -186,9 +205,9 @@ impl Host for CapsView<'_> {
             .process_group(0)
             .kill_on_drop(true);
         #[allow(unsafe_code, reason = "the hook only calls prctl(2), which is async-signal-safe")]
-        // SAFETY: `drop_ptrace_capabilities` allocates nothing and takes no locks.
+        // SAFETY: `drop_capabilities` allocates nothing and takes no locks.
         unsafe {
-            cmd.pre_exec(drop_ptrace_capabilities);
+            cmd.pre_exec(drop_capabilities);
         }
         let mut child =
             cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;

@@ -177,7 +177,7 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
             // Only `approval: github` can be satisfied inside the job; any
             // other mode stops the run at the gate (exit 3) for
             // `deployhost approve` and `resume` outside it.
-            let mode = rules.approval.map_or("unset".to_string(), |m| format!("{m:?}").to_lowercase());
+            let mode = rules.approval.map_or("unset", |m| m.as_str());
             eprintln!(
                 "warning: environment `{env}` has `approval: {mode}`; its job will stop at the gate (exit 3). \
                  Use `approval: github` to take the reviewer GitHub records for the job's environment."
@@ -189,8 +189,8 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
         }
         if rules.require_approval {
             // deployhost reads who approved this environment from the run's
-            // approvals in the Actions API.
-            // and `report` reads the pull request's reviews (code review).
+            // approvals in the Actions API, and `report` reads the pull
+            // request's reviews (code review).
             writeln!(w, "    permissions:\n      contents: read\n      actions: read\n      pull-requests: read")?;
         }
         writeln!(w, "    concurrency:\n      group: deploy-{env}\n      cancel-in-progress: false")?;

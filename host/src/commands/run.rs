@@ -198,7 +198,7 @@ pub async fn run(
             let waiting = Approvals { approved_by: None, grants_accepted_by: flags.accept_grants.clone() };
             store.wait_for_approval(&start(&waiting).record(&plan))?;
             eprintln!("awaiting approval: {message}");
-            let how = if mode == Some(ApprovalMode::Signed) { "--key ~/.ssh/id_ed25519" } else { "--as NAME" };
+            let how = approve_with(mode == Some(ApprovalMode::Signed));
             eprintln!(
                 "run {run_id} waits at the gate: `deployhost approve {run_id} {how}`, then `deployhost resume {run_id}`"
             );
@@ -242,7 +242,7 @@ pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<Exit
 /// May a run waiting at the gate go on? Its approval is there (and, when
 /// signed, verifies now, against the plugins about to run), and the wait
 /// timer has run out.
-/// With a signed approval, the plugin digests it was verified for.
+/// With a signed approval, the steps it was verified for.
 fn past_the_gate(
     store: &StateStore,
     waiting: &Waiting,
@@ -254,7 +254,7 @@ fn past_the_gate(
     let mode = approval::mode(rules);
     let record = store.approval(run_id)?;
     if row.approved_by.is_none() {
-        let how = if mode == ApprovalMode::Signed { "--key ~/.ssh/id_ed25519" } else { "--as NAME" };
+        let how = approve_with(mode == ApprovalMode::Signed);
         eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} {how}`");
         out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
         return Ok(Err(ExitStatus::AwaitingApproval));
@@ -270,9 +270,9 @@ fn past_the_gate(
             )))
         } else if mode == ApprovalMode::Signed {
             let signature = record.as_ref().and_then(|r| r.signature.clone()).unwrap_or_default();
-            let digests = approval::plan_digests(plan);
-            let verified = verify_signed(plan, row, &signature, &digests).map(|_| ());
-            signed_for = Some(digests);
+            let steps = approval::plan_steps(plan);
+            let verified = verify_signed(plan, row, &signature, &steps).map(|_| ());
+            signed_for = Some(steps);
             verified
         } else {
             Ok(())
@@ -296,29 +296,29 @@ fn past_the_gate(
 }
 
 /// Verifies a signed approval of `row` against the environment's
-/// allowed signers, for the plugins `digests`: the principal who signed
-/// (a listed approver, not the run's starter unless allowed) and the key.
+/// allowed signers, for the steps `steps` ([`approval::plan_steps`]): the
+/// principal who signed (a listed approver, not the run's starter unless
+/// allowed) and the key.
 fn verify_signed(
     plan: &Plan,
     row: &crate::state::RunRow,
     signature: &str,
-    digests: &[String],
+    steps: &[String],
 ) -> std::result::Result<(String, Option<String>), ApprovalError> {
     let Some(rules) = &plan.environment_rules else { return Err(ApprovalError::Refused("no approval rules".into())) };
     let Some(file) = &rules.allowed_signers else {
         return Err(ApprovalError::Invalid(format!("`{}` has no allowed_signers", plan.environment)));
     };
-    let statement = approval::statement_for(row, digests);
+    let statement = approval::statement_for(row, steps);
     let verified = approval::ssh::verify(&plan.dir.join(file), &statement, signature).map_err(|e| {
-        let (mut now, mut then) = (digests.to_vec(), approval::recorded_digests(row));
-        for d in [&mut now, &mut then] {
-            d.sort();
-            d.dedup();
-        }
+        let then = approval::recorded_steps(row);
+        let changed: Vec<&str> =
+            steps.iter().filter(|s| !then.contains(s)).filter_map(|s| s.split(' ').next()).collect();
         match e {
-            ApprovalError::Refused(m) if now != then => ApprovalError::Refused(format!(
-                "{m}; the plugins changed since the run reached the gate (now {}), so the approval does not cover them",
-                now.join(", ")
+            ApprovalError::Refused(m) if !changed.is_empty() => ApprovalError::Refused(format!(
+                "{m}; the plan changed since the run reached the gate (plugins, parameters, commands or grants of \
+                 step {}), so the approval does not cover it",
+                changed.join(", ")
             )),
             other => other,
         }
@@ -365,7 +365,7 @@ pub(super) async fn carry_on(
     carry_on_signed(store, row, state_dir, previous, rollback_only, None, out).await
 }
 
-/// [`carry_on`]; with `signed_for`, only if the plugins loaded now are the
+/// [`carry_on`]; with `signed_for`, only if the steps planned now are the
 /// ones a signed approval was just verified for (the file could have
 /// changed in between).
 async fn carry_on_signed(
@@ -380,19 +380,14 @@ async fn carry_on_signed(
     let Prepared { plan, runtime, mut inputs, .. } =
         prepare(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()), false, state_dir)
             .await?;
-    if let Some(mut signed) = signed_for {
-        let mut now = approval::plan_digests(&plan);
-        for d in [&mut signed, &mut now] {
-            d.sort();
-            d.dedup();
-        }
-        if signed != now {
-            let e = ApprovalError::Refused(format!(
-                "the plugins changed while run {} was resuming; the signed approval does not cover them",
-                row.id
-            ));
-            return Ok(refuse(out, Some(&row.id), &e));
-        }
+    if let Some(signed) = signed_for
+        && signed != approval::plan_steps(&plan)
+    {
+        let e = ApprovalError::Refused(format!(
+            "the plan changed while run {} was resuming; the signed approval does not cover it",
+            row.id
+        ));
+        return Ok(refuse(out, Some(&row.id), &e));
     }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
@@ -485,13 +480,13 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
             ));
         }
         (ApprovalMode::Signed, ApproveWith::PrintStatement) => {
-            print!("{}", approval::statement_for(&row, &approval::recorded_digests(&row)));
+            print!("{}", approval::statement_for(&row, &approval::recorded_steps(&row)));
             return Ok(ExitStatus::Success);
         }
         (ApprovalMode::Signed, how) => {
             let signature = match how {
                 ApproveWith::Key(key) => {
-                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_digests(&row))) {
+                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_steps(&row))) {
                         Ok(s) => s,
                         Err(e) => {
                             eprintln!("refused: {e}");
@@ -504,7 +499,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
                 _ => unreachable!("handled above"),
             };
             // The signature covers the plugins recorded with the run.
-            match verify_signed(&plan, &row, &signature, &approval::recorded_digests(&row)) {
+            match verify_signed(&plan, &row, &signature, &approval::recorded_steps(&row)) {
                 Ok((principal, key)) => (principal, Some((signature, key))),
                 Err(e) => {
                     eprintln!("refused: {e}");
@@ -552,6 +547,11 @@ fn resumable(store: &StateStore, run_id: &str) -> Result<crate::state::RunRow> {
         anyhow::bail!("run {run_id} is {} (pid {}); only interrupted or waiting runs continue", row.status, row.pid);
     }
     Ok(row)
+}
+
+/// What `deployhost approve RUN` takes for this environment's mode.
+fn approve_with(signed: bool) -> &'static str {
+    if signed { "--key ~/.ssh/id_ed25519" } else { "--as NAME" }
 }
 
 /// Starts the run in the state store; a held lock refuses it (exit 4).

@@ -206,6 +206,13 @@ async fn replay_file(caps: &StepCaps, client: &Client, database: &str, script: &
                         command.chars().take(40).collect::<String>()
                     )));
                 }
+                Piece::Statement(statement) if is_transaction_control(&statement) => {
+                    let (shown, _) = caps.audit.redactor().cut(&statement, 120);
+                    return Err(SqlError::Tool(format!(
+                        "{name}: restore refused at `{shown}`: a restore runs in the host's one transaction, \
+                         which a script may not end or open; nothing of it was applied"
+                    )));
+                }
                 Piece::Statement(statement) if is_copy_from_stdin(&statement) => {
                     count += 1;
                     run(caps, client, database, &statement, Some(&mut reader)).await?;
@@ -218,10 +225,35 @@ async fn replay_file(caps: &StepCaps, client: &Client, database: &str, script: &
         }
     }
     if let Some(last) = splitter.finish() {
+        if is_transaction_control(&last) {
+            return Err(SqlError::Tool(format!(
+                "{name}: restore refused at its last statement: a script may not end or open the host's transaction"
+            )));
+        }
         count += 1;
         run(caps, client, database, &last, None).await?;
     }
     Ok(count)
+}
+
+/// Does `statement` end or open a transaction (`COMMIT`, `BEGIN`, …)? A
+/// restore runs in one transaction of the host's; a script that ends it
+/// part-way would leave half a restore behind. pg_dump writes none of these.
+fn is_transaction_control(statement: &str) -> bool {
+    let code = statement
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first: Vec<String> =
+        code.split_whitespace().take(2).map(|w| w.trim_end_matches(';').to_ascii_uppercase()).collect();
+    match first.first().map(String::as_str) {
+        Some("BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE") => true,
+        Some("START") => first.get(1).is_some_and(|w| w == "TRANSACTION"),
+        Some("PREPARE") => first.get(1).is_some_and(|w| w == "TRANSACTION"),
+        _ => false,
+    }
 }
 
 /// Runs one statement (a `COPY` with its data from `copy_data`) and audits it.
@@ -331,5 +363,17 @@ mod tests {
         assert!(!is_end_of_copy(b"\\.x\n") && !is_end_of_copy(b"a\t\\.\n"));
         // `$1` and `a$b` are no dollar quotes.
         assert_eq!(split("SELECT $1; SELECT a$b;"), vec![statement("SELECT $1;"), statement("SELECT a$b;")]);
+    }
+
+    #[test]
+    fn transaction_control_is_refused_but_not_words_inside_statements() {
+        for bad in ["COMMIT;", "begin", "-- note\nROLLBACK;", "START TRANSACTION;", "end;", "savepoint a;"] {
+            assert!(super::is_transaction_control(bad), "{bad}");
+        }
+        for ok in
+            ["CREATE FUNCTION f() RETURNS void AS $$ BEGIN END $$ LANGUAGE plpgsql;", "SET search_path = ''", "START_X"]
+        {
+            assert!(!super::is_transaction_control(ok), "{ok}");
+        }
     }
 }
