@@ -1,4 +1,5 @@
-# Helpers shared by the benchmarks (sourced).
+# Helpers shared by the benchmarks (sourced, from the repository's root).
+source scripts/prerequisites.sh
 bin=${DEPLOYHOST_BIN:-target/release/deployhost}
 examples=$(dirname "$bin")/examples
 
@@ -47,13 +48,12 @@ start_nginx() {
     local dir=$1/nginx sudo=""
     if ! [ -x /usr/sbin/nginx ]; then
         echo "installing nginx (Debian's nginx package)"
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nginx >/dev/null
+        apt_install --no-install-recommends nginx
         # The package starts a system nginx on port 80; the benchmark runs its own.
+        [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo systemctl disable --now nginx >/dev/null 2>&1 || $sudo service nginx stop >/dev/null 2>&1 || true
     fi
-    nginx_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    nginx_port=$(free_port)
     mkdir -p "$dir/logs" "$dir/tmp"
     cat >"$dir/nginx.conf" <<CONF
 daemon off;

@@ -14,7 +14,6 @@
 # Target (issues 7 and 17): < 64 MiB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/prerequisites.sh
 source bench/common.sh
 bin=$(realpath "$bin")
 examples=$(realpath "$examples")

@@ -11,11 +11,16 @@ install_demo_prerequisites() {
 install_postgresql() {
     if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
         echo "installing PostgreSQL (Debian's postgresql package)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+        apt_install postgresql
     fi
+}
+
+# Installs Debian packages (and apt-get options) quietly, with sudo unless root.
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
 # What the tests need besides: actionlint, the pre-flight tools, componentize-py,
@@ -35,26 +40,17 @@ install_prerequisites() {
     # openssl makes the throwaway CA and certificates of the TLS tests.
     if ! command -v openssl >/dev/null 2>&1; then
         echo "installing openssl (Debian's openssl package)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssl >/dev/null
+        apt_install openssl
     fi
     # ssh-keygen signs and verifies approvals (`approval: signed`).
     if ! command -v ssh-keygen >/dev/null 2>&1; then
         echo "installing ssh-keygen (Debian's openssh-client package)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq openssh-client >/dev/null
+        apt_install openssh-client
     fi
     # Headless Chromium renders the HTML report in the tests.
     if ! command -v chromium >/dev/null 2>&1; then
         echo "installing Chromium (Debian's chromium package)"
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+        apt_install chromium
     fi
 }
 
