@@ -58,6 +58,25 @@ fn segment_ok(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) && s != ".."
 }
 
+/// `GITHUB_REPOSITORY`, if it is `owner/name`.
+fn checked_repository(repository: String) -> Result<String, ApprovalError> {
+    if repository.split_once('/').is_some_and(|(o, r)| segment_ok(o) && segment_ok(r)) {
+        Ok(repository)
+    } else {
+        Err(invalid(format!("GITHUB_REPOSITORY `{repository}` is not owner/name")))
+    }
+}
+
+/// `DEPLOYHOST_GITHUB_TOKEN`, else `GITHUB_TOKEN`; when neither is set,
+/// `missing` and the `permissions:` entry the token needs (`read`).
+fn token_from_env(missing: &str, permission: &str) -> Result<String, ApprovalError> {
+    var("DEPLOYHOST_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN")).ok_or_else(|| {
+        invalid(format!(
+            "{missing}: grant DEPLOYHOST_GITHUB_TOKEN or GITHUB_TOKEN (with `permissions: {permission}: read`)"
+        ))
+    })
+}
+
 impl Api {
     /// From the runner's environment; says what is missing.
     pub fn from_env() -> Result<Api, ApprovalError> {
@@ -68,18 +87,11 @@ impl Api {
                  Actions (GITHUB_REPOSITORY and GITHUB_RUN_ID are not set)",
             ));
         };
-        if !repository.split_once('/').is_some_and(|(o, r)| segment_ok(o) && segment_ok(r)) {
-            return Err(invalid(format!("GITHUB_REPOSITORY `{repository}` is not owner/name")));
-        }
+        let repository = checked_repository(repository)?;
         if !run_id.chars().all(|c| c.is_ascii_digit()) {
             return Err(invalid(format!("GITHUB_RUN_ID `{run_id}` is not a number")));
         }
-        let token = var("DEPLOYHOST_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN")).ok_or_else(|| {
-            invalid(
-                "`approval: github` needs a token to read the run's approvals: DEPLOYHOST_GITHUB_TOKEN or \
-                 GITHUB_TOKEN (with `permissions: actions: read`)",
-            )
-        })?;
+        let token = token_from_env("`approval: github` needs a token to read the run's approvals", "actions")?;
         Ok(Api { base, repository, run_id, token })
     }
 
@@ -274,16 +286,9 @@ pub fn pull_request_api_from_env() -> Result<Option<Api>, ApprovalError> {
         return Ok(None);
     }
     let base = base_from_env()?;
-    let repository = var("GITHUB_REPOSITORY").ok_or_else(|| invalid("GITHUB_REPOSITORY is not set"))?;
-    if !repository.split_once('/').is_some_and(|(o, r)| segment_ok(o) && segment_ok(r)) {
-        return Err(invalid(format!("GITHUB_REPOSITORY `{repository}` is not owner/name")));
-    }
-    let token = var("DEPLOYHOST_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN")).ok_or_else(|| {
-        invalid(
-            "no token to read the pull request's reviews: grant DEPLOYHOST_GITHUB_TOKEN or GITHUB_TOKEN \
-             (with `permissions: pull-requests: read`)",
-        )
-    })?;
+    let repository =
+        checked_repository(var("GITHUB_REPOSITORY").ok_or_else(|| invalid("GITHUB_REPOSITORY is not set"))?)?;
+    let token = token_from_env("no token to read the pull request's reviews", "pull-requests")?;
     Ok(Some(Api { base, repository, run_id: var("GITHUB_RUN_ID").unwrap_or_default(), token }))
 }
 
