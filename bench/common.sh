@@ -3,7 +3,10 @@ source scripts/prerequisites.sh
 bin=${DEPLOYHOST_BIN:-target/release/deployhost}
 examples=$(dirname "$bin")/examples
 
-now() { date +%s.%N; }
+# Timestamps are bash's $EPOCHREALTIME: reading the clock starts no
+# process. `$(date +%s.%N)` forked and ran `date` inside every interval,
+# about 1 ms: it read a 0.9 ms native no-op as 2.7 ms.
+export LC_NUMERIC=C
 calc() { awk "BEGIN { print $1 }"; }
 
 # "p50 X p90 Y min Z (n=N)" of the numbers on stdin, one a line.
@@ -19,9 +22,9 @@ p50() { sort -g | awk '{ v[NR] = $1 } END { print v[int(NR * 0.5) + 1] }'; }
 timed() {
     local out=$1 t0 t1 rc=0
     shift
-    t0=$(now)
+    t0=$EPOCHREALTIME
     /usr/bin/time -f '%M' -o "$out.rss" "$@" || rc=$?
-    t1=$(now)
+    t1=$EPOCHREALTIME
     echo "$(calc "$t1 - $t0") $(tail -n 1 "$out.rss")" >"$out"
     return $rc
 }

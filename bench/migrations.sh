@@ -27,20 +27,20 @@ history="create schema if not exists supabase_migrations; create table if not ex
 # psql loop
 psql -d "$(url postgres)" -c "create database loop_db" -c "create database one_db" -c "create database dh_db"
 psql -d "$(url loop_db)" -c "$history"
-t0=$(now)
+t0=$EPOCHREALTIME
 for f in "${files[@]}"; do
     v=$(basename "$f" | cut -d_ -f1)
     psql -1 -d "$(url loop_db)" -f "$f" -c "insert into supabase_migrations.schema_migrations (version, name) values ('$v', 'm')"
 done
-t1=$(now)
+t1=$EPOCHREALTIME
 loop=$(calc "$t1 - $t0")
 
 # one psql connection
 args=()
 for f in "${files[@]}"; do args+=(-f "$f"); done
-t0=$(now)
+t0=$EPOCHREALTIME
 psql -d "$(url one_db)" "${args[@]}"
-t1=$(now)
+t1=$EPOCHREALTIME
 one=$(calc "$t1 - $t0")
 
 # deployhost (the pipeline needs its backup step; only the migrate step is timed)
@@ -61,9 +61,9 @@ stages:
         grants: { databases: [app], fs: { read: [migrations] } }
         timeout: 30m
 YAML
-t0=$(now)
+t0=$EPOCHREALTIME
 (cd "$work/project" && BENCH_URL=$(url dh_db) "$bin" run pipeline.yaml >/dev/null)
-t1=$(now)
+t1=$EPOCHREALTIME
 run_total=$(calc "$t1 - $t0")
 ms=$(python3 -c "import json,glob; r=json.load(open(sorted(glob.glob('$work/project/.deployhost/runs/*/results.json'))[-1])); print([s for s in r['steps'] if s['step']=='migrate'][0]['ms'])")
 dh=$(calc "$ms / 1000")

@@ -39,9 +39,9 @@ for n in $SIZES; do
     done
     loops=()
     for _ in $(seq 1 "$REPEAT"); do
-        t0=$(now)
+        t0=$EPOCHREALTIME
         for _ in $(seq 1 "$n"); do "$examples/noop_native"; done
-        t1=$(now)
+        t1=$EPOCHREALTIME
         loops+=("$(calc "$t1 - $t0")")
     done
     o50=$(printf '%s\n' "${walls[@]}" | p50)

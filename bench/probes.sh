@@ -50,9 +50,9 @@ for kind in parallel sequential; do
         timed "$work/t" "$bin" --state-dir "$work/state" run "$work/$kind.yaml" >/dev/null
         read -r wall kib <"$work/t"
         check_passed "$n"
-        t0=$(now)
+        t0=$EPOCHREALTIME
         curl_loop "$n"
-        t1=$(now)
+        t1=$EPOCHREALTIME
         c=$(calc "$t1 - $t0")
         runs+=("$wall") curls+=("$c") rss+=("$kib") ratios+=("$(calc "$c / $wall")")
     done

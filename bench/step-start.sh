@@ -34,11 +34,11 @@ printf 'pipeline: one\nstages:\n  - name: s\n    steps:\n      - { name: noop, u
 "$bin" --state-dir "$work/state" run "$work/pipeline.yaml" >/dev/null # fills the compile cache
 runs=() natives=() ratios=()
 for _ in $(seq 1 "$REPEAT"); do
-    t0=$(now)
+    t0=$EPOCHREALTIME
     "$bin" --state-dir "$work/state" run "$work/pipeline.yaml" >/dev/null
-    t1=$(now)
+    t1=$EPOCHREALTIME
     "$examples/noop_native"
-    t2=$(now)
+    t2=$EPOCHREALTIME
     runs+=("$(calc "($t1 - $t0) * 1000")")
     natives+=("$(calc "($t2 - $t1) * 1000")")
     ratios+=("$(calc "($t1 - $t0) / ($t2 - $t1)")")

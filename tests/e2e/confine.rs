@@ -648,6 +648,35 @@ fn a_host_program_cannot_read_the_hosts_environment() {
     assert!(!everything.contains(&value), "the host's environment leaked to its program");
 }
 
+/// Started as root (CI containers), a program keeps root's access to files
+/// and nothing else: it reads and writes in a folder another uid owns
+/// (a container's checkout, a `postgres`-owned work folder), while its
+/// effective and bounding sets hold only the four file capabilities.
+#[test]
+fn a_program_started_as_root_keeps_only_roots_access_to_files() {
+    let uid = std::process::Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        eprintln!("skipped: the host does not run as root here");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = Project::new();
+    let owned = p.write("owned/data.txt", "read-through-dac\n").parent().unwrap().to_path_buf();
+    std::os::unix::fs::chown(&owned, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&owned, std::fs::Permissions::from_mode(0o700)).unwrap();
+    p.pipeline(
+        "pipeline: e\nstages:\n  - name: s\n    steps:\n      - name: files\n        run: sh -c 'cat \"$PWD/owned/data.txt\" && echo written > owned/new.txt && grep -E \"^Cap(Eff|Bnd|Amb):\" /proc/self/status'\n        grants: { exec: [sh] }\n",
+    );
+    let run = p.run(&[]);
+    let log = log(&p, "files");
+    run.assert_code(0);
+    assert!(log.contains("read-through-dac"), "{log}");
+    assert_eq!(std::fs::read_to_string(owned.join("new.txt")).unwrap(), "written\n");
+    for set in ["CapEff", "CapBnd", "CapAmb"] {
+        assert!(log.contains(&format!("{set}:\t000000000000000f")), "{set} is not the four file capabilities: {log}");
+    }
+}
+
 // ---- 11. A restore is audited statement by statement ----------------------
 
 /// A backup whose contents are made to trip a statement splitter: a

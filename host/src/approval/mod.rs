@@ -57,6 +57,7 @@ pub fn starter(dir: &Path) -> String {
     }
     var("DEPLOYHOST_ACTOR")
         .or_else(|| {
+            may_be_in_git_repository(dir)?;
             git(dir, &["rev-parse", "--is-inside-work-tree"])
                 .filter(|t| t == "true")
                 .and_then(|_| git(dir, &["config", "user.email"]))
@@ -64,6 +65,20 @@ pub fn starter(dir: &Path) -> String {
         .or_else(|| var("USER"))
         .or_else(|| var("LOGNAME"))
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// `Some` unless `dir` is certainly outside any git repository: no
+/// ancestor of its real path holds a `.git`, and neither `GIT_DIR` nor
+/// `GIT_WORK_TREE` points git elsewhere. git would find no repository
+/// either, so no git process is started for the answer: starting one costs
+/// more than a whole one-step run.
+fn may_be_in_git_repository(dir: &Path) -> Option<()> {
+    if std::env::var_os("GIT_DIR").is_some() || std::env::var_os("GIT_WORK_TREE").is_some() {
+        return Some(());
+    }
+    // git discovers from the physical working directory, so do the same.
+    let Ok(real) = std::fs::canonicalize(dir) else { return Some(()) };
+    real.ancestors().any(|d| d.join(".git").symlink_metadata().is_ok()).then_some(())
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
@@ -78,6 +93,7 @@ pub fn current_ref(dir: &Path) -> Option<String> {
     if crate::github::active() {
         return std::env::var("GITHUB_REF_NAME").ok().filter(|r| !r.is_empty());
     }
+    may_be_in_git_repository(dir)?;
     git(dir, &["rev-parse", "--abbrev-ref", "HEAD"]).filter(|r| r != "HEAD")
 }
 
@@ -231,6 +247,33 @@ pub fn json(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> serde
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_is_asked_only_where_git_could_find_a_repository() {
+        if std::env::var_os("GIT_DIR").is_some() || std::env::var_os("GIT_WORK_TREE").is_some() {
+            return; // git is pointed elsewhere: every folder may be in a repository
+        }
+        let top = tempfile::tempdir().unwrap();
+        let outside = top.path().join("a/b");
+        std::fs::create_dir_all(&outside).unwrap();
+        if top.path().ancestors().any(|d| d.join(".git").exists()) {
+            return; // the temporary folder is itself inside a repository
+        }
+        assert_eq!(may_be_in_git_repository(&outside), None);
+        if !crate::github::active() {
+            assert_eq!(current_ref(&outside), None);
+        }
+        // A `.git` file (a linked worktree) or folder above counts, and so
+        // does one reached through a symlink, as git resolves the folder.
+        std::fs::write(top.path().join("a/.git"), "gitdir: /nowhere\n").unwrap();
+        assert_eq!(may_be_in_git_repository(&outside), Some(()));
+        let elsewhere = tempfile::tempdir().unwrap();
+        let link = elsewhere.path().join("link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert_eq!(may_be_in_git_repository(&link), Some(()));
+        // An unreadable path is left to git.
+        assert_eq!(may_be_in_git_repository(&top.path().join("missing")), Some(()));
+    }
 
     #[test]
     fn a_statement_binds_every_field_and_no_value_adds_a_line() {

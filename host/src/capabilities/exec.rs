@@ -48,19 +48,50 @@ const PTRACE_CAPABILITIES: [libc::c_ulong; 3] = [19, 21, 38];
 /// `SECBIT_NOROOT` (linux/securebits.h): uid 0's `exec` no longer grants
 /// every capability of the bounding and inheritable sets.
 const SECBIT_NOROOT: libc::c_ulong = 1;
+/// What a program started as root keeps: root's access to files
+/// (`CAP_CHOWN`, `CAP_DAC_OVERRIDE`, `CAP_DAC_READ_SEARCH`, `CAP_FOWNER`).
+/// A CI container's root works in a checkout another uid owns (GitHub's
+/// container jobs), or beside a database folder owned by `postgres`; a
+/// test runner or formatter there must read and write as root does.
+/// None of these reads another process's memory or environment: those
+/// checks are ptrace's.
+const FILE_CAPABILITIES: [u32; 4] = [0, 1, 2, 3];
+/// `_LINUX_CAPABILITY_VERSION_3` (linux/capability.h): two 32-bit words per set.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
 
 /// Run in the child before `exec`: when the host runs as root (CI
 /// containers often do), non-dumpable alone does not keep its programs out
 /// of its memory and environment, as root holds every capability. So the
 /// child sets `SECBIT_NOROOT` (root's `exec` then gains no capabilities,
-/// whatever the inheritable set holds), drops every capability from its
-/// bounding set and clears the ambient set; as root, it then checks the
-/// ptrace-like capabilities are gone and refuses to start the program if
-/// not (fails closed). A child that is not root has no capabilities to
-/// lose. Allocates nothing: only async-signal-safe calls.
-#[allow(unsafe_code, reason = "prctl(2) between fork and exec: async-signal-safe, plain integers")]
+/// whatever the inheritable set holds), drops every capability but
+/// [`FILE_CAPABILITIES`] from its bounding set, and passes those on as
+/// ambient capabilities, the only ones the program has. As root, it then
+/// checks the ptrace-like capabilities are gone and refuses to start the
+/// program if not (fails closed). A child that is not root has no
+/// capabilities to lose: its ambient set is cleared. Allocates nothing:
+/// only async-signal-safe calls.
+#[allow(
+    unsafe_code,
+    reason = "prctl(2) and capget/capset(2) between fork and exec: async-signal-safe, plain integers and stack structs"
+)]
 fn drop_capabilities() -> std::io::Result<()> {
-    // SAFETY: geteuid and prctl(2) take and return plain integers and touch no memory.
+    // SAFETY: geteuid and prctl(2) take and return plain integers and touch
+    // no memory; capget/capset(2) read and write the two stack structs
+    // given, sized as version 3 requires.
     unsafe {
         let root = libc::geteuid() == 0;
         if root {
@@ -69,13 +100,35 @@ fn drop_capabilities() -> std::io::Result<()> {
                 return Err(std::io::Error::last_os_error());
             }
         }
-        for cap in 0..64 {
+        for cap in 0..64u32 {
+            if root && FILE_CAPABILITIES.contains(&cap) {
+                continue;
+            }
             // Capabilities this kernel does not know fail with EINVAL: nothing to drop.
-            libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+            libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
         }
         libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-        if root && PTRACE_CAPABILITIES.iter().any(|cap| libc::prctl(libc::PR_CAPBSET_READ, *cap, 0, 0, 0) != 0) {
-            return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+        if root {
+            // Ambient capabilities must be permitted and inheritable.
+            let mut header = CapHeader { version: CAPABILITY_VERSION_3, pid: 0 };
+            let mut data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+            if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let keep = FILE_CAPABILITIES.iter().fold(0u32, |bits, cap| bits | (1 << cap));
+            data[0].inheritable = keep & data[0].permitted;
+            data[1].inheritable = 0;
+            if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for cap in FILE_CAPABILITIES.iter().filter(|cap| data[0].permitted & (1 << **cap) != 0) {
+                if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, *cap as libc::c_ulong, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if PTRACE_CAPABILITIES.iter().any(|cap| libc::prctl(libc::PR_CAPBSET_READ, *cap, 0, 0, 0) != 0) {
+                return Err(std::io::Error::from_raw_os_error(libc::EPERM));
+            }
         }
     }
     Ok(())

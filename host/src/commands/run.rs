@@ -593,6 +593,11 @@ async fn execute(
         out.progress(&progress);
         Ok(())
     };
+    // The process ends with this command. Unmapping the instance pool and
+    // unregistering each plugin's code on the way out cost more than a
+    // short run's steps (7% of 200 parallel probes), and the kernel frees
+    // all of it at exit anyway.
+    std::mem::forget(runtime.clone());
     let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_progress);
     // SIGINT or SIGTERM stops the run where it is: the current step's
     // sandbox, host programs and database connections are dropped (open

@@ -2,15 +2,31 @@
 //! with full fsync, so a crash never loses a recorded step.
 
 use super::db::{Backend, Conn, Durability, End, Val};
+use rusqlite::Connection;
+use rusqlite::config::DbConfig;
 use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, TransactionBehavior};
 use std::path::Path;
 use std::sync::Mutex;
 
+/// Pages the WAL may hold before a commit checkpoints it (SQLite's default
+/// is 1,000: 4 MiB read back by every command that opens the database).
+const WAL_PAGES: i64 = 64;
+
 pub struct Sqlite {
-    conn: Mutex<Connection>,
+    conn: Mutex<Open>,
     path: String,
 }
+
+/// The connection and its `synchronous` level, changed only when a
+/// transaction asks for another durability than the last one.
+struct Open {
+    conn: Connection,
+    durability: Durability,
+}
+
+/// Statements run inside [`Backend::transaction`]: all from the
+/// connection's statement cache, parsed once per process.
+struct Tx<'a>(&'a Connection);
 
 impl Sqlite {
     pub fn open(state_dir: &Path, schema: &str, added: &[(&str, &str, &str)]) -> Result<Sqlite, String> {
@@ -19,23 +35,56 @@ impl Sqlite {
         let conn = Connection::open(&path).map_err(|e| e.to_string())?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(|e| e.to_string())?;
-        conn.execute_batch(schema).map_err(|e| e.to_string())?;
-        for (table, column, definition) in added {
-            let has: bool = conn
-                .query_row(
-                    &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
-                    [column],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n > 0)
-                .map_err(|e| e.to_string())?;
-            if !has {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))
-                    .map_err(|e| e.to_string())?;
-            }
+        // The last connection to close would checkpoint the WAL into the
+        // database and delete it, and the next command would create it
+        // again: six fsyncs per command. Instead the WAL stays (each commit
+        // is durable in it: synchronous = FULL) and is checkpointed as it
+        // grows past WAL_PAGES. It is kept small because the next process
+        // to open the database reads the whole WAL to index it.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(|e| e.to_string())?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES).map_err(|e| e.to_string())?;
+        // The schema is applied when it changed since the database last
+        // saw it (its fingerprint is kept in `user_version`), not parsed
+        // again by every command.
+        let fingerprint = schema_fingerprint(schema, added);
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+        if current != fingerprint {
+            apply_schema(&conn, schema, added)?;
+            conn.pragma_update(None, "user_version", fingerprint).map_err(|e| e.to_string())?;
         }
-        Ok(Sqlite { conn: Mutex::new(conn), path: path.display().to_string() })
+        let open = Open { conn, durability: Durability::Full };
+        Ok(Sqlite { conn: Mutex::new(open), path: path.display().to_string() })
     }
+}
+
+/// FNV-1a of the schema and its added columns, folded into the positive
+/// range of `user_version` (a signed 32-bit integer; 0 is a new database).
+fn schema_fingerprint(schema: &str, added: &[(&str, &str, &str)]) -> i64 {
+    let mut hash: u32 = 0x811c_9dc5;
+    let parts = added.iter().flat_map(|(t, c, d)| [*t, *c, *d]);
+    for part in std::iter::once(schema).chain(parts) {
+        for byte in part.bytes().chain([0]) {
+            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
+        }
+    }
+    i64::from(hash >> 1).max(1)
+}
+
+fn apply_schema(conn: &Connection, schema: &str, added: &[(&str, &str, &str)]) -> Result<(), String> {
+    conn.execute_batch(schema).map_err(|e| e.to_string())?;
+    for (table, column, definition) in added {
+        let has: bool = conn
+            .query_row(&format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"), [column], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(|e| e.to_string())?;
+        if !has {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 fn to_sql(params: &[Val]) -> Vec<Value> {
@@ -58,13 +107,15 @@ fn from_sql(v: ValueRef) -> Val {
     }
 }
 
-impl Conn for rusqlite::Transaction<'_> {
+impl Conn for Tx<'_> {
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, String> {
-        self.execute(sql, rusqlite::params_from_iter(to_sql(params))).map(|n| n as u64).map_err(|e| e.to_string())
+        // Cached: a run records the same few statements for every step.
+        let mut stmt = self.0.prepare_cached(sql).map_err(|e| e.to_string())?;
+        stmt.execute(rusqlite::params_from_iter(to_sql(params))).map(|n| n as u64).map_err(|e| e.to_string())
     }
 
     fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Vec<Val>>, String> {
-        let mut stmt = self.prepare(sql).map_err(|e| e.to_string())?;
+        let mut stmt = self.0.prepare_cached(sql).map_err(|e| e.to_string())?;
         let columns = stmt.column_count();
         let rows = stmt
             .query_map(rusqlite::params_from_iter(to_sql(params)), |row| {
@@ -75,31 +126,116 @@ impl Conn for rusqlite::Transaction<'_> {
     }
 }
 
+/// Runs one cached statement that returns no rows.
+fn run(conn: &Connection, sql: &str) -> Result<(), String> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map(drop).map_err(|e| e.to_string())
+}
+
 impl Backend for Sqlite {
     fn transaction(
         &self,
         durability: Durability,
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
     ) -> Result<(), String> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let relaxed = durability == Durability::Relaxed;
-        if relaxed {
-            conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(|e| e.to_string())?;
+        let mut open = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if open.durability != durability {
+            // NORMAL: this commit is not fsynced; the next FULL one makes
+            // it durable with itself.
+            let level = if durability == Durability::Relaxed { "NORMAL" } else { "FULL" };
+            run(&open.conn, &format!("PRAGMA synchronous = {level}"))?;
+            open.durability = durability;
         }
-        let done = (|| {
-            let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| e.to_string())?;
-            match work(&mut tx)? {
-                End::Commit => tx.commit().map_err(|e| e.to_string()),
-                End::Rollback => tx.rollback().map_err(|e| e.to_string()),
-            }
-        })();
-        if relaxed {
-            conn.execute_batch("PRAGMA synchronous = FULL").map_err(|e| e.to_string())?;
+        let conn = &open.conn;
+        run(conn, "BEGIN IMMEDIATE")?;
+        let end = work(&mut Tx(conn));
+        let ended = match end {
+            Ok(End::Commit) => run(conn, "COMMIT"),
+            Ok(End::Rollback) => run(conn, "ROLLBACK"),
+            Err(e) => Err(e),
+        };
+        if ended.is_err() && !conn.is_autocommit() {
+            let _ = run(conn, "ROLLBACK");
         }
-        done
+        ended
     }
 
     fn location(&self) -> String {
         self.path.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY);";
+    const ADDED: &[(&str, &str, &str)] = &[("t", "v", "TEXT NOT NULL DEFAULT ''")];
+
+    fn columns(path: &Path) -> Vec<String> {
+        let conn = Connection::open(path.join("state.db")).unwrap();
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('t') ORDER BY cid").unwrap();
+        stmt.query_map([], |r| r.get(0)).unwrap().collect::<rusqlite::Result<_>>().unwrap()
+    }
+
+    fn insert(db: &Sqlite, durability: Durability, key: &str, commit: bool) -> Result<(), String> {
+        db.transaction(durability, &mut |conn| {
+            conn.exec("INSERT INTO t (k) VALUES (?1)", &[key.into()])?;
+            Ok(if commit { End::Commit } else { End::Rollback })
+        })
+    }
+
+    fn keys(db: &Sqlite) -> Vec<String> {
+        let mut found = Vec::new();
+        db.transaction(Durability::Full, &mut |conn| {
+            found = conn
+                .query("SELECT k FROM t ORDER BY k", &[])?
+                .into_iter()
+                .map(|row| match &row[0] {
+                    Val::Text(t) => t.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            Ok(End::Rollback)
+        })
+        .unwrap();
+        found
+    }
+
+    #[test]
+    fn the_schema_is_applied_when_the_database_has_not_seen_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap());
+        assert_eq!(columns(dir.path()), ["k", "v"]);
+        // A database changed behind the fingerprint's back is left alone
+        // (the schema is not parsed again) …
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.execute_batch("ALTER TABLE t DROP COLUMN v").unwrap();
+        drop(conn);
+        drop(Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap());
+        assert_eq!(columns(dir.path()), ["k"]);
+        // … and one marked by another schema (an older deployhost) is brought up to date.
+        let conn = Connection::open(dir.path().join("state.db")).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        drop(Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap());
+        assert_eq!(columns(dir.path()), ["k", "v"]);
+    }
+
+    #[test]
+    fn commits_survive_the_connection_and_failed_work_is_rolled_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap();
+        insert(&db, Durability::Full, "a", true).unwrap();
+        insert(&db, Durability::Relaxed, "b", true).unwrap();
+        insert(&db, Durability::Relaxed, "c", false).unwrap();
+        // A statement that fails (a duplicate key) leaves no transaction open.
+        assert!(insert(&db, Durability::Relaxed, "a", true).is_err());
+        insert(&db, Durability::Full, "d", true).unwrap();
+        assert_eq!(keys(&db), ["a", "b", "d"]);
+        drop(db);
+        // The WAL is not checkpointed on close; a new connection reads it.
+        assert!(dir.path().join("state.db-wal").exists());
+        let again = Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap();
+        assert_eq!(keys(&again), ["a", "b", "d"]);
     }
 }
