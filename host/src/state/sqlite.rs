@@ -3,14 +3,9 @@
 
 use super::db::{Backend, Conn, Durability, End, Val};
 use rusqlite::Connection;
-use rusqlite::config::DbConfig;
 use rusqlite::types::{Value, ValueRef};
 use std::path::Path;
 use std::sync::Mutex;
-
-/// Pages the WAL may hold before a commit checkpoints it (SQLite's default
-/// is 1,000: 4 MiB read back by every command that opens the database).
-const WAL_PAGES: i64 = 64;
 
 pub struct Sqlite {
     conn: Mutex<Open>,
@@ -35,14 +30,6 @@ impl Sqlite {
         let conn = Connection::open(&path).map_err(|e| e.to_string())?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(|e| e.to_string())?;
-        // The last connection to close would checkpoint the WAL into the
-        // database and delete it, and the next command would create it
-        // again: six fsyncs per command. Instead the WAL stays (each commit
-        // is durable in it: synchronous = FULL) and is checkpointed as it
-        // grows past WAL_PAGES. It is kept small because the next process
-        // to open the database reads the whole WAL to index it.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true).map_err(|e| e.to_string())?;
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES).map_err(|e| e.to_string())?;
         // The schema is applied when it changed since the database last
         // saw it (its fingerprint is kept in `user_version`), not parsed
         // again by every command.
@@ -233,8 +220,6 @@ mod tests {
         insert(&db, Durability::Full, "d", true).unwrap();
         assert_eq!(keys(&db), ["a", "b", "d"]);
         drop(db);
-        // The WAL is not checkpointed on close; a new connection reads it.
-        assert!(dir.path().join("state.db-wal").exists());
         let again = Sqlite::open(dir.path(), SCHEMA, ADDED).unwrap();
         assert_eq!(keys(&again), ["a", "b", "d"]);
     }
