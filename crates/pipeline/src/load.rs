@@ -137,9 +137,14 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
         located(path, at, &key, message)
     })?;
 
+    Ok(Loaded { path: path.to_path_buf(), dir: pipeline_dir(path), spans, model, raw })
+}
+
+/// The folder of a pipeline file: where its relative paths start and its
+/// host programs run (`Plan::dir`).
+pub fn pipeline_dir(path: &Path) -> PathBuf {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    Ok(Loaded { path: path.to_path_buf(), dir, spans, model, raw })
+    if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir }
 }
 
 /// `unknown field `foo`, expected …` → `foo`.

@@ -57,10 +57,10 @@ pub fn starter(dir: &Path) -> String {
     }
     var("DEPLOYHOST_ACTOR")
         .or_else(|| {
+            // Where a `.git` is found above, git reads that repository's
+            // configuration; elsewhere no git process is started.
             may_be_in_git_repository(dir)?;
-            git(dir, &["rev-parse", "--is-inside-work-tree"])
-                .filter(|t| t == "true")
-                .and_then(|_| git(dir, &["config", "user.email"]))
+            git(dir, &["config", "user.email"])
         })
         .or_else(|| var("USER"))
         .or_else(|| var("LOGNAME"))

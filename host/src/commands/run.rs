@@ -121,6 +121,12 @@ pub async fn run(
     state_dir: &Path,
     out: &Output,
 ) -> Result<ExitStatus> {
+    // Naming the starter may start a git process: it runs beside the
+    // preparation (engine, plugins) instead of after it.
+    let starter = (!flags.dry_run).then(|| {
+        let dir = crate::pipeline::pipeline_dir(file);
+        std::thread::spawn(move || approval::starter(&dir))
+    });
     let Prepared { plan, runtime, inputs, grants } =
         prepare(file, environment, version, flags.sandbox_only, state_dir).await?;
     if flags.dry_run {
@@ -157,9 +163,10 @@ pub async fn run(
         accept_grants: flags.accept_grants.as_deref(),
         verified: github.as_ref().map(|g| g.login.as_str()),
     };
+    let who = starter.and_then(|s| s.join().ok()).unwrap_or_else(|| "unknown".into());
     let start = |approvals| Starting {
         id: &run_id,
-        who: approval::starter(&plan.dir),
+        who: who.clone(),
         file: plan.file.display().to_string(),
         grants: serde_json::to_string(&grants).unwrap_or_default(),
         approvals,
