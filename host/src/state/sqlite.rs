@@ -44,17 +44,12 @@ impl Sqlite {
     }
 }
 
-/// FNV-1a of the schema and its added columns, folded into the positive
-/// range of `user_version` (a signed 32-bit integer; 0 is a new database).
+/// The schema's and added columns' sha256, folded into the positive range
+/// of `user_version` (a signed 32-bit integer; 0 is a new database).
 fn schema_fingerprint(schema: &str, added: &[(&str, &str, &str)]) -> i64 {
-    let mut hash: u32 = 0x811c_9dc5;
-    let parts = added.iter().flat_map(|(t, c, d)| [*t, *c, *d]);
-    for part in std::iter::once(schema).chain(parts) {
-        for byte in part.bytes().chain([0]) {
-            hash = (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193);
-        }
-    }
-    i64::from(hash >> 1).max(1)
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{schema}\0{added:?}").as_bytes());
+    i64::from(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1).max(1)
 }
 
 fn apply_schema(conn: &Connection, schema: &str, added: &[(&str, &str, &str)]) -> Result<(), String> {
