@@ -10,9 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The packaged deployhost-pipeline comes from a throwaway registry, and
-# cargo takes a registry crate of the same version as unchanged: drop what
-# an earlier run built of it (it is small) so the verify build sees today's.
+# cargo takes a registry crate of the same version as unchanged, twice: it
+# keeps what an earlier run built of it, and it unpacks the .crate into the
+# cargo home only once per registry path, so a checkout at the same path
+# (a CI machine's) would verify deployhost against last time's sources.
+# Drop both (they are small) so the verify build sees today's.
 cargo clean --quiet -p deployhost-pipeline
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/deployhost-pipeline-*
 cargo package --workspace --locked --offline \
     --config 'profile.dev.package."*".opt-level=1' \
     --config 'profile.dev.debug="line-tables-only"' "$@"
