@@ -87,3 +87,47 @@ fn a_bad_state_url_is_a_clear_error_without_the_password() {
     assert_ne!(wrong.code, 0);
     assert!(wrong.stderr.contains("--state takes a PostgreSQL URL"), "{}", wrong.stderr);
 }
+
+#[test]
+fn the_schema_is_applied_when_the_database_has_not_seen_it() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "create database deploy_state");
+    let state = pg.url("deploy_state");
+    let p = Project::new();
+    let history = || {
+        p.deployhost(&["history", "--json"], &[("DEPLOYHOST_STATE", &state)]).assert_code(0);
+    };
+    let tables = || {
+        pg.psql(
+            "deploy_state",
+            "select string_agg(tablename, ',' order by tablename) from pg_tables where schemaname = 'public'",
+        )
+    };
+    let all = "approvals,attestations,deployhost_schema,locks,runs,steps";
+
+    // A new database gets every table, approvals' and attestations' too,
+    // and the schema's fingerprint.
+    history();
+    assert_eq!(tables(), all);
+    let fingerprint = pg.psql("deploy_state", "select fingerprint from deployhost_schema");
+    assert!(fingerprint.parse::<i64>().is_ok_and(|f| f > 0), "{fingerprint}");
+
+    // Seen before: nothing is applied again (a table dropped behind the
+    // fingerprint's back stays dropped).
+    pg.psql("deploy_state", "drop table attestations");
+    history();
+    assert_eq!(tables(), "approvals,deployhost_schema,locks,runs,steps");
+
+    // Another deployhost's fingerprint, or an older one's database with
+    // none: the schema is applied and the fingerprint is this one's.
+    pg.psql("deploy_state", "update deployhost_schema set fingerprint = 7");
+    history();
+    assert_eq!(tables(), all);
+    pg.psql("deploy_state", "drop table deployhost_schema; drop table attestations");
+    history();
+    assert_eq!(tables(), all);
+    assert_eq!(
+        pg.psql("deploy_state", "select count(*), max(fingerprint) from deployhost_schema"),
+        format!("1|{fingerprint}")
+    );
+}

@@ -7,15 +7,6 @@
 use super::{StateError, StateStore, now};
 use serde::Serialize;
 
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS approvals (
-    run_id TEXT PRIMARY KEY REFERENCES runs (id),
-    mode TEXT NOT NULL,
-    approver TEXT NOT NULL,
-    signature TEXT,
-    detail TEXT,
-    at TEXT NOT NULL
-)";
-
 /// One run's approval as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalRecord {
@@ -44,7 +35,6 @@ impl StateStore {
     ) -> Result<ApprovalRecord, StateError> {
         let at = now();
         self.with(|conn| {
-            conn.exec(TABLE, &[])?;
             conn.exec(
                 "INSERT INTO approvals (run_id, mode, approver, signature, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (run_id) DO UPDATE SET mode = excluded.mode, approver = excluded.approver,
@@ -65,7 +55,6 @@ impl StateStore {
     /// The approval recorded for `run_id`, if any.
     pub fn approval(&self, run_id: &str) -> Result<Option<ApprovalRecord>, StateError> {
         self.with(|conn| {
-            conn.exec(TABLE, &[])?;
             let rows = conn.query(
                 "SELECT mode, approver, signature, detail, at FROM approvals WHERE run_id = ?1",
                 &[run_id.into()],

@@ -1,18 +1,10 @@
 //! Attestations: a person vouching for a checklist item of a run that no
 //! step can show (code review, on-call available, …), by name and time.
 //! Kept in the state store with the runs, so every runner sharing it sees
-//! them; the table is created on first use.
+//! them.
 
 use super::{StateError, StateStore, now};
 use serde::Serialize;
-
-const TABLE: &str = "CREATE TABLE IF NOT EXISTS attestations (
-    run_id TEXT NOT NULL REFERENCES runs (id),
-    item TEXT NOT NULL,
-    who TEXT NOT NULL,
-    at TEXT NOT NULL,
-    PRIMARY KEY (run_id, item, who)
-)";
 
 /// One person's word on one item of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -28,7 +20,6 @@ impl StateStore {
     pub fn attest(&self, run_id: &str, item: &str, who: &str) -> Result<Attestation, StateError> {
         let at = now();
         self.with(|conn| {
-            conn.exec(TABLE, &[])?;
             conn.exec(
                 "INSERT INTO attestations (run_id, item, who, at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (run_id, item, who) DO NOTHING",
@@ -47,7 +38,6 @@ impl StateStore {
     /// Every attestation of `run_id`, oldest first.
     pub fn attestations(&self, run_id: &str) -> Result<Vec<Attestation>, StateError> {
         self.with(|conn| {
-            conn.exec(TABLE, &[])?;
             let rows = conn.query(
                 "SELECT item, who, at FROM attestations WHERE run_id = ?1 ORDER BY at, item",
                 &[run_id.into()],

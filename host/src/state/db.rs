@@ -54,6 +54,16 @@ impl<T: Into<Val>> From<Option<T>> for Val {
     }
 }
 
+/// The schema's and added columns' sha256, folded into the positive range
+/// of SQLite's `user_version` (a signed 32-bit integer; 0 is a new
+/// database). Each backend keeps the one its database last saw and applies
+/// the schema only when it differs, not on every command.
+pub fn schema_fingerprint(schema: &str, added: &[(&str, &str, &str)]) -> i64 {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("{schema}\0{added:?}").as_bytes());
+    i64::from(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1).max(1)
+}
+
 /// Statements inside one transaction.
 pub trait Conn {
     fn exec(&mut self, sql: &str, params: &[Val]) -> Result<u64, String>;

@@ -57,6 +57,21 @@ CREATE TABLE IF NOT EXISTS locks (
     pid BIGINT NOT NULL,
     since TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    run_id TEXT PRIMARY KEY REFERENCES runs (id),
+    mode TEXT NOT NULL,
+    approver TEXT NOT NULL,
+    signature TEXT,
+    detail TEXT,
+    at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attestations (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    item TEXT NOT NULL,
+    who TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (run_id, item, who)
+);
 ";
 
 /// Columns added since the first schema: (table, column, definition), added

@@ -1,7 +1,7 @@
 //! The default state backend: SQLite at `<state-dir>/state.db`, in WAL mode
 //! with full fsync, so a crash never loses a recorded step.
 
-use super::db::{Backend, Conn, Durability, End, Val};
+use super::db::{Backend, Conn, Durability, End, Val, schema_fingerprint};
 use rusqlite::Connection;
 use rusqlite::types::{Value, ValueRef};
 use std::path::Path;
@@ -42,14 +42,6 @@ impl Sqlite {
         let open = Open { conn, durability: Durability::Full };
         Ok(Sqlite { conn: Mutex::new(open), path: path.display().to_string() })
     }
-}
-
-/// The schema's and added columns' sha256, folded into the positive range
-/// of `user_version` (a signed 32-bit integer; 0 is a new database).
-fn schema_fingerprint(schema: &str, added: &[(&str, &str, &str)]) -> i64 {
-    use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(format!("{schema}\0{added:?}").as_bytes());
-    i64::from(u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) >> 1).max(1)
 }
 
 fn apply_schema(conn: &Connection, schema: &str, added: &[(&str, &str, &str)]) -> Result<(), String> {
