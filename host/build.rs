@@ -2,6 +2,7 @@
 //! plugins, so one `deployhost` binary carries them. Test-only plugins are
 //! built too and their paths written for the end-to-end tests.
 
+use sha2::Digest as _;
 use std::env;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,8 +54,9 @@ fn main() {
     assert!(status.success(), "building the plugins for {TARGET} failed (see the errors above)");
 
     let wasm_dir = target_dir.join(TARGET).join("release");
-    let mut builtins =
-        String::from("/// Built-in plugins: (name, component bytes).\npub const BUILTINS: &[(&str, &[u8])] = &[\n");
+    let mut builtins = String::from(
+        "/// Built-in plugins: (name, component sha256, component bytes).\npub const BUILTINS: &[(&str, &str, &[u8])] = &[\n",
+    );
     let mut embedded = Vec::new();
     let mut tests = String::from(
         "/// Test-only plugins: (name, path of the component).\n#[allow(dead_code)]\npub const TEST_PLUGINS: &[(&str, &str)] = &[\n",
@@ -66,8 +68,11 @@ fn main() {
         if TEST_ONLY.contains(&member.as_str()) {
             writeln!(tests, "    ({member:?}, {path:?}),").unwrap();
         } else {
-            writeln!(builtins, "    ({member:?}, include_bytes!({path:?})),").unwrap();
-            embedded.push((member.clone(), wasm));
+            // Hashed here, not by every process that uses the built-in.
+            let bytes = std::fs::read(&wasm).unwrap();
+            let digest = hex::encode(sha2::Sha256::digest(&bytes));
+            writeln!(builtins, "    ({member:?}, {digest:?}, include_bytes!({path:?})),").unwrap();
+            embedded.push((member.clone(), digest, bytes));
         }
     }
     builtins.push_str("];\n");
@@ -89,8 +94,7 @@ fn main() {
 /// plugin build, so check, clippy, test and build compile each once.
 /// Nothing is precompiled when cross-compiling: the code would be for the
 /// wrong machine.
-fn precompile(builtins: &[(String, PathBuf)], target_dir: &Path) -> String {
-    use sha2::Digest as _;
+fn precompile(builtins: &[(String, String, Vec<u8>)], target_dir: &Path) -> String {
     let native = env::var("HOST").ok() == env::var("TARGET").ok();
     let mut text = String::from("/// The engine key the precompiled built-ins were made for.\n");
     if !native {
@@ -104,13 +108,11 @@ fn precompile(builtins: &[(String, PathBuf)], target_dir: &Path) -> String {
     std::fs::create_dir_all(&dir).unwrap();
     writeln!(text, "pub const PRECOMPILED_KEY: &str = {key:?};").unwrap();
     text.push_str("/// Precompiled built-ins: (name, component sha256, code).\npub const PRECOMPILED: &[(&str, &str, &[u8])] = &[\n");
-    for (name, wasm) in builtins {
-        let bytes = std::fs::read(wasm).unwrap();
-        let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    for (name, digest, bytes) in builtins {
         let path = dir.join(format!("{digest}-{key}.cwasm"));
         if !path.exists() {
             let code = engine
-                .precompile_component(&bytes)
+                .precompile_component(bytes)
                 .unwrap_or_else(|e| panic!("precompiling the built-in {name} failed: {e:?}"));
             let tmp = dir.join(format!("{digest}-{key}.cwasm.{}", std::process::id()));
             std::fs::write(&tmp, code).unwrap();

@@ -12,19 +12,19 @@ mod embedded {
 }
 
 pub fn builtin_names() -> Vec<&'static str> {
-    embedded::BUILTINS.iter().map(|(n, _)| *n).collect()
+    embedded::BUILTINS.iter().map(|(n, _, _)| *n).collect()
 }
 
-/// A built-in by name. Its bytes are copied and hashed once per process,
-/// however many steps use it.
+/// A built-in by name. Its bytes are copied once per process, however many
+/// steps use it; its sha256 was computed when deployhost was built.
 pub fn builtin(name: &str) -> Option<PluginRef> {
     static RESOLVED: Mutex<Vec<PluginRef>> = Mutex::new(Vec::new());
     let mut resolved = RESOLVED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(found) = resolved.iter().find(|p| matches!(p.source, Source::Builtin(n) if n == name)) {
         return Some(found.clone());
     }
-    let (n, bytes) = embedded::BUILTINS.iter().find(|(n, _)| *n == name)?;
-    let plugin = PluginRef { source: Source::Builtin(n), digest: sha256_hex(bytes), bytes: Arc::from(*bytes) };
+    let (n, digest, bytes) = embedded::BUILTINS.iter().find(|(n, _, _)| *n == name)?;
+    let plugin = PluginRef { source: Source::Builtin(n), digest: digest.to_string(), bytes: Arc::from(*bytes) };
     resolved.push(plugin.clone());
     Some(plugin)
 }
@@ -49,4 +49,20 @@ impl Catalog for Embedded {
 /// Resolves `uses:` (and `sha256:`) relative to the pipeline's folder.
 pub fn resolve(uses: &str, sha256: Option<&str>, base: &Path) -> Result<PluginRef, ResolveError> {
     Resolver::new(&Embedded).resolve(uses, sha256, base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_builtins_digest_is_the_sha256_of_its_bytes() {
+        assert!(!builtin_names().is_empty());
+        for name in builtin_names() {
+            let plugin = builtin(name).unwrap();
+            assert_eq!(plugin.digest, sha256_hex(&plugin.bytes), "{name}");
+            assert_eq!(plugin.digest.len(), 64);
+        }
+        assert!(builtin("no-such-plugin").is_none());
+    }
 }
