@@ -19,4 +19,5 @@ cargo clean --quiet -p deployhost-pipeline
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/deployhost-pipeline-*
 cargo package --workspace --locked --offline \
     --config 'profile.dev.package."*".opt-level=1' \
-    --config 'profile.dev.debug="line-tables-only"' "$@"
+    --config 'profile.dev.debug="line-tables-only"' \
+    --config 'profile.dev.build-override.debug="line-tables-only"' "$@"
