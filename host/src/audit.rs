@@ -66,6 +66,12 @@ pub enum AuditEvent {
     SqlDump,
     #[serde(rename = "sql.restore")]
     SqlRestore,
+    /// A migration's changes were written to the change ledger, before its commit.
+    #[serde(rename = "sql.ledger")]
+    SqlLedger,
+    /// The change ledger was undone (the rollback).
+    #[serde(rename = "sql.revert")]
+    SqlRevert,
     #[serde(rename = "sql.denied")]
     SqlDenied,
     /// A path operation, allowed (or failed for another reason than a denial).
@@ -115,6 +121,8 @@ impl AuditEvent {
             AuditEvent::SqlOpen => "sql.open",
             AuditEvent::SqlDump => "sql.dump",
             AuditEvent::SqlRestore => "sql.restore",
+            AuditEvent::SqlLedger => "sql.ledger",
+            AuditEvent::SqlRevert => "sql.revert",
             AuditEvent::SqlDenied => "sql.denied",
             AuditEvent::Fs => "fs",
             AuditEvent::FsDenied => "fs.denied",

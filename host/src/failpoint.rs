@@ -27,3 +27,12 @@ pub fn after_step(count: usize) {
         }
     }
 }
+
+/// Called at a named point (`ledger-before-commit`, …): with
+/// `DEPLOYHOST_FAILPOINT=<name>` the process dies there as under SIGKILL.
+pub fn hit(name: &str) {
+    if std::env::var(VAR).is_ok_and(|spec| spec == name) {
+        eprintln!("deployhost: failpoint {name}: dying without cleanup");
+        std::process::abort();
+    }
+}

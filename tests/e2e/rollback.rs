@@ -32,14 +32,15 @@ fn failed_health_check_restores_the_database() {
     let rollback = &results["rollback"];
     assert!(rollback["reason"].as_str().unwrap().contains("health check `probe` failed"));
     assert_eq!(rollback["ok"], true);
-    assert_eq!(rollback["steps"][0]["step"], "restore-app");
+    assert_eq!(rollback["steps"][0]["step"], "revert-app");
     assert_eq!(rollback["steps"][0]["status"], "passed");
     assert_eq!(p.step("never")["status"], "skipped");
     assert!(app.requests().iter().all(|r| r.path != "/never"));
     assert_eq!(pg.dump("postgres"), before, "the database is back to the backup taken before the migration");
     assert_eq!(results["status"], "failed");
     let events: Vec<String> = p.audit().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
-    assert!(events.contains(&"rollback.start".to_string()) && events.contains(&"sql.restore".to_string()));
+    assert!(events.contains(&"rollback.start".to_string()) && events.contains(&"sql.revert".to_string()));
+    assert!(!events.contains(&"sql.restore".to_string()), "the ledger is undone; the backup is not replayed");
 }
 
 #[test]
@@ -154,11 +155,12 @@ fn rolling_an_environment_back_by_hand_undoes_runs_newest_first() {
     let app = Server::fixed(Response::ok("ok"));
     let p = Project::new();
     let url = pg.url("postgres");
-    let mut dumps = vec![pg.dump("postgres")];
+    let mut schemas = vec![pg.app_schema("postgres")];
     for version in 1..=3 {
         deploy_version(&p, &pg, &app, version);
-        dumps.push(pg.dump("postgres"));
+        schemas.push(pg.app_schema("postgres"));
     }
+    // A user's write after the deploys: no rollback may lose it.
     pg.psql("postgres", "insert into v1 values (42);");
 
     // A version that never passed there is refused, naming what did.
@@ -180,13 +182,23 @@ fn rolling_an_environment_back_by_hand_undoes_runs_newest_first() {
     let one = p.deployhost(&["rollback", "--env", "staging"], &[("DATABASE_URL", &url)]);
     one.assert_code(0);
     assert!(one.stdout.contains("rolled back: manual rollback of `staging` to version 2"), "{}", one.stdout);
-    assert_eq!(pg.dump("postgres"), dumps[2]);
+    assert_eq!(pg.app_schema("postgres"), schemas[2]);
+    assert_eq!(pg.psql("postgres", "select string_agg(id::text, ',') from v1"), "42", "the user's row stays");
     assert_eq!(statuses(&p)[0], ("3".to_string(), "rolled-back".to_string()));
 
     // Version 2 is now current, and ${PREVIOUS_VERSION} comes from it.
     let to_one = p.deployhost(&["rollback", "--env", "staging", "--to", "1"], &[("DATABASE_URL", &url)]);
     to_one.assert_code(0);
-    assert_eq!(pg.dump("postgres"), dumps[1], "back to what version 1 deployed");
+    assert_eq!(pg.app_schema("postgres"), schemas[1], "back to what version 1 deployed");
+    assert_eq!(pg.psql("postgres", "select string_agg(id::text, ',') from v1"), "42", "the user's row stays");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "select string_agg(version, ',' order by version) from supabase_migrations.schema_migrations"
+        ),
+        "1",
+        "the history is what version 1 left"
+    );
     let statuses = statuses(&p);
     assert_eq!(
         statuses,

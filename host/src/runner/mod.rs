@@ -271,7 +271,7 @@ pub async fn run(
         audit.record(None, AuditEvent::RollbackStart, json!({ "reason": reason }));
         on_progress(Progress::RollbackStarted { reason })?;
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
-        let saga = rollback::compensations(plan, &record.steps);
+        let saga = rollback::compensations(plan, &record.steps, &run_dir.join("changes"));
         let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
         for step in saga.into_iter().chain(own) {
             let outcome = match step {

@@ -1,7 +1,8 @@
 //! Rollback as a saga: when a trigger fires, the steps that changed
-//! something are compensated in reverse order (a migrated database returns
-//! to the backup taken before it; a step that exported a `compensate`
-//! output runs again with it), then the pipeline's own `rollback.steps`
+//! something are compensated in reverse order (what a migration changed in
+//! a database is undone from the run's change ledger, or, for a migrator
+//! run with `ledger: false`, the database returns to the backup taken
+//! before it; a step that exported a `compensate` output runs again with it), then the pipeline's own `rollback.steps`
 //! run (notify on-call, open an incident) with `${REASON}` filled in.
 
 use super::outcome::{Failure, Status, StepOutcome};
@@ -48,7 +49,7 @@ pub const COMPENSATE_OUTPUT: &str = "compensate";
 /// first such step; for each step that exported one, its own compensation.
 /// A compensation that cannot be built is returned as an error naming the
 /// step, so the rollback is recorded as incomplete rather than skipped.
-pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<Result<PlannedStep, Unrunnable>> {
+pub fn compensations(plan: &Plan, done: &[StepOutcome], changes: &Path) -> Vec<Result<PlannedStep, Unrunnable>> {
     let mut backups: Vec<(String, String, String)> = Vec::new(); // (database, backup path, sha256)
     let mut restored: Vec<String> = Vec::new();
     let mut saga: Vec<Result<PlannedStep, Unrunnable>> = Vec::new();
@@ -71,12 +72,15 @@ pub fn compensations(plan: &Plan, done: &[StepOutcome]) -> Vec<Result<PlannedSte
             backups.push((db.to_string(), path.clone(), digest));
         }
         let dry = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
-        if MIGRATORS.contains(&step.uses.as_str())
-            && ran
-            && !dry
-            && !restored.iter().any(|r| r == db)
-            && let Some((_, path, digest)) = backups.iter().rev().find(|(d, _, _)| d == db)
-        {
+        if !MIGRATORS.contains(&step.uses.as_str()) || !ran || dry || restored.iter().any(|r| r == db) {
+            continue;
+        }
+        // The change ledger says exactly what the run changed: undone, and
+        // nothing else. Without one (`ledger: false`), the backup.
+        if crate::capabilities::sql::ledger::file(changes, db).exists() {
+            restored.push(db.to_string());
+            saga.push(Ok(revert_step(db)));
+        } else if let Some((_, path, digest)) = backups.iter().rev().find(|(d, _, _)| d == db) {
             restored.push(db.to_string());
             saga.push(Ok(restore_step(plan, db, path, digest)));
         }
@@ -148,6 +152,27 @@ pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<Ste
         found.push(lost);
     }
     found
+}
+
+/// Undoes the run's change ledger for `database`.
+fn revert_step(database: &str) -> PlannedStep {
+    let mut params = serde_json::Map::new();
+    params.insert("database".into(), json!(database));
+    params.insert("ledger".into(), json!(true));
+    PlannedStep {
+        stage: "rollback".into(),
+        name: format!("revert-{database}"),
+        key: "rollback".into(),
+        uses: "pg-restore".into(),
+        plugin: registry::builtin("pg-restore").expect("pg-restore is built in"),
+        params,
+        grants: StepGrants {
+            databases: [(database.to_string(), Vec::new())].into_iter().collect(),
+            ..StepGrants::default()
+        },
+        limits: StepLimits::new(64 << 20, RESTORE_TIMEOUT),
+        blocking: true,
+    }
 }
 
 /// Restores `backup`, trusting only `digest`, the one its `pg-backup` step

@@ -155,6 +155,7 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
         databases: &run.databases,
         tools: &run.tools,
         ledger: run.run_dir.parent().and_then(std::path::Path::parent).map(|state| state.join("backups.jsonl")),
+        changes: Some(run.run_dir.join("changes")),
         write_roots: &run.write_roots,
     };
     let prepared = sandbox::prepare(runtime, &shared, step, log)?;

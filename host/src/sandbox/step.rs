@@ -35,6 +35,8 @@ pub struct Shared<'a> {
     pub tools: &'a Arc<ToolSet>,
     /// The host's backup ledger in its state folder.
     pub ledger: Option<PathBuf>,
+    /// The run's change ledger folder.
+    pub changes: Option<PathBuf>,
     /// Every folder a step of the pipeline may write.
     pub write_roots: &'a Arc<Vec<PathBuf>>,
 }
@@ -99,6 +101,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
             recorded: step.grants.recorded_backups.clone(),
             ledger: shared.ledger.clone(),
+            changes: shared.changes.clone(),
             open: Default::default(),
             max_connections: step.limits.db_connections,
             max_result: step.limits.query_result,

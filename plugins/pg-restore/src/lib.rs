@@ -16,6 +16,9 @@ struct Params {
     from: Option<String>,
     /// Or: the newest `.dump` in this folder.
     latest_in: Option<String>,
+    /// Or: undo what this run's change ledger recorded, and nothing else.
+    #[serde(default)]
+    ledger: bool,
     /// Read by the host; default: the backup's own scope.
     #[serde(default)]
     #[allow(dead_code)]
@@ -67,6 +70,26 @@ fn newest_dump(dir: &str) -> Result<String, StepError> {
         .ok_or_else(|| StepError::Failed(format!("no .dump file in {dir}")))
 }
 
+/// Undoes the run's recorded changes; every line of what was done goes to
+/// the log, the summary names what could not be undone.
+fn revert(database: &str) -> Result<Report, StepError> {
+    let lines = db::revert(database)
+        .map_err(|e| StepError::Failed(format!("undoing the changes to `{database}` failed: {}", db::describe(&e))))?;
+    for line in &lines {
+        sdk::log::info(line);
+    }
+    let not_undone: Vec<&String> = lines.iter().filter(|l| l.starts_with("NOT ")).collect();
+    let mut summary = format!("undid the deploy's recorded changes to `{database}` ({} action(s))", lines.len());
+    if !not_undone.is_empty() {
+        summary.push_str(&format!(
+            "; {} not undone: {}",
+            not_undone.len(),
+            not_undone.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+        ));
+    }
+    Ok(Report::passed(summary).output("undone", lines.join("\n")).output("not_undone", not_undone.len().to_string()))
+}
+
 struct PgRestore;
 
 impl Guest for PgRestore {
@@ -75,6 +98,7 @@ impl Guest for PgRestore {
             .param("database", "string", true, None, "granted database to restore")
             .param("from", "string", false, None, "backup file to restore")
             .param("latest_in", "string", false, None, "or: restore the newest .dump in this folder")
+            .param("ledger", "boolean", false, Some("false"), "or: undo exactly what this run's migrations recorded")
             .param("schemas", "list", false, None, "only these schemas (default: the backup's)")
             .param("exclude_schemas", "list", false, None, "schemas to leave as they are")
             .needs(Capability::Database, "database", "replaces the database's contents")
@@ -83,11 +107,14 @@ impl Guest for PgRestore {
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
-        let from = match (&p.from, &p.latest_in) {
-            (Some(f), None) => f.clone(),
-            (None, Some(dir)) => newest_dump(dir)?,
+        let from = match (&p.from, &p.latest_in, p.ledger) {
+            (None, None, true) => return revert(&p.database),
+            (Some(f), None, false) => f.clone(),
+            (None, Some(dir), false) => newest_dump(dir)?,
             _ => {
-                return Err(StepError::InvalidParams("give exactly one of `from` or `latest_in`".into()));
+                return Err(StepError::InvalidParams(
+                    "give exactly one of `from`, `latest_in` or `ledger: true`".into(),
+                ));
             }
         };
         let dump = sdk::guest_path(&from);

@@ -39,6 +39,11 @@ pub fn restore(database: &str, path: &str) -> Result<(), SqlError> {
     crate::bindings::deployhost::plugin::sql::restore(database, path)
 }
 
+/// Undoes what this run's change ledger recorded for `database`.
+pub fn revert(database: &str) -> Result<Vec<String>, SqlError> {
+    crate::bindings::deployhost::plugin::sql::revert(database)
+}
+
 impl Value {
     pub fn as_text(&self) -> Option<&str> {
         match self {

@@ -53,28 +53,57 @@ impl Guest for SqlApply {
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
         let files = files(&p)?;
-        let db = db::open(&p.database)?;
-        db.begin().map_err(fail("begin"))?;
+        let mut scripts = Vec::new();
         for file in &files {
-            let sql = std::fs::read_to_string(sdk::guest_path(file)).map_err(|e| {
-                let _ = db.rollback();
-                StepError::Failed(format!("cannot read {file}: {e}"))
-            })?;
-            if let Err(e) = db.batch(&sql) {
+            let sql = std::fs::read_to_string(sdk::guest_path(file))
+                .map_err(|e| StepError::Failed(format!("cannot read {file}: {e}")))?;
+            scripts.push(sql);
+        }
+        let db = db::open(&p.database)?;
+        if !p.dry_run {
+            // One transaction, recorded in the run's change ledger: the
+            // rollback undoes exactly what these files changed.
+            return match db.recorded_transaction(&files.join(", "), &scripts) {
+                Ok(lines) => {
+                    for line in &lines {
+                        sdk::log::info(line);
+                    }
+                    Ok(Report::passed(format!("applied {} file(s): {}", files.len(), files.join(", ")))
+                        .output("applied", files.join(","))
+                        .output("ledger", "recorded")
+                        .metric("files_applied", files.len() as f64, "count"))
+                }
+                Err(e @ db::SqlError::Database(_)) => {
+                    let failed = failed_file(&db, &files, &scripts);
+                    let which = if failed.is_empty() { files.join(", ") } else { failed.clone() };
+                    Ok(Report::failed(format!("{which} failed: {}; nothing was applied", db::describe(&e)))
+                        .output("failed_file", failed))
+                }
+                Err(e) => Err(StepError::Failed(format!("applying {}: {}", files.join(", "), db::describe(&e)))),
+            };
+        }
+        db.begin().map_err(fail("begin"))?;
+        for (file, sql) in files.iter().zip(&scripts) {
+            if let Err(e) = db.batch(sql) {
                 let _ = db.rollback();
                 return Ok(Report::failed(format!("{file} failed: {}; nothing was applied", db::describe(&e)))
                     .output("failed_file", file));
             }
         }
-        if p.dry_run {
-            db.rollback().map_err(fail("rollback"))?;
-            return Ok(Report::passed(format!("dry run: {} file(s) apply cleanly; rolled back", files.len())));
-        }
-        db.commit().map_err(fail("commit"))?;
-        Ok(Report::passed(format!("applied {} file(s): {}", files.len(), files.join(", ")))
-            .output("applied", files.join(","))
-            .metric("files_applied", files.len() as f64, "count"))
+        db.rollback().map_err(fail("rollback"))?;
+        Ok(Report::passed(format!("dry run: {} file(s) apply cleanly; rolled back", files.len())))
     }
+}
+
+/// Which file of a failed transaction failed: tried again in one
+/// transaction that is rolled back.
+fn failed_file(db: &db::Connection, files: &[String], scripts: &[String]) -> String {
+    if db.begin().is_err() {
+        return String::new();
+    }
+    let failed = files.iter().zip(scripts).find(|(_, sql)| db.batch(sql).is_err()).map(|(f, _)| f.clone());
+    let _ = db.rollback();
+    failed.unwrap_or_default()
 }
 
 sdk::export!(SqlApply);

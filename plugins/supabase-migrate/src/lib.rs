@@ -49,6 +49,15 @@ struct Params {
     #[serde(default = "default_lock_wait", deserialize_with = "units::duration")]
     lock_wait: Duration,
     repair: Option<Repair>,
+    /// Record each file's changes in the run's change ledger, so the
+    /// rollback undoes exactly them (default); `false`: the rollback
+    /// restores the backup instead.
+    #[serde(default = "default_true")]
+    ledger: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -209,15 +218,20 @@ fn history_statement(m: &Migration, statements: &[String]) -> String {
 /// a statement there, the transaction is rolled back and the file is run
 /// statement by statement, which finds the statement, and runs one that
 /// cannot run in a transaction on its own where the CLI's pipeline would.
-fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
+fn apply(db: &Connection, m: &Migration, statements: &[String], ledger: bool) -> Result<Applied, Failure> {
     let mut committed = Vec::new();
     let mut outside = Vec::new();
     db.batch("RESET ALL").map_err(Failure::at(Step::Session, &committed))?;
     if statements.iter().all(|s| control(s).is_none()) {
         let mut script = statements.to_vec();
         script.push(history_statement(m, statements));
-        match db.transaction(&script) {
-            Ok(()) => return Ok(outside),
+        let result = if ledger {
+            db.recorded_transaction(&m.file, &script).map(Some)
+        } else {
+            db.transaction(&script).map(|()| None)
+        };
+        match result {
+            Ok(recorded) => return Ok(Applied { outside, recorded }),
             Err(SqlError::Database(_)) => {}
             Err(e) => return Err(Failure { at: Step::Transaction, error: e, committed }),
         }
@@ -271,7 +285,14 @@ fn apply(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<us
         return Err(Failure { at: Step::History, error: e, committed });
     }
     db.commit().map_err(Failure::at(Step::History, &committed))?;
-    Ok(outside)
+    Ok(Applied { outside, recorded: None })
+}
+
+/// A file applied: statements that ran outside a transaction, and what the
+/// change ledger recorded (`None`: applied outside it, statement by statement).
+struct Applied {
+    outside: Vec<usize>,
+    recorded: Option<Vec<String>>,
 }
 
 /// A dry run of one file inside the run's one transaction: statements that
@@ -468,6 +489,21 @@ fn repair(db: &Connection, files: &[Migration], r: &Repair) -> Result<Report, St
     Ok(Report::passed(summary).output("repaired", r.versions.join(",")))
 }
 
+/// The CLI's history table. Created by this deploy, it is recorded in the
+/// change ledger like a migration, so a rollback removes it again.
+fn create_history(db: &Connection, ledger: bool) -> Result<(), StepError> {
+    let exists = db
+        .query("SELECT to_regclass('supabase_migrations.schema_migrations') IS NOT NULL", &[])
+        .map_err(fail("reading the migration history"))?;
+    if ledger && exists.rows.first().and_then(|r| r[0].as_bool()) == Some(false) {
+        let statements: Vec<String> = CREATE_HISTORY.split(";\n").map(str::to_string).collect();
+        db.recorded_transaction("the migration history", &statements)
+            .map_err(fail("creating the migration history"))?;
+        return Ok(());
+    }
+    db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))
+}
+
 struct SupabaseMigrate;
 
 impl Guest for SupabaseMigrate {
@@ -479,6 +515,13 @@ impl Guest for SupabaseMigrate {
             .param("dry_run", "boolean", false, Some("false"), "apply in one transaction, then roll back")
             .param("lock_wait", "duration", false, Some("5m"), "how long to wait for another migration")
             .param("repair", "map", false, None, "{ status: applied|reverted, versions: [...] }: edit history only")
+            .param(
+                "ledger",
+                "boolean",
+                false,
+                Some("true"),
+                "record each file's changes so the rollback undoes exactly them",
+            )
             .needs(Capability::Database, "database", "applies migrations and records them")
             .needs(Capability::FsRead, "dir", "reads the migration files")
     }
@@ -498,7 +541,7 @@ impl Guest for SupabaseMigrate {
         if p.dry_run {
             db.begin().map_err(fail("dry run"))?;
         }
-        db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))?;
+        create_history(&db, p.ledger && !p.dry_run)?;
         let applied = supabase::read_history(&db)?;
         let pending = plan(&files, &applied, p.include_all)?;
 
@@ -506,12 +549,28 @@ impl Guest for SupabaseMigrate {
         // Statements that ran outside a transaction (or were not tried in a
         // dry run), as `file#statement`.
         let mut outside = Vec::new();
+        // Files applied outside the change ledger (they control their own
+        // transactions, or hold a statement that cannot run in one).
+        let mut unrecorded = Vec::new();
         for m in &pending {
             let statements = m.statements();
-            let result = if p.dry_run { rehearse(&db, m, &statements) } else { apply(&db, m, &statements) };
+            let result = if p.dry_run {
+                rehearse(&db, m, &statements).map(|outside| Applied { outside, recorded: None })
+            } else {
+                apply(&db, m, &statements, p.ledger)
+            };
             match result {
-                Ok(special) => {
-                    outside.extend(special.iter().map(|i| format!("{}#{}", m.file, i + 1)));
+                Ok(applied) => {
+                    outside.extend(applied.outside.iter().map(|i| format!("{}#{}", m.file, i + 1)));
+                    match applied.recorded {
+                        Some(lines) => {
+                            for line in &lines {
+                                sdk::log::info(&format!("{}: {line}", m.file));
+                            }
+                        }
+                        None if p.ledger && !p.dry_run => unrecorded.push(m.file.clone()),
+                        None => {}
+                    }
                     sdk::log::info(&format!("applied {}", m.file));
                     done.push(m.version.clone());
                 }
@@ -530,6 +589,8 @@ impl Guest for SupabaseMigrate {
                     };
                     return Ok(Report::failed(format!("{}; {note}", describe_failure(m, &statements, &f)))
                         .output("failed_version", &m.version)
+                        .output("ledger", if p.ledger && !p.dry_run { "recorded" } else { "" })
+                        .output("not_in_ledger", unrecorded.join(","))
                         .output("applied", done.join(",")));
                 }
             }
@@ -560,6 +621,8 @@ impl Guest for SupabaseMigrate {
             .output("would_apply", would_apply)
             .output("latest_version", latest)
             .output("outside_transaction", outside.join(","))
+            .output("ledger", if p.ledger && !p.dry_run { "recorded" } else { "" })
+            .output("not_in_ledger", unrecorded.join(","))
             .output("previous_version", applied.last().map(|a| a.version.clone()).unwrap_or_default())
             .metric("migrations_applied", done.len() as f64, "count")
             .metric("migrate_ms", started.elapsed().as_secs_f64() * 1000.0, "ms"))

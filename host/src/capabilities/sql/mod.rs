@@ -4,6 +4,7 @@
 //! the text, rows, milliseconds, and the SQLSTATE when it fails.
 
 mod backup;
+pub mod ledger;
 mod replay;
 pub mod scope;
 mod values;
@@ -55,6 +56,8 @@ pub struct SqlGrant {
     pub recorded: BTreeMap<String, String>,
     /// The host's backup ledger in its state folder (see `backup.rs`).
     pub ledger: Option<PathBuf>,
+    /// The run's change ledger folder (`<run>/changes`, see `ledger/`).
+    pub changes: Option<PathBuf>,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
     /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
@@ -78,6 +81,7 @@ impl Default for SqlGrant {
             tools: Arc::default(),
             recorded: BTreeMap::new(),
             ledger: None,
+            changes: None,
             open: Arc::default(),
             scope: scope::Scope::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
@@ -110,7 +114,7 @@ fn sql_error(e: tokio_postgres::Error) -> SqlError {
     }
 }
 
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -230,6 +234,37 @@ impl Host for CapsView<'_> {
             return Err(self.deny_database(&database, "restore"));
         }
         backup::restore(self, &database, &path).await
+    }
+
+    async fn revert(&mut self, database: String) -> Result<Vec<String>, SqlError> {
+        if !self.caps.sql.granted.contains_key(&database) {
+            return Err(self.deny_database(&database, "revert"));
+        }
+        let dir = self.changes_dir()?;
+        let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
+            SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
+        })?;
+        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let started = Instant::now();
+        let result = ledger::revert(&client, &dir, &database).await;
+        let caps = &self.caps;
+        let ms = started.elapsed().as_millis() as u64;
+        let fields = match &result {
+            Ok(lines) => json!({ "database": database, "ms": ms, "done": lines }),
+            Err(e) => json!({ "database": database, "ms": ms, "error": e }),
+        };
+        caps.audit.record(Some(&caps.step), AuditEvent::SqlRevert, fields);
+        result.map_err(SqlError::Tool)
+    }
+}
+
+impl CapsView<'_> {
+    fn changes_dir(&self) -> Result<PathBuf, SqlError> {
+        self.caps
+            .sql
+            .changes
+            .clone()
+            .ok_or_else(|| SqlError::Tool("this step has no change ledger (it runs outside a run)".into()))
     }
 }
 
@@ -361,6 +396,56 @@ impl HostConnection for CapsView<'_> {
 
     async fn reset_role(&mut self, conn: Resource<Connection>) -> Result<(), SqlError> {
         self.batch(conn, "RESET ROLE".into()).await
+    }
+
+    async fn recorded_transaction(
+        &mut self,
+        conn: Resource<Connection>,
+        label: String,
+        statements: Vec<String>,
+    ) -> Result<Vec<String>, SqlError> {
+        let dir = self.changes_dir()?;
+        let database = self.table.get(&conn).map_err(|e| SqlError::Connection(e.to_string()))?.database.clone();
+        let summary = statements.join(";\n");
+        let mut recorded: Option<ledger::Entry> = None;
+        let result = self
+            .audited(&conn, &summary, async |client| {
+                client.batch_execute("BEGIN").await.map_err(sql_error)?;
+                let fail = async |e: SqlError| {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                };
+                let recording = match ledger::Recording::start(client, &dir, &database, &label, &statements).await {
+                    Ok(r) => r,
+                    Err(e) => return fail(SqlError::Tool(format!("the change ledger: {e}"))).await,
+                };
+                for s in &statements {
+                    if let Err(e) = client.batch_execute(s).await {
+                        return fail(sql_error(e)).await;
+                    }
+                }
+                let entry = match recording.finish(client).await {
+                    Ok(entry) => entry,
+                    Err(e) => return fail(SqlError::Tool(format!("the change ledger: {e}"))).await,
+                };
+                crate::failpoint::hit("ledger-before-commit");
+                client.batch_execute("COMMIT").await.map_err(sql_error)?;
+                let lines = ledger::summary(&entry);
+                recorded = Some(entry);
+                Ok((lines, 0))
+            })
+            .await;
+        if let Some(entry) = recorded {
+            let caps = &self.caps;
+            caps.audit.record(
+                Some(&caps.step),
+                AuditEvent::SqlLedger,
+                json!({ "database": entry.database, "label": entry.label, "xid": entry.xid,
+                    "changes": entry.changes.len(), "rows": entry.rows.len(), "copies": entry.saved.len(),
+                    "irreversible": entry.irreversible }),
+            );
+        }
+        result
     }
 
     async fn drop(&mut self, conn: Resource<Connection>) -> wasmtime::Result<()> {
