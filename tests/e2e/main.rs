@@ -18,6 +18,7 @@ mod faults;
 mod foreign_components;
 mod health;
 mod install;
+mod ledger;
 mod lifecycle;
 mod output;
 mod pipeline_flow;

@@ -409,3 +409,78 @@ impl Drop for Postgres {
         self.stop();
     }
 }
+
+/// A psql that other threads can use while a deploy runs (the live app, the
+/// platform's own roles): the deploy role's and the superuser's URLs.
+#[derive(Clone)]
+pub struct Psql {
+    bin: PathBuf,
+    url: String,
+    admin_url: String,
+}
+
+impl Postgres {
+    pub fn client(&self, db: &str) -> Psql {
+        Psql { bin: self.bin.clone(), url: self.url(db), admin_url: self.admin_url(db) }
+    }
+}
+
+impl Psql {
+    fn run(&self, url: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(url)
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// As the app would: the deploy role `postgres`.
+    pub fn app(&self, sql: &str) -> Result<String, String> {
+        self.run(&self.url, sql)
+    }
+
+    /// As the platform: the superuser, which `SET ROLE`s to the platform's
+    /// roles (`supabase_storage_admin`, `supabase_auth_admin`).
+    pub fn platform(&self, sql: &str) -> Result<String, String> {
+        self.run(&self.admin_url, sql)
+    }
+}
+
+/// Another process writing rows the whole time a deploy runs, as a live
+/// app does: one `INSERT … RETURNING` per psql, its committed ids kept.
+pub struct LiveWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+impl LiveWriter {
+    /// Runs `insert` (which must return one id) until stopped.
+    pub fn start(psql: Psql, insert: &str) -> LiveWriter {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let insert = insert.to_string();
+        let thread = std::thread::spawn(move || {
+            let mut ids = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(id) = psql.app(&insert) {
+                    ids.push(id);
+                }
+            }
+            ids
+        });
+        LiveWriter { stop, thread: Some(thread) }
+    }
+
+    /// Stops writing; the ids of every row it committed.
+    pub fn stop(mut self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.take().map(|t| t.join().unwrap()).unwrap_or_default()
+    }
+}

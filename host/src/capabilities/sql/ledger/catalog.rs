@@ -165,7 +165,8 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid)
 UNION ALL
 SELECT 'column', format('%I.%I.%I', ns.nspname, c.relname, a.attname), a.xmin = me.x OR coalesce(ad.xmin = me.x, false),
-  jsonb_build_object('oid', c.oid::text || '.' || a.attnum, 'schema', ns.nspname, 'table', c.relname, 'name', a.attname,
+  jsonb_build_object('oid', c.oid::text || '.' || a.attnum, 'schema', ns.nspname, 'table', c.relname,
+    'table_key', format('%I.%I', ns.nspname, c.relname), 'name', a.attname,
     'num', a.attnum, 'type', format_type(a.atttypid, a.atttypmod), 'notnull', a.attnotnull,
     'default', CASE WHEN a.attgenerated = '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
     'generated', CASE WHEN a.attgenerated <> '' THEN pg_get_expr(ad.adbin, ad.adrelid) END,
@@ -181,7 +182,10 @@ WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid)
 UNION ALL
 SELECT 'constraint', format('%I.%I.%I', ns.nspname, coalesce(c.relname, ty.typname), co.conname), co.xmin = me.x,
-  jsonb_build_object('oid', co.oid::text, 'schema', ns.nspname, 'table', c.relname, 'domain', ty.typname, 'name', co.conname,
+  jsonb_build_object('oid', co.oid::text, 'schema', ns.nspname, 'table', c.relname,
+    'table_key', CASE WHEN c.relname IS NOT NULL THEN format('%I.%I', ns.nspname, c.relname) END,
+    'domain_key', CASE WHEN ty.typname IS NOT NULL THEN format('%I.%I', ns.nspname, ty.typname) END,
+    'domain', ty.typname, 'name', co.conname,
     'def', pg_get_constraintdef(co.oid), 'type', co.contype)
 FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace LEFT JOIN pg_class c ON c.oid = co.conrelid
   LEFT JOIN pg_type ty ON ty.oid = co.contypid, me
@@ -189,7 +193,7 @@ WHERE (co.conrelid <> 0 OR co.contypid <> 0) AND co.contype <> 'n'
 UNION ALL
 SELECT 'index', format('%I.%I', ns.nspname, ic.relname), ic.xmin = me.x,
   jsonb_build_object('oid', ic.oid::text, 'schema', ns.nspname, 'name', ic.relname, 'def', pg_get_indexdef(i.indexrelid),
-    'table', format('%I.%I', ns.nspname, tc.relname))
+    'table_key', format('%I.%I', ns.nspname, tc.relname))
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc.oid = i.indrelid
   JOIN ns ON ns.oid = ic.relnamespace, me
 WHERE tc.relkind IN ('r', 'p', 'm')
@@ -206,13 +210,15 @@ FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace, me
 WHERE NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid)
 UNION ALL
 SELECT 'trigger', format('%I.%I.%I', ns.nspname, c.relname, tg.tgname), tg.xmin = me.x,
-  jsonb_build_object('oid', tg.oid::text, 'schema', ns.nspname, 'table', c.relname, 'name', tg.tgname,
+  jsonb_build_object('oid', tg.oid::text, 'schema', ns.nspname, 'table', c.relname,
+    'table_key', format('%I.%I', ns.nspname, c.relname), 'name', tg.tgname,
     'def', pg_get_triggerdef(tg.oid), 'enabled', tg.tgenabled::text)
 FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace, me
 WHERE NOT tg.tgisinternal
 UNION ALL
 SELECT 'policy', format('%I.%I.%I', ns.nspname, c.relname, po.polname), po.xmin = me.x,
-  jsonb_build_object('oid', po.oid::text, 'schema', ns.nspname, 'table', c.relname, 'name', po.polname,
+  jsonb_build_object('oid', po.oid::text, 'schema', ns.nspname, 'table', c.relname,
+    'table_key', format('%I.%I', ns.nspname, c.relname), 'name', po.polname,
     'cmd', po.polcmd::text, 'permissive', po.polpermissive,
     'roles', (SELECT coalesce(jsonb_agg(CASE WHEN r = 0 THEN 'public' ELSE quote_ident(pg_get_userbyid(r)) END ORDER BY 1), '[]')
         FROM unnest(po.polroles) r),

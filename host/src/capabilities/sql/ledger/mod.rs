@@ -155,7 +155,7 @@ async fn primary_key(client: &Client, table: &str) -> Result<Vec<String>, String
     let rows = client
         .query(
             "SELECT quote_ident(a.attname) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid \
-             AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::regclass AND i.indisprimary \
+             AND a.attnum = ANY(i.indkey) WHERE i.indrelid = $1::text::regclass AND i.indisprimary \
              ORDER BY array_position(i.indkey::int2[], a.attnum)",
             &[&table],
         )
@@ -168,7 +168,7 @@ async fn primary_key(client: &Client, table: &str) -> Result<Vec<String>, String
 async fn stored_columns(client: &Client, table: &str) -> Result<Vec<String>, String> {
     let rows = client
         .query(
-            "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 \
+            "SELECT quote_ident(attname) FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 \
              AND NOT attisdropped AND attgenerated = '' ORDER BY attnum",
             &[&table],
         )
@@ -223,12 +223,20 @@ async fn copy_in(
 async fn resolve(client: &Client, save: &Save) -> Result<Vec<String>, String> {
     let names: Vec<String> = match save {
         Save::Table { table } | Save::Columns { table, .. } => {
-            let row = client.query_one("SELECT to_regclass($1)::text", &[&table.sql()]).await.map_err(db_text)?;
-            row.get::<_, Option<String>>(0).into_iter().collect()
+            // None when not there (yet): created earlier in the same migration.
+            let row = client
+                .query_opt(
+                    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                    &[&table.sql()],
+                )
+                .await
+                .map_err(db_text)?;
+            row.map(|r| r.get::<_, String>(0)).into_iter().collect()
         }
         Save::Schema { schema } => client
             .query(
-                "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[schema],
             )
@@ -346,7 +354,7 @@ impl Recording {
     async fn rows_written(&self, client: &Client, changes: &[Change]) -> Result<Vec<RowsWritten>, String> {
         let stats = client
             .query(
-                "SELECT format('%I.%I', schemaname, relname), relid::regclass::text, n_tup_ins, n_tup_upd + n_tup_del \
+                "SELECT format('%I.%I', schemaname, relname), n_tup_ins, n_tup_upd + n_tup_del \
                  FROM pg_stat_xact_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 \
                  AND schemaname NOT LIKE 'pg\\_temp%'",
                 &[],
@@ -355,8 +363,8 @@ impl Recording {
             .map_err(db_text)?;
         let mut out = Vec::new();
         for row in stats {
-            let (key, table, inserted, changed): (String, String, i64, i64) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (table, inserted, changed): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            let key = table.clone();
             // A table the transaction created is dropped whole by the rollback.
             if self.before.get(Kind::Table, &key).is_none()
                 || changes

@@ -1,0 +1,285 @@
+//! The rollback undoes the deploy's change ledger, and nothing else: on a
+//! Supabase-shaped database, as the non-superuser deploy role `postgres`,
+//! with a live writer inserting rows the whole time and the platform's own
+//! roles changing their schemas while the deploy runs.
+
+use crate::support::Project;
+use crate::support::http::{Response, Server};
+use crate::support::pg::{LiveWriter, Postgres, Psql};
+
+/// Backup, migrations, then a health check that fails (unless `healthy`):
+/// the rollback runs.
+fn pipeline(app: &Server) -> String {
+    format!(
+        "pipeline: notes\nenvironment: staging\nversion: \"2\"\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\n\
+         stages:\n  - name: schema\n    steps:\n      - name: backup\n        uses: pg-backup\n        \
+         with: {{ database: app }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      \
+         - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations }}\n        \
+         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n      \
+         - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 20s }}\n        \
+         grants: {{ net: [\"{}\"] }}\nrollback:\n  on: [health_check_failure]\n",
+        app.url("/health"),
+        app.grant()
+    )
+}
+
+fn run(p: &Project, pg: &Postgres) -> crate::support::Run {
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))])
+}
+
+/// The lines of the app's schema that differ, for a readable failure.
+fn assert_same_schema(now: &str, before: &str) {
+    let (n, b): (Vec<&str>, Vec<&str>) = (now.lines().collect(), before.lines().collect());
+    let gone: Vec<&&str> = b.iter().filter(|l| !n.contains(l)).collect();
+    let new: Vec<&&str> = n.iter().filter(|l| !b.contains(l)).collect();
+    assert!(now == before, "the schema differs from before the deploy\nmissing: {gone:#?}\nextra: {new:#?}");
+}
+
+fn q(pg: &Postgres, sql: &str) -> String {
+    pg.admin_in("postgres", sql)
+}
+
+const V1: &str = "create table notes (id bigserial primary key, title text not null, body text);
+create table orders (id bigserial primary key, item text not null, status text not null default 'new');
+create table audit_log (id bigserial primary key, what text);
+insert into notes (title, body) values ('a', 'alpha'), ('b', 'beta'), ('c', 'gamma');
+insert into orders (item) values ('one'), ('two'), ('three'), ('four');
+insert into audit_log (what) values ('created');";
+
+/// What the platform's Storage service does to itself while the deploy
+/// runs: its own migration adding guards against direct deletes.
+const STORAGE_UPGRADE: &str = "set role supabase_storage_admin;
+create function storage.protect_delete() returns trigger language plpgsql as $$
+begin
+  if current_setting('storage.allow_delete_query', true) is distinct from 'true' then
+    raise exception 'Direct deletion from storage tables is not allowed. Use the Storage API instead.'
+      using hint = 'This prevents accidental data loss from orphaned objects.', errcode = '42501';
+  end if;
+  return null;
+end $$;
+create trigger protect_buckets_delete before delete on storage.buckets
+  for each statement execute function storage.protect_delete();
+create trigger protect_objects_delete before delete on storage.objects
+  for each statement execute function storage.protect_delete();";
+
+const V2: &str = "alter default privileges revoke execute on functions from public;
+alter table notes add column color text;
+create index notes_color on notes (color);
+create table tags (id bigint primary key, name text not null);
+grant select on notes to anon;
+create table profiles (id uuid primary key, email text);
+create function public.handle_new_user() returns trigger language plpgsql security definer set search_path = public as $$
+begin
+  insert into public.profiles (id, email) values (new.id, new.email);
+  return new;
+end $$;
+create trigger on_auth_user_created after insert on auth.users for each row execute function public.handle_new_user();
+insert into storage.buckets (id, name) values ('docs', 'docs');
+create policy \"docs read\" on storage.objects for select using (bucket_id = 'docs');
+create policy \"docs insert\" on storage.objects for insert with check (bucket_id = 'docs');
+create policy \"docs update\" on storage.objects for update using (bucket_id = 'docs');
+create policy \"docs delete\" on storage.objects for delete using (bucket_id = 'docs');";
+
+fn default_privileges(pg: &Postgres) -> String {
+    q(
+        pg,
+        "select coalesce(string_agg(defaclrole::regrole || ':' || defaclnamespace || ':' || defaclobjtype::text || ':' || defaclacl::text, ' ' order by 1), '') from pg_default_acl",
+    )
+}
+
+fn storage_policies(pg: &Postgres) -> String {
+    q(
+        pg,
+        "select coalesce(string_agg(polname, ',' order by polname), '') from pg_policy where polrelid = 'storage.objects'::regclass",
+    )
+}
+
+#[test]
+fn a_rolled_back_deploy_keeps_every_row_users_wrote_and_what_the_platform_did() {
+    let pg = Postgres::start();
+    pg.psql("postgres", V1);
+    let schema_before = pg.app_schema("postgres");
+    let privileges_before = default_privileges(&pg);
+    let policies_before = storage_policies(&pg);
+    let p = Project::new();
+    p.write("migrations/20240102000000_v2.sql", V2);
+
+    // While the health check runs: the app writes to every table, a user
+    // signs up, and Storage upgrades itself. Then the check fails.
+    let db: Psql = pg.client("postgres");
+    let app = Server::start(move |_, n| {
+        if n == 0 {
+            for sql in [
+                "insert into orders (item) values ('during') returning id",
+                "insert into audit_log (what) values ('during') returning id",
+                "insert into notes (title, body, color) values ('during', 'written mid-deploy', 'red') returning id",
+                "insert into tags (id, name) values (1, 'urgent') returning id",
+            ] {
+                db.app(sql).expect("the app's write");
+            }
+            db.platform("set role supabase_auth_admin; insert into auth.users (id, email) values ('22222222-2222-4222-8222-000000000009', 'eve@example.com')")
+                .expect("a sign-up");
+            db.platform(STORAGE_UPGRADE).expect("the platform's own migration");
+        }
+        Response::status(503)
+    });
+    p.pipeline(&pipeline(&app));
+    let writer = LiveWriter::start(pg.client("postgres"), "insert into orders (item) values ('live') returning id");
+    let out = run(&p, &pg);
+    let written = writer.stop();
+    out.assert_code(1);
+
+    let results = p.results();
+    let rollback = &results["rollback"];
+    assert_eq!(rollback["ok"], true, "{}", out.stdout);
+    let revert = &rollback["steps"][0];
+    assert_eq!(revert["step"], "revert-app");
+    assert_eq!(revert["status"], "passed", "{}", revert["summary"]);
+
+    // Every row written during the deploy is there.
+    assert!(!written.is_empty(), "the live writer wrote nothing");
+    let ids = q(&pg, "select string_agg(id::text, ',') from orders where item = 'live'");
+    let ids: Vec<&str> = ids.split(',').collect();
+    for id in &written {
+        assert!(ids.contains(&id.as_str()), "row {id} the live writer committed is gone");
+    }
+    assert_eq!(q(&pg, "select count(*) from orders where item in ('one', 'two', 'three', 'four', 'during')"), "5");
+    assert_eq!(q(&pg, "select count(*) from audit_log"), "2");
+    assert_eq!(
+        q(&pg, "select string_agg(title || ':' || body, ',' order by id) from notes"),
+        "a:alpha,b:beta,c:gamma,during:written mid-deploy"
+    );
+
+    // The schema is what it was; database-wide default privileges too.
+    assert_same_schema(&pg.app_schema("postgres"), &schema_before);
+    assert_eq!(default_privileges(&pg), privileges_before);
+    assert_eq!(q(&pg, "select to_regclass('public.tags') is null and to_regclass('public.profiles') is null"), "t");
+    assert_eq!(
+        q(&pg, "select count(*) from pg_trigger where tgrelid = 'auth.users'::regclass and not tgisinternal"),
+        "0"
+    );
+    assert_eq!(storage_policies(&pg), policies_before);
+
+    // What the platform did meanwhile is untouched.
+    assert_eq!(
+        q(&pg, "select string_agg(tgname, ',' order by tgname) from pg_trigger where tgname like 'protect_%'"),
+        "protect_buckets_delete,protect_objects_delete"
+    );
+    assert_eq!(q(&pg, "select count(*) from auth.users where email = 'eve@example.com'"), "1");
+
+    // The platform refuses the bucket row's removal: named, with the SQL.
+    let summary = revert["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("storage.buckets") && summary.contains("run it by hand: DELETE FROM storage.buckets"),
+        "{summary}"
+    );
+    assert_eq!(q(&pg, "select count(*) from storage.buckets where id = 'docs'"), "1");
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/revert-app.log")).unwrap();
+    assert!(log.contains("user eve@example.com signed up during the deploy"), "{log}");
+    assert!(log.contains("1 row(s) written since into table public.tags"), "{log}");
+    assert!(log.contains("1 value(s) written since into column public.notes.color are dropped with it"), "{log}");
+    assert!(log.contains("default privileges put back"), "{log}");
+    let events: Vec<String> = p.audit().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
+    assert!(events.contains(&"sql.ledger".into()) && events.contains(&"sql.revert".into()), "{events:?}");
+    assert!(!events.contains(&"sql.restore".into()));
+}
+
+#[test]
+fn a_bucket_the_migration_inserted_is_removed_and_the_same_migration_deploys_again() {
+    let pg = Postgres::start();
+    let p = Project::new();
+    p.write(
+        "migrations/20240102000000_buckets.sql",
+        "insert into storage.buckets (id, name, public) values ('reports', 'reports', false);
+create policy \"reports read\" on storage.objects for select to authenticated using (bucket_id = 'reports');
+create policy \"reports write\" on storage.objects for insert to authenticated with check (bucket_id = 'reports');",
+    );
+    let before = pg.dump("postgres");
+    let app = Server::start(|_, n| if n == 0 { Response::status(503) } else { Response::ok("ok") });
+    p.pipeline(&pipeline(&app));
+    run(&p, &pg).assert_code(1);
+    let revert = &p.results()["rollback"]["steps"][0];
+    assert_eq!(revert["status"], "passed", "{}", revert["summary"]);
+    assert_eq!(pg.dump("postgres"), before, "bucket, policies and history gone: the database is as before");
+
+    let again = run(&p, &pg);
+    again.assert_code(0);
+    assert_eq!(q(&pg, "select count(*) from storage.buckets where id = 'reports'"), "1");
+}
+
+#[test]
+fn dropped_columns_and_tables_come_back_with_their_data_and_the_rows_written_since() {
+    let pg = Postgres::start();
+    pg.psql(
+        "postgres",
+        &format!(
+            "{V1}\ncreate table archive (id int primary key, payload jsonb not null);
+             insert into archive values (1, '{{\"a\": 1}}'), (2, '{{\"b\": [2]}}');
+             update orders set status = 'pending' where item = 'one';"
+        ),
+    );
+    let schema_before = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write(
+        "migrations/20240102000000_drop.sql",
+        "alter table notes drop column body;\nalter table orders alter column status type varchar(3) using left(status, 3);\ndrop table archive;",
+    );
+    let app = Server::fixed(Response::status(503));
+    p.pipeline(&pipeline(&app));
+    let writer = LiveWriter::start(pg.client("postgres"), "insert into notes (title) values ('live') returning id");
+    let out = run(&p, &pg);
+    let written = writer.stop();
+    out.assert_code(1);
+    assert_eq!(p.step("migrate")["status"], "passed", "{}", out.stdout);
+    let revert = &p.results()["rollback"]["steps"][0];
+    assert_eq!(revert["status"], "passed", "{}", revert["summary"]);
+
+    assert_same_schema(&pg.app_schema("postgres"), &schema_before);
+    assert_eq!(
+        q(&pg, "select string_agg(title || ':' || body, ',' order by id) from notes where title <> 'live'"),
+        "a:alpha,b:beta,c:gamma"
+    );
+    let live = q(&pg, "select count(*) from notes where title = 'live' and body is null");
+    assert_eq!(live, written.len().to_string(), "every row written meanwhile is there");
+    assert_eq!(
+        q(&pg, "select string_agg(status, ',' order by id) from orders"),
+        "pending,new,new,new",
+        "the value the narrowing cast cut short comes back from the copy"
+    );
+    assert_eq!(
+        q(&pg, "select string_agg(id || '=' || payload::text, ' ' order by id) from archive"),
+        "1={\"a\": 1} 2={\"b\": [2]}"
+    );
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/revert-app.log")).unwrap();
+    assert!(log.contains("brought back 2 row(s) of public.archive from the ledger's copy"), "{log}");
+    assert!(log.contains("brought back 3 value(s) of public.notes.body"), "{log}");
+}
+
+#[test]
+fn rows_a_migration_updated_or_deleted_come_back_unless_a_user_changed_them_since() {
+    let pg = Postgres::start();
+    pg.psql("postgres", V1);
+    let p = Project::new();
+    p.write(
+        "migrations/20240102000000_data.sql",
+        "update orders set status = 'legacy';\ndelete from orders where item = 'four';\ninsert into orders (item, status) values ('seeded', 'new');",
+    );
+    let db = pg.client("postgres");
+    let app = Server::start(move |_, n| {
+        if n == 0 {
+            db.app("update orders set status = 'paid' where item = 'two'").expect("the user's update");
+        }
+        Response::status(503)
+    });
+    p.pipeline(&pipeline(&app));
+    let out = run(&p, &pg);
+    out.assert_code(1);
+    assert_eq!(p.step("migrate")["status"], "passed", "{}", out.stdout);
+    let revert = &p.results()["rollback"]["steps"][0];
+    assert_eq!(revert["status"], "passed", "{}", revert["summary"]);
+    assert_eq!(
+        q(&pg, "select string_agg(item || '=' || status, ',' order by id) from orders"),
+        "one=new,two=paid,three=new,four=new",
+        "the migration's update and delete undone, the user's update kept, its insert removed"
+    );
+}
