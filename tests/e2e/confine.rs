@@ -133,9 +133,11 @@ fn a_shell_script_splicing_the_reason_is_refused_with_the_fix() {
 
 // ---- 3. Restores trust only the host's record -----------------------------
 
+/// The rollback of these restores the backup (`ledger: false`): what they
+/// attack is the restore.
 fn restore_pipeline(app: &Server, tamper: &str) -> String {
     format!(
-        "pipeline: shop\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      - name: backup\n        uses: pg-backup\n        with: {{ database: app, name: app.dump }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n{tamper}      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations }}\n        grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\nrollback:\n  on: [health_check_failure]\n",
+        "pipeline: shop\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      - name: backup\n        uses: pg-backup\n        with: {{ database: app, name: app.dump }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n{tamper}      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations, ledger: false }}\n        grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\" }}\n        grants: {{ net: [\"{}\"] }}\nrollback:\n  on: [health_check_failure]\n",
         app.url("/health"),
         app.grant()
     )

@@ -174,7 +174,7 @@ fn killed_in_the_middle_of_a_migration() {
                 .iter()
                 .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
                 .collect();
-            assert_eq!(steps, [("backup", "passed"), ("migrate", "failed"), ("restore-app", "passed")]);
+            assert_eq!(steps, [("backup", "passed"), ("migrate", "failed"), ("revert-app", "passed")]);
         }
     }
 }

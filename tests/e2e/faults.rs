@@ -56,7 +56,7 @@ fn a_migration_slower_than_its_timeout_is_stopped_and_the_database_restored() {
     );
     let results = p.results();
     assert_eq!(results["rollback"]["ok"], true, "{results:#}");
-    assert_eq!(results["rollback"]["steps"][0]["step"], "restore-app");
+    assert_eq!(results["rollback"]["steps"][0]["step"], "revert-app");
     // Whatever the server did with the abandoned statement, the end state is the backup.
     assert_eq!(pg.dump("postgres"), before);
     assert!(app.requests().is_empty());

@@ -345,7 +345,7 @@ fn a_killed_run_can_be_rolled_back_instead() {
     assert!(rollback.stdout.contains("rolled back: manual rollback of run"), "{}", rollback.stdout);
     assert_eq!(p.results()["status"], "rolled-back");
     assert_eq!(pg.dump("postgres"), before, "the database is back to the backup");
-    assert_eq!(p.results()["rollback"]["steps"][0]["step"], "restore-app");
+    assert_eq!(p.results()["rollback"]["steps"][0]["step"], "revert-app");
     assert_eq!(hang.requests().len(), 1, "a rollback runs no stage again");
     // The lock went with the rollback.
     let unlock = p.deployhost(&["unlock", "--env", "default"], &[]);
