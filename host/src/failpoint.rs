@@ -29,10 +29,33 @@ pub fn after_step(count: usize) {
 }
 
 /// Called at a named point (`ledger-before-commit`, …): with
-/// `DEPLOYHOST_FAILPOINT=<name>` the process dies there as under SIGKILL.
+/// `DEPLOYHOST_FAILPOINT=<name>` the process dies there as under SIGKILL;
+/// with `<name>:N`, the Nth time it gets there.
 pub fn hit(name: &str) {
-    if std::env::var(VAR).is_ok_and(|spec| spec == name) {
-        eprintln!("deployhost: failpoint {name}: dying without cleanup");
+    static HITS: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+    let Ok(spec) = std::env::var(VAR) else { return };
+    let (wanted, nth) = match spec.rsplit_once(':') {
+        Some((n, count)) => (n, count.parse().unwrap_or(1)),
+        None => (spec.as_str(), 1),
+    };
+    if wanted != name {
+        return;
+    }
+    let count = {
+        let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
+        match hits.iter_mut().find(|(n, _)| n == name) {
+            Some((_, c)) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                hits.push((name.to_string(), 1));
+                1
+            }
+        }
+    };
+    if count == nth {
+        eprintln!("deployhost: failpoint {spec}: dying without cleanup");
         std::process::abort();
     }
 }

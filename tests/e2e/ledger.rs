@@ -283,3 +283,117 @@ fn rows_a_migration_updated_or_deleted_come_back_unless_a_user_changed_them_sinc
         "the migration's update and delete undone, the user's update kept, its insert removed"
     );
 }
+
+fn preflight_pipeline(environments: &str) -> String {
+    format!(
+        "pipeline: notes\nenvironment: staging\nversion: \"2\"\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\n\
+         environments:\n{environments}stages:\n  - name: pre-flight\n    steps:\n      - name: migrations-apply\n        \
+         uses: supabase-migrate\n        with: {{ database: app, dir: migrations, dry_run: true }}\n        \
+         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n"
+    )
+}
+
+#[test]
+fn what_the_rollback_cannot_undo_is_named_before_it_runs_and_a_lossless_environment_refuses_it() {
+    let pg = Postgres::start();
+    pg.psql("postgres", &format!("{V1}\ncreate type mood as enum ('ok');"));
+    let p = Project::new();
+    p.write("migrations/20240102000000_enum.sql", "-- a new mood\nalter type mood add value 'meh';");
+    p.write("migrations/20240103000000_drop.sql", "create table t (id int);\n\nalter table notes drop column body;");
+    let schema = pg.app_schema("postgres");
+    let env = [("DATABASE_URL", pg.url("postgres"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Known before the deploy: the pre-flight names each statement, its
+    // class and its line.
+    p.pipeline(&preflight_pipeline("  staging: {}\n"));
+    p.deployhost(&["run", "pipeline.yaml"], &env).assert_code(0);
+    let summary = p.step("migrations-apply")["summary"].as_str().unwrap().to_string();
+    assert!(summary.contains("2 statement(s) the rollback cannot undo with nothing lost"), "{summary}");
+    assert!(summary.contains("20240102000000_enum.sql:2: not reversible: ALTER TYPE … ADD VALUE"), "{summary}");
+    assert!(summary.contains("20240103000000_drop.sql:3: reversible with data the ledger copies"), "{summary}");
+
+    // `rollback: lossless` refuses them before anything runs.
+    p.pipeline(&preflight_pipeline("  staging:\n    rollback: lossless\n"));
+    let refused = p.deployhost(&["run", "pipeline.yaml"], &env);
+    refused.assert_code(1);
+    let summary = p.step("migrations-apply")["summary"].as_str().unwrap().to_string();
+    assert!(
+        summary.contains("environment `staging` requires `rollback: lossless`, and 20240102000000_enum.sql is not"),
+        "{summary}"
+    );
+    assert!(summary.contains("accept_lossy") && summary.contains("nothing was applied"), "{summary}");
+    assert_same_schema(&pg.app_schema("postgres"), &schema);
+    assert_eq!(p.audit_events("migrations-apply", "sql.denied")[0]["op"], "rollback: lossless");
+
+    // Accepting one needs a reason and an approval.
+    p.pipeline(&preflight_pipeline(
+        "  staging:\n    rollback: lossless\n    accept_lossy: [{ migration: 20240102000000_enum.sql, reason: \"\" }]\n",
+    ));
+    let invalid = p.deployhost(&["validate", "pipeline.yaml"], &env);
+    invalid.assert_code(2);
+    let text = invalid.all_output();
+    assert!(text.contains("environments.staging.accept_lossy") && text.contains("require_approval: true"), "{text}");
+    assert!(text.contains("say why 20240102000000_enum.sql may lose data on rollback"), "{text}");
+}
+
+/// Killed after the ledger entry is written, before the migration's
+/// commit; then killed again in the middle of undoing it: `rollback RUN`
+/// ends with the database as before, nothing undone twice.
+#[test]
+fn killed_mid_ledger_and_mid_revert_the_rollback_loses_nothing() {
+    let pg = Postgres::start();
+    pg.psql("postgres", V1);
+    let schema = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write("migrations/20240102000000_a.sql", "create table a (id int);");
+    p.write("migrations/20240103000000_b.sql", "alter table notes add column color text;");
+    let app = Server::fixed(Response::status(503));
+    p.pipeline(&pipeline(&app));
+    let url = pg.url("postgres");
+    // The second recorded transaction: the first migration (the first is
+    // the history table's creation).
+    let killed = p.deployhost(
+        &["run", "pipeline.yaml"],
+        &[("DATABASE_URL", &url), ("DEPLOYHOST_FAILPOINT", "ledger-before-commit:2")],
+    );
+    assert_ne!(killed.code, 0);
+    assert!(killed.stderr.contains("failpoint ledger-before-commit:2"), "{}", killed.stderr);
+    // The history table's entry committed; the first migration's did not.
+    assert_eq!(
+        q(
+            &pg,
+            "select to_regclass('public.a') is null and to_regclass('supabase_migrations.schema_migrations') is not null"
+        ),
+        "t"
+    );
+    let id = p.last_run_dir().file_name().unwrap().to_string_lossy().into_owned();
+
+    let rollback = p.deployhost(&["rollback", &id], &[("DATABASE_URL", &url)]);
+    rollback.assert_code(0);
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/revert-app.log")).unwrap();
+    assert!(log.contains("20240102000000_a.sql never committed: nothing to undo"), "{log}");
+    assert_same_schema(&pg.app_schema("postgres"), &schema);
+
+    // A deploy that migrates, then dies while its rollback undoes it.
+    let p = Project::new();
+    p.write("migrations/20240102000000_a.sql", "create table a (id int);");
+    p.write("migrations/20240103000000_b.sql", "alter table notes add column color text;");
+    p.pipeline(&pipeline(&app));
+    let killed = p.deployhost(
+        &["run", "pipeline.yaml"],
+        &[("DATABASE_URL", &url), ("DEPLOYHOST_FAILPOINT", "ledger-revert-before-commit")],
+    );
+    assert_ne!(killed.code, 0);
+    assert!(killed.stderr.contains("failpoint ledger-revert-before-commit"), "{}", killed.stderr);
+    assert_eq!(q(&pg, "select to_regclass('public.a') is not null"), "t", "the revert's transaction never committed");
+    let id = p.last_run_dir().file_name().unwrap().to_string_lossy().into_owned();
+    p.deployhost(&["rollback", &id], &[("DATABASE_URL", &url)]).assert_code(0);
+    assert_same_schema(&pg.app_schema("postgres"), &schema);
+    assert_eq!(q(&pg, "select count(*) from notes"), "3");
+    // Rolled back once: never undone twice.
+    let again = p.deployhost(&["rollback", &id], &[("DATABASE_URL", &url)]);
+    assert_ne!(again.code, 0);
+    assert!(again.all_output().contains("is rolled-back"), "{}", again.all_output());
+    assert_same_schema(&pg.app_schema("postgres"), &schema);
+}

@@ -73,6 +73,31 @@ pub struct Environment {
     /// process environment.
     #[serde(default)]
     pub vars: std::collections::BTreeMap<String, String>,
+    /// `rollback: lossless`: every migration deployed here must be undoable
+    /// by the change ledger with nothing lost (see docs/rollback.md).
+    #[serde(default)]
+    pub rollback: Option<RollbackRequirement>,
+    /// Migrations a `rollback: lossless` environment deploys anyway, each
+    /// named with why; a deploy here then goes through its approval.
+    #[serde(default)]
+    pub accept_lossy: Vec<AcceptedMigration>,
+}
+
+/// How far a deploy must be undoable (`environments.<name>.rollback`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackRequirement {
+    /// Every statement reversible with nothing lost.
+    Lossless,
+}
+
+/// A migration accepted although its rollback is not lossless.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptedMigration {
+    /// The migration file's name (`20240102000000_drop_archive.sql`).
+    pub migration: String,
+    pub reason: String,
 }
 
 /// How the approver of a deploy is identified (`approval:`).

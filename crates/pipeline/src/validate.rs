@@ -185,6 +185,24 @@ fn check_approval_rules(
         }
         _ => {}
     }
+    if !env.accept_lossy.is_empty() && env.rollback.is_none() {
+        errors.push(
+            loaded.value_error_at(&key("accept_lossy"), "`accept_lossy:` applies only with `rollback: lossless`"),
+        );
+    } else if !env.accept_lossy.is_empty() && !env.require_approval {
+        errors.push(loaded.value_error_at(
+            &key("accept_lossy"),
+            "a migration accepted although its rollback loses data needs an approval: set `require_approval: true`",
+        ));
+    }
+    for (i, accepted) in env.accept_lossy.iter().enumerate() {
+        if accepted.reason.trim().is_empty() {
+            errors.push(loaded.value_error_at(
+                &key(&format!("accept_lossy[{i}].reason")),
+                format!("say why {} may lose data on rollback", accepted.migration),
+            ));
+        }
+    }
     if let Some(timer) = env.wait_timer {
         if timer.0 > MAX_WAIT_TIMER {
             errors.push(loaded.value_error_at(&key("wait_timer"), "wait_timer may be at most 30 days"));

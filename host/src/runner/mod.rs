@@ -98,6 +98,11 @@ pub fn runs_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("runs")
 }
 
+/// Where a run keeps its change ledger (see `capabilities/sql/ledger`).
+pub fn changes_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("changes")
+}
+
 /// Sortable by time to the millisecond, unique enough for one machine:
 /// `20261128T013045123Z-3fa2c1`.
 pub fn new_run_id() -> String {
@@ -155,6 +160,12 @@ pub async fn run(
                 .map(|m| m.host.canonicalize().unwrap_or_else(|_| m.host.clone()))
                 .collect(),
         ),
+        lossless: plan.environment_rules.as_ref().filter(|e| e.rollback.is_some()).map(|e| {
+            Arc::new(crate::capabilities::sql::Lossless {
+                environment: plan.environment.clone(),
+                accepted: e.accept_lossy.clone(),
+            })
+        }),
     });
     // Steps a resumed run completed before: kept as they were.
     let mut done_before: HashMap<String, StepOutcome> = resume
@@ -271,7 +282,7 @@ pub async fn run(
         audit.record(None, AuditEvent::RollbackStart, json!({ "reason": reason }));
         on_progress(Progress::RollbackStarted { reason })?;
         let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
-        let saga = rollback::compensations(plan, &record.steps, &run_dir.join("changes"));
+        let saga = rollback::compensations(plan, &record.steps, &changes_dir(&run_dir));
         let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
         for step in saga.into_iter().chain(own) {
             let outcome = match step {

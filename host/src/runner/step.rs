@@ -41,6 +41,8 @@ pub struct RunContext {
     pub previous_version: String,
     /// Every folder a step of the pipeline may write (canonical where it exists).
     pub write_roots: Arc<Vec<PathBuf>>,
+    /// The environment's `rollback: lossless`, if it has one.
+    pub lossless: Option<Arc<crate::capabilities::sql::Lossless>>,
 }
 
 /// A metric's name and unit are cut to these (redacted first): they reach
@@ -155,7 +157,8 @@ async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: A
         databases: &run.databases,
         tools: &run.tools,
         ledger: run.run_dir.parent().and_then(std::path::Path::parent).map(|state| state.join("backups.jsonl")),
-        changes: Some(run.run_dir.join("changes")),
+        changes: Some(super::changes_dir(&run.run_dir)),
+        lossless: run.lossless.clone(),
         write_roots: &run.write_roots,
     };
     let prepared = sandbox::prepare(runtime, &shared, step, log)?;

@@ -37,6 +37,8 @@ pub struct Shared<'a> {
     pub ledger: Option<PathBuf>,
     /// The run's change ledger folder.
     pub changes: Option<PathBuf>,
+    /// The environment's `rollback: lossless`, if it has one.
+    pub lossless: Option<Arc<crate::capabilities::sql::Lossless>>,
     /// Every folder a step of the pipeline may write.
     pub write_roots: &'a Arc<Vec<PathBuf>>,
 }
@@ -102,6 +104,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             recorded: step.grants.recorded_backups.clone(),
             ledger: shared.ledger.clone(),
             changes: shared.changes.clone(),
+            lossless: shared.lossless.clone(),
             open: Default::default(),
             max_connections: step.limits.db_connections,
             max_result: step.limits.query_result,

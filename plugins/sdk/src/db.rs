@@ -39,6 +39,12 @@ pub fn restore(database: &str, path: &str) -> Result<(), SqlError> {
     crate::bindings::deployhost::plugin::sql::restore(database, path)
 }
 
+/// How far the rollback could undo `sql`; refused where the environment
+/// requires `rollback: lossless` and does not accept `label`.
+pub fn check_reversible(label: &str, sql: &str) -> Result<Vec<String>, SqlError> {
+    crate::bindings::deployhost::plugin::sql::check_reversible(label, sql)
+}
+
 /// Undoes what this run's change ledger recorded for `database`.
 pub fn revert(database: &str) -> Result<Vec<String>, SqlError> {
     crate::bindings::deployhost::plugin::sql::revert(database)

@@ -544,6 +544,25 @@ impl Guest for SupabaseMigrate {
         create_history(&db, p.ledger && !p.dry_run)?;
         let applied = supabase::read_history(&db)?;
         let pending = plan(&files, &applied, p.include_all)?;
+        // How far the rollback could undo each pending file, known before
+        // any of them runs; refused under `rollback: lossless`.
+        let mut reversibility = Vec::new();
+        for m in &pending {
+            match db::check_reversible(&m.file, &m.sql) {
+                Ok(lines) => reversibility.extend(lines),
+                Err(e) => {
+                    if p.dry_run {
+                        let _ = db.rollback();
+                    }
+                    return Ok(Report::failed(format!("{}; nothing was applied", db::describe(&e)))
+                        .output("failed_version", &m.version)
+                        .output("applied", ""));
+                }
+            }
+        }
+        for line in &reversibility {
+            sdk::log::warn(&format!("rollback: {line}"));
+        }
 
         let mut done = Vec::new();
         // Statements that ran outside a transaction (or were not tried in a
@@ -616,7 +635,17 @@ impl Guest for SupabaseMigrate {
         // A dry run applied nothing: it says what would apply.
         let (applied_now, would_apply) =
             if p.dry_run { (String::new(), done.join(",")) } else { (done.join(","), String::new()) };
+        let summary = if reversibility.is_empty() {
+            summary
+        } else {
+            format!(
+                "{summary}; {} statement(s) the rollback cannot undo with nothing lost: {}",
+                reversibility.len(),
+                reversibility.join("; ")
+            )
+        };
         Ok(Report::passed(summary)
+            .output("reversibility", reversibility.join("\n"))
             .output("applied", applied_now)
             .output("would_apply", would_apply)
             .output("latest_version", latest)

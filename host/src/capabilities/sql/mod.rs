@@ -58,6 +58,8 @@ pub struct SqlGrant {
     pub ledger: Option<PathBuf>,
     /// The run's change ledger folder (`<run>/changes`, see `ledger/`).
     pub changes: Option<PathBuf>,
+    /// The environment's `rollback: lossless`, with what it accepts anyway.
+    pub lossless: Option<Arc<Lossless>>,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
     /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
@@ -82,12 +84,19 @@ impl Default for SqlGrant {
             recorded: BTreeMap::new(),
             ledger: None,
             changes: None,
+            lossless: None,
             open: Arc::default(),
             scope: scope::Scope::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
             max_result: deployhost_pipeline::grants::DEFAULT_QUERY_RESULT,
         }
     }
+}
+
+/// An environment's `rollback: lossless` rule.
+pub struct Lossless {
+    pub environment: String,
+    pub accepted: Vec<deployhost_pipeline::model::AcceptedMigration>,
 }
 
 /// An open connection handed to a step (defined beside the bindings,
@@ -236,6 +245,10 @@ impl Host for CapsView<'_> {
         backup::restore(self, &database, &path).await
     }
 
+    async fn check_reversible(&mut self, label: String, sql: String) -> Result<Vec<String>, SqlError> {
+        self.reversibility(&label, &sql)
+    }
+
     async fn revert(&mut self, database: String) -> Result<Vec<String>, SqlError> {
         if !self.caps.sql.granted.contains_key(&database) {
             return Err(self.deny_database(&database, "revert"));
@@ -259,6 +272,44 @@ impl Host for CapsView<'_> {
 }
 
 impl CapsView<'_> {
+    /// `check-reversible`: the statements of `sql` that the ledger cannot
+    /// undo with nothing lost; refused under `rollback: lossless` unless
+    /// the environment accepts `label`.
+    fn reversibility(&self, label: &str, sql: &str) -> Result<Vec<String>, SqlError> {
+        // A file PostgreSQL's parser refuses fails when it runs, with the
+        // server's own error; nothing to classify.
+        let Ok(findings) = crate::sqlparse::analyze(sql) else { return Ok(Vec::new()) };
+        let lines: Vec<String> = findings
+            .iter()
+            .filter(|a| a.class != crate::sqlparse::Reversibility::Lossless)
+            .map(|a| format!("{label}:{}: {}: {}", a.line, a.class.describe(), a.why))
+            .collect();
+        let Some(rule) = &self.caps.sql.lossless else { return Ok(lines) };
+        if lines.is_empty() {
+            return Ok(lines);
+        }
+        if let Some(accepted) = rule.accepted.iter().find(|a| a.migration == label) {
+            let caps = &self.caps;
+            caps.audit.record(
+                Some(&caps.step),
+                AuditEvent::SqlLedger,
+                json!({ "label": label, "accepted_lossy": accepted.reason, "findings": lines }),
+            );
+            return Ok(lines);
+        }
+        let caps = &self.caps;
+        caps.audit.record(
+            Some(&caps.step),
+            AuditEvent::SqlDenied,
+            json!({ "op": "rollback: lossless", "label": label, "findings": lines }),
+        );
+        Err(SqlError::Tool(format!(
+            "environment `{env}` requires `rollback: lossless`, and {label} is not: {}; to deploy it anyway, add              `accept_lossy: [{{ migration: {label}, reason: \"…\" }}]` to environments.{env} (its deploys need an approval)",
+            lines.join("; "),
+            env = rule.environment
+        )))
+    }
+
     fn changes_dir(&self) -> Result<PathBuf, SqlError> {
         self.caps
             .sql

@@ -1030,8 +1030,24 @@ pub async fn revert(client: &Client, dir: &Path, database: &str) -> Result<Vec<S
             lines.push(format!("{} was undone before", e.label));
             continue;
         }
-        match status(&e.xid).await.as_str() {
+        // A transaction whose client died a moment ago may still be open
+        // on the server until it notices: it can only end aborted.
+        let mut state = status(&e.xid).await;
+        for _ in 0..100 {
+            if state != "in progress" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            state = status(&e.xid).await;
+        }
+        match state.as_str() {
             "committed" => todo.push(e),
+            "in progress" => {
+                return Err(format!(
+                    "the transaction of {} ({}) is still open on the server; try again",
+                    e.label, e.xid
+                ));
+            }
             _ => lines.push(format!("{} never committed: nothing to undo", e.label)),
         }
     }
