@@ -397,3 +397,49 @@ fn killed_mid_ledger_and_mid_revert_the_rollback_loses_nothing() {
     assert!(again.all_output().contains("is rolled-back"), "{}", again.all_output());
     assert_same_schema(&pg.app_schema("postgres"), &schema);
 }
+
+/// `data: changes`: the schema, and the rows of the tables the pending
+/// migrations can drop or rewrite; such a backup is never restored over
+/// the database (it would empty every other table).
+#[test]
+fn the_backup_holds_the_rows_only_of_what_the_pending_migrations_can_destroy() {
+    let pg = Postgres::start();
+    pg.psql("postgres", &format!("{V1}\ncreate table events (id bigint primary key, payload text);\ninsert into events select g, repeat('x', 200) from generate_series(1, 20000) g;"));
+    let p = Project::new();
+    p.write("migrations/20240101000000_old.sql", "delete from events;");
+    p.mkdir("backups");
+    p.write(
+        "migrations/20240102000000_notes.sql",
+        "alter table notes drop column body;\nupdate orders set status = 'x';",
+    );
+    pg.psql(
+        "postgres",
+        "create schema supabase_migrations; create table supabase_migrations.schema_migrations (version text primary key, statements text[], name text);
+         insert into supabase_migrations.schema_migrations (version, name) values ('20240101000000', 'old');",
+    );
+    p.pipeline(
+        "pipeline: notes\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: backup\n    steps:\n      \
+         - name: backup\n        uses: pg-backup\n        with: { database: app, name: small.dump, data: changes, migrations: migrations }\n        \
+         grants: { databases: [app], fs: { read: [migrations], write: [backups] } }\n      \
+         - name: full\n        uses: pg-backup\n        with: { database: app, name: full.dump }\n        \
+         grants: { databases: [app], fs: { write: [backups] } }\n      \
+         - name: restore\n        uses: pg-restore\n        with: { database: app, from: backups/small.dump }\n        \
+         grants: { databases: [app], fs: { read: [backups] } }\n        blocking: false\n",
+    );
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+    let dump = &p.audit_events("backup", "sql.dump")[0];
+    assert_eq!(dump["data_tables"], serde_json::json!(["public.notes", "public.orders"]), "{dump}");
+    let size = |step: &str| p.audit_events(step, "sql.dump")[0]["bytes"].as_u64().unwrap();
+    let (small, full) = (size("backup"), size("full"));
+    assert!(
+        small > 0 && small * 4 < full,
+        "the changes backup ({small} bytes) is not well under the full one ({full} bytes)"
+    );
+    let restore = p.step("restore");
+    assert_eq!(restore["status"], "failed");
+    assert!(
+        restore["summary"].as_str().unwrap().contains("holds the schema and the rows of 2 table(s) only"),
+        "{restore}"
+    );
+    assert_eq!(q(&pg, "select count(*) from events"), "20000", "nothing was restored over the database");
+}

@@ -105,6 +105,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             ledger: shared.ledger.clone(),
             changes: shared.changes.clone(),
             lossless: shared.lossless.clone(),
+            backup_data: crate::capabilities::sql::BackupData::from_params(&step.params).unwrap_or_default(),
             open: Default::default(),
             max_connections: step.limits.db_connections,
             max_result: step.limits.query_result,

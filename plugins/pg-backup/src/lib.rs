@@ -24,6 +24,22 @@ struct Params {
     #[serde(default)]
     #[allow(dead_code)]
     exclude_schemas: Vec<String>,
+    /// Read by the host: `all` (default), `schema`, or `changes` (the
+    /// schema and the rows of what the pending migrations can destroy).
+    #[serde(default)]
+    data: Data,
+    /// With `data: changes`: the migrations folder (read by the host).
+    #[allow(dead_code)]
+    migrations: Option<String>,
+}
+
+#[derive(Deserialize, Default, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Data {
+    #[default]
+    All,
+    Schema,
+    Changes,
 }
 
 fn default_to() -> String {
@@ -40,12 +56,34 @@ impl Guest for PgBackup {
             .param("name", "string", false, None, "file name (default <database>-<run id>.dump)")
             .param("schemas", "list", false, None, "only these schemas (default: every schema but the platform's)")
             .param("exclude_schemas", "list", false, None, "schemas to leave out as well")
+            .param(
+                "data",
+                "string",
+                false,
+                Some("all"),
+                "all | schema | changes: the rows of what the pending migrations can drop or rewrite",
+            )
+            .param(
+                "migrations",
+                "string",
+                false,
+                Some("supabase/migrations"),
+                "with data: changes, the migrations folder",
+            )
             .needs(Capability::Database, "database", "dumps the database")
             .needs(Capability::FsWrite, "to", "writes the backup file")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
+        if p.data == Data::Changes
+            && p.migrations.is_none()
+            && !std::path::Path::new(&sdk::guest_path("supabase/migrations")).is_dir()
+        {
+            return Err(StepError::InvalidParams(
+                "`data: changes` reads the pending migrations: set `migrations:` to their folder and grant it in fs.read".into(),
+            ));
+        }
         let name = p.name.clone().unwrap_or_else(|| format!("{}-{}.dump", p.database, ctx.run_id));
         if name.contains('/') {
             return Err(StepError::InvalidParams(format!("name `{name}` must be a file name, not a path")));

@@ -82,6 +82,135 @@ fn tool_major(tool: &Path) -> Option<u32> {
     text.split_whitespace().nth(2)?.split('.').next()?.parse().ok()
 }
 
+/// What data a backup holds (`pg-backup`'s `data:`, read by the host).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BackupData {
+    /// Every table's rows: what a restore (`ledger: false`, disaster
+    /// recovery) replays.
+    #[default]
+    All,
+    /// The schema only.
+    Schema,
+    /// The schema, and the rows of the tables the pending migrations in
+    /// this folder can drop or rewrite: what the change ledger's rollback
+    /// could ever need beyond its own copies.
+    Changes { migrations: String },
+}
+
+impl BackupData {
+    pub fn from_params(params: &serde_json::Map<String, serde_json::Value>) -> Result<BackupData, String> {
+        let migrations = params.get("migrations").and_then(|v| v.as_str()).unwrap_or("supabase/migrations").to_string();
+        match params.get("data").and_then(|v| v.as_str()) {
+            None | Some("all") => Ok(BackupData::All),
+            Some("schema") => Ok(BackupData::Schema),
+            Some("changes") => Ok(BackupData::Changes { migrations }),
+            Some(other) => Err(format!("`data: {other}`: say all, schema or changes")),
+        }
+    }
+}
+
+/// The tables whose rows the pending migrations in `dir` (a folder of
+/// `<version>_<name>.sql` under the step's grants) can drop or rewrite,
+/// as PostgreSQL's parser reads them; `None` when a file cannot be read
+/// or parsed (then every table's rows are kept).
+async fn tables_changed(
+    mounts: &[fs::Mount],
+    client: &tokio_postgres::Client,
+    dir: &str,
+) -> Result<Option<Vec<String>>, SqlError> {
+    let guest = format!("/{}", dir.trim_matches('/'));
+    let host = match mounts.iter().find(|m| m.guest == guest) {
+        Some(m) => m.host.clone(),
+        None => fs::host_path(mounts, dir, false)
+            .map_err(|m| SqlError::Tool(format!("`data: changes` reads the migrations in {dir}: {m}")))?,
+    };
+    let applied: Vec<String> = match client
+        .query(
+            "SELECT version FROM supabase_migrations.schema_migrations \
+             WHERE to_regclass('supabase_migrations.schema_migrations') IS NOT NULL",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows.iter().map(|r| r.get(0)).collect(),
+        Err(_) => Vec::new(),
+    };
+    let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&host)
+        .map_err(|e| SqlError::Tool(format!("cannot read {dir}: {e}")))?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let version = name.strip_suffix(".sql")?.split('_').next()?.to_string();
+            (version.bytes().all(|b| b.is_ascii_digit()) && !version.is_empty()).then(|| (version, e.path()))
+        })
+        .filter(|(v, _)| !applied.contains(v))
+        .collect();
+    files.sort();
+    let mut tables = Vec::new();
+    for (_, path) in files {
+        let Ok(sql) = crate::pipeline::files::read_regular_string(&path, 64 << 20) else { return Ok(None) };
+        let Ok(analyses) = crate::sqlparse::analyze(&sql) else { return Ok(None) };
+        for save in analyses.iter().flat_map(|a| &a.saves) {
+            let rows = match save {
+                crate::sqlparse::Save::Table { table } | crate::sqlparse::Save::Columns { table, .. } => client
+                    .query(
+                        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+                        &[&table.sql()],
+                    )
+                    .await,
+                crate::sqlparse::Save::Schema { schema } => client
+                    .query(
+                        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c \
+                         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                        &[schema],
+                    )
+                    .await,
+            };
+            let rows = rows.map_err(|e| SqlError::Connection(error_text(&e)))?;
+            tables.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+        }
+    }
+    tables.sort();
+    tables.dedup();
+    Ok(Some(tables))
+}
+
+/// [`tables_changed`] with the names in the migrations resolved as the
+/// migrations will: the role's own `search_path` (`scope::record` set
+/// the session's to `pg_catalog`).
+async fn tables_changed_in_session(
+    mounts: &[fs::Mount],
+    client: &tokio_postgres::Client,
+    dir: &str,
+) -> Result<Option<Vec<String>>, SqlError> {
+    client.batch_execute("RESET search_path").await.map_err(|e| SqlError::Connection(error_text(&e)))?;
+    tables_changed(mounts, client, dir).await
+}
+
+/// `pg_dump` arguments leaving out the rows of every table of `schemas`
+/// but `keep` (qualified as `format('%I.%I')` writes them).
+async fn data_args(
+    client: &tokio_postgres::Client,
+    schemas: &[String],
+    keep: &[String],
+) -> Result<Vec<String>, SqlError> {
+    let rows = client
+        .query(
+            "SELECT format('%I.%I', n.nspname, c.relname), format('\"%s\".\"%s\"', replace(n.nspname, '\"', '\"\"'), \
+             replace(c.relname, '\"', '\"\"')) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = ANY($1) AND c.relkind IN ('r', 'p', 'm')",
+            &[&schemas],
+        )
+        .await
+        .map_err(|e| SqlError::Connection(error_text(&e)))?;
+    Ok(rows
+        .iter()
+        .filter(|r| !keep.contains(&r.get::<_, String>(0)))
+        .map(|r| format!("--exclude-table-data={}", r.get::<_, String>(1)))
+        .collect())
+}
+
 /// Written next to each backup: what it is and its digest, checked before
 /// it is ever restored.
 #[derive(Serialize, Deserialize)]
@@ -140,13 +269,15 @@ fn recorded_digest(state: &CapsView<'_>, path: &str, host: &Path) -> Result<Stri
     }
     let key = host.display().to_string();
     let newest =
-        sql.ledger.as_deref().and_then(|l| crate::files::read_regular_string(l, 64 << 20).ok()).and_then(|text| {
-            text.lines()
-                .rev()
-                .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
-                .find(|e| e.path == key)
-                .map(|e| e.sha256)
-        });
+        sql.ledger.as_deref().and_then(|l| crate::pipeline::files::read_regular_string(l, 64 << 20).ok()).and_then(
+            |text| {
+                text.lines()
+                    .rev()
+                    .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
+                    .find(|e| e.path == key)
+                    .map(|e| e.sha256)
+            },
+        );
     newest.ok_or_else(|| {
         SqlError::Tool(format!(
             "backup `{path}` was not taken by deployhost on this machine (no digest recorded for it); \
@@ -160,16 +291,19 @@ fn recorded_digest(state: &CapsView<'_>, path: &str, host: &Path) -> Result<Stri
 /// (the restore then works it out from the dump's own listing).
 fn recorded_scope(state: &CapsView<'_>, host: &Path, file: &GrantFile, trusted: &str) -> Option<Recorded> {
     let key = host.display().to_string();
-    let from_ledger =
-        state.caps.sql.ledger.as_deref().and_then(|l| crate::files::read_regular_string(l, 64 << 20).ok()).and_then(
-            |text| {
-                text.lines()
-                    .rev()
-                    .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
-                    .find(|e| e.path == key && e.sha256 == trusted)
-                    .and_then(|e| e.scope)
-            },
-        );
+    let from_ledger = state
+        .caps
+        .sql
+        .ledger
+        .as_deref()
+        .and_then(|l| crate::pipeline::files::read_regular_string(l, 64 << 20).ok())
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .filter_map(|l| serde_json::from_str::<LedgerEntry>(l).ok())
+                .find(|e| e.path == key && e.sha256 == trusted)
+                .and_then(|e| e.scope)
+        });
     from_ledger.or_else(|| {
         let bytes = file.sibling(".json").ok()?.read(1 << 20).ok()?;
         let manifest: Manifest = serde_json::from_slice(&bytes).ok()?;
@@ -296,21 +430,38 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
-    let recorded = {
-        let client = connect(&target).await.map_err(SqlError::Connection)?;
-        scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?
-    };
+    let client = connect(&target).await.map_err(SqlError::Connection)?;
+    let mut recorded = scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?;
     if recorded.schemas.is_empty() {
         return Err(SqlError::Tool(format!(
             "no schema of `{database}` is in the backup's scope ({})",
             recorded.scope.describe()
         )));
     }
+    let data = match &state.caps.sql.backup_data {
+        BackupData::All => Vec::new(),
+        BackupData::Schema => {
+            recorded.data_tables = Some(Vec::new());
+            vec!["--schema-only".to_string()]
+        }
+        BackupData::Changes { migrations } => {
+            match tables_changed_in_session(&state.caps.sql.mounts.clone(), &client, migrations).await? {
+                Some(keep) => {
+                    let args = data_args(&client, &recorded.schemas, &keep).await?;
+                    recorded.data_tables = Some(keep);
+                    args
+                }
+                None => Vec::new(),
+            }
+        }
+    };
+    drop(client);
     let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);
     pg_env(&mut cmd, &target);
     cmd.args(["--format=custom", "--no-password"])
         .args(scope::dump_args(&recorded.schemas))
+        .args(&data)
         .stdout(Stdio::from(out.into_std()));
     run_tool(cmd, "pg_dump").await?;
 
@@ -339,7 +490,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     caps.audit.record(
         Some(&caps.step),
         AuditEvent::SqlDump,
-        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "ms": started.elapsed().as_millis() as u64 }),
+        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "data_tables": recorded.data_tables, "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
 }
@@ -377,6 +528,14 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     let given = &state.caps.sql.scope;
     if *given != scope::Scope::default() {
         recorded.get_or_insert_with(Recorded::default).scope = given.clone();
+    }
+    if let Some(tables) = recorded.as_ref().and_then(|r| r.data_tables.as_ref()) {
+        return Err(SqlError::Tool(format!(
+            "backup `{path}` holds the schema and the rows of {} table(s) only (`data: changes` or `schema`); \
+             restoring it would empty every other table. The change ledger undoes a deploy; for disaster recovery \
+             take a full backup (`data: all`)",
+            tables.len()
+        )));
     }
     let target = target(state, database)?;
     let started = Instant::now();

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use values::{Param, row_values, value_bytes};
 use wasmtime::component::Resource;
 
-pub use backup::ToolSet;
+pub use backup::{BackupData, ToolSet};
 
 const AUDIT_STATEMENT_CHARS: usize = 200;
 
@@ -60,6 +60,8 @@ pub struct SqlGrant {
     pub changes: Option<PathBuf>,
     /// The environment's `rollback: lossless`, with what it accepts anyway.
     pub lossless: Option<Arc<Lossless>>,
+    /// `data:` of a pg-backup step: what rows its dump holds.
+    pub backup_data: BackupData,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
     /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
@@ -85,6 +87,7 @@ impl Default for SqlGrant {
             ledger: None,
             changes: None,
             lossless: None,
+            backup_data: BackupData::All,
             open: Arc::default(),
             scope: scope::Scope::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,

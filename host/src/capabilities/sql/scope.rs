@@ -155,6 +155,11 @@ pub struct Recorded {
     pub extensions: Vec<String>,
     #[serde(default)]
     pub attachments: Vec<Attachment>,
+    /// `data: changes` or `schema`: the only tables whose rows the backup
+    /// holds (absent: every table's). Such a backup is never restored
+    /// over the database: it would empty the other tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_tables: Option<Vec<String>>,
 }
 
 fn db_text(e: tokio_postgres::Error) -> String {
@@ -222,7 +227,13 @@ pub async fn record(client: &Client, scope: &Scope) -> Result<Recorded, String> 
     let all = schemas(client).await?;
     let in_scope: Vec<String> = all.keys().filter(|s| scope.includes(s)).cloned().collect();
     let attachments = attachments(client, &in_scope).await?.into_iter().map(|(a, _)| a).collect();
-    Ok(Recorded { scope: scope.clone(), schemas: in_scope, extensions: extensions(client).await?, attachments })
+    Ok(Recorded {
+        scope: scope.clone(),
+        schemas: in_scope,
+        extensions: extensions(client).await?,
+        attachments,
+        data_tables: None,
+    })
 }
 
 /// `pg_dump` arguments selecting exactly `schemas` (quoted: literal names).
