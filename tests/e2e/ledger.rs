@@ -442,4 +442,20 @@ fn the_backup_holds_the_rows_only_of_what_the_pending_migrations_can_destroy() {
         "{restore}"
     );
     assert_eq!(q(&pg, "select count(*) from events"), "20000", "nothing was restored over the database");
+
+    // A migration whose rollback would restore that backup is refused.
+    p.pipeline(
+        "pipeline: notes\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: db\n    steps:\n      \
+         - name: backup\n        uses: pg-backup\n        with: { database: app, data: changes, migrations: migrations }\n        \
+         grants: { databases: [app], fs: { read: [migrations], write: [backups] } }\n      \
+         - name: migrate\n        uses: supabase-migrate\n        with: { database: app, dir: migrations, ledger: false }\n        \
+         grants: { databases: [app], fs: { read: [migrations] } }\n",
+    );
+    let invalid = p.deployhost(&["validate", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    invalid.assert_code(2);
+    assert!(
+        invalid.all_output().contains("stages[0].steps[1].with.ledger") && invalid.all_output().contains("data: all"),
+        "{}",
+        invalid.all_output()
+    );
 }

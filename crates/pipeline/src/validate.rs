@@ -10,7 +10,7 @@ use crate::grants::{
     DEFAULT_DB_CONNECTIONS, DEFAULT_HTTP_REQUESTS, DEFAULT_MEMORY, DEFAULT_QUERY_RESULT, DEFAULT_TIMEOUT, StepLimits,
 };
 use crate::grants::{Mount, check_grant_path};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::Duration;
 
@@ -432,17 +432,30 @@ fn shell_splices_text(command: &str) -> Option<String> {
 /// changes nothing and needs none.
 fn check_backup_before_migration(loaded: &Loaded, stages: &[PlannedStage], errors: &mut Vec<ConfigError>) {
     let database = |step: &PlannedStep| step.params.get("database").and_then(|v| v.as_str()).map(str::to_string);
-    let mut backed_up: BTreeSet<String> = BTreeSet::new();
+    // Database → whether its backup holds every table's rows (`data: all`).
+    let mut backed_up: BTreeMap<String, bool> = BTreeMap::new();
     for stage in stages {
-        let mut this_stage = BTreeSet::new();
+        let mut this_stage = BTreeMap::new();
         for step in &stage.steps {
             let dry_run = step.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false);
             if MIGRATORS.contains(&step.uses.as_str())
                 && !dry_run
                 && let Some(db) = database(step)
             {
-                let covered = backed_up.contains(&db) || (!stage.parallel && this_stage.contains(&db));
-                if !covered {
+                let backup = backed_up.get(&db).or(if stage.parallel { None } else { this_stage.get(&db) });
+                // Without the change ledger the rollback restores the
+                // backup: only a full one may be restored.
+                let ledger = step.params.get("ledger").and_then(|v| v.as_bool()).unwrap_or(true);
+                if backup == Some(&false) && !ledger {
+                    errors.push(loaded.value_error_at(
+                        &format!("{}.with.ledger", step.key),
+                        format!(
+                            "with `ledger: false` the rollback restores the `{BACKUP}` of `{db}`, which holds only \
+                             some tables' rows (`data:`); back it up with `data: all`, or keep the ledger"
+                        ),
+                    ));
+                }
+                if backup.is_none() {
                     errors.push(loaded.value_error_at(
                         &format!("{}.uses", step.key),
                         format!(
@@ -457,7 +470,8 @@ fn check_backup_before_migration(loaded: &Loaded, stages: &[PlannedStage], error
                 && step.blocking
                 && let Some(db) = database(step)
             {
-                this_stage.insert(db);
+                let full = step.params.get("data").and_then(|v| v.as_str()).is_none_or(|d| d == "all");
+                this_stage.insert(db, full);
             }
         }
         backed_up.extend(this_stage);
