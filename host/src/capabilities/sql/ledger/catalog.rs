@@ -350,3 +350,55 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Vec<Change> {
     changes.extend(created.into_iter().map(|o| Change::Created { object: o.clone() }));
     changes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(objects: &[(Kind, &str, &str, bool, serde_json::Value)]) -> Snapshot {
+        Snapshot {
+            objects: objects
+                .iter()
+                .map(|(kind, key, oid, mine, extra)| {
+                    let mut state = serde_json::json!({ "oid": oid });
+                    state.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+                    ((*kind, key.to_string()), (Object { kind: *kind, key: key.to_string(), state }, *mine))
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_what_this_transaction_wrote_is_its_change() {
+        let none = serde_json::json!({});
+        let before = snapshot(&[
+            (Kind::Table, "public.notes", "1", false, none.clone()),
+            (Kind::Table, "public.old", "2", false, none.clone()),
+            (Kind::Trigger, "storage.buckets.t", "3", false, serde_json::json!({ "def": "v1" })),
+        ]);
+        let after = snapshot(&[
+            (Kind::Table, "public.notes", "1", false, none.clone()),
+            (Kind::Table, "public.tags", "4", true, none.clone()),
+            // The platform's: appeared or changed meanwhile, not by this transaction.
+            (Kind::Trigger, "storage.buckets.t", "3", false, serde_json::json!({ "def": "v2" })),
+            (Kind::Trigger, "storage.objects.guard", "5", false, none.clone()),
+        ]);
+        let changes = diff(&before, &after);
+        let described: Vec<String> = changes.iter().map(Change::describe).collect();
+        assert_eq!(described, vec!["dropped table public.old", "created table public.tags"]);
+    }
+
+    #[test]
+    fn a_rename_keeps_its_id_and_is_one_alteration() {
+        let none = serde_json::json!({});
+        let before = snapshot(&[(Kind::Table, "public.a", "7", false, none.clone())]);
+        let after = snapshot(&[(Kind::Table, "public.b", "7", true, none.clone())]);
+        let changes = diff(&before, &after);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].describe(), "renamed table public.a to public.b");
+        // Dropped and created again under the same name: two changes.
+        let again = snapshot(&[(Kind::Table, "public.a", "8", true, none)]);
+        let described: Vec<String> = diff(&before, &again).iter().map(Change::describe).collect();
+        assert_eq!(described, vec!["created table public.a", "dropped table public.a"]);
+    }
+}

@@ -1086,3 +1086,100 @@ pub async fn revert(client: &Client, dir: &Path, database: &str) -> Result<Vec<S
     client.batch_execute("COMMIT").await.map_err(db_text)?;
     Ok(r.lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acl(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn privileges_are_read_per_grantee_and_letter() {
+        let items = acl_items(&acl(&["=X/postgres", "\"weird \"\"role\"=r*w/postgres"]));
+        assert_eq!(
+            items,
+            vec![("".into(), 'X', false), ("weird \"role".into(), 'r', true), ("weird \"role".into(), 'w', false)]
+        );
+    }
+
+    #[test]
+    fn grants_and_revokes_take_the_acl_back() {
+        // ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC, undone.
+        let back = acl_statements(
+            "FUNCTIONS",
+            "",
+            &acl(&["=X/postgres", "postgres=X/postgres"]),
+            &acl(&["postgres=X/postgres"]),
+        );
+        assert_eq!(back, vec!["GRANT EXECUTE ON FUNCTIONS TO PUBLIC"]);
+        // GRANT SELECT ON notes TO anon, undone.
+        let back = acl_statements(
+            "TABLE public.notes",
+            "",
+            &acl(&["postgres=arwdDxt/postgres"]),
+            &acl(&["postgres=arwdDxt/postgres", "anon=r/postgres"]),
+        );
+        assert_eq!(back, vec!["REVOKE SELECT ON TABLE public.notes FROM \"anon\" CASCADE"]);
+        // A grant option taken away is given back.
+        let back = acl_statements("TABLE t", " (c)", &acl(&["a=r*/o"]), &acl(&["a=r/o"]));
+        assert_eq!(back, vec!["GRANT SELECT (c) ON TABLE t TO \"a\" WITH GRANT OPTION"]);
+        assert!(acl_statements("TABLE t", "", &acl(&["a=r/o"]), &acl(&["a=r/o"])).is_empty());
+    }
+
+    fn object(kind: Kind, key: &str, state: serde_json::Value) -> Object {
+        Object { kind, key: key.into(), state }
+    }
+
+    #[test]
+    fn definitions_are_written_back_as_recorded() {
+        let policy = object(
+            Kind::Policy,
+            "storage.objects.\"docs read\"",
+            serde_json::json!({ "table_key": "storage.objects", "name": "docs read", "cmd": "r", "permissive": true,
+                "roles": ["authenticated"], "using": "(bucket_id = 'docs'::text)", "check": null }),
+        );
+        assert_eq!(
+            create_sql(&policy, &[]).unwrap(),
+            "CREATE POLICY \"docs read\" ON storage.objects AS PERMISSIVE FOR SELECT TO authenticated USING ((bucket_id = 'docs'::text))"
+        );
+        assert_eq!(drop_sql(&policy).unwrap(), "DROP POLICY \"docs read\" ON storage.objects");
+        let col = |name: &str, num: i64, ty: &str, notnull: bool, default: Option<&str>| {
+            object(
+                Kind::Column,
+                &format!("public.t.{name}"),
+                serde_json::json!({ "table_key": "public.t", "name": name, "num": num, "type": ty, "notnull": notnull,
+                    "default": default, "identity": null, "generated": null, "collation": null }),
+            )
+        };
+        let (id, body) = (col("id", 1, "bigint", true, None), col("body", 2, "text", true, Some("''::text")));
+        let table = object(Kind::Table, "public.t", serde_json::json!({ "partitioned": false, "unlogged": false }));
+        assert_eq!(
+            create_sql(&table, &[&body, &id]).unwrap(),
+            "CREATE TABLE public.t (\"id\" bigint NOT NULL, \"body\" text DEFAULT ''::text NOT NULL)"
+        );
+        assert_eq!(
+            create_sql(&body, &[]).unwrap(),
+            "ALTER TABLE public.t ADD COLUMN \"body\" text DEFAULT ''::text",
+            "NOT NULL comes once the values are back"
+        );
+        let labels = object(Kind::Type, "public.mood", serde_json::json!({ "kind": "e", "labels": ["ok", "it's"] }));
+        assert_eq!(create_sql(&labels, &[]).unwrap(), "CREATE TYPE public.mood AS ENUM ('ok', 'it''s')");
+    }
+
+    #[test]
+    fn dependants_are_dropped_before_what_they_depend_on() {
+        let kinds = [Kind::Schema, Kind::Table, Kind::Column, Kind::Index, Kind::Trigger, Kind::Policy, Kind::Function];
+        let mut objects: Vec<Object> = kinds.iter().map(|k| object(*k, "x", serde_json::json!({}))).collect();
+        objects.sort_by_key(drop_rank);
+        let order: Vec<Kind> = objects.iter().map(|o| o.kind).collect();
+        assert_eq!(
+            order,
+            vec![Kind::Policy, Kind::Trigger, Kind::Index, Kind::Column, Kind::Table, Kind::Function, Kind::Schema]
+        );
+        assert!(create_rank(Kind::Schema) < create_rank(Kind::Table));
+        assert!(create_rank(Kind::Table) < create_rank(Kind::Constraint));
+        assert!(create_rank(Kind::Function) < create_rank(Kind::Trigger));
+    }
+}
