@@ -459,3 +459,31 @@ fn the_backup_holds_the_rows_only_of_what_the_pending_migrations_can_destroy() {
         invalid.all_output()
     );
 }
+
+/// The previous rollback, kept for `ledger: false`: it restores the full
+/// backup, and says what that loses, table by table.
+#[test]
+fn restoring_a_backup_names_the_rows_written_since_that_it_loses() {
+    let pg = Postgres::start();
+    pg.psql("postgres", V1);
+    let p = Project::new();
+    p.write("migrations/20240102000000_v2.sql", "alter table notes add column color text;");
+    let db = pg.client("postgres");
+    let app = Server::start(move |_, n| {
+        if n == 0 {
+            db.app("insert into orders (item) values ('during'), ('during')").expect("the app's write");
+            db.app("insert into audit_log (what) values ('during')").expect("the app's write");
+        }
+        Response::status(503)
+    });
+    p.pipeline(&pipeline(&app).replace("dir: migrations }", "dir: migrations, ledger: false }"));
+    run(&p, &pg).assert_code(1);
+    let restore = &p.results()["rollback"]["steps"][0];
+    assert_eq!(restore["step"], "restore-app");
+    let summary = restore["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("3 row(s) written since the backup are lost: public.audit_log 1, public.orders 2"),
+        "{summary}"
+    );
+    assert_eq!(q(&pg, "select count(*) from orders where item = 'during'"), "0", "as it says: lost");
+}

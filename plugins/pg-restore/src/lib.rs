@@ -55,6 +55,49 @@ fn extensions_since(database: &str, dump: &str) -> Vec<String> {
         .collect()
 }
 
+/// Rows written since the backup was taken, per table of the schemas it
+/// holds (a row whose `xmin` is the dump's `xmax` or newer): what restoring
+/// it loses. Read from the manifest beside the dump, for people: a warning.
+fn written_since(database: &str, dump: &str) -> Vec<(String, i64)> {
+    let Ok(text) = std::fs::read_to_string(format!("{dump}.json")) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Vec::new();
+    };
+    let (Some(xmax), Some(schemas)) = (manifest["scope"]["xmax"].as_str(), manifest["scope"]["schemas"].as_array())
+    else {
+        return Vec::new();
+    };
+    let schemas: Vec<String> = schemas.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
+    let Ok(conn) = db::open(database) else {
+        return Vec::new();
+    };
+    let Ok(tables) = conn.query(
+        "select format('%I.%I', n.nspname, c.relname) from pg_class c join pg_namespace n on n.oid = c.relnamespace \
+         where n.nspname = any($1) and c.relkind in ('r', 'p') order by 1",
+        &[db::Value::TextArray(schemas)],
+    ) else {
+        return Vec::new();
+    };
+    let mut lost = Vec::new();
+    for row in &tables.rows {
+        let Some(table) = row.first().and_then(|v| v.as_text()) else { continue };
+        let count = conn
+            .query(
+                &format!("select count(*) from {table} where age(xmin) <= age(($1::text::xid8)::xid)"),
+                &[db::Value::Text(xmax.to_string())],
+            )
+            .ok()
+            .and_then(|r| r.rows.first().and_then(|row| row.first().and_then(|v| v.as_int())))
+            .unwrap_or(0);
+        if count > 0 {
+            lost.push((table.to_string(), count));
+        }
+    }
+    lost
+}
+
 fn newest_dump(dir: &str) -> Result<String, StepError> {
     let guest = sdk::guest_path(dir);
     let mut dumps: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(&guest)
@@ -118,6 +161,13 @@ impl Guest for PgRestore {
             }
         };
         let dump = sdk::guest_path(&from);
+        let lost = written_since(&p.database, &dump);
+        if !lost.is_empty() {
+            sdk::log::warn(&format!(
+                "restoring {from} loses the rows written since it was taken: {}",
+                lost.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
         db::restore(&p.database, &dump).map_err(|e| {
             StepError::Failed(format!("restore of `{}` from {from} failed: {}", p.database, db::describe(&e)))
         })?;
@@ -129,7 +179,17 @@ impl Guest for PgRestore {
                 kept.join(", ")
             ));
         }
-        Ok(Report::passed(summary).output("restored_from", from).output("extensions_kept", kept.join(",")))
+        if !lost.is_empty() {
+            summary.push_str(&format!(
+                "; {} row(s) written since the backup are lost: {}",
+                lost.iter().map(|(_, n)| n).sum::<i64>(),
+                lost.iter().map(|(t, n)| format!("{t} {n}")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(Report::passed(summary)
+            .output("restored_from", from)
+            .output("extensions_kept", kept.join(","))
+            .output("rows_lost", lost.iter().map(|(t, n)| format!("{t}={n}")).collect::<Vec<_>>().join(",")))
     }
 }
 

@@ -455,6 +455,13 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
             }
         }
     };
+    // Taken before pg_dump's own snapshot: every row written after the dump
+    // has an id at least this one (a restore can count what it would lose).
+    recorded.xmax = client
+        .query_one("SELECT pg_snapshot_xmax(pg_current_snapshot())::text", &[])
+        .await
+        .ok()
+        .map(|r| r.get::<_, String>(0));
     drop(client);
     let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);

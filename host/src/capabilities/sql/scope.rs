@@ -160,6 +160,11 @@ pub struct Recorded {
     /// over the database: it would empty the other tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_tables: Option<Vec<String>>,
+    /// The first transaction id not visible to the dump (`xid8`): a row
+    /// whose `xmin` is this or newer was written since, and a restore of
+    /// this backup loses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xmax: Option<String>,
 }
 
 fn db_text(e: tokio_postgres::Error) -> String {
@@ -233,6 +238,7 @@ pub async fn record(client: &Client, scope: &Scope) -> Result<Recorded, String> 
         extensions: extensions(client).await?,
         attachments,
         data_tables: None,
+        xmax: None,
     })
 }
 
