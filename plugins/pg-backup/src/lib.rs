@@ -72,6 +72,7 @@ impl Guest for PgBackup {
             )
             .needs(Capability::Database, "database", "dumps the database")
             .needs(Capability::FsWrite, "to", "writes the backup file")
+            .needs(Capability::FsRead, "migrations", "with data: changes, the pending migrations say what rows to keep")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
