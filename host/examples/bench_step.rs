@@ -201,6 +201,7 @@ fn one_step_run(dir: &Path, plugin: &PluginRef) -> Result<(RunContext, PlannedSt
         reason: Default::default(),
         previous_version: String::new(),
         write_roots: Default::default(),
+        lossless: None,
     };
     Ok((run, step))
 }

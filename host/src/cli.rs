@@ -194,11 +194,20 @@ pub enum Command {
     /// Generate CI configuration.
     #[command(subcommand, after_help = "Example:\n  deployhost ci github pipelines/prod.yaml")]
     Ci(CiCommand),
-    /// Break an environment's lock left by a run that died.
-    #[command(after_help = "Example:\n  deployhost unlock --env staging")]
+    /// Break an environment's lock left by a run that died (refused while
+    /// the run's process is alive, unless --force with a --reason).
+    #[command(
+        after_help = "Examples:\n  deployhost unlock --env staging\n  deployhost unlock --env prod --force --reason \"runner lost; pid reused\""
+    )]
     Unlock {
         #[arg(long = "env")]
         environment: String,
+        /// Break it even though the holder's process may be alive.
+        #[arg(long, requires = "reason")]
+        force: bool,
+        /// Why (recorded with the run), with --force.
+        #[arg(long, requires = "force")]
+        reason: Option<String>,
     },
     /// Check a pipeline file without running it.
     #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]
@@ -328,7 +337,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
                 commands::history::history(&state_dir, environment.as_deref(), limit, json)
             }
             Command::Status { run_id, json } => commands::history::status(&state_dir, &run_id, json),
-            Command::Unlock { environment } => commands::history::unlock(&state_dir, &environment),
+            Command::Unlock { environment, force, reason } => {
+                let force = if force { reason.as_deref() } else { None };
+                commands::history::unlock(&state_dir, &environment, force)
+            }
             Command::Ci(CiCommand::Github { pipelines, output, action, install }) => {
                 let install = match &install {
                     Some(command) => commands::ci::Install::Command(command),

@@ -721,3 +721,36 @@ fn a_restore_is_audited_statement_by_statement_and_exact() {
     let restore = &p.audit_events(&step, "sql.restore")[0];
     assert_eq!(restore["statements"].as_u64(), Some(replayed.len() as u64 - 2), "{restore}");
 }
+
+// ---- Files the host writes for people are never written through a link ---
+
+/// `run --junit reports/junit.xml` where `reports` is a step's write grant:
+/// the step plants `reports/junit.xml` as a symlink to the pipeline file.
+/// The host refuses to follow it; the pipeline file is untouched.
+#[test]
+fn the_junit_file_is_never_written_through_a_planted_symlink() {
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    p.mkdir("reports");
+    let mut yaml = String::from("pipeline: x\nstages:\n  - name: s\n    steps:\n");
+    yaml.push_str(&hostile_step(
+        "plant",
+        &digest,
+        "{ attack: symlink, path: \"../pipeline.yaml -> /reports/junit.xml\" }",
+        "{ fs: { write: [reports] } }",
+    ));
+    p.pipeline(&yaml);
+    let before = std::fs::read_to_string(p.path().join("pipeline.yaml")).unwrap();
+    let run = p.deployhost(&["run", "pipeline.yaml", "--junit", "reports/junit.xml"], &[]);
+    assert!(
+        p.path().join("reports/junit.xml").symlink_metadata().unwrap().file_type().is_symlink(),
+        "the step planted its link: {}",
+        run.all_output()
+    );
+    assert_eq!(std::fs::read_to_string(p.path().join("pipeline.yaml")).unwrap(), before, "written through the link");
+    assert!(
+        run.stderr.contains("cannot write the JUnit file") && run.stderr.contains("not followed"),
+        "{}",
+        run.stderr
+    );
+}

@@ -387,3 +387,39 @@ fn wider_grants_than_in_staging_need_an_approver_to_accept_them() {
     assert_eq!(runs[0]["grants_accepted_by"], "engineering-manager");
     assert_eq!(runs[0]["status"], "passed");
 }
+
+/// `unlock` does not break the lock of a run whose process is alive: two
+/// deploys would then migrate the same environment at once. `--force`
+/// needs a reason, which the run keeps.
+#[test]
+fn unlock_refuses_while_the_holder_is_alive_unless_forced_with_a_reason() {
+    let hang = Server::start(|_, _| Response::ok("late").delayed(Duration::from_secs(20)));
+    let p = Project::new();
+    p.pipeline(&format!(
+        "pipeline: shop\nstages:\n  - name: health\n    steps:\n      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 30s }}\n        grants: {{ net: [\"{}\"] }}\n",
+        hang.url("/health"),
+        hang.grant()
+    ));
+    let mut child = spawn_run(&p, &[]);
+    wait_for(&hang, "/health");
+    let refused = p.deployhost(&["unlock", "--env", "default"], &[]);
+    refused.assert_code(4);
+    assert!(
+        refused.stderr.contains("may still be deploying") && refused.stderr.contains("alive on this machine"),
+        "{}",
+        refused.stderr
+    );
+    let second = p.deployhost(&["run", "pipeline.yaml"], &[]);
+    second.assert_code(4);
+
+    let no_reason = p.deployhost(&["unlock", "--env", "default", "--force"], &[]);
+    no_reason.assert_code(2);
+    let forced = p.deployhost(&["unlock", "--env", "default", "--force", "--reason", "runner lost"], &[]);
+    forced.assert_code(0);
+    assert!(forced.stdout.contains("unlocked `default`"), "{}", forced.stdout);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let runs: serde_json::Value = serde_json::from_str(&p.deployhost(&["history", "--json"], &[]).stdout).unwrap();
+    let text = runs.to_string();
+    assert!(text.contains("lock broken by deployhost unlock --force: runner lost"), "{text}");
+}

@@ -61,3 +61,28 @@ fn missing_secret_value_is_a_clear_error() {
     run.assert_code(2);
     assert!(run.stderr.contains("secrets.slack_webhook") && run.stderr.contains("SLACK_WEBHOOK_URL"), "{}", run.stderr);
 }
+
+/// A variable behind a declared secret (or a database URL) is never
+/// expanded into the file: `${DEPLOY_TOKEN}` in another step's `with:`
+/// would hand the token to a step that was not granted it, and print it.
+#[test]
+fn a_secret_s_variable_cannot_be_expanded_into_the_file() {
+    let p = Project::new();
+    p.pipeline(
+        "pipeline: p\nsecrets:\n  deploy_token: { env: DEPLOY_TOKEN }\ndatabases:\n  app: { url_env: DATABASE_URL }\n\
+         stages:\n  - name: s\n    steps:\n      - name: leak\n        uses: health-probe\n        \
+         with: { url: \"http://127.0.0.1:9/?t=${DEPLOY_TOKEN}&db=${DATABASE_URL}\" }\n        grants: { net: [\"127.0.0.1:9\"] }\n",
+    );
+    let token = "ghp_leakme0123456789abcdefghijklmnopqrstu";
+    let envs = [("DEPLOY_TOKEN", token), ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db")];
+    for command in [&["validate", "pipeline.yaml"][..], &["run", "pipeline.yaml"][..]] {
+        let out = p.deployhost(command, &envs);
+        out.assert_code(2);
+        let text = out.all_output();
+        assert!(text.contains("pipeline.yaml:10:") && text.contains("stages[0].steps[0].with.url"), "{text}");
+        assert!(text.contains("`${DEPLOY_TOKEN}` holds secret `deploy_token`"), "{text}");
+        assert!(text.contains("`${DATABASE_URL}` holds the URL of database `app`"), "{text}");
+        assert!(!text.contains(token) && !text.contains("hunter2"), "a value leaked: {text}");
+    }
+    assert!(!p.path().join(".deployhost/runs").exists() || p.run_files_text().find(token).is_none());
+}

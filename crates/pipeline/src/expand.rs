@@ -48,21 +48,34 @@ pub fn substitute(
 }
 
 /// Expands environment variables in every string of the document, collecting
-/// one error per failing value (with its key path).
-pub fn expand_env(value: &mut Value, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<(String, String)> {
+/// one error per failing value (with its key path). `refuse` says why a
+/// variable may not be expanded at all (it holds a secret's value).
+pub fn expand_env(
+    value: &mut Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    refuse: &dyn Fn(&str) -> Option<String>,
+) -> Vec<(String, String)> {
     let mut errors = Vec::new();
-    walk(value, String::new(), lookup, &mut errors);
+    walk(value, String::new(), &Lookup { lookup, refuse }, &mut errors);
     errors
 }
 
-fn walk(value: &mut Value, path: String, lookup: &dyn Fn(&str) -> Option<String>, errors: &mut Vec<(String, String)>) {
+struct Lookup<'a> {
+    lookup: &'a dyn Fn(&str) -> Option<String>,
+    refuse: &'a dyn Fn(&str) -> Option<String>,
+}
+
+fn walk(value: &mut Value, path: String, env: &Lookup<'_>, errors: &mut Vec<(String, String)>) {
     match value {
         Value::String(s) => {
             let result = substitute(s, |name, default| {
                 if RUNTIME_VARIABLES.contains(&name) {
                     return Ok(None);
                 }
-                match (lookup(name), default) {
+                if let Some(why) = (env.refuse)(name) {
+                    return Err(why);
+                }
+                match ((env.lookup)(name), default) {
                     (Some(v), _) => Ok(Some(v)),
                     (None, Some(d)) => Ok(Some(d.to_string())),
                     (None, None) => Err(format!(
@@ -77,12 +90,12 @@ fn walk(value: &mut Value, path: String, lookup: &dyn Fn(&str) -> Option<String>
         }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                walk(item, format!("{path}[{i}]"), lookup, errors);
+                walk(item, format!("{path}[{i}]"), env, errors);
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
-                walk(v, join_key(&path, k), lookup, errors);
+                walk(v, join_key(&path, k), env, errors);
             }
         }
         _ => {}
@@ -101,7 +114,7 @@ mod tests {
     fn expands_env_and_keeps_runtime_names() {
         let mut v: Value =
             crate::spans::parse("a: \"${TAG}-${VERSION}\"\nb: \"${MISSING:-x}\"\nc: \"$${TAG} $5\"").unwrap().0;
-        assert!(expand_env(&mut v, &env).is_empty());
+        assert!(expand_env(&mut v, &env, &|_| None).is_empty());
         assert_eq!(v["a"].as_str(), Some("v1.2-${VERSION}"));
         assert_eq!(v["b"].as_str(), Some("x"));
         assert_eq!(v["c"].as_str(), Some("${TAG} $5"));
@@ -110,7 +123,7 @@ mod tests {
     #[test]
     fn missing_variable_names_the_key() {
         let mut v: Value = crate::spans::parse("stages:\n  - name: \"${NOPE}\"").unwrap().0;
-        let errors = expand_env(&mut v, &env);
+        let errors = expand_env(&mut v, &env, &|_| None);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].0, "stages[0].name");
         assert!(errors[0].1.contains("NOPE"));

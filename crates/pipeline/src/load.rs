@@ -119,7 +119,37 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     let vars = environment_vars(&value, options.env_lookup)
         .map_err(|(key, message)| ConfigErrors(vec![located(path, spans.value(&key), &key, message)]))?;
     let lookup = |name: &str| vars.get(name).cloned().or_else(|| (options.env_lookup)(name));
-    let errors = expand_env(&mut value, &lookup);
+    // A variable behind a declared secret is reached only through a grant
+    // of that secret: expanded into the file, it would reach a step that
+    // was not granted it, and every output in clear.
+    let secret_envs: Vec<(String, String)> = value
+        .get("secrets")
+        .and_then(Value::as_object)
+        .map(|secrets| {
+            secrets
+                .iter()
+                .filter_map(|(name, source)| {
+                    Some((source.get("env")?.as_str()?.to_string(), format!("secret `{name}`")))
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .chain(value.get("databases").and_then(Value::as_object).into_iter().flat_map(|dbs| {
+            dbs.iter().filter_map(|(name, source)| {
+                Some((source.get("url_env")?.as_str()?.to_string(), format!("the URL of database `{name}`")))
+            })
+        }))
+        .collect();
+    let refuse = |name: &str| {
+        secret_envs.iter().find(|(env, _)| env == name).map(|(env, secret)| {
+            format!(
+                "`${{{env}}}` holds {secret}, which reaches a step only through its grant (grants.secrets, \
+                 grants.databases); pass the name, never the value, in the file"
+            )
+        })
+    };
+    let errors = expand_env(&mut value, &lookup, &refuse);
     if !errors.is_empty() {
         return Err(ConfigErrors(
             errors.into_iter().map(|(key, msg)| located(path, spans.value(&key), &key, msg)).collect(),

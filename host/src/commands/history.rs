@@ -83,9 +83,34 @@ pub fn status(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatu
     Ok(ExitStatus::Success)
 }
 
-pub fn unlock(state_dir: &Path, environment: &str) -> Result<ExitStatus> {
+/// Breaks an environment's lock. Refused while the run holding it may still
+/// be deploying (its process alive on this machine, or on another one, which
+/// cannot be checked from here) unless `forced` gives a reason, which is
+/// recorded with the run.
+pub fn unlock(state_dir: &Path, environment: &str, forced: Option<&str>) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
-    match store.unlock(environment)? {
+    if let Some(holder) = store.lock_holder(environment)?
+        && let Some((row, _)) = store.run(&holder)?
+        && row.status == RunStatus::Running
+        && !row.process_gone()
+        && forced.is_none()
+    {
+        let here = row.host.is_empty() || row.host == crate::state::this_host();
+        let where_ = if here {
+            format!(
+                "its process {} is alive on this machine: stop it (SIGTERM ends it cleanly and frees the lock)",
+                row.pid
+            )
+        } else {
+            format!("its process {} runs on `{}`, which cannot be checked from here", row.pid, row.host)
+        };
+        eprintln!(
+            "refused: run {holder} holds `{environment}` and may still be deploying; {where_}, or break the lock with \
+             `deployhost unlock --env {environment} --force --reason TEXT`"
+        );
+        return Ok(ExitStatus::Refused);
+    }
+    match store.unlock(environment, forced)? {
         Some(run) => println!("unlocked `{environment}` (was held by run {run}, now marked interrupted)"),
         None => println!("`{environment}` was not locked"),
     }

@@ -153,11 +153,45 @@ impl Output {
             .parent()
             .filter(|d| !d.as_os_str().is_empty())
             .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|()| std::fs::write(path, junit::render(record, &self.run_dir.borrow())));
+            .and_then(|()| write_no_follow(path, junit::render(record, &self.run_dir.borrow()).as_bytes()));
         if let Err(e) = written {
             eprintln!("deployhost: cannot write the JUnit file {}: {e}", path.display());
         }
     }
+}
+
+/// Writes a file the host makes for people (`--junit`) without following a
+/// link: a step with a write grant on its folder could have planted one at
+/// that name, or at a folder on the way, pointing at a file to overwrite.
+fn write_no_follow(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    // The folders on the way below the working folder (where steps' grants
+    // are); a link above it is the machine's own (`/tmp` → `/private/tmp`).
+    let cwd = std::env::current_dir()?;
+    let below = path.strip_prefix(&cwd).unwrap_or(path);
+    let mut at = if below.is_relative() { cwd } else { PathBuf::new() };
+    let parents = if below.is_relative() { below.parent() } else { None };
+    for part in parents.into_iter().flat_map(Path::components) {
+        at.push(part);
+        if at.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(std::io::Error::other(format!("{} is a symbolic link; not followed", at.display())));
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                std::io::Error::other(format!("{} is a symbolic link; not followed", path.display()))
+            } else {
+                e
+            }
+        })?;
+    file.write_all(bytes)
 }
 
 /// A step's whole log from its file (already redacted and capped when

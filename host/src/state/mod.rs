@@ -119,7 +119,14 @@ impl RunRow {
     pub fn process_gone(&self) -> bool {
         self.status == RunStatus::Running
             && (self.host.is_empty() || self.host == this_host())
-            && !process_alive(self.pid)
+            && (!process_alive(self.pid) || self.pid_reused())
+    }
+
+    /// The pid is alive but its process started after this run did: the
+    /// run's own process died and the pid went to another.
+    fn pid_reused(&self) -> bool {
+        let Ok(started) = humantime::parse_rfc3339_weak(&self.started) else { return false };
+        process_started(self.pid).is_some_and(|p| p > started + std::time::Duration::from_secs(2))
     }
 }
 
@@ -359,8 +366,24 @@ impl StateStore {
         .map(|_| ())
     }
 
-    /// Breaks an environment's lock; returns the run that held it.
-    pub fn unlock(&self, environment: &str) -> Result<Option<String>, StateError> {
+    /// The run holding an environment's lock, if any.
+    pub fn lock_holder(&self, environment: &str) -> Result<Option<String>, StateError> {
+        self.with(|conn| {
+            Ok(conn
+                .query("SELECT run_id FROM locks WHERE environment = ?1", &[environment.into()])?
+                .into_iter()
+                .next()
+                .map(|r| r[0].text()))
+        })
+    }
+
+    /// Breaks an environment's lock; returns the run that held it. `forced`:
+    /// the reason given with `--force`, recorded with the run.
+    pub fn unlock(&self, environment: &str, forced: Option<&str>) -> Result<Option<String>, StateError> {
+        let reason = match forced {
+            Some(why) => format!("lock broken by deployhost unlock --force: {why}"),
+            None => "lock broken by deployhost unlock".to_string(),
+        };
         self.with(|conn| {
             let holder = conn
                 .query("SELECT run_id FROM locks WHERE environment = ?1", &[environment.into()])?
@@ -370,8 +393,8 @@ impl StateStore {
             conn.exec("DELETE FROM locks WHERE environment = ?1", &[environment.into()])?;
             if let Some(run) = &holder {
                 conn.exec(
-                    "UPDATE runs SET status = 'interrupted', reason = 'lock broken by deployhost unlock' WHERE id = ?1 AND status = 'running'",
-                    &[run.into()],
+                    "UPDATE runs SET status = 'interrupted', reason = ?2 WHERE id = ?1 AND status = 'running'",
+                    &[run.into(), reason.as_str().into()],
                 )?;
             }
             Ok(holder)
@@ -455,6 +478,24 @@ fn process_alive(pid: i64) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// When process `pid` started (from `/proc/<pid>/stat` and the boot time).
+fn process_started(pid: i64) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22, counted after the command name's closing parenthesis.
+    let ticks: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // `/proc` counts in USER_HZ, 100 a second in Linux's ABI whatever the
+    // kernel's own tick.
+    const USER_HZ: u64 = 100;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(boot * 1000 + ticks * 1000 / USER_HZ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +544,9 @@ mod tests {
         row.pid = i64::from(std::process::id());
         row.host = this_host();
         assert!(!row.process_gone());
+        // A live pid whose process started after the run: the pid was
+        // reused, the run's own process is gone.
+        row.started = "2000-01-01T00:00:00Z".into();
+        assert!(row.process_gone(), "this process started long after the run, so it is not the run's");
     }
 }

@@ -113,23 +113,31 @@ fn append(path: &Path, line: &Line) -> std::io::Result<()> {
     f.sync_all()
 }
 
+/// A ledger file as written.
+#[derive(Default)]
+struct Written {
+    entries: Vec<Entry>,
+    /// Reverts: the reverting transaction, the entries' transactions.
+    reverts: Vec<(String, Vec<String>)>,
+}
+
 /// The ledger's entries and what was reverted, as written (a line cut short
 /// by a crash is the last one, and its transaction never committed).
-fn read(path: &Path) -> std::io::Result<(Vec<Entry>, Vec<(String, Vec<String>)>)> {
+fn read(path: &Path) -> std::io::Result<Written> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(e),
     };
-    let (mut entries, mut reverted) = (Vec::new(), Vec::new());
+    let mut written = Written::default();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<Line>(line) {
-            Ok(Line::Entry(e)) => entries.push(*e),
-            Ok(Line::Reverted { xid, entries }) => reverted.push((xid, entries)),
+            Ok(Line::Entry(e)) => written.entries.push(*e),
+            Ok(Line::Reverted { xid, entries }) => written.reverts.push((xid, entries)),
             Err(_) => {}
         }
     }
-    Ok((entries, reverted))
+    Ok(written)
 }
 
 fn db_text(e: tokio_postgres::Error) -> String {
@@ -432,21 +440,18 @@ impl Recording {
                     .await?;
                 }
             }
-            match kept {
-                Some((_, temp, key)) => {
-                    written.deleted = json_keys(
-                        client,
-                        &format!(
-                            "SELECT jsonb_build_array({}) FROM {temp} k WHERE NOT EXISTS \
-                             (SELECT 1 FROM {table} t WHERE ({}) = ({}))",
-                            prefixed("k", key),
-                            prefixed("t", key),
-                            prefixed("k", key)
-                        ),
-                    )
-                    .await?;
-                }
-                None => {}
+            if let Some((_, temp, key)) = kept {
+                written.deleted = json_keys(
+                    client,
+                    &format!(
+                        "SELECT jsonb_build_array({}) FROM {temp} k WHERE NOT EXISTS \
+                         (SELECT 1 FROM {table} t WHERE ({}) = ({}))",
+                        prefixed("k", key),
+                        prefixed("t", key),
+                        prefixed("k", key)
+                    ),
+                )
+                .await?;
             }
             if !written.inserted.is_empty()
                 || !written.updated.is_empty()

@@ -1009,8 +1009,8 @@ async fn rows(r: &mut Reverter<'_>, e: &Entry, xid32: &str) -> Result<(), String
 /// for `database`, newest first, in one transaction. Returns what it did.
 pub async fn revert(client: &Client, dir: &Path, database: &str) -> Result<Vec<String>, String> {
     let path = file(dir, database);
-    let (entries, reverted) =
-        read(&path).map_err(|e| format!("cannot read the change ledger {}: {e}", path.display()))?;
+    let written = read(&path).map_err(|e| format!("cannot read the change ledger {}: {e}", path.display()))?;
+    let (entries, reverted) = (written.entries, written.reverts);
     let status = async |xid: &str| -> String {
         match client.query_one("SELECT pg_xact_status($1::text::xid8)", &[&xid]).await {
             Ok(row) => row.get::<_, Option<String>>(0).unwrap_or_default(),
