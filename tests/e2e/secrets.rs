@@ -71,7 +71,7 @@ fn a_secret_s_variable_cannot_be_expanded_into_the_file() {
     p.pipeline(
         "pipeline: p\nsecrets:\n  deploy_token: { env: DEPLOY_TOKEN }\ndatabases:\n  app: { url_env: DATABASE_URL }\n\
          stages:\n  - name: s\n    steps:\n      - name: leak\n        uses: health-probe\n        \
-         with: { url: \"http://127.0.0.1:9/?t=${DEPLOY_TOKEN}&db=${DATABASE_URL}\" }\n        grants: { net: [\"127.0.0.1:9\"] }\n",
+         with: { url: \"http://127.0.0.1:9/?t=${DEPLOY_TOKEN}\", body_contains: \"${DATABASE_URL}\" }\n        grants: { net: [\"127.0.0.1:9\"] }\n",
     );
     let token = "ghp_leakme0123456789abcdefghijklmnopqrstu";
     let envs = [("DEPLOY_TOKEN", token), ("DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db")];
@@ -79,7 +79,8 @@ fn a_secret_s_variable_cannot_be_expanded_into_the_file() {
         let out = p.deployhost(command, &envs);
         out.assert_code(2);
         let text = out.all_output();
-        assert!(text.contains("pipeline.yaml:10:") && text.contains("stages[0].steps[0].with.url"), "{text}");
+        assert!(text.contains("pipeline.yaml:11:") && text.contains("stages[0].steps[0].with.url"), "{text}");
+        assert!(text.contains("stages[0].steps[0].with.body_contains"), "{text}");
         assert!(text.contains("`${DEPLOY_TOKEN}` holds secret `deploy_token`"), "{text}");
         assert!(text.contains("`${DATABASE_URL}` holds the URL of database `app`"), "{text}");
         assert!(!text.contains(token) && !text.contains("hunter2"), "a value leaked: {text}");
