@@ -102,3 +102,35 @@ fn a_step_has_uses_or_run() {
     run.assert_code(2);
     assert!(run.stderr.contains("exactly one of `uses:` (a plugin) or `run:` (a command)"), "{}", run.stderr);
 }
+
+/// (issue 25, #9) A version taken from a CI tag, `1.2; touch MARK`, spliced
+/// into a `sh -c` script would run `touch` on the host: any `${VAR}` of the
+/// process environment in a shell's `-c` line is refused at load, with the
+/// fix (its environment); passed through `env:`, the tag is data.
+#[test]
+fn a_process_variable_is_never_spliced_into_a_shell_script() {
+    let p = Project::new();
+    let tag = [("DEPLOY_TAG", "1.2; touch MARK")];
+    p.pipeline(
+        "pipeline: p\nversion: \"${DEPLOY_TAG}\"\nstages:\n  - name: s\n    steps:\n      - name: deploy\n        \
+         run: sh -c \"echo deploying ${DEPLOY_TAG}\"\n        grants: { exec: [sh] }\n",
+    );
+    let refused = p.deployhost(&["run", "pipeline.yaml"], &tag);
+    refused.assert_code(2);
+    assert!(
+        refused.stderr.contains("stages[0].steps[0].run")
+            && refused.stderr.contains("`${DEPLOY_TAG}` would be spliced"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!p.path().join("MARK").exists(), "the tag ran as code");
+
+    p.pipeline(
+        "pipeline: p\nversion: \"${DEPLOY_TAG}\"\nstages:\n  - name: s\n    steps:\n      - name: deploy\n        \
+         run: sh -c 'echo \"deploying $TAG\"'\n        with: { env: { TAG: \"${DEPLOY_TAG}\" } }\n        grants: { exec: [sh] }\n",
+    );
+    p.deployhost(&["run", "pipeline.yaml"], &tag).assert_code(0);
+    assert!(!p.path().join("MARK").exists(), "the tag ran as code");
+    let log = std::fs::read_to_string(p.last_run_dir().join("logs/deploy.log")).unwrap();
+    assert!(log.contains("deploying 1.2; touch MARK"), "{log}");
+}

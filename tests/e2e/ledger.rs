@@ -181,6 +181,11 @@ fn a_rolled_back_deploy_keeps_every_row_users_wrote_and_what_the_platform_did() 
     assert!(log.contains("default privileges put back"), "{log}");
     let events: Vec<String> = p.audit().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect();
     assert!(events.contains(&"sql.ledger".into()) && events.contains(&"sql.revert".into()), "{events:?}");
+    // The report names what the rollback did, line by line.
+    let id = p.last_run_dir().file_name().unwrap().to_string_lossy().into_owned();
+    let report = p.deployhost(&["report", &id, "--format", "markdown"], &[]);
+    assert!(report.stdout.contains("user eve@example.com signed up during the deploy"), "{}", report.stdout);
+    assert!(report.stdout.contains("dropped table(s) public.profiles, public.tags"), "{}", report.stdout);
     assert!(!events.contains(&"sql.restore".into()));
 }
 

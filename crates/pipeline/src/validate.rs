@@ -263,7 +263,10 @@ fn plan_step<'a>(
     let uses = match (&step.uses, &step.run) {
         (Some(uses), None) => uses.clone(),
         (None, Some(command)) => {
-            if let Some(e) = shell_splices_text(command) {
+            // Read as written: a `${VAR}` from the process environment is
+            // already spliced into `command` by now.
+            let written = super::written::at(&loaded.raw, &format!("{key}.run")).and_then(|v| v.as_str());
+            if let Some(e) = shell_splices_text(written.unwrap_or(command)) {
                 errors.push(loaded.value_error_at(&format!("{key}.run"), e));
             }
             params.insert("command".into(), serde_json::Value::String(command.clone()));
@@ -417,12 +420,29 @@ fn shell_splices_text(command: &str) -> Option<String> {
     if !dash_c {
         return None;
     }
-    let used = TEXT_VARIABLES
+    if let Some(used) = TEXT_VARIABLES
         .iter()
-        .find(|name| command.contains(&format!("${{{name}}}")) || command.contains(&format!("${{{name}:-")))?;
+        .find(|name| command.contains(&format!("${{{name}}}")) || command.contains(&format!("${{{name}:-")))
+    {
+        return Some(format!(
+            "`${{{used}}}` would be spliced into the `{program} -c` script as code (a reason with backticks or `$(…)` \
+             would run): write \"${used}\" instead, which the program receives as an environment variable"
+        ));
+    }
+    // Any other `${VAR}` but the names deployhost fills with its own safe
+    // values: the process environment (a CI tag `1.2; touch MARK`) is text too.
+    let mut env_var = None;
+    let _ = crate::expand::substitute(command, |name, _| {
+        if env_var.is_none() && !crate::expand::RUNTIME_VARIABLES.contains(&name) {
+            env_var = Some(name.to_string());
+        }
+        Ok(None)
+    });
+    let used = env_var?;
     Some(format!(
-        "`${{{used}}}` would be spliced into the `{program} -c` script as code (a reason with backticks or `$(…)` \
-         would run): write \"${used}\" instead, which the program receives as an environment variable"
+        "`${{{used}}}` would be spliced into the `{program} -c` line as code (a value with `;`, backticks or `$(…)` \
+         would run): hand it to the program in its environment, `with: {{ env: {{ {used}: \"${{{used}}}\" }} }}`, \
+         and write \"${used}\" in the script"
     ))
 }
 
@@ -593,6 +613,10 @@ mod tests {
         assert!(shell_splices_text(r#"bash -c 'echo rollback "$REASON"'"#).is_none());
         assert!(shell_splices_text("echo rollback ${REASON}").is_none());
         assert!(shell_splices_text(r#"bash -c "echo ${STEP}""#).is_none());
+        let e = shell_splices_text(r#"sh -c "deploy ${DEPLOY_TAG} && notify""#).expect("refused");
+        assert!(e.contains("`${DEPLOY_TAG}` would be spliced") && e.contains("env: { DEPLOY_TAG:"), "{e}");
+        assert!(shell_splices_text(r#"sh -c 'deploy "$DEPLOY_TAG"'"#).is_none(), "the environment is data");
+        assert!(shell_splices_text("deploy ${DEPLOY_TAG}").is_none(), "no shell: arguments, not code");
     }
 
     /// A host with two built-ins, as the validator sees it.

@@ -209,10 +209,17 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
             )
         }),
         "rollback_plan" => {
-            let mut parts: Vec<String> = by_plugin(record, "pg-backup")
-                .filter(|s| s.status == Status::Passed)
-                .map(|s| format!("restore from {} ({})", s.outputs.get("path").cloned().unwrap_or_default(), s.step))
+            let mut parts: Vec<String> = record
+                .steps
+                .iter()
+                .filter(|s| s.outputs.get("ledger").is_some_and(|l| l == "recorded"))
+                .map(|s| format!("undo what {} recorded in the change ledger", s.step))
                 .collect();
+            parts.extend(
+                by_plugin(record, "pg-backup")
+                    .filter(|s| s.status == Status::Passed)
+                    .map(|s| format!("backup {} ({})", s.outputs.get("path").cloned().unwrap_or_default(), s.step)),
+            );
             parts.extend(
                 record
                     .steps
@@ -536,6 +543,11 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
         let _ = writeln!(m, "Rolled back ({state}): {}\n", md(&rb.reason));
         for s in &rb.steps {
             let _ = writeln!(m, "- {} {}: {}", md(&s.step), s.status.as_str(), md(&s.summary));
+            // What undoing the change ledger did, one line each: what was
+            // put back, rows brought back, users who signed up meanwhile.
+            for line in s.outputs.get("undone").map(String::as_str).unwrap_or_default().lines() {
+                let _ = writeln!(m, "  - {}", md(line));
+            }
         }
         let _ = writeln!(m);
     }

@@ -60,6 +60,10 @@ pub struct RowsWritten {
     /// Rows it inserted, by `ctid`; the rollback deletes each one still
     /// carrying the migration's transaction id (nobody changed it since).
     pub inserted: Vec<String>,
+    /// The same rows' primary keys (`{column: value}`), to name them to
+    /// people (a platform that refuses their removal).
+    #[serde(default)]
+    pub inserted_keys: Vec<serde_json::Value>,
     /// Rows it updated, by primary key (as JSON), when the table was copied first.
     pub updated: Vec<serde_json::Value>,
     /// Rows it deleted, by primary key, when the table was copied first.
@@ -386,6 +390,7 @@ impl Recording {
                 table: table.clone(),
                 platform: super::scope::platform(schema),
                 inserted: Vec::new(),
+                inserted_keys: Vec::new(),
                 updated: Vec::new(),
                 deleted: Vec::new(),
                 not_saved: 0,
@@ -411,10 +416,19 @@ impl Recording {
                     ),
                     None => ("true".to_string(), None),
                 };
+                let pk = primary_key(client, &table).await?;
+                let named = if pk.is_empty() {
+                    "NULL::jsonb".to_string()
+                } else {
+                    format!(
+                        "jsonb_build_object({})",
+                        pk.iter().map(|c| format!("{}, t.{c}", literal(c))).collect::<Vec<_>>().join(", ")
+                    )
+                };
                 let rows = client
                     .query(
                         &format!(
-                            "SELECT t.ctid::text, {filter} FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid"
+                            "SELECT t.ctid::text, {filter}, {named} FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid"
                         ),
                         &[],
                     )
@@ -422,6 +436,9 @@ impl Recording {
                     .map_err(db_text)?;
                 for r in &rows {
                     if r.get::<_, bool>(1) {
+                        if let Some(key) = r.get::<_, Option<serde_json::Value>>(2) {
+                            written.inserted_keys.push(key);
+                        }
                         written.inserted.push(r.get(0));
                     }
                 }
@@ -463,6 +480,11 @@ impl Recording {
         }
         Ok(out)
     }
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn prefixed(alias: &str, columns: &[String]) -> String {

@@ -13,14 +13,10 @@
 //! the exact SQL to run.
 
 use super::catalog::{Change, Kind, Object};
-use super::{Entry, Line, SavedData, append, copy_in, db_text, file, read};
+use super::{Entry, Line, SavedData, append, copy_in, db_text, file, literal, read};
 use crate::capabilities::sql::quote_ident;
 use std::path::Path;
 use tokio_postgres::Client;
-
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
 
 /// The revert in progress: its connection and what it tells people.
 struct Reverter<'a> {
@@ -37,6 +33,12 @@ impl Reverter<'_> {
 
     /// Runs `sql` under a savepoint; refused, it is named with its SQL.
     async fn try_run(&mut self, sql: &str, what: &str) -> bool {
+        self.try_run_named(sql, what, "").await
+    }
+
+    /// [`Self::try_run`], naming `for_people` (the same rows by primary key)
+    /// instead of `sql` when it is given.
+    async fn try_run_named(&mut self, sql: &str, what: &str, for_people: &str) -> bool {
         self.savepoints += 1;
         let sp = format!("deployhost_revert_{}", self.savepoints);
         if self.client.batch_execute(&format!("SAVEPOINT {sp}")).await.is_err() {
@@ -49,7 +51,8 @@ impl Reverter<'_> {
             }
             Err(e) => {
                 let _ = self.client.batch_execute(&format!("ROLLBACK TO SAVEPOINT {sp}")).await;
-                self.lines.push(format!("NOT UNDONE: {what} ({}); run it by hand: {sql};", db_text(e)));
+                let by_hand = if for_people.is_empty() { sql } else { for_people };
+                self.lines.push(format!("NOT UNDONE: {what} ({}); run it by hand: {by_hand};", db_text(e)));
                 false
             }
         }
@@ -908,6 +911,22 @@ async fn load_copy(r: &mut Reverter<'_>, saved: &SavedData, table: &str) -> Resu
     copy_in(r.client, "deployhost_copy", &saved.columns, r.dir, saved).await
 }
 
+/// `DELETE FROM t WHERE id = 'docs' OR …` for rows named by their primary
+/// keys (`{column: value}`); empty without keys.
+fn by_key(table: &str, keys: &[serde_json::Value]) -> String {
+    let value = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => literal(s),
+        serde_json::Value::Null => "NULL".to_string(),
+        other => literal(&other.to_string()),
+    };
+    let rows: Vec<String> = keys
+        .iter()
+        .filter_map(|k| k.as_object())
+        .map(|k| k.iter().map(|(c, v)| format!("{c} = {}", value(v))).collect::<Vec<_>>().join(" AND "))
+        .collect();
+    if rows.is_empty() { String::new() } else { format!("DELETE FROM {table} WHERE {}", rows.join(" OR ")) }
+}
+
 /// Rows a migration wrote into tables that existed before it: inserted
 /// ones removed, updated and deleted ones put back from the copy; each
 /// only where nobody changed the row since.
@@ -924,7 +943,11 @@ async fn rows(r: &mut Reverter<'_>, e: &Entry, xid32: &str) -> Result<(), String
                 ))
                 .await;
             let what = format!("remove the {} row(s) {} inserted into {t}", w.inserted.len(), e.label);
-            let ok = if w.platform { r.try_run(&sql, &what).await } else { r.run(&sql).await.map(|_| true)? };
+            let ok = if w.platform {
+                r.try_run_named(&sql, &what, &by_key(t, &w.inserted_keys)).await
+            } else {
+                r.run(&sql).await.map(|_| true)?
+            };
             if ok {
                 r.lines.push(format!(
                     "removed {} row(s) {} inserted into {t}",
