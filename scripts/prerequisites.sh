@@ -6,6 +6,16 @@
 install_demo_prerequisites() {
     rustup target add wasm32-wasip2
     install_postgresql
+    install_libclang
+}
+
+# libclang, which the `pg_query` crate's build (PostgreSQL's own parser,
+# libpg_query) needs to generate its bindings.
+install_libclang() {
+    if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1; then
+        echo "installing libclang (Debian's libclang-dev package)"
+        apt_install libclang-dev
+    fi
 }
 
 install_postgresql() {
