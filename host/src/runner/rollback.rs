@@ -154,51 +154,41 @@ pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<Ste
     found
 }
 
-/// Undoes the run's change ledger for `database`.
-fn revert_step(database: &str) -> PlannedStep {
+/// A `pg-restore` step of the rollback named `name`, on `database`, with
+/// `with` (besides `database`) and `grants` (besides the database).
+fn pg_restore_step(name: String, database: &str, with: serde_json::Value, grants: StepGrants) -> PlannedStep {
     let mut params = serde_json::Map::new();
     params.insert("database".into(), json!(database));
-    params.insert("ledger".into(), json!(true));
+    params.extend(with.as_object().cloned().unwrap_or_default());
     PlannedStep {
         stage: "rollback".into(),
-        name: format!("revert-{database}"),
+        name,
         key: "rollback".into(),
         uses: "pg-restore".into(),
         plugin: registry::builtin("pg-restore").expect("pg-restore is built in"),
         params,
-        grants: StepGrants {
-            databases: [(database.to_string(), Vec::new())].into_iter().collect(),
-            ..StepGrants::default()
-        },
+        grants: StepGrants { databases: [(database.to_string(), Vec::new())].into_iter().collect(), ..grants },
         limits: StepLimits::new(64 << 20, RESTORE_TIMEOUT),
         blocking: true,
     }
+}
+
+/// Undoes the run's change ledger for `database`.
+fn revert_step(database: &str) -> PlannedStep {
+    pg_restore_step(format!("revert-{database}"), database, json!({ "ledger": true }), StepGrants::default())
 }
 
 /// Restores `backup`, trusting only `digest`, the one its `pg-backup` step
 /// reported in this run's record.
 fn restore_step(plan: &Plan, database: &str, backup: &str, digest: &str) -> PlannedStep {
     let folder = Path::new(backup).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut params = serde_json::Map::new();
-    params.insert("database".into(), json!(database));
-    params.insert("from".into(), json!(backup));
-    PlannedStep {
-        stage: "rollback".into(),
-        name: format!("restore-{database}"),
-        key: "rollback".into(),
-        uses: "pg-restore".into(),
-        plugin: registry::builtin("pg-restore").expect("pg-restore is built in"),
-        params,
-        grants: StepGrants {
-            mounts: vec![Mount::new(&plan.dir, &folder, false)],
-            databases: [(database.to_string(), Vec::new())].into_iter().collect(),
-            recorded_backups: (!digest.is_empty())
-                .then(|| (backup.trim_start_matches('/').to_string(), digest.to_string()))
-                .into_iter()
-                .collect(),
-            ..StepGrants::default()
-        },
-        limits: StepLimits::new(64 << 20, RESTORE_TIMEOUT),
-        blocking: true,
-    }
+    let grants = StepGrants {
+        mounts: vec![Mount::new(&plan.dir, &folder, false)],
+        recorded_backups: (!digest.is_empty())
+            .then(|| (backup.trim_start_matches('/').to_string(), digest.to_string()))
+            .into_iter()
+            .collect(),
+        ..StepGrants::default()
+    };
+    pg_restore_step(format!("restore-{database}"), database, json!({ "from": backup }), grants)
 }

@@ -318,15 +318,7 @@ impl Postgres {
     }
 
     fn query(&self, url: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(url)
-            .arg("-c")
-            .arg(sql)
-            .output()
-            .expect("psql");
-        assert!(out.status.success(), "psql failed on {sql}:\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        psql_c(&self.bin, url, sql).unwrap_or_else(|e| panic!("psql failed on {sql}:\n{e}"))
     }
 
     /// `pg_dump --schema-only` of the app's schemas (every schema but the
@@ -425,20 +417,25 @@ impl Postgres {
     }
 }
 
+/// `psql -c SQL` against `url`: unaligned, tuples-only output, or stderr.
+fn psql_c(bin: &Path, url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(bin.join("psql"))
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(url)
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 impl Psql {
     fn run(&self, url: &str, sql: &str) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(url)
-            .arg("-c")
-            .arg(sql)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        psql_c(&self.bin, url, sql)
     }
 
     /// As the app would: the deploy role `postgres`.

@@ -507,58 +507,74 @@ async fn drop_tables(r: &mut Reverter<'_>, e: &Entry, tables: &[&Object], xid32:
 
 /// Undoes one entry. `Err` fails the whole revert.
 async fn undo(r: &mut Reverter<'_>, e: &Entry) -> Result<(), String> {
-    let created: Vec<&Object> = e
-        .changes
+    let xid32 = format!("({}::xid8)::xid", literal(&e.xid));
+    name_signups(r, e).await;
+    drop_created(r, e, &xid32).await?;
+    rename_back(r, e).await?;
+    put_back_all(r, e).await?;
+    rows(r, e, &xid32).await
+}
+
+fn created(e: &Entry) -> Vec<&Object> {
+    e.changes
         .iter()
         .filter_map(|c| match c {
             Change::Created { object } => Some(object),
             _ => None,
         })
-        .collect();
-    let created_tables: Vec<&str> = created.iter().filter(|o| o.kind == Kind::Table).map(|o| o.key.as_str()).collect();
-    let dropped: Vec<&Object> = e
-        .changes
+        .collect()
+}
+
+fn dropped(e: &Entry) -> Vec<&Object> {
+    e.changes
         .iter()
         .filter_map(|c| match c {
             Change::Dropped { object } => Some(object),
             _ => None,
         })
-        .collect();
-    let dropped_tables: Vec<&str> = dropped.iter().filter(|o| o.kind == Kind::Table).map(|o| o.key.as_str()).collect();
-    let belongs_to = |o: &Object, tables: &[&str]| {
-        matches!(o.kind, Kind::Column | Kind::Constraint | Kind::Trigger | Kind::Policy)
-            && tables.contains(&table_key(o).as_str())
-            || o.kind == Kind::Index && tables.contains(&table_key(o).as_str())
-            || o.kind == Kind::Sequence
-                && o.text("owned_by").is_some_and(|c| tables.iter().any(|t| c.starts_with(&format!("{t}."))))
-    };
-    let xid32 = format!("({}::xid8)::xid", literal(&e.xid));
+        .collect()
+}
 
-    // Users who signed up while a trigger the deploy put on auth.users ran.
-    for o in created.iter().filter(|o| o.kind == Kind::Trigger && table_key(o) == "auth.users") {
-        if let Ok(rows) = r
-            .client
-            .query(
-                &format!(
-                    "SELECT coalesce(email, id::text) FROM auth.users WHERE created_at >= {}::timestamptz ORDER BY created_at",
-                    literal(&e.at)
-                ),
-                &[],
-            )
-            .await
-        {
-            for row in rows {
-                let who: String = row.get(0);
-                r.lines.push(format!(
-                    "user {who} signed up during the deploy: the rows trigger {} made for them are removed with what the deploy created",
-                    o.key
-                ));
-            }
+/// The keys of the tables among `objects`.
+fn tables_of<'a>(objects: &[&'a Object]) -> Vec<&'a str> {
+    objects.iter().filter(|o| o.kind == Kind::Table).map(|o| o.key.as_str()).collect()
+}
+
+/// Does `o` go with one of `tables` (dropped or created with it)?
+fn belongs_to(o: &Object, tables: &[&str]) -> bool {
+    match o.kind {
+        Kind::Column | Kind::Constraint | Kind::Trigger | Kind::Policy | Kind::Index => {
+            tables.contains(&table_key(o).as_str())
+        }
+        Kind::Sequence => o.text("owned_by").is_some_and(|c| tables.iter().any(|t| c.starts_with(&format!("{t}.")))),
+        _ => false,
+    }
+}
+
+/// Users who signed up while a trigger the deploy put on `auth.users` ran:
+/// the rows it made for them go with what the deploy created.
+async fn name_signups(r: &mut Reverter<'_>, e: &Entry) {
+    for o in created(e).iter().filter(|o| o.kind == Kind::Trigger && table_key(o) == "auth.users") {
+        let query = format!(
+            "SELECT coalesce(email, id::text) FROM auth.users WHERE created_at >= {}::timestamptz ORDER BY created_at",
+            literal(&e.at)
+        );
+        let Ok(rows) = r.client.query(&query, &[]).await else { continue };
+        for row in rows {
+            let who: String = row.get(0);
+            r.lines.push(format!(
+                "user {who} signed up during the deploy: the rows trigger {} made for them are removed with what the deploy created",
+                o.key
+            ));
         }
     }
+}
 
-    // 1. What the migration created, and the definitions it altered that go
-    //    back by dropping and creating again, dropped (dependants first).
+/// 1. What the migration created, and the definitions it altered that go
+///    back by dropping and creating again, dropped (dependants first).
+async fn drop_created(r: &mut Reverter<'_>, e: &Entry, xid32: &str) -> Result<(), String> {
+    let created = created(e);
+    let created_tables = tables_of(&created);
     let mut drops: Vec<&Object> = created.iter().copied().filter(|o| !belongs_to(o, &created_tables)).collect();
     for c in &e.changes {
         if let Change::Altered { after, before } = c
@@ -574,49 +590,55 @@ async fn undo(r: &mut Reverter<'_>, e: &Entry) -> Result<(), String> {
     let tables: Vec<&Object> = drops.iter().copied().filter(|o| o.kind == Kind::Table).collect();
     let (first, last): (Vec<&Object>, Vec<&Object>) =
         drops.iter().copied().filter(|o| o.kind != Kind::Table).partition(|o| drop_rank(o) < drop_rank_of_tables());
-    drop_each(r, e, &created, &first, &xid32).await?;
-    drop_tables(r, e, &tables, &xid32).await?;
-    drop_each(r, e, &created, &last, &xid32).await?;
+    drop_each(r, e, &created, &first, xid32).await?;
+    drop_tables(r, e, &tables, xid32).await?;
+    drop_each(r, e, &created, &last, xid32).await
+}
 
-    // 2. Renames back.
+/// The statement that gives `after` its name `before` back.
+fn rename_sql(before: &Object, after: &Object) -> Option<String> {
+    let (key, was) = (&after.key, name(before));
+    Some(match after.kind {
+        Kind::Column => format!("ALTER TABLE {} RENAME COLUMN {} TO {was}", table_key(after), name(after)),
+        Kind::Table | Kind::View | Kind::Matview | Kind::Sequence | Kind::Index
+            if before.text("schema") != after.text("schema") =>
+        {
+            format!("ALTER TABLE {key} SET SCHEMA {}", quote_ident(before.text("schema").unwrap_or("")))
+        }
+        Kind::Table => format!("ALTER TABLE {key} RENAME TO {was}"),
+        Kind::View => format!("ALTER VIEW {key} RENAME TO {was}"),
+        Kind::Matview => format!("ALTER MATERIALIZED VIEW {key} RENAME TO {was}"),
+        Kind::Sequence => format!("ALTER SEQUENCE {key} RENAME TO {was}"),
+        Kind::Index => format!("ALTER INDEX {key} RENAME TO {was}"),
+        Kind::Schema => format!("ALTER SCHEMA {key} RENAME TO {was}"),
+        Kind::Type => format!("ALTER TYPE {key} RENAME TO {was}"),
+        Kind::Function => format!("ALTER ROUTINE {key} RENAME TO {was}"),
+        Kind::Constraint => format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {was}", table_key(after), name(after)),
+        Kind::Trigger => format!("ALTER TRIGGER {} ON {} RENAME TO {was}", name(after), table_key(after)),
+        Kind::Policy => format!("ALTER POLICY {} ON {} RENAME TO {was}", name(after), table_key(after)),
+        _ => return None,
+    })
+}
+
+/// 2. Renames back.
+async fn rename_back(r: &mut Reverter<'_>, e: &Entry) -> Result<(), String> {
     for c in &e.changes {
         if let Change::Altered { before, after } = c
             && before.key != after.key
+            && let Some(sql) = rename_sql(before, after)
         {
-            let sql = match after.kind {
-                Kind::Column => {
-                    format!("ALTER TABLE {} RENAME COLUMN {} TO {}", table_key(after), name(after), name(before))
-                }
-                Kind::Table | Kind::View | Kind::Matview | Kind::Sequence | Kind::Index
-                    if before.text("schema") != after.text("schema") =>
-                {
-                    format!("ALTER TABLE {} SET SCHEMA {}", after.key, quote_ident(before.text("schema").unwrap_or("")))
-                }
-                Kind::Table => format!("ALTER TABLE {} RENAME TO {}", after.key, name(before)),
-                Kind::View => format!("ALTER VIEW {} RENAME TO {}", after.key, name(before)),
-                Kind::Matview => format!("ALTER MATERIALIZED VIEW {} RENAME TO {}", after.key, name(before)),
-                Kind::Sequence => format!("ALTER SEQUENCE {} RENAME TO {}", after.key, name(before)),
-                Kind::Index => format!("ALTER INDEX {} RENAME TO {}", after.key, name(before)),
-                Kind::Schema => format!("ALTER SCHEMA {} RENAME TO {}", after.key, name(before)),
-                Kind::Type => format!("ALTER TYPE {} RENAME TO {}", after.key, name(before)),
-                Kind::Function => format!("ALTER ROUTINE {} RENAME TO {}", after.key, name(before)),
-                Kind::Constraint => {
-                    format!("ALTER TABLE {} RENAME CONSTRAINT {} TO {}", table_key(after), name(after), name(before))
-                }
-                Kind::Trigger => {
-                    format!("ALTER TRIGGER {} ON {} RENAME TO {}", name(after), table_key(after), name(before))
-                }
-                Kind::Policy => {
-                    format!("ALTER POLICY {} ON {} RENAME TO {}", name(after), table_key(after), name(before))
-                }
-                _ => continue,
-            };
             r.run(&sql).await?;
             r.lines.push(format!("renamed {} {} back to {}", after.kind.label(), after.key, before.key));
         }
     }
+    Ok(())
+}
 
-    // 3. What it dropped, and the definitions it altered, put back.
+/// 3. What it dropped, and the definitions it altered, put back; then
+///    their privileges, and the default privileges it created.
+async fn put_back_all(r: &mut Reverter<'_>, e: &Entry) -> Result<(), String> {
+    let dropped = dropped(e);
+    let dropped_tables = tables_of(&dropped);
     let dropped_columns: Vec<&Object> = dropped.iter().copied().filter(|o| o.kind == Kind::Column).collect();
     let mut puts: Vec<(&Object, Option<&Object>)> = dropped
         .iter()
@@ -634,24 +656,20 @@ async fn undo(r: &mut Reverter<'_>, e: &Entry) -> Result<(), String> {
         put_back(r, e, before, *after, &dropped_columns).await?;
     }
     for (before, after) in &puts {
-        if let Some((read, on, columns)) = acl_target(before) {
-            if before.kind == Kind::Column && before.state.get("acl").is_none_or(|v| v.is_null()) && after.is_none() {
-                continue;
-            }
-            let now = r.acl_now(&read).await;
-            let was = strings(before, "acl");
-            for sql in acl_statements(&on, &columns, &was, &now) {
-                r.run(&sql).await?;
-                r.lines.push(format!("privileges of {} {} put back: {sql}", before.kind.label(), before.key));
-            }
+        let Some((read, on, columns)) = acl_target(before) else { continue };
+        if before.kind == Kind::Column && before.state.get("acl").is_none_or(|v| v.is_null()) && after.is_none() {
+            continue;
+        }
+        let now = r.acl_now(&read).await;
+        for sql in acl_statements(&on, &columns, &strings(before, "acl"), &now) {
+            r.run(&sql).await?;
+            r.lines.push(format!("privileges of {} {} put back: {sql}", before.kind.label(), before.key));
         }
     }
-    for o in created.iter().filter(|o| o.kind == Kind::DefaultAcl) {
+    for o in created(e).iter().filter(|o| o.kind == Kind::DefaultAcl) {
         default_acl(r, o, &strings(o, "default")).await?;
     }
-
-    // 4. Rows it wrote into tables that existed before.
-    rows(r, e, &xid32).await
+    Ok(())
 }
 
 async fn default_acl(r: &mut Reverter<'_>, o: &Object, before: &[String]) -> Result<(), String> {
