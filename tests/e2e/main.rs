@@ -21,6 +21,7 @@ mod install;
 mod ledger;
 mod lifecycle;
 mod output;
+mod pgtap;
 mod pipeline_flow;
 mod prod_pipeline;
 mod python_plugin;
