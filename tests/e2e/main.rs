@@ -31,6 +31,7 @@ mod sandbox_limits;
 mod sandbox_net;
 mod sandbox_paths;
 mod secrets;
+mod seed;
 mod shared_state;
 mod snapshots;
 mod special_files;
