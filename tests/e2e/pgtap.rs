@@ -241,12 +241,20 @@ select * from finish();
 fn a_plan_not_met_or_a_failing_statement_fails_the_file() {
     let short = "select plan(3);\nselect ok(true, 'one');\nselect ok(true, 'two');\nselect * from finish();\n";
     let broken = "begin;\nselect plan(2);\nselect ok(true, 'one');\n\nselect * from no_such_table;\nselect ok(true, 'two');\nselect * from finish();\nrollback;\n";
-    let (pg, p) = setup(&[("a_short.test.sql", short), ("b_broken.test.sql", broken)]);
+    let long = "select plan(1);\nselect is(repeat('x', 2000), 'y', 'a long value');\nselect * from finish();\n";
+    let (pg, p) = setup(&[("a_short.test.sql", short), ("b_broken.test.sql", broken), ("c_long.test.sql", long)]);
     p.pipeline(&pipeline("{ database: app }", "{ databases: [app], fs: { read: [supabase] } }"));
     run(&p, &pg).assert_code(1);
     let step = p.step("pgtap");
     let summary = step["summary"].as_str().unwrap();
-    assert!(summary.starts_with("2 of 2 pgTAP file(s) failed, 0 of 3 assertion(s) failed"), "{summary}");
+    assert!(summary.starts_with("3 of 3 pgTAP file(s) failed, 1 of 4 assertion(s) failed"), "{summary}");
+    // A long diagnostic is cut in the summary, whole in the step log.
+    assert!(
+        summary.contains("c_long.test.sql #1 - a long value: Failed test 1: \"a long value\" | have: xxxx"),
+        "{summary}"
+    );
+    assert!(summary.len() < 1200 && summary.contains("xxx…"), "{summary}");
+    assert!(p.run_files_text().contains(&format!("#         have: {}", "x".repeat(2000))));
     assert!(summary.contains("supabase/tests/database/a_short.test.sql: planned 3 test(s) but ran 2"), "{summary}");
     assert!(
         summary.contains("supabase/tests/database/b_broken.test.sql:5: relation \"no_such_table\" does not exist"),
