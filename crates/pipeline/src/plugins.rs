@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Built-ins that change a database's schema: they need a backup before
+/// Built-ins that change a database (its schema, or seed data): they need a backup before
 /// them, and a rollback restores it.
-pub const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply"];
+pub const MIGRATORS: &[&str] = &["supabase-migrate", "sql-apply", "supabase-seed"];
 /// The built-in that takes that backup.
 pub const BACKUP: &str = "pg-backup";
 /// The built-in behind `run:` steps.
