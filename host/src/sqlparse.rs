@@ -122,66 +122,70 @@ fn table_of(parts: &[String]) -> Option<TableName> {
     }
 }
 
+/// `DROP …`: a table's rows are copied first; an extension, a database or
+/// a role cannot be undone.
+fn classify_drop(d: &pg_query::protobuf::DropStmt) -> (Reversibility, String, Vec<Save>) {
+    let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
+    match kind {
+        ObjectType::ObjectTable => {
+            let tables: Vec<TableName> = d.objects.iter().filter_map(|o| table_of(&dotted(o))).collect();
+            let names = tables.iter().map(TableName::sql).collect::<Vec<_>>().join(", ");
+            with_data(
+                format!("drops table {names}: its rows are copied first"),
+                tables.into_iter().map(|table| Save::Table { table }).collect(),
+            )
+        }
+        ObjectType::ObjectSchema if d.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32 => {
+            let schemas: Vec<String> = d.objects.iter().flat_map(dotted).collect();
+            with_data(
+                format!("drops schema {} with what it holds: its tables' rows are copied first", schemas.join(", ")),
+                schemas.into_iter().map(|schema| Save::Schema { schema }).collect(),
+            )
+        }
+        ObjectType::ObjectExtension => irreversible("drops an extension with its objects and their data"),
+        ObjectType::ObjectDatabase | ObjectType::ObjectTablespace | ObjectType::ObjectRole => {
+            irreversible("a cluster-wide object, outside any one database's ledger")
+        }
+        _ if d.concurrent => irreversible("DROP … CONCURRENTLY cannot run in a transaction"),
+        _ => lossless("drops an object without data: its definition is recorded"),
+    }
+}
+
+/// `ALTER TABLE …`: a dropped or retyped column's values are copied first.
+fn classify_alter_table(a: &pg_query::protobuf::AlterTableStmt) -> (Reversibility, String, Vec<Save>) {
+    let Some(table) = a.relation.as_ref().map(TableName::from_range) else {
+        return lossless("alters a table");
+    };
+    let mut columns = Vec::new();
+    let mut why = Vec::new();
+    for cmd in &a.cmds {
+        let Some(NodeEnum::AlterTableCmd(c)) = &cmd.node else { continue };
+        match AlterTableType::try_from(c.subtype) {
+            Ok(AlterTableType::AtDropColumn) => {
+                why.push(format!("drops column {}", c.name));
+                columns.push(c.name.clone());
+            }
+            Ok(AlterTableType::AtAlterColumnType) => {
+                why.push(format!("changes the type of column {}", c.name));
+                columns.push(c.name.clone());
+            }
+            _ => {}
+        }
+    }
+    if columns.is_empty() {
+        lossless("alters a table: its definition before is recorded")
+    } else {
+        with_data(
+            format!("{} of {}: the column's values are copied first", why.join(", "), table.sql()),
+            vec![Save::Columns { table, columns }],
+        )
+    }
+}
+
 fn classify(node: &NodeEnum) -> (Reversibility, String, Vec<Save>) {
     match node {
-        NodeEnum::DropStmt(d) => {
-            let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
-            match kind {
-                ObjectType::ObjectTable => {
-                    let tables: Vec<TableName> = d.objects.iter().filter_map(|o| table_of(&dotted(o))).collect();
-                    let names = tables.iter().map(TableName::sql).collect::<Vec<_>>().join(", ");
-                    with_data(
-                        format!("drops table {names}: its rows are copied first"),
-                        tables.into_iter().map(|table| Save::Table { table }).collect(),
-                    )
-                }
-                ObjectType::ObjectSchema if d.behavior == pg_query::protobuf::DropBehavior::DropCascade as i32 => {
-                    let schemas: Vec<String> = d.objects.iter().flat_map(dotted).collect();
-                    with_data(
-                        format!(
-                            "drops schema {} with what it holds: its tables' rows are copied first",
-                            schemas.join(", ")
-                        ),
-                        schemas.into_iter().map(|schema| Save::Schema { schema }).collect(),
-                    )
-                }
-                ObjectType::ObjectExtension => irreversible("drops an extension with its objects and their data"),
-                ObjectType::ObjectDatabase | ObjectType::ObjectTablespace | ObjectType::ObjectRole => {
-                    irreversible("a cluster-wide object, outside any one database's ledger")
-                }
-                _ if d.concurrent => irreversible("DROP … CONCURRENTLY cannot run in a transaction"),
-                _ => lossless("drops an object without data: its definition is recorded"),
-            }
-        }
-        NodeEnum::AlterTableStmt(a) => {
-            let Some(table) = a.relation.as_ref().map(TableName::from_range) else {
-                return lossless("alters a table");
-            };
-            let mut columns = Vec::new();
-            let mut why = Vec::new();
-            for cmd in &a.cmds {
-                let Some(NodeEnum::AlterTableCmd(c)) = &cmd.node else { continue };
-                match AlterTableType::try_from(c.subtype) {
-                    Ok(AlterTableType::AtDropColumn) => {
-                        why.push(format!("drops column {}", c.name));
-                        columns.push(c.name.clone());
-                    }
-                    Ok(AlterTableType::AtAlterColumnType) => {
-                        why.push(format!("changes the type of column {}", c.name));
-                        columns.push(c.name.clone());
-                    }
-                    _ => {}
-                }
-            }
-            if columns.is_empty() {
-                lossless("alters a table: its definition before is recorded")
-            } else {
-                with_data(
-                    format!("{} of {}: the column's values are copied first", why.join(", "), table.sql()),
-                    vec![Save::Columns { table, columns }],
-                )
-            }
-        }
+        NodeEnum::DropStmt(d) => classify_drop(d),
+        NodeEnum::AlterTableStmt(a) => classify_alter_table(a),
         NodeEnum::UpdateStmt(u) => match u.relation.as_ref().map(TableName::from_range) {
             Some(table) => with_data(
                 format!("updates rows of {}: the table's rows are copied first", table.sql()),

@@ -131,18 +131,17 @@ impl Change {
 const SKIP_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
      AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%'";
 
-/// One row per object: kind, key, whether this transaction wrote it, state.
-fn snapshot_sql() -> String {
-    let ns = format!("SELECT oid, nspname FROM pg_namespace n WHERE {SKIP_SCHEMAS}");
-    format!(
-        r#"
-WITH me AS (SELECT pg_current_xact_id()::xid AS x), ns AS ({ns}),
-not_ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')
+/// Schemas: owner, privileges.
+const SCHEMAS: &str = r#"
 SELECT 'schema', quote_ident(n.nspname), n.xmin = me.x,
   jsonb_build_object('oid', n.oid::text, 'name', n.nspname, 'owner', pg_get_userbyid(n.nspowner),
     'acl', coalesce(n.nspacl, acldefault('n', n.nspowner))::text[])
 FROM pg_namespace n JOIN ns USING (oid), me
-UNION ALL
+"#;
+
+/// Tables, views, materialized views, sequences: owner, privileges, RLS switches,
+/// a view's definition, a sequence's settings, last value and owning column.
+const RELATIONS: &str = r#"
 SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'matview' WHEN 'S' THEN 'sequence' ELSE 'table' END,
   format('%I.%I', ns.nspname, c.relname), c.xmin = me.x,
   jsonb_build_object('oid', c.oid::text, 'schema', ns.nspname, 'name', c.relname, 'owner', pg_get_userbyid(c.relowner),
@@ -163,7 +162,10 @@ SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'matview' WHEN 'S' THEN
 FROM pg_class c JOIN ns ON ns.oid = c.relnamespace, me
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid)
-UNION ALL
+"#;
+
+/// Columns: type, default, nullability, identity, generated expression, collation, privileges.
+const COLUMNS: &str = r#"
 SELECT 'column', format('%I.%I.%I', ns.nspname, c.relname, a.attname), a.xmin = me.x OR coalesce(ad.xmin = me.x, false),
   jsonb_build_object('oid', c.oid::text || '.' || a.attnum, 'schema', ns.nspname, 'table', c.relname,
     'table_key', format('%I.%I', ns.nspname, c.relname), 'name', a.attname,
@@ -180,7 +182,10 @@ FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.
   LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum, me
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid)
-UNION ALL
+"#;
+
+/// Constraints of tables and domains (`NOT NULL` ones are the columns').
+const CONSTRAINTS: &str = r#"
 SELECT 'constraint', format('%I.%I.%I', ns.nspname, coalesce(c.relname, ty.typname), co.conname), co.xmin = me.x,
   jsonb_build_object('oid', co.oid::text, 'schema', ns.nspname, 'table', c.relname,
     'table_key', CASE WHEN c.relname IS NOT NULL THEN format('%I.%I', ns.nspname, c.relname) END,
@@ -190,7 +195,10 @@ SELECT 'constraint', format('%I.%I.%I', ns.nspname, coalesce(c.relname, ty.typna
 FROM pg_constraint co JOIN ns ON ns.oid = co.connamespace LEFT JOIN pg_class c ON c.oid = co.conrelid
   LEFT JOIN pg_type ty ON ty.oid = co.contypid, me
 WHERE (co.conrelid <> 0 OR co.contypid <> 0) AND co.contype <> 'n'
-UNION ALL
+"#;
+
+/// Indexes not behind a constraint.
+const INDEXES: &str = r#"
 SELECT 'index', format('%I.%I', ns.nspname, ic.relname), ic.xmin = me.x,
   jsonb_build_object('oid', ic.oid::text, 'schema', ns.nspname, 'name', ic.relname, 'def', pg_get_indexdef(i.indexrelid),
     'table_key', format('%I.%I', ns.nspname, tc.relname))
@@ -199,7 +207,10 @@ FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class tc ON tc
 WHERE tc.relkind IN ('r', 'p', 'm')
   AND NOT EXISTS (SELECT 1 FROM pg_constraint co WHERE co.conindid = i.indexrelid AND co.contype IN ('p', 'u', 'x'))
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_class'::regclass AND e.objid = tc.oid)
-UNION ALL
+"#;
+
+/// Functions and procedures: definition, result, owner, privileges.
+const FUNCTIONS: &str = r#"
 SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_identity_arguments(p.oid)), p.xmin = me.x,
   jsonb_build_object('oid', p.oid::text, 'schema', ns.nspname, 'name', p.proname,
     'args', pg_get_function_identity_arguments(p.oid), 'kind', p.prokind, 'owner', pg_get_userbyid(p.proowner),
@@ -208,14 +219,20 @@ SELECT 'function', format('%I.%I(%s)', ns.nspname, p.proname, pg_get_function_id
     'acl', coalesce(p.proacl, acldefault('f', p.proowner))::text[])
 FROM pg_proc p JOIN ns ON ns.oid = p.pronamespace, me
 WHERE NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid)
-UNION ALL
+"#;
+
+/// Triggers (not the internal ones of foreign keys).
+const TRIGGERS: &str = r#"
 SELECT 'trigger', format('%I.%I.%I', ns.nspname, c.relname, tg.tgname), tg.xmin = me.x,
   jsonb_build_object('oid', tg.oid::text, 'schema', ns.nspname, 'table', c.relname,
     'table_key', format('%I.%I', ns.nspname, c.relname), 'name', tg.tgname,
     'def', pg_get_triggerdef(tg.oid), 'enabled', tg.tgenabled::text)
 FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN ns ON ns.oid = c.relnamespace, me
 WHERE NOT tg.tgisinternal
-UNION ALL
+"#;
+
+/// Row level security policies.
+const POLICIES: &str = r#"
 SELECT 'policy', format('%I.%I.%I', ns.nspname, c.relname, po.polname), po.xmin = me.x,
   jsonb_build_object('oid', po.oid::text, 'schema', ns.nspname, 'table', c.relname,
     'table_key', format('%I.%I', ns.nspname, c.relname), 'name', po.polname,
@@ -224,7 +241,10 @@ SELECT 'policy', format('%I.%I.%I', ns.nspname, c.relname, po.polname), po.xmin 
         FROM unnest(po.polroles) r),
     'using', pg_get_expr(po.polqual, po.polrelid), 'check', pg_get_expr(po.polwithcheck, po.polrelid))
 FROM pg_policy po JOIN pg_class c ON c.oid = po.polrelid JOIN ns ON ns.oid = c.relnamespace, me
-UNION ALL
+"#;
+
+/// Enum, domain and composite types.
+const TYPES: &str = r#"
 SELECT 'type', format('%I.%I', ns.nspname, t.typname),
   t.xmin = me.x OR EXISTS (SELECT 1 FROM pg_enum e WHERE e.enumtypid = t.oid AND e.xmin = me.x),
   jsonb_build_object('oid', t.oid::text, 'schema', ns.nspname, 'name', t.typname, 'kind', t.typtype::text,
@@ -240,11 +260,18 @@ SELECT 'type', format('%I.%I', ns.nspname, t.typname),
 FROM pg_type t JOIN ns ON ns.oid = t.typnamespace, me
 WHERE (t.typtype IN ('e', 'd') OR (t.typtype = 'c' AND (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c'))
   AND NOT EXISTS (SELECT 1 FROM not_ext e WHERE e.classid = 'pg_type'::regclass AND e.objid = t.oid)
-UNION ALL
+"#;
+
+/// Extensions, with their schema and version.
+const EXTENSIONS: &str = r#"
 SELECT 'extension', quote_ident(e.extname), e.xmin = me.x,
   jsonb_build_object('oid', e.oid::text, 'name', e.extname, 'schema', n.nspname, 'version', e.extversion)
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace, me
-UNION ALL
+"#;
+
+/// Default privileges, database-wide (no schema) or per schema, with the
+/// built-in default they replace.
+const DEFAULT_ACLS: &str = r#"
 SELECT 'default_acl', format('%s in %s on %s', quote_ident(pg_get_userbyid(d.defaclrole)),
     coalesce(quote_ident(n.nspname), 'every schema'), d.defaclobjtype), d.xmin = me.x,
   jsonb_build_object('role', pg_get_userbyid(d.defaclrole), 'schema', n.nspname, 'objtype', d.defaclobjtype::text,
@@ -252,7 +279,10 @@ SELECT 'default_acl', format('%s in %s on %s', quote_ident(pg_get_userbyid(d.def
     'default', CASE WHEN d.defaclnamespace = 0 THEN acldefault(d.defaclobjtype, d.defaclrole)::text[]
         ELSE ARRAY[]::text[] END)
 FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace, me
-UNION ALL
+"#;
+
+/// Publications and their tables.
+const PUBLICATIONS: &str = r#"
 SELECT 'publication', quote_ident(p.pubname),
   p.xmin = me.x OR EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid AND r.xmin = me.x),
   jsonb_build_object('oid', p.oid::text, 'name', p.pubname, 'all_tables', p.puballtables,
@@ -262,12 +292,18 @@ SELECT 'publication', quote_ident(p.pubname),
         FROM pg_publication_rel r JOIN pg_class c ON c.oid = r.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE r.prpubid = p.oid))
 FROM pg_publication p, me
-UNION ALL
+"#;
+
+/// Event triggers.
+const EVENT_TRIGGERS: &str = r#"
 SELECT 'event_trigger', quote_ident(e.evtname), e.xmin = me.x,
   jsonb_build_object('oid', e.oid::text, 'name', e.evtname, 'event', e.evtevent, 'function', e.evtfoid::regproc::text,
     'tags', e.evttags, 'enabled', e.evtenabled::text)
 FROM pg_event_trigger e, me
-UNION ALL
+"#;
+
+/// Comments on the objects above.
+const COMMENTS: &str = r#"
 SELECT 'comment', format('%s %s', o.type, o.identity), d.xmin = me.x,
   jsonb_build_object('type', o.type, 'identity', o.identity, 'text', d.description)
 FROM pg_description d CROSS JOIN LATERAL pg_identify_object(d.classoid, d.objoid, d.objsubid) o, me
@@ -275,7 +311,31 @@ WHERE d.classoid IN ('pg_class'::regclass, 'pg_proc'::regclass, 'pg_namespace'::
     'pg_policy'::regclass, 'pg_trigger'::regclass, 'pg_constraint'::regclass)
   AND coalesce(o.schema, o.name) IS NOT NULL
   AND coalesce(o.schema, o.name) NOT IN ('pg_catalog', 'information_schema')
-"#
+"#;
+
+/// One row per object: kind, key, whether this transaction wrote it, state.
+fn snapshot_sql() -> String {
+    let ns = format!("SELECT oid, nspname FROM pg_namespace n WHERE {SKIP_SCHEMAS}");
+    let kinds = [
+        SCHEMAS,
+        RELATIONS,
+        COLUMNS,
+        CONSTRAINTS,
+        INDEXES,
+        FUNCTIONS,
+        TRIGGERS,
+        POLICIES,
+        TYPES,
+        EXTENSIONS,
+        DEFAULT_ACLS,
+        PUBLICATIONS,
+        EVENT_TRIGGERS,
+        COMMENTS,
+    ];
+    format!(
+        "WITH me AS (SELECT pg_current_xact_id()::xid AS x), ns AS ({ns}),\n\
+         not_ext AS (SELECT objid, classid FROM pg_depend WHERE deptype = 'e')\n{}",
+        kinds.join("\nUNION ALL\n")
     )
 }
 

@@ -735,63 +735,10 @@ async fn put_back(
             }
             return Ok(());
         }
-        (Kind::Table, None) => {
-            let Some(sql) = create_sql(before, dropped_columns) else {
-                r.lines.push(format!("NOT PUT BACK: {what} (a partitioned table; restore it from the backup)"));
-                return Ok(());
-            };
-            r.run(&sql).await?;
-            r.lines.push(format!("put back {what}"));
-            if let Some(saved) = e.saved.iter().find(|s| s.table == before.key && s.whole) {
-                let n = copy_in(r.client, &before.key, &saved.columns, r.dir, saved).await?;
-                r.lines.push(format!("brought back {n} row(s) of {} from the ledger's copy", before.key));
-            } else {
-                r.lines.push(format!("NOT BROUGHT BACK: the rows of {} (no copy was made)", before.key));
-            }
-            restore_flags(r, before, None).await?;
-        }
+        (Kind::Table, None) => put_back_table(r, e, before, dropped_columns).await?,
         (Kind::Table, Some(now)) => restore_flags(r, before, Some(now)).await?,
-        (Kind::Column, None) => {
-            r.run(&create_sql(before, &[]).unwrap_or_default()).await?;
-            r.lines.push(format!("put back {what}"));
-            fill_column(r, e, before, None).await?;
-            if before.flag("notnull") {
-                r.try_run(
-                    &format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", table_key(before), name(before)),
-                    &format!("NOT NULL on {}: rows written since have no value", before.key),
-                )
-                .await;
-            }
-        }
-        (Kind::Column, Some(now)) => {
-            let (t, c) = (table_key(before), name(before));
-            if before.text("type") != now.text("type") {
-                let ty = before.text("type").unwrap_or("text");
-                r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT")).await?;
-                r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}")).await?;
-                r.lines.push(format!("column {} back to type {ty}", before.key));
-                fill_column(r, e, before, now.text("type")).await?;
-            }
-            if before.text("default") != now.text("default") || before.text("type") != now.text("type") {
-                let sql = match before.text("default") {
-                    Some(d) => format!("ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {d}"),
-                    None => format!("ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"),
-                };
-                r.run(&sql).await?;
-            }
-            if before.flag("notnull") != now.flag("notnull") {
-                if before.flag("notnull") {
-                    r.try_run(
-                        &format!("ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL"),
-                        &format!("NOT NULL on {}: rows written since have no value", before.key),
-                    )
-                    .await;
-                } else {
-                    r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} DROP NOT NULL")).await?;
-                }
-            }
-            r.lines.push(format!("put back {what}"));
-        }
+        (Kind::Column, None) => put_back_column(r, e, before).await?,
+        (Kind::Column, Some(now)) => alter_column_back(r, e, before, now).await?,
         (Kind::Function, Some(now))
             if before.text("result") != now.text("result") || before.text("kind") != now.text("kind") =>
         {
@@ -821,24 +768,7 @@ async fn put_back(
             r.run(&create_sql(before, &[]).unwrap_or_default()).await?;
             r.lines.push(format!("put back {what}"));
         }
-        (Kind::Publication, Some(now)) => {
-            let (was, is) = (strings(before, "tables"), strings(now, "tables"));
-            let added: Vec<&String> = is.iter().filter(|t| !was.contains(t)).collect();
-            let removed: Vec<&String> = was.iter().filter(|t| !is.contains(t)).collect();
-            for (verb, tables) in [("DROP", added), ("ADD", removed)] {
-                if !tables.is_empty() && !before.flag("all_tables") {
-                    let list = tables.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
-                    r.run(&format!("ALTER PUBLICATION {} {verb} TABLE {list}", before.key)).await?;
-                }
-            }
-            r.run(&format!(
-                "ALTER PUBLICATION {} SET (publish = {})",
-                before.key,
-                literal(before.text("publish").unwrap_or(""))
-            ))
-            .await?;
-            r.lines.push(format!("put back {what}"));
-        }
+        (Kind::Publication, Some(now)) => publication_back(r, before, now).await?,
         (Kind::Schema | Kind::Sequence | Kind::Type, Some(_)) => {}
         (Kind::EventTrigger, _) => {
             if let Some(sql) = create_sql(before, &[])
@@ -873,6 +803,101 @@ async fn put_back(
     {
         r.run(&format!("ALTER SEQUENCE {} OWNED BY {col}", before.key)).await?;
     }
+    Ok(())
+}
+
+/// A dropped table, created again with its rows from the ledger's copy.
+async fn put_back_table(
+    r: &mut Reverter<'_>,
+    e: &Entry,
+    before: &Object,
+    dropped_columns: &[&Object],
+) -> Result<(), String> {
+    let what = format!("{} {}", before.kind.label(), before.key);
+    let Some(sql) = create_sql(before, dropped_columns) else {
+        r.lines.push(format!("NOT PUT BACK: {what} (a partitioned table; restore it from the backup)"));
+        return Ok(());
+    };
+    r.run(&sql).await?;
+    r.lines.push(format!("put back {what}"));
+    if let Some(saved) = e.saved.iter().find(|s| s.table == before.key && s.whole) {
+        let n = copy_in(r.client, &before.key, &saved.columns, r.dir, saved).await?;
+        r.lines.push(format!("brought back {n} row(s) of {} from the ledger's copy", before.key));
+    } else {
+        r.lines.push(format!("NOT BROUGHT BACK: the rows of {} (no copy was made)", before.key));
+    }
+    restore_flags(r, before, None).await?;
+    Ok(())
+}
+
+/// A dropped column, added again with its values from the ledger's copy.
+async fn put_back_column(r: &mut Reverter<'_>, e: &Entry, before: &Object) -> Result<(), String> {
+    let what = format!("{} {}", before.kind.label(), before.key);
+    r.run(&create_sql(before, &[]).unwrap_or_default()).await?;
+    r.lines.push(format!("put back {what}"));
+    fill_column(r, e, before, None).await?;
+    if before.flag("notnull") {
+        r.try_run(
+            &format!("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL", table_key(before), name(before)),
+            &format!("NOT NULL on {}: rows written since have no value", before.key),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// An altered column's type, default and nullability as recorded.
+async fn alter_column_back(r: &mut Reverter<'_>, e: &Entry, before: &Object, now: &Object) -> Result<(), String> {
+    let what = format!("{} {}", before.kind.label(), before.key);
+    let (t, c) = (table_key(before), name(before));
+    if before.text("type") != now.text("type") {
+        let ty = before.text("type").unwrap_or("text");
+        r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT")).await?;
+        r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} TYPE {ty} USING {c}::{ty}")).await?;
+        r.lines.push(format!("column {} back to type {ty}", before.key));
+        fill_column(r, e, before, now.text("type")).await?;
+    }
+    if before.text("default") != now.text("default") || before.text("type") != now.text("type") {
+        let sql = match before.text("default") {
+            Some(d) => format!("ALTER TABLE {t} ALTER COLUMN {c} SET DEFAULT {d}"),
+            None => format!("ALTER TABLE {t} ALTER COLUMN {c} DROP DEFAULT"),
+        };
+        r.run(&sql).await?;
+    }
+    if before.flag("notnull") != now.flag("notnull") {
+        if before.flag("notnull") {
+            r.try_run(
+                &format!("ALTER TABLE {t} ALTER COLUMN {c} SET NOT NULL"),
+                &format!("NOT NULL on {}: rows written since have no value", before.key),
+            )
+            .await;
+        } else {
+            r.run(&format!("ALTER TABLE {t} ALTER COLUMN {c} DROP NOT NULL")).await?;
+        }
+    }
+    r.lines.push(format!("put back {what}"));
+    Ok(())
+}
+
+/// A publication's tables and operations as recorded.
+async fn publication_back(r: &mut Reverter<'_>, before: &Object, now: &Object) -> Result<(), String> {
+    let what = format!("{} {}", before.kind.label(), before.key);
+    let (was, is) = (strings(before, "tables"), strings(now, "tables"));
+    let added: Vec<&String> = is.iter().filter(|t| !was.contains(t)).collect();
+    let removed: Vec<&String> = was.iter().filter(|t| !is.contains(t)).collect();
+    for (verb, tables) in [("DROP", added), ("ADD", removed)] {
+        if !tables.is_empty() && !before.flag("all_tables") {
+            let list = tables.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ");
+            r.run(&format!("ALTER PUBLICATION {} {verb} TABLE {list}", before.key)).await?;
+        }
+    }
+    r.run(&format!(
+        "ALTER PUBLICATION {} SET (publish = {})",
+        before.key,
+        literal(before.text("publish").unwrap_or(""))
+    ))
+    .await?;
+    r.lines.push(format!("put back {what}"));
     Ok(())
 }
 
