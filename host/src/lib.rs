@@ -31,6 +31,7 @@ pub mod registry;
 pub mod runner;
 pub mod sandbox;
 pub mod signals;
+pub mod sqllint;
 pub mod sqlparse;
 pub mod state;
 pub mod status;
