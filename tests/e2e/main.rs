@@ -20,6 +20,7 @@ mod health;
 mod install;
 mod ledger;
 mod lifecycle;
+mod lint;
 mod output;
 mod pgtap;
 mod pipeline_flow;

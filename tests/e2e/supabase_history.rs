@@ -213,13 +213,12 @@ fn create_index_concurrently_applies_as_with_the_cli() {
     assert_eq!(versions(&pg), ["1", "2"]);
 
     // After another statement of its file it cannot run (the CLI's pipeline
-    // refuses it too); the file's transaction rolls back.
+    // refuses it too): the lint refuses the file before anything runs.
     p.write("migrations/3_late.sql", "create table more (id int);\ncreate index concurrently more_id on more (id);\n");
     migrate(&p, &pg).assert_code(1);
     let s = summary(&p);
     assert!(
-        s.contains("3_late.sql failed at statement 2")
-            && s.contains("25001")
+        s.contains("refused before anything ran: 3_late.sql:2:1: ban-concurrent-index-creation-in-transaction (error)")
             && s.contains("must come first in its file"),
         "{s}"
     );

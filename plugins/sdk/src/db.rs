@@ -1,7 +1,9 @@
 //! Databases the step was granted, by name. The host holds the connection.
 
 use crate::StepError;
-pub use crate::bindings::deployhost::plugin::sql::{Connection, DbError, DumpInfo, QueryResult, SqlError, Value};
+pub use crate::bindings::deployhost::plugin::sql::{
+    Connection, DbError, DumpInfo, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
+};
 
 /// SQLSTATE for "insufficient privilege", also raised by row-level security.
 pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
@@ -43,6 +45,44 @@ pub fn restore(database: &str, path: &str) -> Result<(), SqlError> {
 /// requires `rollback: lossless` and does not accept `label`.
 pub fn check_reversible(label: &str, sql: &str) -> Result<Vec<String>, SqlError> {
     crate::bindings::deployhost::plugin::sql::check_reversible(label, sql)
+}
+
+/// Lints a migration with PostgreSQL's own parser (nothing runs): what it
+/// locks, destroys or depends on, each with its position and safe rewrite.
+/// A file the parser refuses is a database error with SQLSTATE 42601.
+pub fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
+    crate::bindings::deployhost::plugin::sql::lint(label, sql)
+}
+
+impl LintClass {
+    /// The class as pipelines name it (`locking`, `data-dependent`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            LintClass::Locking => "locking",
+            LintClass::Destructive => "destructive",
+            LintClass::DataDependent => "data-dependent",
+            LintClass::Advice => "advice",
+        }
+    }
+}
+
+impl LintFinding {
+    /// `file:line:column: rule (class, or `error`): why; lock …; fix: …`, on one line.
+    pub fn describe(&self) -> String {
+        let lock = match (&self.lock, &self.relation) {
+            (Some(lock), Some(on)) => format!("; takes {lock} on {on}"),
+            (Some(lock), None) => format!("; takes {lock}"),
+            _ => String::new(),
+        };
+        let kind = match self.severity {
+            LintSeverity::Error => "error",
+            LintSeverity::Warning => self.class.name(),
+        };
+        format!(
+            "{}:{}:{}: {} ({kind}): {}{lock}; fix: {}",
+            self.file, self.line, self.column, self.rule, self.why, self.fix
+        )
+    }
 }
 
 /// Undoes what this run's change ledger recorded for `database`.

@@ -19,6 +19,8 @@
 //! `dry_run: true` applies everything in one transaction and rolls it back:
 //! the "migrations can apply" pre-flight.
 
+mod lint;
+
 use deployhost_plugin_sdk::db::{self, Connection, SqlError, Value, fail};
 use deployhost_plugin_sdk::supabase::{self, CREATE_HISTORY, HISTORY, Migration, version_key};
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError, units};
@@ -54,6 +56,9 @@ struct Params {
     /// restores the backup instead.
     #[serde(default = "default_true")]
     ledger: bool,
+    /// What the lint of the pending files blocks, and what is acknowledged.
+    #[serde(default)]
+    lint: lint::Policy,
 }
 
 fn default_true() -> bool {
@@ -516,6 +521,14 @@ impl Guest for SupabaseMigrate {
             .param("lock_wait", "duration", false, Some("5m"), "how long to wait for another migration")
             .param("repair", "map", false, None, "{ status: applied|reverted, versions: [...] }: edit history only")
             .param(
+                "lint",
+                "map",
+                false,
+                None,
+                "{ block: [locking, destructive, data-dependent, advice], acknowledge: [{ rule, file, reason }], \
+                 check_data: true }: which lint findings stop the deploy (errors always do)",
+            )
+            .param(
                 "ledger",
                 "boolean",
                 false,
@@ -528,6 +541,7 @@ impl Guest for SupabaseMigrate {
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
+        p.lint.check().map_err(StepError::InvalidParams)?;
         let files = supabase::read_migrations(&sdk::guest_path(&p.dir))?;
         if let Some(r) = &p.repair {
             check_repair(r, &files, &p.dir)?;
@@ -541,9 +555,55 @@ impl Guest for SupabaseMigrate {
         if p.dry_run {
             db.begin().map_err(fail("dry run"))?;
         }
-        create_history(&db, p.ledger && !p.dry_run)?;
+        // The history is read (a missing table is an empty history) and the
+        // pending files checked before anything is written, the history
+        // table included: a refused deploy changes nothing.
         let applied = supabase::read_history(&db)?;
         let pending = plan(&files, &applied, p.include_all)?;
+        // The lint, before any file runs: errors are refused always, the
+        // classes in `lint.block` unless acknowledged.
+        let linted = match lint::run(&db, &pending, &p.lint, p.dry_run) {
+            Ok(l) => l,
+            Err(e) => {
+                if p.dry_run {
+                    let _ = db.rollback();
+                }
+                return Err(fail_with(e));
+            }
+        };
+        if !linted.errors.is_empty() || !linted.blocked.is_empty() {
+            if p.dry_run {
+                let _ = db.rollback();
+            }
+            let first = pending.iter().find(|m| {
+                linted.findings.iter().any(|c| {
+                    c.finding.file == m.file
+                        && (linted.errors.contains(&c.line()) || linted.blocked.contains(&c.line()))
+                })
+            });
+            let summary = if linted.errors.is_empty() {
+                format!(
+                    "lint blocked the deploy ({} finding(s) of a class in lint.block, not acknowledged): {}; nothing was applied; \
+                     rewrite them as each finding says, or acknowledge one with \
+                     `lint: {{ acknowledge: [{{ rule: RULE, file: FILE, reason: \"…\" }}] }}`",
+                    linted.blocked.len(),
+                    linted.blocked.join("; ")
+                )
+            } else {
+                format!(
+                    "refused before anything ran: {}; nothing was applied",
+                    linted.errors.iter().chain(&linted.blocked).cloned().collect::<Vec<_>>().join("; ")
+                )
+            };
+            return Ok(Report::failed(summary)
+                .output("failed_version", first.map(|m| m.version.clone()).unwrap_or_default())
+                .output("lint", linted.lines().join("\n"))
+                .output(
+                    "lint_blocked",
+                    linted.errors.iter().chain(&linted.blocked).cloned().collect::<Vec<_>>().join("\n"),
+                )
+                .output("applied", ""));
+        }
         // How far the rollback could undo each pending file, known before
         // any of them runs; refused under `rollback: lossless`.
         let mut reversibility = Vec::new();
@@ -563,6 +623,7 @@ impl Guest for SupabaseMigrate {
         for line in &reversibility {
             sdk::log::warn(&format!("rollback: {line}"));
         }
+        create_history(&db, p.ledger && !p.dry_run)?;
 
         let mut done = Vec::new();
         // Statements that ran outside a transaction (or were not tried in a
@@ -644,7 +705,20 @@ impl Guest for SupabaseMigrate {
                 reversibility.join("; ")
             )
         };
+        let summary = if linted.findings.is_empty() {
+            summary
+        } else {
+            let acknowledged = linted.acknowledged();
+            let acknowledged = if acknowledged.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} acknowledged: {})", acknowledged.len(), acknowledged.join("; "))
+            };
+            format!("{summary}; lint: {}{acknowledged}", linted.counts())
+        };
         Ok(Report::passed(summary)
+            .output("lint", linted.lines().join("\n"))
+            .output("lint_acknowledged", linted.acknowledged().join("\n"))
             .output("reversibility", reversibility.join("\n"))
             .output("applied", applied_now)
             .output("would_apply", would_apply)

@@ -10,7 +10,9 @@ pub mod scope;
 mod values;
 
 use crate::audit::AuditEvent;
-use crate::bindings::deployhost::plugin::sql::{DbError, DumpInfo, Host, HostConnection, QueryResult, SqlError, Value};
+use crate::bindings::deployhost::plugin::sql::{
+    DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
+};
 use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
 use futures_util::TryStreamExt;
@@ -252,6 +254,10 @@ impl Host for CapsView<'_> {
         self.reversibility(&label, &sql)
     }
 
+    async fn lint(&mut self, label: String, sql: String) -> Result<Vec<LintFinding>, SqlError> {
+        lint(&label, &sql)
+    }
+
     async fn revert(&mut self, database: String) -> Result<Vec<String>, SqlError> {
         if !self.caps.sql.granted.contains_key(&database) {
             return Err(self.deny_database(&database, "revert"));
@@ -272,6 +278,43 @@ impl Host for CapsView<'_> {
         caps.audit.record(Some(&caps.step), AuditEvent::SqlRevert, fields);
         result.map_err(SqlError::Tool)
     }
+}
+
+/// `lint`: the findings of [`crate::sqllint`] for one file, as the WIT
+/// names them; a file PostgreSQL's parser refuses is SQLSTATE 42601.
+fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
+    use crate::sqllint::{Class, LintError, Severity};
+    let findings = crate::sqllint::lint(sql).map_err(|e| match e {
+        LintError::Syntax(message) => SqlError::Database(DbError {
+            code: "42601".into(),
+            message,
+            detail: Some(format!("{label} is not valid SQL for PostgreSQL's parser")),
+        }),
+    })?;
+    Ok(findings
+        .into_iter()
+        .map(|f| LintFinding {
+            rule: f.rule.id().to_string(),
+            class: match f.class {
+                Class::Locking => LintClass::Locking,
+                Class::Destructive => LintClass::Destructive,
+                Class::DataDependent => LintClass::DataDependent,
+                Class::Advice => LintClass::Advice,
+            },
+            severity: match f.severity {
+                Severity::Error => LintSeverity::Error,
+                Severity::Warning => LintSeverity::Warning,
+            },
+            file: label.to_string(),
+            line: f.line,
+            column: f.column,
+            lock: f.lock.map(|l| l.sql().to_string()),
+            relation: f.relation,
+            why: f.why,
+            fix: f.fix,
+            check: f.check,
+        })
+        .collect())
 }
 
 impl CapsView<'_> {

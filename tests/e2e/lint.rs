@@ -1,0 +1,144 @@
+//! The migration lint (`supabase-migrate`, through the host's `lint` on
+//! PostgreSQL's own parser): every pending file is linted before any of
+//! them runs; a class the pipeline blocks stops the deploy with nothing
+//! changed, an acknowledged finding passes with its reason in the report,
+//! and the errors (`COMMIT` mid-file, `CONCURRENTLY` inside the file's
+//! transaction) are refused whatever the pipeline says.
+
+use crate::support::pg::Postgres;
+use crate::support::{Project, Run};
+
+const NOTES: &str = "create table notes (id bigint primary key, title text, color text);
+insert into notes values (1, 'a', 'red'), (2, 'a', null), (3, 'b', 'blue');";
+
+fn pipeline(p: &Project, lint: &str) {
+    p.pipeline(&format!(
+        "pipeline: m\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      \
+         - name: backup\n        uses: pg-backup\n        with: {{ database: app }}\n        \
+         grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations{lint} }}\n        \
+         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n"
+    ));
+}
+
+fn migrate(p: &Project, pg: &Postgres) -> Run {
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))])
+}
+
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn no_history(pg: &Postgres) -> String {
+    pg.psql("postgres", "select to_regclass('supabase_migrations.schema_migrations') is null")
+}
+
+#[test]
+fn a_blocked_deploy_changes_nothing_and_an_acknowledged_one_passes() {
+    let pg = Postgres::start();
+    pg.psql("postgres", NOTES);
+    let schema = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write(
+        "migrations/20240102000000_index.sql",
+        "-- look notes up by title\ncreate index notes_title on notes (title);\n",
+    );
+    p.write("migrations/20240103000000_drop.sql", "alter table notes\n  drop column color;\n");
+    p.write(
+        "migrations/20240104000000_unique.sql",
+        "create unique index concurrently if not exists notes_title_u on notes (title);\n",
+    );
+
+    // Production's policy: locking, destructive and data-dependent findings block.
+    pipeline(&p, ", lint: { block: [locking, destructive, data-dependent] }");
+    migrate(&p, &pg).assert_code(1);
+    let step = p.step("migrate");
+    let summary = text(&step["summary"]);
+    assert!(summary.starts_with("lint blocked the deploy (3 finding(s)"), "{summary}");
+    assert!(
+        summary.contains(
+            "20240102000000_index.sql:2:1: require-concurrent-index-creation (locking): CREATE INDEX without \
+             CONCURRENTLY blocks every write to notes"
+        ) && summary.contains("takes SHARE on notes; fix: CREATE INDEX CONCURRENTLY"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("20240103000000_drop.sql:1:1: ban-drop-column (destructive): drops notes.color")
+            && summary.contains("takes ACCESS EXCLUSIVE on notes"),
+        "{summary}"
+    );
+    // The data-dependent finding was checked against the target, read-only.
+    assert!(
+        summary.contains("20240104000000_unique.sql:1:1: unique-on-existing-rows (data-dependent)")
+            && summary.contains("checked on the target: 1 row(s) in the way, it will fail"),
+        "{summary}"
+    );
+    assert!(summary.contains("nothing was applied") && summary.contains("acknowledge"), "{summary}");
+    assert_eq!(text(&step["outputs"]["failed_version"]), "20240102000000");
+    assert_eq!(text(&step["outputs"]["lint_blocked"]).lines().count(), 3);
+    assert_eq!(pg.app_schema("postgres"), schema, "a blocked deploy changes nothing");
+    assert_eq!(no_history(&pg), "t", "not even the history table");
+
+    // Acknowledged, each with a reason: the deploy passes and says so.
+    std::fs::remove_file(p.path().join("migrations/20240104000000_unique.sql")).unwrap();
+    pipeline(
+        &p,
+        ", lint: { block: [locking, destructive], acknowledge: [\
+         { rule: require-concurrent-index-creation, file: 20240102000000_index.sql, reason: \"notes has 3 rows\" }, \
+         { rule: ban-drop-column, file: 20240103000000_drop.sql, reason: \"color unused since v41\" }] }",
+    );
+    migrate(&p, &pg).assert_code(0);
+    let step = p.step("migrate");
+    let summary = text(&step["summary"]);
+    assert!(summary.starts_with("applied 2 migration(s)"), "{summary}");
+    assert!(summary.contains("lint: 2 finding(s): 1 locking, 1 destructive (2 acknowledged: "), "{summary}");
+    assert!(summary.contains("acknowledged: color unused since v41"), "{summary}");
+    let acknowledged = text(&step["outputs"]["lint_acknowledged"]);
+    assert_eq!(acknowledged.lines().count(), 2, "{acknowledged}");
+    assert!(acknowledged.contains("require-concurrent-index-creation") && acknowledged.contains("notes has 3 rows"));
+    assert_eq!(pg.psql("postgres", "select to_regclass('public.notes_title') is not null"), "t");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "select count(*) from pg_attribute where attrelid = 'notes'::regclass and attname = 'color'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "select string_agg(version, ',' order by version) from supabase_migrations.schema_migrations"
+        ),
+        "20240102000000,20240103000000"
+    );
+}
+
+#[test]
+fn commit_mid_file_and_concurrently_in_a_transaction_are_refused_whatever_the_policy() {
+    let pg = Postgres::start();
+    pg.psql("postgres", NOTES);
+    let schema = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write("migrations/20240102000000_a.sql", "create table a (id bigint);\ncommit;\ncreate table b (id bigint);\n");
+    p.write(
+        "migrations/20240103000000_index.sql",
+        "create table c (id bigint);\n  create index concurrently if not exists notes_title on notes (title);\n",
+    );
+    // No class blocked, and both acknowledged: still refused.
+    pipeline(
+        &p,
+        ", lint: { acknowledge: [{ rule: commit-mid-file, file: 20240102000000_a.sql, reason: \"we know\" }] }",
+    );
+    migrate(&p, &pg).assert_code(1);
+    let summary = text(&p.step("migrate")["summary"]);
+    assert!(summary.starts_with("refused before anything ran: "), "{summary}");
+    assert!(summary.contains("20240102000000_a.sql:2:1: commit-mid-file (error)"), "{summary}");
+    assert!(summary.contains("supabase/cli#5047"), "{summary}");
+    assert!(
+        summary.contains("20240103000000_index.sql:2:3: ban-concurrent-index-creation-in-transaction (error)")
+            && summary.contains("must come first in its file"),
+        "{summary}"
+    );
+    assert!(summary.ends_with("nothing was applied"), "{summary}");
+    assert_eq!(pg.app_schema("postgres"), schema);
+    assert_eq!(no_history(&pg), "t");
+}
