@@ -7,6 +7,9 @@ pub struct SqlConnection {
     pub database: String,
     pub roles: Vec<String>,
     pub client: tokio_postgres::Client,
+    /// The server process serving it (`pg_backend_pid()`): whom it waits
+    /// for is looked up with `pg_blocking_pids` while a statement waits.
+    pub pid: Option<i32>,
     /// Counts against the step's open connections until dropped.
     pub slot: crate::capabilities::sql::ConnectionSlot,
 }

@@ -21,6 +21,7 @@ mod install;
 mod ledger;
 mod lifecycle;
 mod lint;
+mod lock_timeout;
 mod output;
 mod pgtap;
 mod pipeline_flow;

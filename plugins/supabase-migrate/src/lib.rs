@@ -37,6 +37,12 @@ const LOCK_KEY: i64 = 0x7375_7061_6d69_6772;
 /// SQLSTATE of "cannot run inside a transaction block" (and "cannot be
 /// executed within a pipeline").
 const ACTIVE_SQL_TRANSACTION: &str = "25001";
+/// SQLSTATE of a `lock_timeout` that ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// SQLSTATE of a cancelled statement (`statement_timeout`).
+const QUERY_CANCELED: &str = "57014";
+/// The longest pause between two attempts at a file.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +65,70 @@ struct Params {
     /// What the lint of the pending files blocks, and what is acknowledged.
     #[serde(default)]
     lint: lint::Policy,
+    /// How long one statement of a file waits for a lock before the file
+    /// gives up (and is tried again).
+    #[serde(default = "default_lock_timeout", deserialize_with = "units::duration")]
+    lock_timeout: Duration,
+    /// How long one statement of a file may run.
+    #[serde(default = "default_statement_timeout", deserialize_with = "units::duration")]
+    statement_timeout: Duration,
+    /// Attempts at a file whose statements time out waiting for a lock.
+    #[serde(default = "default_lock_attempts")]
+    lock_attempts: u32,
+    /// The pause after the first failed attempt; doubled after each next
+    /// one, up to 30 s.
+    #[serde(default = "default_lock_retry_wait", deserialize_with = "units::duration")]
+    lock_retry_wait: Duration,
+}
+
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_lock_attempts() -> u32 {
+    5
+}
+fn default_lock_retry_wait() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// The session settings every file runs under, reset after it: a statement
+/// that waits for a lock gives up after `lock`, one that runs gives up
+/// after `statement`. Nothing waits forever.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    lock: Duration,
+    statement: Duration,
+}
+
+/// Undoes [`Timeouts::session`] (the next file sets its own).
+const RESET_TIMEOUTS: &str = "RESET lock_timeout; RESET statement_timeout";
+
+impl Timeouts {
+    fn check(&self) -> Result<(), String> {
+        if self.lock.as_millis() == 0 || self.statement.as_millis() == 0 {
+            return Err(
+                "lock_timeout and statement_timeout must be at least 1ms (0 would let a migration wait forever)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// `RESET ALL` (as the CLI does between files), then the timeouts.
+    fn session(&self) -> String {
+        format!(
+            "RESET ALL; SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+            self.lock.as_millis(),
+            self.statement.as_millis()
+        )
+    }
+}
+
+/// The pause before attempt `attempt + 1`.
+fn retry_wait(first: Duration, attempt: u32) -> Duration {
+    first.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_RETRY_WAIT.max(first))
 }
 
 fn default_true() -> bool {
@@ -223,10 +293,16 @@ fn history_statement(m: &Migration, statements: &[String]) -> String {
 /// a statement there, the transaction is rolled back and the file is run
 /// statement by statement, which finds the statement, and runs one that
 /// cannot run in a transaction on its own where the CLI's pipeline would.
-fn apply(db: &Connection, m: &Migration, statements: &[String], ledger: bool) -> Result<Applied, Failure> {
+fn apply(
+    db: &Connection,
+    m: &Migration,
+    statements: &[String],
+    ledger: bool,
+    timeouts: &Timeouts,
+) -> Result<Applied, Failure> {
     let mut committed = Vec::new();
     let mut outside = Vec::new();
-    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &committed))?;
+    db.batch(&timeouts.session()).map_err(Failure::at(Step::Session, &committed))?;
     if statements.iter().all(|s| control(s).is_none()) {
         let mut script = statements.to_vec();
         script.push(history_statement(m, statements));
@@ -237,6 +313,12 @@ fn apply(db: &Connection, m: &Migration, statements: &[String], ledger: bool) ->
         };
         match result {
             Ok(recorded) => return Ok(Applied { outside, recorded }),
+            // A timeout is not a statement PostgreSQL refuses in a
+            // transaction: running the file again, statement by statement,
+            // would only wait as long again.
+            Err(e) if matches!(db::code(&e), Some(LOCK_NOT_AVAILABLE | QUERY_CANCELED)) => {
+                return Err(Failure { at: Step::Transaction, error: e, committed });
+            }
             Err(SqlError::Database(_)) => {}
             Err(e) => return Err(Failure { at: Step::Transaction, error: e, committed }),
         }
@@ -303,10 +385,10 @@ struct Applied {
 /// A dry run of one file inside the run's one transaction: statements that
 /// cannot run in a transaction, and transaction control, are not tried
 /// (returned); everything else is.
-fn rehearse(db: &Connection, m: &Migration, statements: &[String]) -> Result<Vec<usize>, Failure> {
+fn rehearse(db: &Connection, m: &Migration, statements: &[String], timeouts: &Timeouts) -> Result<Vec<usize>, Failure> {
     let none = Vec::new();
     let mut not_tried = Vec::new();
-    db.batch("RESET ALL").map_err(Failure::at(Step::Session, &none))?;
+    db.batch(&timeouts.session()).map_err(Failure::at(Step::Session, &none))?;
     let mut first = true;
     for (i, s) in statements.iter().enumerate() {
         if let Some(c) = control(s) {
@@ -519,6 +601,16 @@ impl Guest for SupabaseMigrate {
             .param("include_all", "boolean", false, Some("false"), "also apply files older than the last applied one")
             .param("dry_run", "boolean", false, Some("false"), "apply in one transaction, then roll back")
             .param("lock_wait", "duration", false, Some("5m"), "how long to wait for another migration")
+            .param("lock_timeout", "duration", false, Some("5s"), "how long a statement waits for a table lock")
+            .param("statement_timeout", "duration", false, Some("10m"), "how long a statement may run")
+            .param("lock_attempts", "integer", false, Some("5"), "attempts at a file that times out waiting for a lock")
+            .param(
+                "lock_retry_wait",
+                "duration",
+                false,
+                Some("1s"),
+                "pause after a lock timeout, doubled after each attempt (at most 30s)",
+            )
             .param("repair", "map", false, None, "{ status: applied|reverted, versions: [...] }: edit history only")
             .param(
                 "lint",
@@ -542,6 +634,11 @@ impl Guest for SupabaseMigrate {
     fn run(ctx: StepContext) -> Result<Report, StepError> {
         let p: Params = sdk::params(&ctx)?;
         p.lint.check().map_err(StepError::InvalidParams)?;
+        let timeouts = Timeouts { lock: p.lock_timeout, statement: p.statement_timeout };
+        timeouts.check().map_err(StepError::InvalidParams)?;
+        if p.lock_attempts == 0 {
+            return Err(StepError::InvalidParams("lock_attempts must be at least 1".into()));
+        }
         let files = supabase::read_migrations(&sdk::guest_path(&p.dir))?;
         if let Some(r) = &p.repair {
             check_repair(r, &files, &p.dir)?;
@@ -632,13 +729,45 @@ impl Guest for SupabaseMigrate {
         // Files applied outside the change ledger (they control their own
         // transactions, or hold a statement that cannot run in one).
         let mut unrecorded = Vec::new();
+        // Files that needed more than one attempt (lock timeouts), as `file: n`.
+        let mut retried = Vec::new();
         for m in &pending {
             let statements = m.statements();
-            let result = if p.dry_run {
-                rehearse(&db, m, &statements).map(|outside| Applied { outside, recorded: None })
-            } else {
-                apply(&db, m, &statements, p.ledger)
+            let mut attempt = 1;
+            let result = loop {
+                let result = if p.dry_run {
+                    rehearse(&db, m, &statements, &timeouts).map(|outside| Applied { outside, recorded: None })
+                } else {
+                    apply(&db, m, &statements, p.ledger, &timeouts)
+                };
+                // The timeouts are the file's only: reset (in a dry run's
+                // failed transaction this fails, and its rollback resets them).
+                let _ = db.batch(RESET_TIMEOUTS);
+                match result {
+                    Err(f)
+                        if !p.dry_run
+                            && f.committed.is_empty()
+                            && db::code(&f.error) == Some(LOCK_NOT_AVAILABLE)
+                            && attempt < p.lock_attempts =>
+                    {
+                        let wait = retry_wait(p.lock_retry_wait, attempt);
+                        sdk::log::warn(&format!(
+                            "{}: attempt {attempt} of {}: a statement waited over {:?} (lock_timeout) for a lock: {}; \
+                             nothing of it was applied; trying again in {wait:?}",
+                            m.file,
+                            p.lock_attempts,
+                            p.lock_timeout,
+                            db::describe(&f.error)
+                        ));
+                        std::thread::sleep(wait);
+                        attempt += 1;
+                    }
+                    result => break result,
+                }
             };
+            if attempt > 1 {
+                retried.push(format!("{}: {attempt}", m.file));
+            }
             match result {
                 Ok(applied) => {
                     outside.extend(applied.outside.iter().map(|i| format!("{}#{}", m.file, i + 1)));
@@ -651,7 +780,11 @@ impl Guest for SupabaseMigrate {
                         None if p.ledger && !p.dry_run => unrecorded.push(m.file.clone()),
                         None => {}
                     }
-                    sdk::log::info(&format!("applied {}", m.file));
+                    if attempt > 1 {
+                        sdk::log::info(&format!("applied {} at attempt {attempt}", m.file));
+                    } else {
+                        sdk::log::info(&format!("applied {}", m.file));
+                    }
                     done.push(m.version.clone());
                 }
                 Err(f) => {
@@ -667,7 +800,18 @@ impl Guest for SupabaseMigrate {
                     } else {
                         format!("{} applied before it: {}", done.len(), done.join(", "))
                     };
-                    return Ok(Report::failed(format!("{}; {note}", describe_failure(m, &statements, &f)))
+                    let gave_up = if db::code(&f.error) == Some(LOCK_NOT_AVAILABLE) {
+                        format!(
+                            "; gave up after {attempt} attempt(s), each waiting at most {:?} for a lock (lock_timeout, lock_attempts)",
+                            p.lock_timeout
+                        )
+                    } else if db::code(&f.error) == Some(QUERY_CANCELED) {
+                        format!("; statement_timeout is {:?}", p.statement_timeout)
+                    } else {
+                        String::new()
+                    };
+                    return Ok(Report::failed(format!("{}{gave_up}; {note}", describe_failure(m, &statements, &f)))
+                        .output("lock_attempts", retried.join("\n"))
                         .output("failed_version", &m.version)
                         .output("ledger", if p.ledger && !p.dry_run { "recorded" } else { "" })
                         .output("not_in_ledger", unrecorded.join(","))
@@ -716,7 +860,13 @@ impl Guest for SupabaseMigrate {
             };
             format!("{summary}; lint: {}{acknowledged}", linted.counts())
         };
+        let summary = if retried.is_empty() {
+            summary
+        } else {
+            format!("{summary}; applied after lock timeouts: {}", retried.join(", "))
+        };
         Ok(Report::passed(summary)
+            .output("lock_attempts", retried.join("\n"))
             .output("lint", linted.lines().join("\n"))
             .output("lint_acknowledged", linted.acknowledged().join("\n"))
             .output("reversibility", reversibility.join("\n"))
@@ -748,6 +898,18 @@ mod tests {
         let state_key = i64::from_str_radix(&hex, 16).unwrap();
         assert_ne!(LOCK_KEY, state_key);
         assert_eq!(LOCK_KEY.to_be_bytes(), *b"supamigr");
+    }
+
+    #[test]
+    fn retries_back_off_and_never_wait_forever() {
+        let s = Duration::from_secs;
+        let waits: Vec<Duration> = (1..=7).map(|a| retry_wait(s(1), a)).collect();
+        assert_eq!(waits, [s(1), s(2), s(4), s(8), s(16), s(30), s(30)]);
+        assert_eq!(retry_wait(s(60), 3), s(60), "a first wait over the cap is kept, not doubled");
+        let t = Timeouts { lock: Duration::from_millis(1500), statement: s(600) };
+        assert_eq!(t.session(), "RESET ALL; SET lock_timeout = '1500ms'; SET statement_timeout = '600000ms'");
+        assert!(t.check().is_ok());
+        assert!(Timeouts { lock: Duration::ZERO, statement: s(1) }.check().unwrap_err().contains("wait forever"));
     }
 
     #[test]

@@ -18,10 +18,11 @@ use crate::capabilities::fs::Mount;
 use futures_util::TryStreamExt;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 use values::{Param, row_values, value_bytes};
 use wasmtime::component::Resource;
@@ -132,8 +133,88 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// SQLSTATE `lock_not_available`: a `lock_timeout` ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// A statement still running after this is watched: whom it waits for.
+const WATCH_AFTER: Duration = Duration::from_millis(200);
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+/// A session holding a lock a step's statement waits for, as
+/// `pg_stat_activity` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+struct Blocker {
+    pid: i32,
+    user: String,
+    application: String,
+    state: String,
+    /// Seconds since its transaction (or query) started.
+    seconds: f64,
+    /// The first line of its current (or last) query.
+    query: String,
+}
+
+impl Blocker {
+    fn describe(&self, query: &str) -> String {
+        format!(
+            "pid {} (user {}, application {}, {} for {:.0} s): {query}",
+            self.pid,
+            if self.user.is_empty() { "?" } else { &self.user },
+            if self.application.is_empty() { "?" } else { &self.application },
+            if self.state.is_empty() { "?" } else { &self.state },
+            self.seconds
+        )
+    }
+}
+
+const BLOCKERS: &str = "SELECT b.pid, coalesce(b.usename::text, ''), coalesce(b.application_name, ''), \
+     coalesce(b.state, ''), coalesce(extract(epoch FROM now() - coalesce(b.xact_start, b.query_start))::float8, 0), \
+     coalesce(b.query, '') FROM pg_stat_activity b WHERE b.pid = ANY (pg_blocking_pids($1)) ORDER BY b.pid";
+
+/// While a statement runs past [`WATCH_AFTER`], looks from a second
+/// connection at whom its session waits for (`pg_blocking_pids`), and keeps
+/// the last sessions seen in `seen`. Never returns: dropped when the
+/// statement ends.
+async fn watch_blockers(
+    target: Option<DbTarget>,
+    pid: Option<i32>,
+    seen: &std::sync::Mutex<Vec<Blocker>>,
+) -> Infallible {
+    if let (Some(target), Some(pid)) = (target, pid) {
+        tokio::time::sleep(WATCH_AFTER).await;
+        if let Ok(observer) = connect(&target).await {
+            loop {
+                if let Ok(rows) = observer.query(BLOCKERS, &[&pid]).await {
+                    let now: Vec<Blocker> = rows
+                        .iter()
+                        .filter_map(|r| {
+                            let query: String = r.try_get(5).ok()?;
+                            Some(Blocker {
+                                pid: r.try_get(0).ok()?,
+                                user: r.try_get(1).ok()?,
+                                application: r.try_get(2).ok()?,
+                                state: r.try_get(3).ok()?,
+                                seconds: r.try_get(4).ok()?,
+                                query: query.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string(),
+                            })
+                        })
+                        .collect();
+                    if !now.is_empty()
+                        && let Ok(mut s) = seen.lock()
+                    {
+                        *s = now;
+                    }
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        }
+    }
+    std::future::pending().await
+}
+
 impl CapsView<'_> {
-    /// Runs one statement against a connection and audits it.
+    /// Runs one statement against a connection and audits it. A statement
+    /// that waits for a lock is audited with the sessions that held it
+    /// (`blocked_by`), and a lock timeout's error names them.
     async fn audited<T>(
         &mut self,
         conn: &Resource<Connection>,
@@ -141,10 +222,30 @@ impl CapsView<'_> {
         run: impl AsyncFnOnce(&Client) -> Result<(T, u64), SqlError>,
     ) -> Result<T, SqlError> {
         let conn = self.table.get(conn).map_err(|e| SqlError::Connection(e.to_string()))?;
+        let target = self.caps.sql.targets.get(&conn.database).cloned();
         let started = Instant::now();
-        let result = run(&conn.client).await;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let mut result = tokio::select! {
+            biased;
+            r = run(&conn.client) => r,
+            never = watch_blockers(target, conn.pid, &seen) => match never {},
+        };
+        let blockers = seen.into_inner().unwrap_or_default();
+        let redactor = self.caps.audit.redactor();
+        let described: Vec<String> =
+            blockers.iter().map(|b| b.describe(&redactor.cut(&b.query, AUDIT_STATEMENT_CHARS).0)).collect();
+        if let Err(SqlError::Database(db)) = &mut result
+            && db.code == LOCK_NOT_AVAILABLE
+            && !described.is_empty()
+        {
+            let held = format!("the lock was held by {}", described.join("; "));
+            db.detail = Some(match db.detail.take() {
+                Some(d) => format!("{d}; {held}"),
+                None => held,
+            });
+        }
         // Redacted whole before the cut: a cut through a secret would leave its start.
-        let (text, _) = self.caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
+        let (text, _) = redactor.cut(statement, AUDIT_STATEMENT_CHARS);
         let mut fields = json!({
             "database": conn.database,
             "statement": text,
@@ -154,6 +255,9 @@ impl CapsView<'_> {
             Ok((_, rows)) => fields["rows"] = json!(rows),
             Err(SqlError::Database(db)) => fields["error"] = json!(db.code),
             Err(_) => fields["error"] = json!("connection"),
+        }
+        if !described.is_empty() {
+            fields["blocked_by"] = json!(described);
         }
         let caps = &self.caps;
         caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
@@ -227,13 +331,16 @@ impl Host for CapsView<'_> {
             return Err(SqlError::Connection(message));
         }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.ok().and_then(|r| r.try_get(0).ok());
         let caps = &self.caps;
         caps.audit.record(
             Some(&caps.step),
             AuditEvent::SqlOpen,
             json!({ "database": database, "server": target.display }),
         );
-        self.table.push(Connection { database, roles, client, slot }).map_err(|e| SqlError::Connection(e.to_string()))
+        self.table
+            .push(Connection { database, roles, client, pid, slot })
+            .map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
