@@ -142,3 +142,44 @@ fn commit_mid_file_and_concurrently_in_a_transaction_are_refused_whatever_the_po
     assert_eq!(pg.app_schema("postgres"), schema);
     assert_eq!(no_history(&pg), "t");
 }
+
+#[test]
+fn the_lint_checks_the_rows_in_the_way_read_only_and_a_dry_run_fails_where_it_said() {
+    let pg = Postgres::start();
+    pg.psql("postgres", NOTES);
+    let schema = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write("migrations/20240102000000_title.sql", "alter table notes alter column title set not null;\n");
+    p.write("migrations/20240103000000_color.sql", "alter table notes\n  alter column color set not null;\n");
+    p.pipeline(
+        "pipeline: m\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: pre-flight\n    steps:\n      \
+         - name: migrate\n        uses: supabase-migrate\n        with: { database: app, dir: migrations, dry_run: true }\n        \
+         grants: { databases: [app], fs: { read: [migrations] } }\n",
+    );
+    // Not blocked (no class is), the rehearsal runs, and fails where the
+    // lint said it would.
+    migrate(&p, &pg).assert_code(1);
+    let step = p.step("migrate");
+    let summary = text(&step["summary"]);
+    assert!(
+        summary.starts_with("20240103000000_color.sql failed at statement 1")
+            && summary.contains("contains null values (SQLSTATE 23502)")
+            && summary.ends_with("nothing was changed (dry run)"),
+        "{summary}"
+    );
+    let lint = text(&step["outputs"]["lint"]);
+    assert!(
+        lint.contains(
+            "20240102000000_title.sql:1:1: not-null-on-existing-rows (data-dependent): SET NOT NULL fails if a row of \
+             notes holds NULL in title"
+        ) && lint.contains("checked on the target: no row in the way"),
+        "{lint}"
+    );
+    assert!(
+        lint.contains("20240103000000_color.sql:1:1: not-null-on-existing-rows")
+            && lint.contains("checked on the target: 1 row(s) in the way, it will fail"),
+        "{lint}"
+    );
+    assert_eq!(lint.lines().count(), 4, "{lint}");
+    assert_eq!(pg.app_schema("postgres"), schema);
+}

@@ -812,6 +812,7 @@ impl Guest for SupabaseMigrate {
                     };
                     return Ok(Report::failed(format!("{}{gave_up}; {note}", describe_failure(m, &statements, &f)))
                         .output("lock_attempts", retried.join("\n"))
+                        .output("lint", linted.lines().join("\n"))
                         .output("failed_version", &m.version)
                         .output("ledger", if p.ledger && !p.dry_run { "recorded" } else { "" })
                         .output("not_in_ledger", unrecorded.join(","))

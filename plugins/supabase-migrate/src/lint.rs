@@ -14,7 +14,7 @@ use deployhost_plugin_sdk::{self as sdk};
 use serde::{Deserialize, Deserializer};
 
 /// `lint:` in the step's `with:`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Classes whose findings stop the deploy unless acknowledged.
@@ -29,6 +29,13 @@ pub struct Policy {
 
 fn yes() -> bool {
     true
+}
+
+/// No `lint:`: nothing blocks, the data-dependent findings are checked.
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { block: Vec::new(), acknowledge: Vec::new(), check_data: true }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -276,5 +283,6 @@ mod tests {
             serde_json::from_str(r#"{"acknowledge": [{"rule": "r", "file": "f", "reason": " "}]}"#).unwrap();
         assert!(p.check().unwrap_err().contains("r in f has no reason"));
         assert!(p.check_data, "checks run by default");
+        assert!(Policy::default().check_data && Policy::default().block.is_empty(), "without `lint:` too");
     }
 }
