@@ -110,6 +110,20 @@ fn a_blocked_deploy_changes_nothing_and_an_acknowledged_one_passes() {
         ),
         "20240102000000,20240103000000"
     );
+
+    // A table an earlier file of the same deploy creates is nobody's yet:
+    // an index on it, in the next file, does not block.
+    p.write("migrations/20240105000000_tags.sql", "create table tags (id bigint primary key, name text);\n");
+    p.write("migrations/20240106000000_tags_name.sql", "create index tags_name on tags (name);\n");
+    pipeline(&p, ", lint: { block: [locking, destructive] }");
+    migrate(&p, &pg).assert_code(0);
+    let lint = text(&p.step("migrate")["outputs"]["lint"]);
+    assert!(
+        lint.starts_with("20240106000000_tags_name.sql:1:1: require-concurrent-index-creation (locking)")
+            && lint.contains("moot: its table does not exist on the target yet"),
+        "{lint}"
+    );
+    assert_eq!(pg.psql("postgres", "select to_regclass('public.tags_name') is not null"), "t");
 }
 
 #[test]

@@ -130,12 +130,18 @@ pub enum Data {
 pub struct Checked {
     pub finding: LintFinding,
     pub data: Data,
+    /// None of the tables it is about exists on the target yet: an earlier
+    /// pending file creates them, nobody else uses them, it is moot.
+    pub new_tables: bool,
     pub acknowledged: Option<String>,
 }
 
 impl Checked {
     pub fn line(&self) -> String {
         let mut line = self.finding.describe();
+        if self.new_tables {
+            line.push_str("; moot: its table does not exist on the target yet (an earlier pending file creates it)");
+        }
         match &self.data {
             Data::Rows(0) => line.push_str("; checked on the target: no row in the way"),
             Data::Rows(n) => line.push_str(&format!("; checked on the target: {n} row(s) in the way, it will fail")),
@@ -156,6 +162,7 @@ impl Checked {
     /// acknowledged, and (data-dependent) the target did not show it clean.
     fn blocks(&self, policy: &Policy) -> bool {
         self.acknowledged.is_none()
+            && !self.new_tables
             && policy.block.contains(&self.class())
             && !(self.class() == Class::DataDependent && matches!(self.data, Data::Rows(0)))
     }
@@ -212,6 +219,15 @@ fn count(db: &Connection, query: &str, in_transaction: bool) -> Result<i64, SqlE
     Ok(rows.rows.first().and_then(|r| r.first()).and_then(|v| v.as_int()).unwrap_or(0))
 }
 
+/// Counts which of `tables` (quoted SQL names) exist.
+fn existing(tables: &[String]) -> String {
+    let names: Vec<String> = tables.iter().map(|t| format!("'{}'", t.replace('\'', "''"))).collect();
+    format!(
+        "SELECT count(*) FROM unnest(ARRAY[{}]::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL",
+        names.join(", ")
+    )
+}
+
 /// Lints every pending file and applies the policy; nothing is written.
 pub fn run(db: &Connection, pending: &[Migration], policy: &Policy, in_transaction: bool) -> Result<Outcome, String> {
     let mut out = Outcome { findings: Vec::new(), errors: Vec::new(), blocked: Vec::new(), unparsed: Vec::new() };
@@ -226,7 +242,12 @@ pub fn run(db: &Connection, pending: &[Migration], policy: &Policy, in_transacti
             Err(e) => return Err(format!("lint of {}: {}", m.file, db::describe(&e))),
         };
         for finding in findings {
-            let data = match (&finding.check, policy.check_data) {
+            // Errors and advice hold whatever the tables.
+            let new_tables = finding.severity == LintSeverity::Warning
+                && finding.class != LintClass::Advice
+                && !finding.tables.is_empty()
+                && count(db, &existing(&finding.tables), in_transaction).ok() == Some(0);
+            let data = match (&finding.check, policy.check_data && !new_tables) {
                 (Some(query), true) => match count(db, query, in_transaction) {
                     Ok(n) => Data::Rows(n),
                     // The table comes with an earlier pending file: it has no rows yet.
@@ -240,7 +261,7 @@ pub fn run(db: &Connection, pending: &[Migration], policy: &Policy, in_transacti
                 .iter()
                 .find(|a| a.rule == finding.rule && a.file == finding.file)
                 .map(|a| a.reason.clone());
-            let checked = Checked { finding, data, acknowledged };
+            let checked = Checked { finding, data, new_tables, acknowledged };
             let line = checked.line();
             if checked.finding.severity == LintSeverity::Error {
                 sdk::log::error(&format!("lint: {line}"));
@@ -270,6 +291,14 @@ pub fn run(db: &Connection, pending: &[Migration], policy: &Policy, in_transacti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn existing_tables_are_counted_by_their_quoted_names() {
+        assert_eq!(
+            existing(&["\"public\".\"it's\"".into(), "\"Notes\"".into()]),
+            "SELECT count(*) FROM unnest(ARRAY['\"public\".\"it''s\"', '\"Notes\"']::text[]) AS t(name) WHERE to_regclass(t.name) IS NOT NULL"
+        );
+    }
 
     #[test]
     fn block_reads_a_list_or_a_comma_separated_string() {

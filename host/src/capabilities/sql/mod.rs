@@ -420,6 +420,7 @@ fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
             why: f.why,
             fix: f.fix,
             check: f.check,
+            tables: f.tables.iter().map(crate::sqlparse::TableName::sql).collect(),
         })
         .collect())
 }
