@@ -165,3 +165,42 @@ fn a_migration_that_never_gets_its_lock_fails_cleanly_after_the_last_attempt() {
     assert_eq!(column_exists(&pg), "0");
     assert_eq!(pg.psql("postgres", "select count(*) from supabase_migrations.schema_migrations"), "0");
 }
+
+#[test]
+fn create_index_concurrently_waits_for_older_writers_without_a_lock_timeout() {
+    let pg = Postgres::start();
+    pg.psql("postgres", JOBS);
+    let p = project(", lock_timeout: 200ms, lock_attempts: 1");
+    p.write(
+        "migrations/20240102000000_color.sql",
+        "create index concurrently if not exists queue_payload on jobs.queue (payload);\n",
+    );
+    // A writer whose transaction lasts 3 s: the index build waits for it.
+    let psql = pg.client("postgres");
+    let writer = std::thread::spawn(move || {
+        psql.app("update jobs.queue set payload = payload where id = 1; select pg_sleep(3)")
+    });
+    let started = Instant::now();
+    while pg.admin(
+        "select count(*) from pg_locks where relation = to_regclass('jobs.queue') and mode = 'RowExclusiveLock' and granted",
+    ) != "1"
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "the writer never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    migrate(&p, &pg).assert_code(0);
+    assert!(writer.join().unwrap().is_ok());
+    assert_eq!(
+        pg.psql("postgres", "select indisvalid from pg_index where indexrelid = 'jobs.queue_payload'::regclass"),
+        "t"
+    );
+    let build = p
+        .audit_events("migrate", "sql")
+        .into_iter()
+        .find(|e| {
+            e["statement"].as_str().is_some_and(|s| s.starts_with("create index concurrently")) && e["error"].is_null()
+        })
+        .expect("the index build is audited");
+    assert!(build["ms"].as_f64().unwrap() > 200.0, "it waited past lock_timeout: {build}");
+    assert_eq!(p.audit_events("migrate", "sql").iter().filter(|e| e["error"] == "55P03").count(), 0);
+}

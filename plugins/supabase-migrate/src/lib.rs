@@ -116,6 +116,11 @@ impl Timeouts {
         Ok(())
     }
 
+    /// `SET lock_timeout` alone.
+    fn lock(&self) -> String {
+        format!("SET lock_timeout = '{}ms'", self.lock.as_millis())
+    }
+
     /// `RESET ALL` (as the CLI does between files), then the timeouts.
     fn session(&self) -> String {
         format!(
@@ -354,7 +359,15 @@ fn apply(
             Err(e) if first && db::code(&e) == Some(ACTIVE_SQL_TRANSACTION) => {
                 let _ = db.rollback();
                 open = false;
-                db.execute(s, &[]).map_err(Failure::at(Step::Statement(i), &committed))?;
+                // `CREATE INDEX CONCURRENTLY` and its kin take no lock that
+                // stops reads or writes, and wait for older transactions by
+                // design: a lock_timeout would cancel one half-way (leaving
+                // an invalid index that `IF NOT EXISTS` then skips), so it
+                // runs without one; statement_timeout still bounds it.
+                db.batch("SET lock_timeout = 0").map_err(Failure::at(Step::Session, &committed))?;
+                let ran = db.execute(s, &[]);
+                db.batch(&timeouts.lock()).map_err(Failure::at(Step::Session, &committed))?;
+                ran.map_err(Failure::at(Step::Statement(i), &committed))?;
                 committed.push(i);
                 outside.push(i);
             }
