@@ -27,7 +27,7 @@
 //! Statements on a table the same file creates are not locking, destructive
 //! or data-dependent: nobody else sees that table yet.
 
-use crate::sqlparse::TableName;
+use crate::sqlparse::{TableName, dotted, table_of};
 use pg_query::NodeEnum;
 use pg_query::protobuf::{
     AlterTableType, ConstrType, Constraint, DropBehavior, Node, NullTestType, ObjectType, RangeVar, Token,
@@ -317,15 +317,6 @@ fn strings(nodes: &[Node]) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// The dotted name held in a `List` of `String` nodes (a `DROP`'s object).
-fn dotted(node: &Node) -> Vec<String> {
-    match &node.node {
-        Some(NodeEnum::List(l)) => strings(&l.items),
-        Some(NodeEnum::String(s)) => vec![s.sval.clone()],
-        _ => Vec::new(),
-    }
 }
 
 fn ident(name: &str) -> String {
@@ -1240,14 +1231,6 @@ fn duplicates(t: &TableName, columns: &[String], nulls_equal: bool) -> String {
         "SELECT count(*) FROM (SELECT 1 FROM {}{filter} GROUP BY {cols} HAVING count(*) > 1) AS duplicates",
         t.sql()
     )
-}
-
-fn table_of(parts: &[String]) -> Option<TableName> {
-    match parts {
-        [name] => Some(TableName { schema: String::new(), name: name.clone() }),
-        [.., schema, name] => Some(TableName { schema: schema.clone(), name: name.clone() }),
-        [] => None,
-    }
 }
 
 /// Written so that running it twice does no harm (`IF [NOT] EXISTS`).

@@ -99,7 +99,7 @@ fn with_data(why: String, saves: Vec<Save>) -> (Reversibility, String, Vec<Save>
 }
 
 /// The dotted name held in a `List` of `String` nodes (a `DROP`'s object).
-fn dotted(node: &Node) -> Vec<String> {
+pub(crate) fn dotted(node: &Node) -> Vec<String> {
     match &node.node {
         Some(NodeEnum::List(l)) => l
             .items
@@ -114,7 +114,7 @@ fn dotted(node: &Node) -> Vec<String> {
     }
 }
 
-fn table_of(parts: &[String]) -> Option<TableName> {
+pub(crate) fn table_of(parts: &[String]) -> Option<TableName> {
     match parts {
         [name] => Some(TableName { schema: String::new(), name: name.clone() }),
         [.., schema, name] => Some(TableName { schema: schema.clone(), name: name.clone() }),
