@@ -15,7 +15,13 @@
 //! file fails.
 //!
 //! Beyond the CLI: refuses files that changed after they were applied, and
-//! holds an advisory lock so two deploys never migrate at once.
+//! holds an advisory lock so two deploys never migrate at once. Every
+//! pending file is linted before any runs (`lint.rs`): a `COMMIT` mid-file
+//! or `CONCURRENTLY` inside the file's transaction is refused, and the
+//! classes of findings the pipeline blocks stop the deploy unless
+//! acknowledged. Each file runs with `lock_timeout` and `statement_timeout`
+//! set (and reset after it); one that times out waiting for a lock is tried
+//! again, with a growing pause, up to `lock_attempts`.
 //! `dry_run: true` applies everything in one transaction and rolls it back:
 //! the "migrations can apply" pre-flight.
 
