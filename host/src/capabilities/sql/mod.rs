@@ -136,8 +136,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// SQLSTATE `lock_not_available`: a `lock_timeout` ran out.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// A statement still running after this is watched: whom it waits for.
-const WATCH_AFTER: Duration = Duration::from_millis(200);
-const WATCH_EVERY: Duration = Duration::from_millis(200);
+const WATCH_AFTER: Duration = Duration::from_millis(100);
+const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// A session holding a lock a step's statement waits for, as
 /// `pg_stat_activity` shows it.
@@ -387,6 +387,21 @@ impl Host for CapsView<'_> {
     }
 }
 
+/// A failure of the change ledger's own statements (it copies the rows a
+/// migration destroys before it runs, so it waits for the same locks). The
+/// ledger reports PostgreSQL's message only; a lock timeout is told by it
+/// (PostgreSQL's English messages, as Supabase runs them) and given back
+/// as SQLSTATE 55P03, so that the migrator retries the file as it does for
+/// its own statements.
+fn ledger_error(e: &str) -> SqlError {
+    let message = format!("the change ledger: {e}");
+    if e.contains("canceling statement due to lock timeout") {
+        SqlError::Database(DbError { code: LOCK_NOT_AVAILABLE.into(), message, detail: None })
+    } else {
+        SqlError::Tool(message)
+    }
+}
+
 /// `lint`: the findings of [`crate::sqllint`] for one file, as the WIT
 /// names them; a file PostgreSQL's parser refuses is SQLSTATE 42601.
 fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
@@ -622,7 +637,7 @@ impl HostConnection for CapsView<'_> {
                 };
                 let recording = match ledger::Recording::start(client, &dir, &database, &label, &statements).await {
                     Ok(r) => r,
-                    Err(e) => return fail(SqlError::Tool(format!("the change ledger: {e}"))).await,
+                    Err(e) => return fail(ledger_error(&e)).await,
                 };
                 for s in &statements {
                     if let Err(e) = client.batch_execute(s).await {
@@ -631,7 +646,7 @@ impl HostConnection for CapsView<'_> {
                 }
                 let entry = match recording.finish(client).await {
                     Ok(entry) => entry,
-                    Err(e) => return fail(SqlError::Tool(format!("the change ledger: {e}"))).await,
+                    Err(e) => return fail(ledger_error(&e)).await,
                 };
                 crate::failpoint::hit("ledger-before-commit");
                 client.batch_execute("COMMIT").await.map_err(sql_error)?;
