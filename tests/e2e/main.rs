@@ -17,6 +17,7 @@ mod exec;
 mod faults;
 mod foreign_components;
 mod health;
+mod init;
 mod install;
 mod ledger;
 mod lifecycle;

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod ci;
 pub mod history;
+pub mod init;
 pub mod inputs;
 pub mod plugins;
 pub mod report;
