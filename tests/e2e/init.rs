@@ -74,7 +74,7 @@ const PACKAGE_JSON: &str = r#"{
 "#;
 
 /// The sample Supabase repository.
-fn repository() -> Project {
+pub(crate) fn repository() -> Project {
     let p = Project::new();
     p.write("supabase/config.toml", CONFIG);
     p.write("supabase/migrations/20240101000000_notes.sql", MIGRATION);

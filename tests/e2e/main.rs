@@ -13,6 +13,7 @@ mod confine;
 mod crash;
 mod database;
 mod disk_full;
+mod doctor;
 mod exec;
 mod faults;
 mod foreign_components;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod ci;
+pub mod doctor;
 pub mod history;
 pub mod init;
 pub mod inputs;
