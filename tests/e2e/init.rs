@@ -149,6 +149,7 @@ fn init_writes_a_pipeline_that_validates_audits_clean_and_deploys_dev_from_varia
         "PLACEHOLDER",
         "staging  STAGING_DATABASE_URL  STAGING_SUPABASE_PROJECT_REF  SUPABASE_ACCESS_TOKEN",
         "prod     PROD_DATABASE_URL",
+        "the pre-flight steps run npm on the runner: add the project's install step",
     ] {
         assert!(init.stdout.contains(said), "`{said}` not in:\n{}", init.stdout);
     }
@@ -336,4 +337,61 @@ fn init_twice_changes_nothing_and_a_repository_without_supabase_is_refused() {
     refused.assert_code(2);
     assert!(refused.stderr.contains("supabase/config.toml"), "{}", refused.stderr);
     assert!(!broken.path().join("deployhost.yaml").exists());
+}
+
+/// The project's pgTAP suite with one failing assertion, on the first
+/// deploy to a fresh database: the step fails with the file, number and
+/// diagnostic, and the rollback completes, seed table and history included
+/// (the seed table is in the change ledger like the history).
+#[test]
+fn a_failing_pgtap_assertion_on_the_first_deploy_rolls_everything_back() {
+    let p = repository();
+    p.write(
+        "supabase/tests/database/wrong.test.sql",
+        &format!(
+            "begin;\nselect plan(1);\nset local role authenticated;\n\
+             set local request.jwt.claims to '{{\"sub\": \"{USER}\", \"role\": \"authenticated\"}}';\n\
+             select is((select count(*)::int from public.notes), 2, 'ada sees two notes');\n\
+             select * from finish();\nrollback;\n"
+        ),
+    );
+    p.deployhost(&["init"], &[]).assert_code(0);
+    let pg = Postgres::start();
+    pg.admin("create extension if not exists pgtap with schema extensions");
+    let api = ManagementApi::start(TOKEN, &[]);
+    let home = p.mkdir(".home");
+    let run = p.deployhost(
+        &["run", "deployhost.yaml", "--env", "dev"],
+        &[
+            ("HOME", home.to_str().unwrap()),
+            ("DATABASE_URL", &pg.url("postgres")),
+            ("SUPABASE_ACCESS_TOKEN", TOKEN),
+            ("SUPABASE_PROJECT_REF", "notesdevref"),
+            ("SUPABASE_API_URL", &api.server.url("")),
+            ("SUPABASE_API_HOST", &api.server.grant()),
+        ],
+    );
+    run.assert_code(1);
+    let step = p.step("pgtap");
+    assert_eq!(step["status"], "failed", "{step:#}");
+    assert_eq!(step["outputs"]["failed_tests"], "supabase/tests/database/wrong.test.sql#1", "{step:#}");
+    assert!(
+        step["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ada sees two notes: Failed test 1: \"ada sees two notes\" | have: 1 | want: 2"),
+        "{step:#}"
+    );
+    assert_eq!(step["outputs"]["passed"], "3", "{step:#}");
+    let rollback = &p.results()["rollback"];
+    assert_eq!(rollback["ok"], true, "the rollback completed:\n{}", run.stdout);
+    assert!(!run.stdout.contains("ROLLBACK DID NOT COMPLETE"), "{}", run.stdout);
+    for (what, sql) in [
+        ("the migration", "select count(*) from pg_class where oid = to_regclass('public.notes')"),
+        ("the history and the seed table", "select count(*) from pg_namespace where nspname = 'supabase_migrations'"),
+        ("the seeded user", "select count(*) from auth.users where email = 'notes-seed-ada@example.com'"),
+    ] {
+        assert_eq!(pg.admin(sql), "0", "{what} not undone:\n{}", run.stdout);
+    }
+    assert!(api.state.lock().unwrap().functions.is_empty(), "the new functions are deleted again");
 }

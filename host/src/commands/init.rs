@@ -671,6 +671,14 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
     if let Some((path, written)) = workflow {
         if written {
             println!("wrote {} (store the variables above as the GitHub environments' secrets)", path.display());
+            if !found.checks.is_empty() {
+                let programs: BTreeSet<&str> = found.checks.iter().map(|c| c.program.as_str()).collect();
+                println!(
+                    "  the pre-flight steps run {} on the runner: add the project's install step (npm ci, pip install …) \
+                     before each job's `deployhost run`",
+                    programs.into_iter().collect::<Vec<_>>().join(", ")
+                );
+            }
         } else {
             println!(
                 "{} exists; left as it is (`deployhost ci github {PIPELINE_FILE} --output FILE` writes another)",
