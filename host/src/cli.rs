@@ -47,6 +47,42 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Adopt an existing Supabase project: write `deployhost.yaml` at its root from what it has.
+    #[command(
+        long_about = "Read the repository at DIR (supabase/config.toml, migrations, [db.seed], Edge Functions, \
+                      pgTAP tests under supabase/tests, package.json's test/lint scripts, pytest and ruff) and \
+                      write one pipeline, deployhost.yaml, next to supabase/: environments dev, staging, uat and \
+                      prod, each with its own variables, and the least grants each step needs. Never overwrites \
+                      a file; adds .deployhost/ and backups/ to .gitignore.",
+        after_help = "Examples:\n  deployhost init\n  deployhost init path/to/repo --ci github"
+    )]
+    Init {
+        /// The repository (the folder holding supabase/).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Also write the CI workflow (`github`: .github/workflows/deploy.yml, as `deployhost ci github` writes it).
+        #[arg(long, value_enum)]
+        ci: Option<commands::init::Ci>,
+    },
+    /// Check, changing nothing, that an environment is ready for the pipeline: its databases, privileges, history, secrets.
+    #[command(
+        long_about = "For each database the environment's steps are granted: the URL (no transaction pooler), a \
+                      connection with the URL's TLS settings, the role's privileges (CREATE on the database for the \
+                      history schema and the change ledger, the backup scope readable), pgtap installed when a pgtap \
+                      step runs, and the migration history against the files (as `supabase migration list`); then \
+                      each granted secret's variable. Read-only queries only. One line per check; exit 0 only when \
+                      every check passes, 1 otherwise.",
+        after_help = "Examples:\n  deployhost doctor\n  deployhost doctor --env staging deployhost.yaml"
+    )]
+    Doctor {
+        /// The pipeline file.
+        #[arg(default_value = "deployhost.yaml")]
+        file: PathBuf,
+        #[arg(long = "env")]
+        environment: Option<String>,
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// Run a pipeline.
     #[command(
         after_help = "Examples:\n  deployhost run pipelines/demo.yaml\n  deployhost run pipelines/prod.yaml --env staging --version 1.4.2\n  deployhost run pipelines/prod.yaml --dry-run\n  deployhost run pipelines/prod.yaml --output json --junit deploy-junit.xml > events.jsonl"
@@ -316,6 +352,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
             Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
                 let flags = commands::run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
                 commands::run::run(&file, environment, version, flags, &state_dir, &Output::new(&output, quiet)).await
+            }
+            Command::Init { dir, ci } => commands::init::init(&dir, ci),
+            Command::Doctor { file, environment, version } => {
+                commands::doctor::doctor(&file, environment, version).await
             }
             Command::Validate { file, environment, version } => {
                 commands::validate::validate(&file, environment, version, &state_dir).await

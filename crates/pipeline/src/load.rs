@@ -119,6 +119,15 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     let vars = environment_vars(&value, options.env_lookup)
         .map_err(|(key, message)| ConfigErrors(vec![located(path, spans.value(&key), &key, message)]))?;
     let lookup = |name: &str| vars.get(name).cloned().or_else(|| (options.env_lookup)(name));
+    // A source may itself name its variable per environment
+    // (`url_env: "${DATABASE_URL_ENV}"` with the name in `vars:`): the
+    // variable it resolves to is the one that holds the value.
+    let resolved = |written: &str| {
+        substitute(written, |name, default| {
+            Ok(Some(lookup(name).or_else(|| default.map(str::to_string)).unwrap_or_default()))
+        })
+        .unwrap_or_else(|_| written.to_string())
+    };
     // A variable behind a declared secret is reached only through a grant
     // of that secret: expanded into the file, it would reach a step that
     // was not granted it, and every output in clear.
@@ -128,16 +137,14 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
         .map(|secrets| {
             secrets
                 .iter()
-                .filter_map(|(name, source)| {
-                    Some((source.get("env")?.as_str()?.to_string(), format!("secret `{name}`")))
-                })
+                .filter_map(|(name, source)| Some((resolved(source.get("env")?.as_str()?), format!("secret `{name}`"))))
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default()
         .into_iter()
         .chain(value.get("databases").and_then(Value::as_object).into_iter().flat_map(|dbs| {
             dbs.iter().filter_map(|(name, source)| {
-                Some((source.get("url_env")?.as_str()?.to_string(), format!("the URL of database `{name}`")))
+                Some((resolved(source.get("url_env")?.as_str()?), format!("the URL of database `{name}`")))
             })
         }))
         .collect();
@@ -227,6 +234,23 @@ mod tests {
         let zone = |n: &str| (n == "ZONE").then(|| "eu".to_string());
         assert_eq!(load(&zone), "prodref", "what a user sees without the variable");
         assert_eq!(load(&|n| if n == "PROJECT_REF" { Some("stand-in".into()) } else { zone(n) }), "stand-in");
+    }
+
+    #[test]
+    fn a_url_variable_named_per_environment_is_still_refused_in_the_file() {
+        // What `deployhost init` writes: each environment names its URL's variable.
+        let text = "pipeline: p\nenvironment: staging\nenvironments:\n  staging: { vars: { DATABASE_URL_ENV: STAGING_DATABASE_URL } }\n\
+                    databases:\n  app: { url_env: \"${DATABASE_URL_ENV}\" }\nstages:\n  - name: s\n    steps:\n      - name: a\n        \
+                    uses: noop\n        with: { leak: \"${STAGING_DATABASE_URL}\" }\n";
+        let lookup = |n: &str| (n == "STAGING_DATABASE_URL").then(|| "postgres://u:pw@h/db".to_string());
+        let options = LoadOptions { environment: None, version: None, env_lookup: &lookup };
+        let errors = load_text(Path::new("p.yaml"), text, &options).unwrap_err().to_string();
+        assert!(errors.contains("`${STAGING_DATABASE_URL}` holds the URL of database `app`"), "{errors}");
+        assert!(!errors.contains("pw@"), "{errors}");
+        // Without the leak, the URL's variable is the environment's.
+        let fine = text.replace("${STAGING_DATABASE_URL}", "x");
+        let loaded = load_text(Path::new("p.yaml"), &fine, &options).unwrap();
+        assert_eq!(loaded.model.databases["app"].url_env.as_deref(), Some("STAGING_DATABASE_URL"));
     }
 
     #[test]

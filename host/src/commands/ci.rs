@@ -86,41 +86,102 @@ fn job_id(env: &str) -> String {
     format!("deploy-{}", env.replace(|c: char| !c.is_ascii_alphanumeric(), "-"))
 }
 
+/// Database URL variables of `model`, each with the comment that says which URL to store.
+fn database_vars(model: &Pipeline, out: &mut BTreeMap<String, String>) {
+    let supabase = supabase_databases(model);
+    for (name, db) in &model.databases {
+        let Some(var) = &db.url_env else { continue };
+        let comment = if supabase.contains(name) {
+            format!(
+                "database {name}: the Supabase session pooler, postgres://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres?sslmode=verify-full&sslrootcert=<CA file in the repository> (the direct connection is IPv6-only, GitHub-hosted runners have no IPv6; port 6543 is refused)"
+            )
+        } else {
+            format!(
+                "database {name}: a postgres:// URL the runner reaches over IPv4 (GitHub-hosted runners have no IPv6)"
+            )
+        };
+        out.entry(var.clone()).or_insert(comment);
+    }
+}
+
+/// One pipeline file for the workflow: `shown` is how the workflow names it
+/// (relative to the repository root), `path` where it is read now.
+pub struct Source {
+    pub shown: PathBuf,
+    pub path: PathBuf,
+}
+
 pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<ExitStatus> {
+    let sources: Vec<Source> = files.iter().map(|f| Source { shown: f.clone(), path: f.clone() }).collect();
+    let (y, order) = workflow(&sources, install)?;
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(output, y)?;
+    println!("wrote {} ({} environments: {})", output.display(), order.len(), order.join(" → "));
+    Ok(ExitStatus::Success)
+}
+
+/// The workflow's text and its environments in promotion order.
+pub fn workflow(files: &[Source], install: Install) -> Result<(String, Vec<String>)> {
     if files.is_empty() {
         bail!("give at least one pipeline file");
     }
     // Only the model is needed: variables the pipelines read at run time
     // need not be set while generating.
-    let options = LoadOptions { env_lookup: &|_| Some("ci".to_string()), ..LoadOptions::default() };
+    let lookup = |_: &str| Some("ci".to_string());
+    let options = LoadOptions { env_lookup: &lookup, ..LoadOptions::default() };
     let mut plans: Vec<(PathBuf, Pipeline)> = Vec::new();
+    let mut raws: Vec<serde_json::Value> = Vec::new();
     for file in files {
-        plans.push((file.clone(), pipeline::load(file, &options)?.model));
+        let loaded = pipeline::load(&file.path, &options)?;
+        raws.push(loaded.raw);
+        plans.push((file.shown.clone(), loaded.model));
     }
     // Variables the pipelines read, from the repository's secrets.
     let mut secret_vars: BTreeSet<String> = BTreeSet::new();
-    // Database URL variables, each with the comment that says which URL to store.
-    let mut database_vars: BTreeMap<String, String> = BTreeMap::new();
     for (_, model) in &plans {
         secret_vars.extend(model.secrets.values().filter_map(|s| s.env.clone()));
-        let supabase = supabase_databases(model);
-        for (name, db) in &model.databases {
-            let Some(var) = &db.url_env else { continue };
-            let comment = if supabase.contains(name) {
-                format!(
-                    "database {name}: the Supabase session pooler, postgres://postgres.<ref>:<password>@aws-0-<region>.pooler.supabase.com:5432/postgres?sslmode=verify-full&sslrootcert=<CA file in the repository> (the direct connection is IPv6-only, GitHub-hosted runners have no IPv6; port 6543 is refused)"
-                )
-            } else {
-                format!(
-                    "database {name}: a postgres:// URL the runner reaches over IPv4 (GitHub-hosted runners have no IPv6)"
-                )
-            };
-            database_vars.entry(var.clone()).or_insert(comment);
-        }
     }
-    secret_vars.retain(|v| !database_vars.contains_key(v));
     let environments: BTreeMap<String, Environment> = plans.iter().flat_map(|(_, m)| m.environments.clone()).collect();
     let order = promotion_order(plans[0].1.environment.as_deref().unwrap_or("dev"), &environments);
+    // Database URL variables per environment: a pipeline may take each
+    // environment's URL from its own variable (`url_env: "${…}"` from the
+    // environment's `vars:`), so each file is read as each environment sees it.
+    let mut env_database_vars: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for env in &order {
+        let vars = env_database_vars.entry(env.clone()).or_default();
+        for (file, (_, model)) in files.iter().zip(&plans) {
+            if model.environments.contains_key(env) {
+                let options = LoadOptions { environment: Some(env.clone()), version: None, env_lookup: &lookup };
+                database_vars(&pipeline::load(&file.path, &options)?.model, vars);
+            } else {
+                database_vars(model, vars);
+            }
+        }
+    }
+    let all_database_vars: BTreeSet<String> = env_database_vars.values().flat_map(|v| v.keys().cloned()).collect();
+    secret_vars.retain(|v| !all_database_vars.contains(v));
+    // What each environment's `vars:` read from the process environment
+    // (`${STAGING_SUPABASE_PROJECT_REF:-…}`): the GitHub environment's
+    // variables, else the file's default.
+    let mut env_vars: BTreeMap<String, BTreeMap<String, Option<String>>> = BTreeMap::new();
+    for env in &order {
+        let found = env_vars.entry(env.clone()).or_default();
+        for raw in &raws {
+            let Some(vars) = raw.get("environments").and_then(|e| e.get(env)).and_then(|e| e.get("vars")) else {
+                continue;
+            };
+            for value in vars.as_object().into_iter().flat_map(|v| v.values()).filter_map(|v| v.as_str()) {
+                let _ = pipeline::substitute(value, |name, default| {
+                    if !all_database_vars.contains(name) && !secret_vars.contains(name) {
+                        found.entry(name.to_string()).or_insert_with(|| default.map(str::to_string));
+                    }
+                    Ok(None)
+                });
+            }
+        }
+    }
     let default_env = order.iter().find(|e| e.as_str() == "staging").unwrap_or(&order[0]).clone();
 
     let mut y = String::new();
@@ -205,9 +266,21 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
             )?;
             writeln!(w, "      GITHUB_TOKEN: ${{{{ secrets.DEPLOYHOST_GITHUB_TOKEN || github.token }}}}")?;
         }
-        for (var, comment) in &database_vars {
+        for (var, comment) in &env_database_vars[env] {
             writeln!(w, "      # {comment}")?;
             writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
+        }
+        if !env_vars[env].is_empty() {
+            writeln!(
+                w,
+                "      # environments.{env}.vars: the GitHub environment's variables, else the pipeline's default"
+            )?;
+        }
+        for (var, default) in &env_vars[env] {
+            match default {
+                Some(d) => writeln!(w, "      {var}: ${{{{ vars.{var} || '{}' }}}}", d.replace('\'', "''"))?,
+                None => writeln!(w, "      {var}: ${{{{ vars.{var} }}}}")?,
+            }
         }
         for var in &secret_vars {
             writeln!(w, "      {var}: ${{{{ secrets.{var} }}}}")?;
@@ -226,11 +299,5 @@ pub fn github(files: &[PathBuf], output: &Path, install: Install) -> Result<Exit
         writeln!(w, "        uses: actions/upload-artifact@v4")?;
         writeln!(w, "        with:\n          name: deployhost-{env}\n          path: .deployhost/runs/")?;
     }
-
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(output, y)?;
-    println!("wrote {} ({} environments: {})", output.display(), order.len(), order.join(" → "));
-    Ok(ExitStatus::Success)
+    Ok((y, order))
 }

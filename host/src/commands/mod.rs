@@ -4,7 +4,9 @@
 
 pub mod audit;
 pub mod ci;
+pub mod doctor;
 pub mod history;
+pub mod init;
 pub mod inputs;
 pub mod plugins;
 pub mod report;

@@ -128,6 +128,22 @@ fn seed_files(config_path: &str, patterns: &[String]) -> Result<(Vec<SeedFile>, 
     Ok((files, warnings))
 }
 
+/// The seed table. Created by this deploy, it is recorded in the change
+/// ledger like the migration history, so a rollback removes it again (and
+/// the history's schema, when this run created that too, can then go).
+fn create_seed_table(db: &Connection) -> Result<(), StepError> {
+    let exists = db
+        .query("SELECT to_regclass('supabase_migrations.seed_files') IS NOT NULL", &[])
+        .map_err(fail("reading supabase_migrations.seed_files"))?;
+    if exists.rows.first().and_then(|r| r[0].as_bool()) == Some(false) {
+        let statements: Vec<String> = CREATE_SEED_TABLE.split(";\n").map(str::to_string).collect();
+        db.recorded_transaction("the seed table", &statements)
+            .map_err(fail("creating supabase_migrations.seed_files"))?;
+        return Ok(());
+    }
+    db.batch(CREATE_SEED_TABLE).map_err(fail("creating supabase_migrations.seed_files"))
+}
+
 /// `seed_files` as recorded; empty when the table does not exist yet.
 fn applied(db: &Connection) -> Result<BTreeMap<String, String>, StepError> {
     match db.query("SELECT path, hash FROM supabase_migrations.seed_files", &[]) {
@@ -226,7 +242,7 @@ impl Guest for SupabaseSeed {
             })
             .collect();
         if plan.iter().any(|(a, _)| *a != Action::UpToDate) {
-            db.batch(CREATE_SEED_TABLE).map_err(fail("creating supabase_migrations.seed_files"))?;
+            create_seed_table(&db)?;
         }
         let mut done: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (action, seed) in &plan {
