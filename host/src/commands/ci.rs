@@ -273,13 +273,14 @@ pub fn workflow(files: &[Source], install: Install) -> Result<(String, Vec<Strin
         if !env_vars[env].is_empty() {
             writeln!(
                 w,
-                "      # environments.{env}.vars: the GitHub environment's variables, else the pipeline's default"
+                "      # environments.{env}.vars, as the pipeline's defaults; to take one from the GitHub \
+                 environment's variables instead, write `${{{{ vars.NAME }}}}` as its value"
             )?;
         }
         for (var, default) in &env_vars[env] {
             match default {
-                Some(d) => writeln!(w, "      {var}: ${{{{ vars.{var} || '{}' }}}}", d.replace('\'', "''"))?,
-                None => writeln!(w, "      {var}: ${{{{ vars.{var} }}}}")?,
+                Some(d) => writeln!(w, "      {var}: '{}'", d.replace('\'', "''"))?,
+                None => writeln!(w, "      # {var}: set it (environments.{env}.vars needs it)")?,
             }
         }
         for var in &secret_vars {
