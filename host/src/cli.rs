@@ -338,6 +338,16 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
         }
+        // A password in argv is readable by every process of this machine
+        // (`/proc/<pid>/cmdline`), the host programs of every step included.
+        let on_command_line = std::env::args().any(|a| a == url || a.strip_prefix("--state=") == Some(url.as_str()));
+        if on_command_line && url::Url::parse(&url).is_ok_and(|u| u.password().is_some()) {
+            eprintln!(
+                "error: --state holds a password on the command line, where every process of this machine can read \
+                 it (/proc/<pid>/cmdline): give the URL in the DEPLOYHOST_STATE environment variable instead"
+            );
+            return Ok(ExitStatus::InvalidInput);
+        }
         crate::state::use_database(url);
     }
     let quiet = cli.quiet;

@@ -411,13 +411,17 @@ fn the_state_store_speaks_tls_too() {
         server.grant()
     ));
     let state = tls_url(&pg, &format!("sslmode=verify-full&sslrootcert={ca}"));
-    p.deployhost(&["run", "pipeline.yaml", "--state", &state], &[]).assert_code(0);
-    let history = p.deployhost(&["history", "--json", "--state", &state], &[]);
+    // A password on the command line is refused: every process could read it.
+    let argv = p.deployhost(&["history", "--state", &state], &[]);
+    argv.assert_code(2);
+    assert!(argv.stderr.contains("DEPLOYHOST_STATE") && !argv.stderr.contains(PASSWORD), "{}", argv.stderr);
+    p.deployhost(&["run", "pipeline.yaml"], &[("DEPLOYHOST_STATE", &state)]).assert_code(0);
+    let history = p.deployhost(&["history", "--json"], &[("DEPLOYHOST_STATE", &state)]);
     history.assert_code(0);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&history.stdout).unwrap()[0]["status"], "passed");
 
-    let refused =
-        p.deployhost(&["history", "--state", &tls_url(&pg, &format!("sslmode=verify-full&sslrootcert={wrong}"))], &[]);
+    let wrong_url = tls_url(&pg, &format!("sslmode=verify-full&sslrootcert={wrong}"));
+    let refused = p.deployhost(&["history"], &[("DEPLOYHOST_STATE", &wrong_url)]);
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("not signed by") && refused.stderr.contains(&wrong), "{}", refused.stderr);
     assert!(!refused.all_output().contains(PASSWORD));
