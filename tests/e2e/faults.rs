@@ -78,3 +78,42 @@ fn a_health_endpoint_that_hangs_up_is_retried_then_rolls_back() {
     assert_eq!(pg.dump("postgres"), before, "the migration is undone");
     assert_eq!(status(&p)["status"], "failed");
 }
+
+/// (issue 25, #3) A step stopped by its timeout while its statement holds
+/// a lock: the statement is cancelled and its connection closed with the
+/// step, so the lock goes too; the next step (a rollback's revert
+/// included) is not left waiting behind it.
+#[test]
+fn a_stopped_step_s_statement_and_its_lock_end_with_it() {
+    let pg = Postgres::start();
+    pg.psql("postgres", "create table customers (id int primary key); insert into customers values (1);");
+    let p = Project::new();
+    p.write("sql/lock.sql", "lock table customers in access exclusive mode;\nselect pg_sleep(120);\n");
+    p.write("sql/read.sql", "set lock_timeout = '5s';\nupdate customers set id = id;\n");
+    p.pipeline(
+        "pipeline: p\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n      \
+         - name: backup\n        uses: pg-backup\n        with: { database: app }\n        grants: { databases: [app], fs: { write: [backups] } }\n      \
+         - name: hold\n        uses: sql-apply\n        with: { database: app, files: [sql/lock.sql] }\n        \
+         grants: { databases: [app], fs: { read: [sql] } }\n        timeout: 2s\n        blocking: false\n      \
+         - name: next\n        uses: sql-apply\n        with: { database: app, files: [sql/read.sql] }\n        \
+         grants: { databases: [app], fs: { read: [sql] } }\n",
+    );
+    let started = std::time::Instant::now();
+    let run = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    run.assert_code(0);
+    assert_eq!(p.step("hold")["status"], "failed");
+    assert!(p.step("hold")["summary"].as_str().unwrap().contains("timed out"), "{}", p.step("hold"));
+    assert_eq!(p.step("next")["status"], "passed", "{}", p.step("next"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the lock outlived its step");
+    assert_eq!(
+        pg.admin(
+            "select count(*) from pg_stat_activity where query like '%pg_sleep(120)%' and pid <> pg_backend_pid()"
+        ),
+        "0"
+    );
+    let stopped = p.audit_events("hold", "limit");
+    assert!(
+        stopped.iter().any(|e| e["message"].as_str().unwrap_or_default().contains("cancelled the statements")),
+        "{stopped:?}"
+    );
+}

@@ -106,6 +106,7 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
             changes: shared.changes.clone(),
             lossless: shared.lossless.clone(),
             backup_data: crate::capabilities::sql::BackupData::from_params(&step.params).unwrap_or_default(),
+            opened: Default::default(),
             open: Default::default(),
             max_connections: step.limits.db_connections,
             max_result: step.limits.query_result,
@@ -127,11 +128,23 @@ impl Prepared {
     pub async fn run(self, ctx: &StepContext) -> Execution {
         let Prepared { pre, mut store, step, limits, audit } = self;
         let timeout = limits.timeout + HOST_CALL_GRACE;
+        let opened = crate::capabilities::StepStore::caps(store.data()).sql.opened.clone();
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, ctx).await
         };
         let result = tokio::time::timeout(timeout, call).await;
+        if matches!(result, Err(_) | Ok(Err(_))) {
+            // Stopped: what its statements still run on the server ends with it.
+            let cancelled = crate::capabilities::sql::cancel_opened(&opened).await;
+            if cancelled > 0 {
+                audit.record(
+                    Some(&step),
+                    AuditEvent::Limit,
+                    json!({ "kind": "stopped", "message": format!("cancelled the statements of {cancelled} open database connection(s)") }),
+                );
+            }
+        }
         match result {
             Err(_) => Execution::Stopped(
                 Stop::Timeout,

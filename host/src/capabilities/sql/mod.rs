@@ -65,6 +65,9 @@ pub struct SqlGrant {
     pub lossless: Option<Arc<Lossless>>,
     /// `data:` of a pg-backup step: what rows its dump holds.
     pub backup_data: BackupData,
+    /// Every connection the step opened, to cancel what still runs on the
+    /// server when the step is stopped ([`cancel_opened`]).
+    pub opened: Opened,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
     /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
@@ -91,12 +94,36 @@ impl Default for SqlGrant {
             changes: None,
             lossless: None,
             backup_data: BackupData::All,
+            opened: Opened::default(),
             open: Arc::default(),
             scope: scope::Scope::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
             max_result: deployhost_pipeline::grants::DEFAULT_QUERY_RESULT,
         }
     }
+}
+
+/// The step's connections: how to cancel each one's statement.
+pub type Opened = Arc<std::sync::Mutex<Vec<(tokio_postgres::CancelToken, DbTarget)>>>;
+
+/// A stopped step's statements keep running on the server otherwise (a
+/// `LOCK TABLE … ; SELECT pg_sleep(120)` would hold its lock for two
+/// minutes past a 2 s timeout): each open connection's statement is
+/// cancelled, and the connection closes with the step's store, which ends
+/// its transaction and frees its locks. Returns how many were cancelled.
+pub async fn cancel_opened(opened: &Opened) -> usize {
+    let tokens: Vec<(tokio_postgres::CancelToken, DbTarget)> =
+        opened.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();
+    let mut cancelled = 0;
+    for (token, target) in tokens {
+        let Ok(tls) = crate::pgconn::client_config(&target.tls) else { continue };
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls);
+        let request = token.cancel_query(tls);
+        if let Ok(Ok(())) = tokio::time::timeout(std::time::Duration::from_secs(3), request).await {
+            cancelled += 1;
+        }
+    }
+    cancelled
 }
 
 /// An environment's `rollback: lossless` rule.
@@ -332,6 +359,9 @@ impl Host for CapsView<'_> {
         }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
         let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.ok().and_then(|r| r.try_get(0).ok());
+        if let Ok(mut opened) = self.caps.sql.opened.lock() {
+            opened.push((client.cancel_token(), target.clone()));
+        }
         let caps = &self.caps;
         caps.audit.record(
             Some(&caps.step),
