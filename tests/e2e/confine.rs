@@ -754,3 +754,22 @@ fn the_junit_file_is_never_written_through_a_planted_symlink() {
         run.stderr
     );
 }
+
+/// (issue 25, #10) A step granted the pipeline's own folder could rewrite
+/// the pipeline file (a `run: sh` step for the next run or a `resume`):
+/// no grant may cover it.
+#[test]
+fn no_grant_may_cover_the_pipeline_file_itself() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("pipelines")).unwrap();
+    let yaml = "pipeline: p\nstages:\n  - name: s\n    steps:\n      - name: rewrite\n        uses: noop\n        grants: { fs: { write: [.] } }\n";
+    std::fs::write(p.path().join("pipelines/p.yaml"), yaml).unwrap();
+    let run = p.deployhost(&["validate", "pipelines/p.yaml"], &[]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("stages[0].steps[0].grants.fs.write[0]")
+            && run.stderr.contains("covers the pipeline file itself"),
+        "{}",
+        run.stderr
+    );
+}

@@ -362,6 +362,9 @@ fn check_protected(loaded: &Loaded, errors: &mut Vec<ConfigError>) {
             protected.push((absolute(&loaded.dir.join(file)), format!("the url_file of database `{name}`")));
         }
     }
+    // A step that could write the pipeline file itself could give a later
+    // run, or a `resume` of this one, a `run: sh` step.
+    protected.push((absolute(&loaded.path), "the pipeline file itself".to_string()));
     // A step that could write an allowed-signers file could add its own key
     // and sign approvals.
     for (name, env) in &m.environments {
