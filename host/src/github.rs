@@ -10,7 +10,7 @@ pub fn active() -> bool {
 /// Workflow-command escaping of a message; other control characters (a
 /// terminal escape in a plugin's summary) are shown escaped.
 fn escape(text: &str) -> String {
-    crate::output::markup::printable(&text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A"))
+    crate::redact::printable(&text.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A"))
 }
 
 /// Escaping of a property value (file, title).

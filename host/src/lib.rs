@@ -22,6 +22,7 @@ pub mod exit;
 pub mod failpoint;
 pub use deployhost_pipeline::files;
 pub mod github;
+pub mod outcome;
 pub mod output;
 pub mod pgconn;
 pub use deployhost_pipeline as pipeline;

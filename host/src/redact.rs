@@ -205,6 +205,20 @@ fn json_escaped(value: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
+/// One line of untrusted text, safe to print: control characters (escape
+/// sequences included) shown as `\x1b`, tabs kept.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return text.to_string();
+    }
+    text.chars().map(|c| if c.is_control() && c != '\t' { visible(c) } else { c.to_string() }).collect()
+}
+
+/// A control character as `\x1b`.
+pub(crate) fn visible(c: char) -> String {
+    format!("\\x{:02x}", c as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -320,7 +320,7 @@ fn strings(nodes: &[Node]) -> Vec<String> {
 }
 
 fn ident(name: &str) -> String {
-    crate::capabilities::sql::quote_ident(name)
+    crate::sqlparse::quote_ident(name)
 }
 
 fn constraints(nodes: &[Node]) -> impl Iterator<Item = &Constraint> {

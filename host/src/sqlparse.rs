@@ -47,6 +47,11 @@ pub struct TableName {
     pub name: String,
 }
 
+/// `name` as a quoted SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 impl TableName {
     fn from_range(r: &RangeVar) -> TableName {
         TableName { schema: r.schemaname.clone(), name: r.relname.clone() }
@@ -54,7 +59,7 @@ impl TableName {
 
     /// The name as SQL would write it.
     pub fn sql(&self) -> String {
-        let ident = crate::capabilities::sql::quote_ident;
+        let ident = quote_ident;
         if self.schema.is_empty() {
             ident(&self.name)
         } else {

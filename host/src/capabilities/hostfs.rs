@@ -6,9 +6,9 @@
 //! capped. The guest shares these folders and may race the host, so every
 //! check is made on the handle that is then used.
 
-use super::fs::Mount;
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
+use deployhost_pipeline::grants::Mount;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 

@@ -3,6 +3,9 @@
 //! visible before it reaches a terminal or an XML file, where they would
 //! move the cursor or make the file invalid.
 
+pub use crate::redact::printable;
+use crate::redact::visible;
+
 /// Escapes `& < > " '` for element text and attribute values, and replaces
 /// characters XML 1.0 does not allow.
 pub fn escape(text: &str) -> String {
@@ -20,15 +23,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-/// One line of untrusted text, safe to print: control characters (escape
-/// sequences included) shown as `\x1b`, tabs kept.
-pub fn printable(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return text.to_string();
-    }
-    text.chars().map(|c| if c.is_control() && c != '\t' { visible(c) } else { c.to_string() }).collect()
 }
 
 /// One line of untrusted text for any line-oriented output a CI runner
@@ -60,10 +54,6 @@ pub fn markdown(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-fn visible(c: char) -> String {
-    format!("\\x{:02x}", c as u32)
 }
 
 #[cfg(test)]

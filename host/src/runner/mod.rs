@@ -1,14 +1,13 @@
 //! The runner: takes a [`Plan`] and runs it, stage by stage, one sandbox
 //! per step ([`crate::sandbox`]). Writes the run folder (`logs/`, `audit.jsonl`, `results.json`).
 
-mod outcome;
 mod progress;
 mod report_limits;
 mod results;
 mod rollback;
 mod step;
 
-pub use outcome::{Failure, Metric, Status, StepOutcome};
+pub use crate::outcome::{Failure, Metric, Status, StepOutcome};
 pub use progress::Progress;
 pub use step::{RunContext, run_step};
 

@@ -4,7 +4,7 @@
 //! ([`crate::audit::AuditTap`]), since they happen inside host calls on any
 //! thread.
 
-use super::outcome::StepOutcome;
+use crate::outcome::StepOutcome;
 
 pub enum Progress<'a> {
     /// A stage begins (also a stage whose steps are all skipped).

@@ -4,7 +4,7 @@
 //! a cap is cut (and the cut said, in the text and to the caller), never
 //! silently kept or silently lost.
 
-use super::outcome::Metric;
+use crate::outcome::Metric;
 use std::collections::BTreeMap;
 
 pub const MAX_SUMMARY: usize = 8 << 10;

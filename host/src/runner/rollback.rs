@@ -5,9 +5,9 @@
 //! before it; a step that exported a `compensate` output runs again with it), then the pipeline's own `rollback.steps`
 //! run (notify on-call, open an incident) with `${REASON}` filled in.
 
-use super::outcome::{Failure, Status, StepOutcome};
 use crate::capabilities::fs::Mount;
 use crate::capabilities::limits::StepLimits;
+use crate::outcome::{Failure, Status, StepOutcome};
 use crate::pipeline::{Plan, PlannedStep, StepGrants};
 use crate::registry;
 use serde_json::json;

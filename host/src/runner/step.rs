@@ -3,13 +3,13 @@
 //! exhaustion) into a [`StepOutcome`]. Never panics, never takes the host
 //! down.
 
-use super::outcome::{Failure, Metric, Status, StepOutcome};
 use super::report_limits;
 use crate::audit::{AuditEvent, AuditLog};
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
 use crate::capabilities::log::{DEFAULT_LOG_LIMIT, StepLog};
 use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::sql::{DbTarget, ToolSet};
+use crate::outcome::{Failure, Metric, Status, StepOutcome};
 use crate::pipeline::PlannedStep;
 use crate::redact::Redactor;
 use crate::sandbox::{self, Execution, Runtime, Stop};

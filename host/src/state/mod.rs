@@ -14,7 +14,7 @@ mod sqlite;
 pub use approval::ApprovalRecord;
 pub use attest::Attestation;
 
-use crate::runner::StepOutcome;
+use crate::outcome::StepOutcome;
 use crate::status::RunStatus;
 use db::{Backend, Conn, Durability, End, Val};
 use serde::Serialize;

@@ -31,9 +31,11 @@ pub use backup::{BackupData, ToolSet};
 
 const AUDIT_STATEMENT_CHARS: usize = 200;
 
+use crate::bindings::ConnectionSlot;
 /// Connection settings live in [`crate::pgconn`]; re-exported for the runner.
 pub use crate::pgconn::DbTarget;
 use crate::pgconn::error_text;
+pub(crate) use crate::sqlparse::quote_ident;
 
 /// Opens a connection for a step; the error names the server, `sslmode` and
 /// certificate, never the password.
@@ -136,15 +138,6 @@ pub struct Lossless {
 /// which name it as the WIT resource).
 pub use crate::bindings::SqlConnection as Connection;
 
-/// One of the step's connection slots, given back when its connection is dropped.
-pub struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 fn sql_error(e: tokio_postgres::Error) -> SqlError {
     match e.as_db_error() {
         Some(db) => SqlError::Database(DbError {
@@ -154,10 +147,6 @@ fn sql_error(e: tokio_postgres::Error) -> SqlError {
         }),
         None => SqlError::Connection(error_text(&e)),
     }
-}
-
-pub(crate) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// SQLSTATE `lock_not_available`: a `lock_timeout` ran out.
@@ -344,7 +333,7 @@ impl Host for CapsView<'_> {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
         })?;
         let open = self.caps.sql.open.clone();
-        let slot = ConnectionSlot(open.clone());
+        let slot = ConnectionSlot::new(open.clone());
         let max = self.caps.sql.max_connections;
         if open.fetch_add(1, Ordering::SeqCst) >= max {
             let caps = &self.caps;
