@@ -1,11 +1,16 @@
 //! The run's audit log: one JSON object per line in `audit.jsonl`, written as
 //! it happens (a crash loses at most the line being written). Every grant,
 //! every use and every denial passes through [`AuditLog::record`], which
-//! redacts secret values before anything reaches the disk.
+//! redacts secret values before anything reaches the disk. What a record
+//! says is typed ([`Record`]); this module writes and reads the lines.
+
+mod record;
+
+pub use record::*;
 
 use crate::redact::Redactor;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{LineWriter, Write};
@@ -148,19 +153,25 @@ impl std::fmt::Display for AuditEvent {
     }
 }
 
-/// One audit record. `step` is absent for run-level events.
+/// One line of `audit.jsonl`. `step` is absent for run-level events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub ts: String,
-    pub event: AuditEvent,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
     #[serde(flatten)]
-    pub fields: Map<String, Value>,
+    pub record: Record,
 }
 
-/// Sees every audit event as written: its name and its redacted JSON line.
-pub type AuditTap = Arc<dyn Fn(AuditEvent, &str) + Send + Sync>;
+impl Event {
+    pub fn kind(&self) -> AuditEvent {
+        self.record.kind()
+    }
+}
+
+/// Sees every audit event as written (string fields cut to size; each
+/// reader redacts what it prints, as the log's own line is redacted).
+pub type AuditTap = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// Events one step may add; past it they are counted, not written, so a
 /// plugin looping on denied calls cannot fill the disk through the audit.
@@ -219,27 +230,33 @@ impl AuditLog {
         &self.run_id
     }
 
-    /// Writes one event. `fields` must be a JSON object.
-    pub fn record(&self, step: Option<&str>, event: AuditEvent, fields: Value) {
-        let mut fields = match fields {
-            Value::Object(map) => map,
-            other => Map::from_iter([("value".to_string(), other)]),
+    /// Writes one record.
+    pub fn record(&self, step: Option<&str>, record: Record) {
+        let kind = record.kind();
+        let event = Event { ts: timestamp(SystemTime::now()), step: step.map(str::to_string), record };
+        let Ok(Value::Object(mut fields)) = serde_json::to_value(&event) else {
+            return;
         };
+        let mut cut = false;
         for value in fields.values_mut() {
-            cut_long_string(value, &self.redactor);
+            cut |= cut_long_string(value, &self.redactor);
         }
-        let event = Event { ts: timestamp(SystemTime::now()), event, step: step.map(str::to_string), fields };
-        let Ok(json) = serde_json::to_string(&event) else {
+        // What was written is what the tap sees: the record as cut.
+        let event = match cut {
+            true => serde_json::from_value(Value::Object(fields.clone())).unwrap_or(event),
+            false => event,
+        };
+        let Ok(json) = serde_json::to_string(&fields) else {
             return;
         };
         let line = self.redactor.redact_json(&json);
         if let Some(tap) = &self.tap {
-            tap(event.event, &line);
+            tap(&event);
         }
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(step) = step {
             let (written, dropped) = out.per_step.entry(step.to_string()).or_default();
-            if *written >= MAX_STEP_EVENTS && !FRAMING.contains(&event.event) {
+            if *written >= MAX_STEP_EVENTS && !FRAMING.contains(&kind) {
                 *dropped += 1;
                 return;
             }
@@ -271,15 +288,15 @@ impl AuditLog {
     pub fn close_step(&self, step: &str) {
         let dropped = self.out.lock().unwrap_or_else(|e| e.into_inner()).per_step.get(step).map_or(0, |c| c.1);
         if dropped > 0 {
-            let fields = serde_json::json!({ "dropped": dropped, "limit": MAX_STEP_EVENTS });
-            self.record(Some(step), AuditEvent::AuditCapped, fields);
+            self.record(Some(step), Record::AuditCapped(Capped { dropped, limit: MAX_STEP_EVENTS }));
         }
     }
 }
 
 /// Cuts a string field to [`MAX_FIELD`] bytes, saying how much was cut.
 /// Redacted first: a cut through a secret would leave its start unmasked.
-fn cut_long_string(value: &mut Value, redactor: &Redactor) {
+/// True when it cut.
+fn cut_long_string(value: &mut Value, redactor: &Redactor) -> bool {
     if let Value::String(s) = value
         && s.len() > MAX_FIELD
     {
@@ -287,7 +304,9 @@ fn cut_long_string(value: &mut Value, redactor: &Redactor) {
         let cut = s.len() - kept.len();
         kept.push_str(&format!("… ({cut} more bytes)"));
         *s = kept;
+        return true;
     }
+    false
 }
 
 /// Reads an `audit.jsonl`; a torn last line (a crash mid-write) is skipped.

@@ -63,7 +63,7 @@ pub fn check(
                 plan.environment, plan.version
             )));
         };
-        let before: BTreeMap<String, WrittenGrants> = serde_json::from_str(&passed.grants).unwrap_or_default();
+        let before = passed.written_grants().map_err(|e| Refusal::Promotion(format!("{e:#}")))?;
         let wider = widening(&before, grants);
         if !wider.is_empty() {
             match consent.accept_grants {

@@ -3,9 +3,8 @@
 //! report's capability table shows. One typed row per step; field names
 //! are the JSON keys.
 
-use crate::audit::{AuditEvent, Event};
+use crate::audit::{Event, Record};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One step of a run: its grant, what it used, grants it left unused, and
@@ -22,22 +21,7 @@ pub struct StepUsage {
     pub used: Used,
 }
 
-/// The step's `grant` audit record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Granted {
-    pub databases: Vec<String>,
-    pub exec: Vec<String>,
-    pub fs_read: Vec<String>,
-    pub fs_write: Vec<String>,
-    pub memory: u64,
-    pub net: Vec<String>,
-    pub plugin: String,
-    pub secrets: Vec<String>,
-    pub sha256: String,
-    pub stage: String,
-    pub timeout_ms: u64,
-}
+pub use crate::audit::Granted;
 
 /// What the step's audit records show it used.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,12 +74,10 @@ pub fn from_events(events: &[Event]) -> Vec<StepUsage> {
 }
 
 fn step_usage(step: &str, events: &[Event]) -> StepUsage {
-    let mine = || events.iter().filter(move |e| e.step.as_deref() == Some(step));
-    let grant = mine().find(|e| e.event == AuditEvent::Grant);
-    let granted: Granted =
-        grant.and_then(|e| serde_json::from_value(Value::Object(e.fields.clone())).ok()).unwrap_or_default();
-    let plugin = grant.and_then(|e| e.fields.get("plugin")).and_then(Value::as_str).map(str::to_string);
-    let field = |e: &Event, k: &str| e.fields.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let mine = || events.iter().filter(move |e| e.step.as_deref() == Some(step)).map(|e| &e.record);
+    let granted = mine().find_map(|r| if let Record::Grant(g) = r { Some(g.clone()) } else { None });
+    let plugin = granted.as_ref().map(|g| g.plugin.clone());
+    let granted = granted.unwrap_or_default();
     let mut read = BTreeSet::new();
     let mut written = BTreeSet::new();
     let mut hosts = BTreeSet::new();
@@ -103,46 +85,39 @@ fn step_usage(step: &str, events: &[Event]) -> StepUsage {
     let mut databases: BTreeMap<String, u64> = Default::default();
     let mut programs = BTreeSet::new();
     let mut denials = Vec::new();
-    for e in mine() {
-        match e.event {
-            AuditEvent::Fs if !e.fields.contains_key("error") => {
-                let op = field(e, "op");
-                if op.ends_with("-write") { &mut written } else { &mut read }.insert(field(e, "path"));
+    let mut status = crate::status::RunStatus::Interrupted.as_str().to_string();
+    for record in mine() {
+        match record {
+            Record::Fs(used) if used.error.is_none() => {
+                if used.wrote() { &mut written } else { &mut read }.insert(used.path.clone());
             }
-            AuditEvent::NetRequest => {
-                hosts.insert(format!("{}:{}", field(e, "host"), e.fields.get("port").cloned().unwrap_or_default()));
+            Record::NetRequest(r) => {
+                hosts.insert(format!("{}:{}", r.host, r.port));
             }
-            AuditEvent::SecretRead => {
-                secrets.insert(field(e, "name"));
+            Record::SecretRead(s) => {
+                secrets.insert(s.name.clone());
             }
-            AuditEvent::Sql => *databases.entry(field(e, "database")).or_default() += 1,
-            AuditEvent::Exec => {
-                programs.insert(format!(
-                    "{} (exit {})",
-                    field(e, "program"),
-                    e.fields.get("exit").cloned().unwrap_or_default()
-                ));
+            Record::Sql(s) => *databases.entry(s.database.clone()).or_default() += 1,
+            Record::Exec(p) => {
+                programs.insert(format!("{} (exit {})", p.program, p.exit));
             }
-            AuditEvent::SqlDump => {
-                written.insert(field(e, "path"));
-                databases.entry(field(e, "database")).or_default();
+            Record::SqlDump(d) => {
+                written.insert(d.path.clone());
+                databases.entry(d.database.clone()).or_default();
             }
-            AuditEvent::SqlRestore => {
-                read.insert(field(e, "path"));
-                databases.entry(field(e, "database")).or_default();
+            Record::SqlRestore(r) => {
+                read.insert(r.path.clone());
+                databases.entry(r.database.clone()).or_default();
             }
-            ev if ev.denied_capability().is_some() => {
-                let mut detail = e.fields.clone();
-                detail.remove("ts");
-                denials.push(format!("{ev} {}", Value::Object(detail)));
+            Record::StepEnd(end) => status = end.status.as_str().to_string(),
+            other => {
+                if let Some(denial) = other.denial() {
+                    let detail = serde_json::to_string(denial).unwrap_or_default();
+                    denials.push(format!("{} {detail}", other.kind()));
+                }
             }
-            _ => {}
         }
     }
-    let status = mine()
-        .find(|e| e.event == AuditEvent::StepEnd)
-        .map(|e| field(e, "status"))
-        .unwrap_or_else(|| crate::status::RunStatus::Interrupted.as_str().into());
     let mut unused = Vec::new();
     if !granted.net.is_empty() && hosts.is_empty() {
         unused.push("net: granted but no request was made".to_string());

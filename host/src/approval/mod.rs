@@ -168,8 +168,8 @@ fn step_lines(grants: &std::collections::BTreeMap<String, crate::pipeline::writt
 }
 
 /// The steps recorded with the run when it reached the gate.
-pub fn recorded_steps(row: &RunRow) -> Vec<String> {
-    step_lines(&serde_json::from_str(&row.grants).unwrap_or_default())
+pub fn recorded_steps(row: &RunRow) -> anyhow::Result<Vec<String>> {
+    Ok(step_lines(&row.written_grants()?))
 }
 
 /// The steps of the plan about to run.

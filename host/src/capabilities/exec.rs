@@ -5,10 +5,9 @@
 //! and the variables the plugin passes; its output streams to the step log.
 //! It is killed if the step is stopped.
 
-use crate::audit::AuditEvent;
+use crate::audit::{Denial, ProgramRan, Record};
 use crate::bindings::deployhost::plugin::exec::{ExecError, Host, Output};
 use crate::capabilities::CapsView;
-use serde_json::json;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -222,18 +221,23 @@ impl Host for CapsView<'_> {
     ) -> Result<Output, ExecError> {
         let caps = &self.caps;
         if !caps.exec.programs.contains(&program) {
-            caps.audit.record(Some(&caps.step), AuditEvent::ExecDenied, json!({ "program": program }));
+            caps.audit.record(
+                Some(&caps.step),
+                Record::ExecDenied(Denial { program: Some(program.clone()), ..Denial::default() }),
+            );
             return Err(ExecError::NotGranted(format!(
                 "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
                 caps.step, caps.exec.programs
             )));
         }
         if let Some((name, why)) = env.iter().find_map(|(k, _)| Some((k, forbidden_env(k)?))) {
-            caps.audit.record(
-                Some(&caps.step),
-                AuditEvent::ExecDenied,
-                json!({ "program": program, "env": name, "reason": why }),
-            );
+            let denial = Denial {
+                program: Some(program.clone()),
+                env: Some(name.clone()),
+                reason: Some(why.to_string()),
+                ..Denial::default()
+            };
+            caps.audit.record(Some(&caps.step), Record::ExecDenied(denial));
             return Err(ExecError::NotGranted(format!(
                 "step `{}` may not pass `{name}` to `{program}`: it {why}",
                 caps.step
@@ -297,11 +301,14 @@ impl Host for CapsView<'_> {
         let exit_code = status.code().unwrap_or(-1);
         let ms = started.elapsed().as_millis() as u64;
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::Exec,
-            json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms }),
-        );
+        let ran = ProgramRan {
+            program: program.clone(),
+            path: path.display().to_string(),
+            args: args.clone(),
+            exit: exit_code,
+            ms,
+        };
+        caps.audit.record(Some(&caps.step), Record::Exec(ran));
         let tail: Vec<String> = tail.into_iter().collect();
         Ok(Output { exit_code, tail: tail.join("\n"), ms })
     }

@@ -9,9 +9,8 @@
 //! `/`: such attempts land there, fail, and are audited as denials.
 
 use super::StepStore;
-use crate::audit::AuditEvent;
+use crate::audit::{Denial, PathUsed, Record};
 pub use deployhost_pipeline::grants::{Mount, check_grant_path};
-use serde_json::json;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wasmtime::StoreContextMut;
@@ -94,7 +93,7 @@ fn settle<S: StepStore, T>(
     let caps = state.caps();
     match result {
         Ok(v) => {
-            caps.audit.record(Some(&caps.step), AuditEvent::Fs, json!({ "op": op, "path": full }));
+            caps.audit.record(Some(&caps.step), Record::Fs(PathUsed { op: op.to_string(), path: full, error: None }));
             Ok(Ok(v))
         }
         Err(e) => {
@@ -108,17 +107,17 @@ fn settle<S: StepStore, T>(
                 } else {
                     "escapes its granted folder".to_string()
                 };
-                caps.audit.record(
-                    Some(&caps.step),
-                    AuditEvent::FsDenied,
-                    json!({ "op": op, "path": full, "error": code.name(), "reason": reason }),
-                );
+                let denial = Denial {
+                    op: Some(op.to_string()),
+                    path: Some(full),
+                    error: Some(code.name().to_string()),
+                    reason: Some(reason.to_string()),
+                    ..Denial::default()
+                };
+                caps.audit.record(Some(&caps.step), Record::FsDenied(denial));
             } else {
-                caps.audit.record(
-                    Some(&caps.step),
-                    AuditEvent::Fs,
-                    json!({ "op": op, "path": full, "error": code.name() }),
-                );
+                let used = PathUsed { op: op.to_string(), path: full, error: Some(code.name().to_string()) };
+                caps.audit.record(Some(&caps.step), Record::Fs(used));
             }
             Ok(Err(code))
         }

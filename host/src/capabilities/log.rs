@@ -5,11 +5,10 @@
 //! no log file (and costs no file creation), and readers take a missing
 //! log as an empty one.
 
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditLog, PluginLogged, Record};
 use crate::bindings::deployhost::plugin::log::{Host, Level};
 use crate::capabilities::CapsView;
 use crate::redact::Redactor;
-use serde_json::json;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
@@ -266,7 +265,7 @@ impl Host for CapsView<'_> {
 }
 
 fn audit_log(audit: &AuditLog, step: &str, level: &str, message: &str) {
-    audit.record(Some(step), AuditEvent::Log, json!({ "level": level, "message": message }));
+    audit.record(Some(step), Record::Log(PluginLogged { level: level.to_string(), message: message.to_string() }));
 }
 
 #[cfg(test)]

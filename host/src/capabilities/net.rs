@@ -9,8 +9,7 @@
 //! path (an absolute URI would make a granted proxy fetch another host).
 
 use super::StepStore;
-use crate::audit::{AuditEvent, AuditLog};
-use serde_json::json;
+use crate::audit::{AuditLog, Denial, LimitHit, LimitKind, Record, RequestSent};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -92,18 +91,24 @@ pub struct NetHooks {
     pub log: Arc<super::log::StepLog>,
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>),
-                HttpError,
-            >,
-        > + Send,
->;
+/// A response and the future that drives its body's I/O.
+type Sent = (http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>);
+type ResponseFuture = Box<dyn Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl NetHooks {
-    fn deny(&self, fields: serde_json::Value) {
-        self.audit.record(Some(&self.step), AuditEvent::NetDenied, fields);
+    fn deny(&self, denial: Denial) {
+        self.audit.record(Some(&self.step), Record::NetDenied(denial));
+    }
+}
+
+/// A denied request: what it asked for.
+fn request_denial(method: &str, host: &str, port: u16, path: &str) -> Denial {
+    Denial {
+        method: Some(method.to_string()),
+        host: Some(host.to_string()),
+        port: Some(port),
+        path: Some(path.to_string()),
+        ..Denial::default()
     }
 }
 
@@ -117,10 +122,13 @@ impl WasiHttpHooks for NetHooks {
     fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
         let forbidden = wasmtime_wasi_http::DEFAULT_FORBIDDEN_HEADERS.contains(name);
         if *name == http::header::HOST {
-            self.deny(json!({
-                "header": "host",
-                "reason": "the Host header is set from the URL's authority, the one the grant is checked against",
-            }));
+            self.deny(Denial {
+                header: Some("host".into()),
+                reason: Some(
+                    "the Host header is set from the URL's authority, the one the grant is checked against".into(),
+                ),
+                ..Denial::default()
+            });
         }
         forbidden
     }
@@ -131,103 +139,151 @@ impl WasiHttpHooks for NetHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
-        let uri = request.uri().clone();
-        let method = request.method().to_string();
-        let host = uri.host().unwrap_or_default().to_string();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let path = uri.path().to_string();
-        let step = self.step.clone();
-        let audit = self.audit.clone();
-
-        // Defence in depth: wasi-http sets `Host` from the authority and
-        // refuses other request targets; a request that differs is refused.
-        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-        let host_header = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
-        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or_default();
-        if host_header.is_some_and(|h| h != authority) || !is_origin_form(target) {
-            self.deny(
-                json!({ "method": method, "host": host, "port": port, "path": target, "host_header": host_header,
-                "reason": "the request's Host header or target names another host than its URL" }),
-            );
-            let message = format!(
-                "deployhost denied step `{step}` HTTP {method} to {host}:{port}: Host header or target mismatch"
-            );
+        let asked = Asked::of(&request);
+        if let Some(message) = self.refused(&request, &asked) {
             self.log.line("deployhost", &message);
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         }
-
-        let has_userinfo = authority.contains('@');
-        if host.is_empty() || has_userinfo || !self.policy.allows(&host, port) {
-            let allow = suggestion(&host, port);
-            let granted = self.policy.written();
-            audit.record(
-                Some(&step),
-                AuditEvent::NetDenied,
-                json!({ "method": method, "host": host, "port": port, "path": path, "granted": granted, "allow_with": allow }),
-            );
-            let message = format!(
-                "deployhost denied step `{step}` HTTP {method} to {host}:{port}: not in grants.net {granted:?}; \
-                 add \"{allow}\" to the step's grants.net to allow it"
-            );
-            self.log.line("deployhost", &message);
-            return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
-        }
-
+        let (step, audit) = (self.step.clone(), self.audit.clone());
         let Some(slot) = self.policy.start_request() else {
             let max = self.policy.max_in_flight;
-            audit.record(
-                Some(&step),
-                AuditEvent::Limit,
-                json!({ "kind": "http_in_flight", "method": method, "host": host, "port": port, "limit": max,
-                    "message": format!("more than {max} requests waiting at once (limits.http_requests)") }),
-            );
+            let message = format!("more than {max} requests waiting at once (limits.http_requests)");
+            let hit = LimitHit {
+                limit: Some(max as u64),
+                method: Some(asked.method.clone()),
+                host: Some(asked.host.clone()),
+                port: Some(asked.port),
+                ..LimitHit::new(LimitKind::HttpInFlight, message)
+            };
+            audit.record(Some(&step), Record::Limit(hit));
+            let Asked { method, host, port, .. } = asked;
             let message = format!(
                 "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {max} requests are already waiting (raise limits.http_requests)"
             );
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         };
         let policy = self.policy.clone();
-        let mut request = request;
         Box::new(async move {
             let _slot = slot;
-            use http_body_util::BodyExt;
-            let started = Instant::now();
-            // After DNS: a name must not lead to this machine or its network
-            // unless the grant names that address (or `localhost`) itself.
-            let address = match resolve_checked(&host, port, &policy).await {
-                Ok(a) => a,
-                Err((address, reason)) => {
-                    audit.record(
-                        Some(&step),
-                        AuditEvent::NetDenied,
-                        json!({ "method": method, "host": host, "port": port, "path": path, "address": address, "reason": reason }),
-                    );
-                    let message = format!("deployhost denied step `{step}` HTTP {method} to {host}:{port}: {reason}");
-                    return Err(HttpError::InternalError(Some(message)));
-                }
-            };
-            if !https {
-                // Plain HTTP goes to the address checked, not to a second
-                // lookup's answer; the Host header keeps the name.
-                pin_address(&mut request, address);
-            }
-            let result = wasmtime_wasi_http::default_send_request(request, options).await;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
-            let mut fields = json!({ "method": method, "host": host, "port": port, "path": path,
-                "address": address.ip().to_string(), "ms": (ms * 10.0).round() / 10.0 });
-            match &result {
-                Ok((response, _)) => fields["status"] = json!(response.status().as_u16()),
-                Err(e) => fields["error"] = json!(e.to_string()),
-            }
-            audit.record(Some(&step), AuditEvent::NetRequest, fields);
-            let (response, io) = result?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            send_checked(asked, request, options, &policy, &step, &audit).await
         })
     }
+}
+
+/// What a request asks for, from its URL.
+struct Asked {
+    method: String,
+    host: String,
+    port: u16,
+    path: String,
+    https: bool,
+}
+
+impl Asked {
+    fn of(request: &http::Request<WasiBody>) -> Asked {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        Asked {
+            method: request.method().to_string(),
+            host: uri.host().unwrap_or_default().to_string(),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            path: uri.path().to_string(),
+            https,
+        }
+    }
+
+    fn denial(&self, path: &str) -> Denial {
+        request_denial(&self.method, &self.host, self.port, path)
+    }
+}
+
+impl NetHooks {
+    /// Why a request is refused before it is sent (audited), if it is.
+    fn refused(&self, request: &http::Request<WasiBody>, asked: &Asked) -> Option<String> {
+        let Asked { method, host, port, path, .. } = asked;
+        let step = &self.step;
+        // Defence in depth: wasi-http sets `Host` from the authority and
+        // refuses other request targets; a request that differs is refused.
+        let uri = request.uri();
+        let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
+        let host_header = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+        let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or_default();
+        if host_header.is_some_and(|h| h != authority) || !is_origin_form(target) {
+            self.deny(Denial {
+                host_header: host_header.map(str::to_string),
+                reason: Some("the request's Host header or target names another host than its URL".into()),
+                ..asked.denial(target)
+            });
+            return Some(format!(
+                "deployhost denied step `{step}` HTTP {method} to {host}:{port}: Host header or target mismatch"
+            ));
+        }
+        if host.is_empty() || authority.contains('@') || !self.policy.allows(host, *port) {
+            let allow = suggestion(host, *port);
+            let granted = self.policy.written();
+            self.deny(Denial {
+                granted: Some(granted.iter().map(|g| g.to_string()).collect()),
+                allow_with: Some(allow.clone()),
+                ..asked.denial(path)
+            });
+            return Some(format!(
+                "deployhost denied step `{step}` HTTP {method} to {host}:{port}: not in grants.net {granted:?}; \
+                 add \"{allow}\" to the step's grants.net to allow it"
+            ));
+        }
+        None
+    }
+}
+
+/// Sends a request whose target was allowed: its name resolved and checked
+/// again, plain HTTP pinned to the checked address; the request audited.
+async fn send_checked(
+    asked: Asked,
+    mut request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+    policy: &NetPolicy,
+    step: &str,
+    audit: &AuditLog,
+) -> Result<Sent, HttpError> {
+    use http_body_util::BodyExt;
+    let started = Instant::now();
+    // After DNS: a name must not lead to this machine or its network
+    // unless the grant names that address (or `localhost`) itself.
+    let address = match resolve_checked(&asked.host, asked.port, policy).await {
+        Ok(a) => a,
+        Err((address, reason)) => {
+            let denial = Denial { address: Some(address), reason: Some(reason.clone()), ..asked.denial(&asked.path) };
+            audit.record(Some(step), Record::NetDenied(denial));
+            let Asked { method, host, port, .. } = asked;
+            let message = format!("deployhost denied step `{step}` HTTP {method} to {host}:{port}: {reason}");
+            return Err(HttpError::InternalError(Some(message)));
+        }
+    };
+    if !asked.https {
+        // Plain HTTP goes to the address checked, not to a second
+        // lookup's answer; the Host header keeps the name.
+        pin_address(&mut request, address);
+    }
+    let result = wasmtime_wasi_http::default_send_request(request, options).await;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, error) = match &result {
+        Ok((response, _)) => (Some(response.status().as_u16()), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    let Asked { method, host, port, path, .. } = asked;
+    let sent = RequestSent {
+        method,
+        host,
+        port,
+        path,
+        address: address.ip().to_string(),
+        ms: (ms * 10.0).round() / 10.0,
+        status,
+        error,
+    };
+    audit.record(Some(step), Record::NetRequest(sent));
+    let (response, io) = result?;
+    Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
 }
 
 /// Whether an address is this machine or a private network: loopback,
@@ -334,11 +390,14 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
             let state = store.data_mut();
             if let Some(t) = target.as_deref().filter(|t| !is_origin_form(t)) {
                 let authority = state.http().table.get(&request)?.authority.clone();
-                state.net().deny(json!({
-                    "host": authority,
-                    "path": t,
-                    "reason": "a request target must be a path; an absolute URI or authority names another host",
-                }));
+                state.net().deny(Denial {
+                    host: authority,
+                    path: Some(t.to_string()),
+                    reason: Some(
+                        "a request target must be a path; an absolute URI or authority names another host".into(),
+                    ),
+                    ..Denial::default()
+                });
             }
             Ok((state.http().set_path_with_query(request, target)?,))
         },
@@ -355,11 +414,13 @@ pub fn deny_sockets(
     audit: Arc<AuditLog>,
 ) -> impl Fn(SocketAddr, SocketAddrUse) -> Pin<Box<dyn Future<Output = bool> + Send + Sync>> + Send + Sync + 'static {
     move |addr, usage| {
-        audit.record(
-            Some(&step),
-            AuditEvent::NetDenied,
-            json!({ "socket": addr.to_string(), "use": format!("{usage:?}"), "reason": "raw sockets are never granted; use HTTP" }),
-        );
+        let denial = Denial {
+            socket: Some(addr.to_string()),
+            socket_use: Some(format!("{usage:?}")),
+            reason: Some("raw sockets are never granted; use HTTP".into()),
+            ..Denial::default()
+        };
+        audit.record(Some(&step), Record::NetDenied(denial));
         Box::pin(async { false })
     }
 }

@@ -318,7 +318,7 @@ fn verify_signed(
     };
     let statement = approval::statement_for(row, steps);
     let verified = approval::ssh::verify(&plan.dir.join(file), &statement, signature).map_err(|e| {
-        let then = approval::recorded_steps(row);
+        let Ok(then) = approval::recorded_steps(row) else { return e };
         let changed: Vec<&str> =
             steps.iter().filter(|s| !then.contains(s)).filter_map(|s| s.split(' ').next()).collect();
         match e {
@@ -487,13 +487,13 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
             ));
         }
         (ApprovalMode::Signed, ApproveWith::PrintStatement) => {
-            print!("{}", approval::statement_for(&row, &approval::recorded_steps(&row)));
+            print!("{}", approval::statement_for(&row, &approval::recorded_steps(&row)?));
             return Ok(ExitStatus::Success);
         }
         (ApprovalMode::Signed, how) => {
             let signature = match how {
                 ApproveWith::Key(key) => {
-                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_steps(&row))) {
+                    match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_steps(&row)?)) {
                         Ok(s) => s,
                         Err(e) => {
                             eprintln!("refused: {e}");
@@ -506,7 +506,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
                 _ => unreachable!("handled above"),
             };
             // The signature covers the plugins recorded with the run.
-            match verify_signed(&plan, &row, &signature, &approval::recorded_steps(&row)) {
+            match verify_signed(&plan, &row, &signature, &approval::recorded_steps(&row)?) {
                 Ok((principal, key)) => (principal, Some((signature, key))),
                 Err(e) => {
                     eprintln!("refused: {e}");

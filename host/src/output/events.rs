@@ -3,7 +3,7 @@
 //! through the run's redactor, as the audit log does, so a secret value
 //! never reaches a CI log even if a plugin put it in an output.
 
-use crate::audit::AuditEvent;
+use crate::audit::Event;
 use crate::exit::ExitStatus;
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
@@ -87,14 +87,11 @@ impl JsonEvents {
         }
     }
 
-    /// From the audit log: each `*.denied` event becomes a `denial`.
-    pub fn audit(&self, event: AuditEvent, line: &str) {
-        let Some(kind) = event.denied_capability() else { return };
-        let Ok(Value::Object(mut fields)) = serde_json::from_str::<Value>(line) else { return };
-        let step = fields.remove("step").unwrap_or(Value::Null);
-        fields.remove("ts");
-        fields.remove("event");
-        self.emit("denial", json!({ "step": step, "capability": kind, "audit_event": event, "detail": fields }));
+    /// From the audit log: each denial becomes a `denial` event.
+    pub fn audit(&self, event: &Event) {
+        let (Some(denial), Some(kind)) = (event.record.denial(), event.kind().denied_capability()) else { return };
+        let fields = json!({ "step": event.step, "capability": kind, "audit_event": event.kind(), "detail": denial });
+        self.emit("denial", fields);
     }
 
     /// The last line of every run: its status and the process's exit code.

@@ -9,7 +9,7 @@ pub mod junit;
 pub mod markup;
 pub mod terminal;
 
-use crate::audit::{AuditEvent, AuditTap};
+use crate::audit::{AuditTap, Event};
 use crate::exit::ExitStatus;
 use crate::pipeline::Plan;
 use crate::runner::{self, Progress, RunInputs, RunRecord};
@@ -92,7 +92,7 @@ impl Output {
     /// Streams the audit log's denials as JSON events.
     pub fn audit_tap(&self) -> Option<AuditTap> {
         let events = self.json()?;
-        Some(Arc::new(move |event: AuditEvent, line: &str| events.audit(event, line)))
+        Some(Arc::new(move |event: &Event| events.audit(event)))
     }
 
     pub fn progress(&self, progress: &Progress<'_>) {

@@ -11,7 +11,9 @@ pub use crate::outcome::{Failure, Metric, Status, StepOutcome};
 pub use progress::Progress;
 pub use step::{RunContext, run_step};
 
-use crate::audit::{AuditEvent, AuditLog, AuditTap};
+use crate::audit::{
+    AuditLog, AuditTap, PluginLoaded, Record, RollbackBegun, RollbackEnded, RollbackInvalid, RunBegun, RunEnded,
+};
 use crate::capabilities::sql::{DbTarget, ToolSet};
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
@@ -20,7 +22,6 @@ use crate::status::RunStatus;
 use anyhow::{Context, Result};
 use results::ResultsFile;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -125,28 +126,23 @@ pub async fn run(
     inputs: RunInputs,
     on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
 ) -> Result<RunRecord> {
-    let run_id = run_id.to_string();
-    let run_dir = runs_dir(state_dir).join(&run_id);
-    let empty_root = run_dir.join("sandbox-root");
-    std::fs::create_dir_all(run_dir.join("logs"))
-        .and_then(|()| std::fs::create_dir_all(&empty_root))
-        .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
+    let run_dir = runs_dir(state_dir).join(run_id);
     let redactor = Arc::new(inputs.redactor());
     let RunInputs { secrets, databases, previous_version, resume, rollback_only, audit_tap } = inputs;
     let audit = Arc::new(
-        AuditLog::create(&run_dir.join("audit.jsonl"), &run_id, redactor.clone())
+        AuditLog::create(&run_dir_made(&run_dir)?.join("audit.jsonl"), run_id, redactor.clone())
             .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?
             .with_tap(audit_tap),
     );
     let run = Arc::new(RunContext {
-        run_id: run_id.clone(),
+        run_id: run_id.to_string(),
         pipeline: plan.pipeline.clone(),
         environment: plan.environment.clone(),
         version: plan.version.clone(),
         run_dir: run_dir.clone(),
         dir: plan.dir.clone(),
-        empty_root,
-        audit: audit.clone(),
+        empty_root: run_dir.join("sandbox-root"),
+        audit,
         redactor,
         secrets: Arc::new(secrets),
         databases: Arc::new(databases),
@@ -166,6 +162,7 @@ pub async fn run(
             })
         }),
     });
+    let mut journal = Journal::begin(plan, &run, resume.as_ref(), &runtime)?;
     // Steps a resumed run completed before: kept as they were.
     let mut done_before: HashMap<String, StepOutcome> = resume
         .iter()
@@ -173,38 +170,13 @@ pub async fn run(
         .filter(|o| matches!(o.status, Status::Passed | Status::Warning))
         .map(|o| (o.step.clone(), o.clone()))
         .collect();
-    let started = resume.as_ref().map_or_else(|| crate::audit::timestamp(SystemTime::now()), |r| r.started.clone());
-    let mut results = ResultsFile::new(&run_dir);
-    let mut record = RunRecord {
-        run_id: run_id.clone(),
-        pipeline: plan.pipeline.clone(),
-        environment: plan.environment.clone(),
-        version: plan.version.clone(),
-        file: plan.file.display().to_string(),
-        started,
-        finished: None,
-        status: RunStatus::Running,
-        steps: Vec::new(),
-        rollback: None,
-        reason: None,
-    };
-    let event = if resume.is_some() { AuditEvent::RunResume } else { AuditEvent::RunStart };
-    audit.record(
-        None,
-        event,
-        json!({ "run": run_id, "pipeline": plan.pipeline, "environment": plan.environment, "version": plan.version, "file": record.file }),
-    );
-    results.save(&mut record)?;
-    for load in runtime.loads() {
-        let fields = json!({ "plugin": load.plugin, "sha256": load.digest, "how": load.load.describe(), "ms": load.took.as_millis() as u64 });
-        audit.record(None, AuditEvent::PluginLoad, fields);
-    }
 
     let mut stopped_by: Option<String> = None;
     let by_hand = rollback_only.is_some();
     let stages: &[crate::pipeline::PlannedStage] = match rollback_only {
         // Only the rollback: what completed stands as it is.
         Some(reason) => {
+            let record = &mut journal.record;
             record.steps = resume.map(|r| r.steps).unwrap_or_default();
             let in_flight = rollback::in_flight(plan, &run_dir.join("audit.jsonl"), &record.steps);
             record.steps.extend(in_flight);
@@ -218,108 +190,226 @@ pub async fn run(
         }
         None => &plan.stages,
     };
+    let mut stages_run = StagesRun { plan, runtime: &runtime, run: &run, done_before: &mut done_before };
     for stage in stages {
+        stages_run.stage(stage, &mut stopped_by, &mut journal, on_progress).await?;
+    }
+    if let Some(reason) = run.reason.get() {
+        roll_back(plan, &runtime, &run, reason, &mut journal, on_progress).await?;
+    }
+    journal.end(&run, by_hand, stopped_by)
+}
+
+/// Makes the run folder, its `logs/` and the sandboxes' empty root.
+fn run_dir_made(run_dir: &Path) -> Result<&Path> {
+    std::fs::create_dir_all(run_dir.join("logs"))
+        .and_then(|()| std::fs::create_dir_all(run_dir.join("sandbox-root")))
+        .with_context(|| format!("cannot create the run folder {}", run_dir.display()))?;
+    Ok(run_dir)
+}
+
+/// The run's record as it goes: `results.json` rewritten after each step,
+/// and the audit log's framing records.
+struct Journal {
+    results: ResultsFile,
+    record: RunRecord,
+    audit: Arc<AuditLog>,
+    run_dir: PathBuf,
+}
+
+impl Journal {
+    /// The record of a new (or resumed) run, written, with its `run.start`
+    /// (or `run.resume`) and each plugin's load audited.
+    fn begin(plan: &Plan, run: &RunContext, resume: Option<&RunRecord>, runtime: &Runtime) -> Result<Journal> {
+        let started = resume.map_or_else(|| crate::audit::timestamp(SystemTime::now()), |r| r.started.clone());
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            pipeline: plan.pipeline.clone(),
+            environment: plan.environment.clone(),
+            version: plan.version.clone(),
+            file: plan.file.display().to_string(),
+            started,
+            finished: None,
+            status: RunStatus::Running,
+            steps: Vec::new(),
+            rollback: None,
+            reason: None,
+        };
+        let begun = RunBegun {
+            run: run.run_id.clone(),
+            pipeline: plan.pipeline.clone(),
+            environment: plan.environment.clone(),
+            version: plan.version.clone(),
+            file: record.file.clone(),
+        };
+        let audit = run.audit.clone();
+        audit.record(None, if resume.is_some() { Record::RunResume(begun) } else { Record::RunStart(begun) });
+        let mut journal =
+            Journal { results: ResultsFile::new(&run.run_dir), record, audit, run_dir: run.run_dir.clone() };
+        journal.results.save(&mut journal.record)?;
+        for load in runtime.loads() {
+            let loaded = PluginLoaded {
+                plugin: load.plugin,
+                sha256: load.digest,
+                how: load.load.describe(),
+                ms: load.took.as_millis() as u64,
+            };
+            journal.audit.record(None, Record::PluginLoad(loaded));
+        }
+        Ok(journal)
+    }
+
+    /// Writes `results.json` as it stands; fails once anything of the run
+    /// folder could not be written.
+    fn save(&mut self) -> Result<()> {
+        self.results.save(&mut self.record)?;
+        check_written(&self.audit, &self.run_dir)
+    }
+
+    /// The run's status, from its steps and its rollback; `run.end` audited.
+    fn end(mut self, run: &RunContext, by_hand: bool, stopped_by: Option<String>) -> Result<RunRecord> {
+        let record = &mut self.record;
+        let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
+        let undone = by_hand && record.rollback.as_ref().is_some_and(|r| r.ok);
+        record.status = if passed {
+            RunStatus::Passed
+        } else if undone {
+            RunStatus::RolledBack
+        } else {
+            RunStatus::Failed
+        };
+        record.finished = Some(crate::audit::timestamp(SystemTime::now()));
+        record.reason = stopped_by.clone();
+        self.audit.record(None, Record::RunEnd(RunEnded { status: record.status, reason: stopped_by }));
+        self.results.save(&mut self.record)?;
+        Ok(self.record)
+    }
+}
+
+/// What running the stages shares.
+struct StagesRun<'a> {
+    plan: &'a Plan,
+    runtime: &'a Arc<Runtime>,
+    run: &'a Arc<RunContext>,
+    /// Steps a resumed run completed before.
+    done_before: &'a mut HashMap<String, StepOutcome>,
+}
+
+impl StagesRun<'_> {
+    /// Runs one stage (its steps skipped once the run is stopped).
+    async fn stage(
+        &mut self,
+        stage: &crate::pipeline::PlannedStage,
+        stopped_by: &mut Option<String>,
+        journal: &mut Journal,
+        on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
+    ) -> Result<()> {
         let names = stage.steps.iter().map(|s| s.name.as_str()).collect();
         on_progress(Progress::Stage { name: &stage.name, parallel: stage.parallel, steps: names })?;
-        if let Some(reason) = &stopped_by {
+        if let Some(reason) = stopped_by.as_deref() {
             for step in &stage.steps {
                 let skipped = skipped(step, reason);
                 on_progress(Progress::StepFinished(&skipped))?;
-                record.steps.push(skipped);
+                journal.record.steps.push(skipped);
             }
-            continue;
+            return Ok(());
         }
         if stage.parallel {
-            crate::signals::hold_if_stopped().await;
-            let mut set = tokio::task::JoinSet::new();
-            let mut done = Vec::new();
-            for (i, step) in stage.steps.iter().enumerate() {
-                if let Some(before) = done_before.remove(&step.name) {
-                    done.push((i, before));
-                    continue;
-                }
-                on_progress(step_started(step, false))?;
-                let (runtime, run, step) = (runtime.clone(), run.clone(), step.clone());
-                set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
-            }
-            while let Some(joined) = set.join_next().await {
-                let (i, outcome) = joined.context("a step task failed")?;
-                on_progress(Progress::StepFinished(&outcome))?;
-                done.push((i, outcome));
-            }
-            done.sort_by_key(|(i, _)| *i);
-            let before = record.steps.len();
-            for (_, outcome) in done {
-                note_failure(plan, &run, &outcome, &mut stopped_by);
-                record.steps.push(outcome);
-            }
-            results.save(&mut record)?;
-            check_written(&audit, &run_dir)?;
-            (before + 1..=record.steps.len()).for_each(crate::failpoint::after_step);
-        } else {
-            for step in &stage.steps {
-                let outcome = match (&stopped_by, done_before.remove(&step.name)) {
-                    (Some(reason), _) => skipped(step, reason),
-                    (None, Some(before)) => before,
-                    (None, None) => {
-                        crate::signals::hold_if_stopped().await;
-                        on_progress(step_started(step, false))?;
-                        step::run_step(&runtime, &run, step).await
-                    }
-                };
-                note_failure(plan, &run, &outcome, &mut stopped_by);
-                on_progress(Progress::StepFinished(&outcome))?;
-                record.steps.push(outcome);
-                results.save(&mut record)?;
-                check_written(&audit, &run_dir)?;
-                crate::failpoint::after_step(record.steps.len());
-            }
+            return self.parallel(stage, stopped_by, journal, on_progress).await;
         }
-    }
-
-    if let Some(reason) = run.reason.get() {
-        audit.record(None, AuditEvent::RollbackStart, json!({ "reason": reason }));
-        on_progress(Progress::RollbackStarted { reason })?;
-        let mut rollback = RollbackRecord { reason: reason.clone(), ok: true, steps: Vec::new() };
-        let saga = rollback::compensations(plan, &record.steps, &changes_dir(&run_dir));
-        let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
-        for step in saga.into_iter().chain(own) {
-            let outcome = match step {
-                Ok(step) => {
-                    on_progress(step_started(&step, true))?;
-                    step::run_step(&runtime, &run, &step).await
-                }
-                Err(unrunnable) => {
-                    audit.record(None, AuditEvent::RollbackInvalid, json!({ "error": unrunnable.why }));
-                    unrunnable.outcome()
+        for step in &stage.steps {
+            let outcome = match (&stopped_by, self.done_before.remove(&step.name)) {
+                (Some(reason), _) => skipped(step, reason),
+                (None, Some(before)) => before,
+                (None, None) => {
+                    crate::signals::hold_if_stopped().await;
+                    on_progress(step_started(step, false))?;
+                    step::run_step(self.runtime, self.run, step).await
                 }
             };
-            rollback.ok &= outcome.ok() || !outcome.blocking;
-            on_progress(Progress::RollbackStep(&outcome))?;
-            rollback.steps.push(outcome);
-            record.rollback = Some(rollback.clone());
-            results.save(&mut record)?;
-            check_written(&audit, &run_dir)?;
+            note_failure(self.plan, self.run, &outcome, stopped_by);
+            on_progress(Progress::StepFinished(&outcome))?;
+            journal.record.steps.push(outcome);
+            journal.save()?;
+            crate::failpoint::after_step(journal.record.steps.len());
         }
-        audit.record(None, AuditEvent::RollbackEnd, json!({ "ok": rollback.ok }));
-        on_progress(Progress::RollbackFinished { ok: rollback.ok })?;
-        record.rollback = Some(rollback);
+        Ok(())
     }
 
-    let passed = run.reason.get().is_none() && record.steps.iter().all(|o| o.ok() || !o.blocking);
-    let undone = by_hand && record.rollback.as_ref().is_some_and(|r| r.ok);
-    record.status = if passed {
-        RunStatus::Passed
-    } else if undone {
-        RunStatus::RolledBack
-    } else {
-        RunStatus::Failed
-    };
-    record.finished = Some(crate::audit::timestamp(SystemTime::now()));
-    record.reason = stopped_by.clone();
-    audit.record(None, AuditEvent::RunEnd, json!({ "status": record.status, "reason": stopped_by }));
-    results.save(&mut record)?;
-    Ok(record)
+    /// A parallel stage: its steps at once, recorded in the stage's order.
+    async fn parallel(
+        &mut self,
+        stage: &crate::pipeline::PlannedStage,
+        stopped_by: &mut Option<String>,
+        journal: &mut Journal,
+        on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
+    ) -> Result<()> {
+        crate::signals::hold_if_stopped().await;
+        let mut set = tokio::task::JoinSet::new();
+        let mut done = Vec::new();
+        for (i, step) in stage.steps.iter().enumerate() {
+            if let Some(before) = self.done_before.remove(&step.name) {
+                done.push((i, before));
+                continue;
+            }
+            on_progress(step_started(step, false))?;
+            let (runtime, run, step) = (self.runtime.clone(), self.run.clone(), step.clone());
+            set.spawn(async move { (i, step::run_step(&runtime, &run, &step).await) });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (i, outcome) = joined.context("a step task failed")?;
+            on_progress(Progress::StepFinished(&outcome))?;
+            done.push((i, outcome));
+        }
+        done.sort_by_key(|(i, _)| *i);
+        let before = journal.record.steps.len();
+        for (_, outcome) in done {
+            note_failure(self.plan, self.run, &outcome, stopped_by);
+            journal.record.steps.push(outcome);
+        }
+        journal.save()?;
+        (before + 1..=journal.record.steps.len()).for_each(crate::failpoint::after_step);
+        Ok(())
+    }
+}
+
+/// The rollback: the compensations of what completed (newest first), then
+/// the pipeline's own rollback steps.
+async fn roll_back(
+    plan: &Plan,
+    runtime: &Arc<Runtime>,
+    run: &Arc<RunContext>,
+    reason: &str,
+    journal: &mut Journal,
+    on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
+) -> Result<()> {
+    let audit = journal.audit.clone();
+    audit.record(None, Record::RollbackStart(RollbackBegun { reason: reason.to_string() }));
+    on_progress(Progress::RollbackStarted { reason })?;
+    let mut rollback = RollbackRecord { reason: reason.to_string(), ok: true, steps: Vec::new() };
+    let saga = rollback::compensations(plan, &journal.record.steps, &changes_dir(&run.run_dir));
+    let own = plan.rollback.iter().flat_map(|r| r.steps.iter().cloned().map(Ok));
+    for step in saga.into_iter().chain(own) {
+        let outcome = match step {
+            Ok(step) => {
+                on_progress(step_started(&step, true))?;
+                step::run_step(runtime, run, &step).await
+            }
+            Err(unrunnable) => {
+                audit.record(None, Record::RollbackInvalid(RollbackInvalid { error: unrunnable.why.clone() }));
+                unrunnable.outcome()
+            }
+        };
+        rollback.ok &= outcome.ok() || !outcome.blocking;
+        on_progress(Progress::RollbackStep(&outcome))?;
+        rollback.steps.push(outcome);
+        journal.record.rollback = Some(rollback.clone());
+        journal.save()?;
+    }
+    audit.record(None, Record::RollbackEnd(RollbackEnded { ok: rollback.ok }));
+    on_progress(Progress::RollbackFinished { ok: rollback.ok })?;
+    journal.record.rollback = Some(rollback);
+    Ok(())
 }
 
 /// Fails once anything of the run folder (audit, a step log) could not be

@@ -136,7 +136,9 @@ impl Unrunnable {
 pub fn in_flight(plan: &Plan, audit: &Path, recorded: &[StepOutcome]) -> Vec<StepOutcome> {
     let events = crate::audit::read(audit).unwrap_or_default();
     let mut found: Vec<StepOutcome> = Vec::new();
-    for name in events.iter().filter(|e| e.event == crate::audit::AuditEvent::Grant).filter_map(|e| e.step.as_deref()) {
+    for name in
+        events.iter().filter(|e| matches!(e.record, crate::audit::Record::Grant(_))).filter_map(|e| e.step.as_deref())
+    {
         let Some(step) = plan.stages.iter().flat_map(|s| &s.steps).find(|s| s.name == name) else {
             continue;
         };

@@ -4,7 +4,7 @@
 //! down.
 
 use super::report_limits;
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditLog, Granted, LimitHit, LimitKind, Record, StepBegun, StepEnded};
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
 use crate::capabilities::log::{DEFAULT_LOG_LIMIT, StepLog};
 use crate::capabilities::secrets::SecretValues;
@@ -14,7 +14,6 @@ use crate::pipeline::PlannedStep;
 use crate::redact::Redactor;
 use crate::sandbox::{self, Execution, Runtime, Stop};
 use anyhow::Result;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -71,7 +70,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         log_tail: Vec::new(),
     };
     audit_grant(&run.audit, step);
-    run.audit.record(Some(&step.name), AuditEvent::StepStart, json!({ "stage": step.stage }));
+    run.audit.record(Some(&step.name), Record::StepStart(StepBegun { stage: step.stage.clone() }));
 
     let log = match StepLog::create(&run.run_dir.join(&log_rel), run.redactor.clone(), DEFAULT_LOG_LIMIT) {
         Ok(l) => Arc::new(l),
@@ -111,7 +110,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
             if !capped.cuts.is_empty() {
                 let message = format!("report cut: {}", capped.cuts.join("; "));
                 log.line("deployhost", &message);
-                run.audit.record(Some(&step.name), AuditEvent::Limit, json!({ "kind": "report", "message": message }));
+                run.audit.record(Some(&step.name), Record::Limit(LimitHit::new(LimitKind::Report, message)));
             }
             outcome.outputs = capped.outputs;
             outcome.metrics = capped.metrics;
@@ -221,26 +220,23 @@ fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<Strin
 
 fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
     let g = &step.grants;
-    let read: Vec<&str> = g.mounts.iter().filter(|m| !m.writable).map(|m| m.guest.as_str()).collect();
-    let write: Vec<&str> = g.mounts.iter().filter(|m| m.writable).map(|m| m.guest.as_str()).collect();
+    let read: Vec<String> = g.mounts.iter().filter(|m| !m.writable).map(|m| m.guest.clone()).collect();
+    let write: Vec<String> = g.mounts.iter().filter(|m| m.writable).map(|m| m.guest.clone()).collect();
     let net: Vec<String> = g.net.iter().map(|p| p.to_string()).collect();
-    audit.record(
-        Some(&step.name),
-        AuditEvent::Grant,
-        json!({
-            "stage": step.stage,
-            "plugin": step.plugin.label(),
-            "sha256": step.plugin.digest,
-            "fs_read": read,
-            "fs_write": write,
-            "net": net,
-            "secrets": g.secrets,
-            "exec": g.exec,
-            "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
-            "memory": step.limits.memory,
-            "timeout_ms": step.limits.timeout.as_millis() as u64,
-        }),
-    );
+    let granted = Granted {
+        stage: step.stage.clone(),
+        plugin: step.plugin.label(),
+        sha256: step.plugin.digest.clone(),
+        fs_read: read,
+        fs_write: write,
+        net,
+        secrets: g.secrets.iter().cloned().collect(),
+        exec: g.exec.to_vec(),
+        databases: g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect(),
+        memory: step.limits.memory,
+        timeout_ms: step.limits.timeout.as_millis() as u64,
+    };
+    audit.record(Some(&step.name), Record::Grant(granted));
 }
 
 fn finish(
@@ -257,10 +253,7 @@ fn finish(
     outcome.ms = started.elapsed().as_millis() as u64;
     tracing::info!(step = %outcome.step, status = status.as_str(), ms = outcome.ms, "step finished");
     run.audit.close_step(&outcome.step);
-    run.audit.record(
-        Some(&outcome.step),
-        AuditEvent::StepEnd,
-        json!({ "status": status.as_str(), "failure": failure, "ms": outcome.ms, "summary": outcome.summary }),
-    );
+    let ended = StepEnded { status, failure, ms: outcome.ms, summary: outcome.summary.clone() };
+    run.audit.record(Some(&outcome.step), Record::StepEnd(ended));
     outcome
 }

@@ -5,7 +5,7 @@
 
 use super::engine::Runtime;
 use super::state::{Sandbox, StepState};
-use crate::audit::{AuditEvent, AuditLog};
+use crate::audit::{AuditLog, LimitHit, LimitKind, Record};
 use crate::bindings::StepPre;
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
 use crate::capabilities::exec::ExecGrant;
@@ -17,7 +17,6 @@ use crate::capabilities::secrets::{SecretGrant, SecretValues};
 use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
 use crate::pipeline::PlannedStep;
 use anyhow::Result;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +56,16 @@ pub enum Stop {
     Timeout,
     Memory,
     Crash,
+}
+
+impl Stop {
+    pub fn limit_kind(self) -> LimitKind {
+        match self {
+            Stop::Timeout => LimitKind::Timeout,
+            Stop::Memory => LimitKind::Memory,
+            Stop::Crash => LimitKind::Crash,
+        }
+    }
 }
 
 /// Extra time past the step's own timeout before the runner gives up on a
@@ -138,11 +147,8 @@ impl Prepared {
             // Stopped: what its statements still run on the server ends with it.
             let cancelled = crate::capabilities::sql::cancel_opened(&opened).await;
             if cancelled > 0 {
-                audit.record(
-                    Some(&step),
-                    AuditEvent::Limit,
-                    json!({ "kind": "stopped", "message": format!("cancelled the statements of {cancelled} open database connection(s)") }),
-                );
+                let message = format!("cancelled the statements of {cancelled} open database connection(s)");
+                audit.record(Some(&step), Record::Limit(LimitHit::new(LimitKind::Stopped, message)));
             }
         }
         match result {
@@ -154,11 +160,7 @@ impl Prepared {
             Ok(Ok(Err(e))) => Execution::StepError(e),
             Ok(Err(trap)) => {
                 let (stop, message) = explain_trap(&trap, store.data().limiter.exceeded, &limits);
-                audit.record(
-                    Some(&step),
-                    AuditEvent::Limit,
-                    json!({ "kind": format!("{stop:?}").to_lowercase(), "message": message }),
-                );
+                audit.record(Some(&step), Record::Limit(LimitHit::new(stop.limit_kind(), message.clone())));
                 Execution::Stopped(stop, message)
             }
         }

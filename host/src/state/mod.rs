@@ -17,7 +17,9 @@ pub use attest::Attestation;
 use crate::outcome::StepOutcome;
 use crate::status::RunStatus;
 use db::{Backend, Conn, Durability, End, Val};
+use deployhost_pipeline::written::WrittenGrants;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -110,6 +112,19 @@ pub struct RunRow {
     pub grants_accepted_by: Option<String>,
     /// The machine whose process `pid` is; empty in stores from before it was kept.
     pub host: String,
+}
+
+impl RunRow {
+    /// Each step's grants as the run recorded them. Evidence a promotion or
+    /// an approval rests on: a record that cannot be read is an error, never
+    /// "no grants".
+    pub fn written_grants(&self) -> anyhow::Result<BTreeMap<String, WrittenGrants>> {
+        if self.grants.trim().is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        serde_json::from_str(&self.grants)
+            .map_err(|e| anyhow::anyhow!("run {}: its recorded grants cannot be read: {e}", self.id))
+    }
 }
 
 impl RunRow {

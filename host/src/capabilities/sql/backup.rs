@@ -8,14 +8,13 @@
 
 use super::connect;
 use super::scope::{self, Recorded};
-use crate::audit::AuditEvent;
+use crate::audit::{Denial, Dumped, Record, Restored};
 use crate::bindings::deployhost::plugin::sql::{DumpInfo, SqlError};
 use crate::capabilities::CapsView;
 use crate::capabilities::fs;
 use crate::capabilities::hostfs::GrantFile;
 use crate::pgconn::{DbTarget, error_text};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
@@ -400,11 +399,14 @@ async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
 
 fn path_error(state: &CapsView<'_>, database: &str, op: &str, path: &str, message: String) -> SqlError {
     let caps = &state.caps;
-    caps.audit.record(
-        Some(&caps.step),
-        AuditEvent::FsDenied,
-        json!({ "op": op, "path": path, "database": database, "reason": message }),
-    );
+    let denial = Denial {
+        op: Some(op.to_string()),
+        path: Some(path.to_string()),
+        database: Some(database.to_string()),
+        reason: Some(message.clone()),
+        ..Denial::default()
+    };
+    caps.audit.record(Some(&caps.step), Record::FsDenied(denial));
     SqlError::NotGranted(message)
 }
 
@@ -494,11 +496,17 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
             .map_err(|e| SqlError::Tool(format!("cannot record the backup's digest: {e}")))?;
     }
     let caps = &state.caps;
-    caps.audit.record(
-        Some(&caps.step),
-        AuditEvent::SqlDump,
-        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "data_tables": recorded.data_tables, "ms": started.elapsed().as_millis() as u64 }),
-    );
+    let dumped = Dumped {
+        database: database.to_string(),
+        path: path.to_string(),
+        sha256: info.sha256.clone(),
+        bytes: info.bytes,
+        tool: tool.display().to_string(),
+        schemas: recorded.schemas.clone(),
+        data_tables: recorded.data_tables.clone(),
+        ms: started.elapsed().as_millis() as u64,
+    };
+    caps.audit.record(Some(&caps.step), Record::SqlDump(dumped));
     Ok(info)
 }
 
@@ -518,11 +526,15 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
         .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
     if trusted != digest {
         let caps = &state.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::SqlRestore,
-            json!({ "database": database, "path": path, "sha256": digest, "recorded": trusted, "ok": false, "reason": "digest mismatch" }),
-        );
+        let refused = Restored {
+            database: database.to_string(),
+            path: path.to_string(),
+            sha256: digest.clone(),
+            recorded: Some(trusted.clone()),
+            reason: Some("digest mismatch".into()),
+            ..Restored::default()
+        };
+        caps.audit.record(Some(&caps.step), Record::SqlRestore(refused));
         return Err(SqlError::Tool(format!(
             "backup `{path}` changed since it was taken (sha256 {digest}, recorded {trusted}); refusing to restore it"
         )));
@@ -595,17 +607,19 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
             ),
         );
     }
-    caps.audit.record(
-        Some(&caps.step),
-        AuditEvent::SqlRestore,
-        json!({
-            "database": database, "path": path, "sha256": digest, "ok": result.is_ok(),
-            "schemas_dropped": plan.dropped_schemas, "extensions_kept": plan.new_extensions,
-            "default_privileges_left": plan.kept_default_acls,
-            "statements": result.as_ref().ok(),
-            "ms": started.elapsed().as_millis() as u64
-        }),
-    );
+    let restored = Restored {
+        database: database.to_string(),
+        path: path.to_string(),
+        sha256: digest,
+        ok: result.is_ok(),
+        schemas_dropped: plan.dropped_schemas.clone(),
+        extensions_kept: plan.new_extensions.clone(),
+        default_privileges_left: plan.kept_default_acls.clone(),
+        statements: result.as_ref().ok().copied(),
+        ms: started.elapsed().as_millis() as u64,
+        ..Restored::default()
+    };
+    caps.audit.record(Some(&caps.step), Record::SqlRestore(restored));
     result.map(drop)
 }
 

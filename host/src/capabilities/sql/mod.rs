@@ -9,14 +9,13 @@ mod replay;
 pub mod scope;
 mod values;
 
-use crate::audit::AuditEvent;
+use crate::audit::{ConnectionOpened, Denial, Ledgered, LimitHit, LimitKind, Record, Reverted, StatementRan};
 use crate::bindings::deployhost::plugin::sql::{
     DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
 };
 use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
 use futures_util::TryStreamExt;
-use serde_json::json;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -137,6 +136,17 @@ pub struct Lossless {
 /// An open connection handed to a step (defined beside the bindings,
 /// which name it as the WIT resource).
 pub use crate::bindings::SqlConnection as Connection;
+
+/// A statement's audit record as far as its result goes: rows, or the
+/// SQLSTATE (or `connection`) it failed with.
+pub(crate) fn statement_result<T>(result: &Result<T, SqlError>, rows: impl Fn(&T) -> Option<u64>) -> StatementRan {
+    let (rows, error) = match result {
+        Ok(v) => (rows(v), None),
+        Err(SqlError::Database(db)) => (None, Some(db.code.clone())),
+        Err(_) => (None, Some("connection".to_string())),
+    };
+    StatementRan { rows, error, ..StatementRan::default() }
+}
 
 fn sql_error(e: tokio_postgres::Error) -> SqlError {
     match e.as_db_error() {
@@ -262,21 +272,15 @@ impl CapsView<'_> {
         }
         // Redacted whole before the cut: a cut through a secret would leave its start.
         let (text, _) = redactor.cut(statement, AUDIT_STATEMENT_CHARS);
-        let mut fields = json!({
-            "database": conn.database,
-            "statement": text,
-            "ms": (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
-        });
-        match &result {
-            Ok((_, rows)) => fields["rows"] = json!(rows),
-            Err(SqlError::Database(db)) => fields["error"] = json!(db.code),
-            Err(_) => fields["error"] = json!("connection"),
-        }
-        if !described.is_empty() {
-            fields["blocked_by"] = json!(described);
-        }
+        let ran = StatementRan {
+            database: conn.database.clone(),
+            statement: text,
+            ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+            blocked_by: (!described.is_empty()).then_some(described),
+            ..statement_result(&result, |(_, rows)| Some(*rows))
+        };
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
+        caps.audit.record(Some(&caps.step), Record::Sql(ran));
         result.map(|(v, _)| v)
     }
 
@@ -297,18 +301,24 @@ impl CapsView<'_> {
         let rolled_back = c.client.batch_execute("ROLLBACK").await.is_ok();
         let caps = &self.caps;
         let (text, _) = caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::Limit,
-            json!({ "kind": "query_result", "database": database, "statement": text, "limit": max,
-                "rows_read": rows_read, "cancelled": cancelled, "rolled_back": rolled_back,
-                "message": format!("a query's result went over {} (limits.query_result)", crate::pipeline::units::ByteSize(max)) }),
-        );
+        let message =
+            format!("a query's result went over {} (limits.query_result)", crate::pipeline::units::ByteSize(max));
+        let hit = LimitHit {
+            database: Some(database.to_string()),
+            statement: Some(text),
+            limit: Some(max),
+            rows_read: Some(rows_read),
+            cancelled: Some(cancelled),
+            rolled_back: Some(rolled_back),
+            ..LimitHit::new(LimitKind::QueryResult, message)
+        };
+        caps.audit.record(Some(&caps.step), Record::Limit(hit));
     }
 
     fn deny_database(&self, database: &str, what: &str) -> SqlError {
         let caps = &self.caps;
-        caps.audit.record(Some(&caps.step), AuditEvent::SqlDenied, json!({ "database": database, "op": what }));
+        let denial = Denial { database: Some(database.to_string()), op: Some(what.to_string()), ..Denial::default() };
+        caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
         SqlError::NotGranted(format!(
             "step `{}` may not use database `{database}`: add it to the step's grants.databases",
             caps.step
@@ -339,11 +349,12 @@ impl Host for CapsView<'_> {
             let caps = &self.caps;
             let message =
                 format!("step `{}` already holds {max} open connections (raise limits.db_connections)", caps.step);
-            caps.audit.record(
-                Some(&caps.step),
-                AuditEvent::Limit,
-                json!({ "kind": "db_connections", "database": database, "limit": max, "message": message }),
-            );
+            let hit = LimitHit {
+                database: Some(database.clone()),
+                limit: Some(max as u64),
+                ..LimitHit::new(LimitKind::DbConnections, message.clone())
+            };
+            caps.audit.record(Some(&caps.step), Record::Limit(hit));
             return Err(SqlError::Connection(message));
         }
         let client = connect(&target).await.map_err(SqlError::Connection)?;
@@ -352,11 +363,8 @@ impl Host for CapsView<'_> {
             opened.push((client.cancel_token(), target.clone()));
         }
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::SqlOpen,
-            json!({ "database": database, "server": target.display }),
-        );
+        let opened = ConnectionOpened { database: database.clone(), server: target.display.to_string() };
+        caps.audit.record(Some(&caps.step), Record::SqlOpen(opened));
         self.table
             .push(Connection { database, roles, client, pid, slot })
             .map_err(|e| SqlError::Connection(e.to_string()))
@@ -397,11 +405,9 @@ impl Host for CapsView<'_> {
         let result = ledger::revert(&client, &dir, &database).await;
         let caps = &self.caps;
         let ms = started.elapsed().as_millis() as u64;
-        let fields = match &result {
-            Ok(lines) => json!({ "database": database, "ms": ms, "done": lines }),
-            Err(e) => json!({ "database": database, "ms": ms, "error": e }),
-        };
-        caps.audit.record(Some(&caps.step), AuditEvent::SqlRevert, fields);
+        let reverted =
+            Reverted { database, ms, done: result.as_ref().ok().cloned(), error: result.as_ref().err().cloned() };
+        caps.audit.record(Some(&caps.step), Record::SqlRevert(reverted));
         result.map_err(SqlError::Tool)
     }
 }
@@ -478,19 +484,23 @@ impl CapsView<'_> {
         }
         if let Some(accepted) = rule.accepted.iter().find(|a| a.migration == label) {
             let caps = &self.caps;
-            caps.audit.record(
-                Some(&caps.step),
-                AuditEvent::SqlLedger,
-                json!({ "label": label, "accepted_lossy": accepted.reason, "findings": lines }),
-            );
+            let let_through = Ledgered {
+                label: label.to_string(),
+                accepted_lossy: Some(accepted.reason.clone()),
+                findings: Some(lines.clone()),
+                ..Ledgered::default()
+            };
+            caps.audit.record(Some(&caps.step), Record::SqlLedger(let_through));
             return Ok(lines);
         }
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::SqlDenied,
-            json!({ "op": "rollback: lossless", "label": label, "findings": lines }),
-        );
+        let denial = Denial {
+            op: Some("rollback: lossless".into()),
+            label: Some(label.to_string()),
+            findings: Some(lines.clone()),
+            ..Denial::default()
+        };
+        caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
         Err(SqlError::Tool(format!(
             "environment `{env}` requires `rollback: lossless`, and {label} is not: {}; to deploy it anyway, add              `accept_lossy: [{{ migration: {label}, reason: \"…\" }}]` to environments.{env} (its deploys need an approval)",
             lines.join("; "),
@@ -619,11 +629,13 @@ impl HostConnection for CapsView<'_> {
             Ok(_) => self.batch(conn, format!("SET ROLE {}", quote_ident(&role))).await,
             Err((database, roles)) => {
                 let caps = &self.caps;
-                caps.audit.record(
-                    Some(&caps.step),
-                    AuditEvent::SqlDenied,
-                    json!({ "database": database, "op": "set-role", "role": role }),
-                );
+                let denial = Denial {
+                    database: Some(database.clone()),
+                    op: Some("set-role".into()),
+                    role: Some(role.clone()),
+                    ..Denial::default()
+                };
+                caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
                 Err(SqlError::RoleNotGranted(format!(
                     "step `{}` may not switch to role `{role}` on `{database}` (granted roles: {roles:?}); \
                      write `databases: [{{ name: {database}, roles: [{role}] }}]` in its grants",
@@ -676,13 +688,17 @@ impl HostConnection for CapsView<'_> {
             .await;
         if let Some(entry) = recorded {
             let caps = &self.caps;
-            caps.audit.record(
-                Some(&caps.step),
-                AuditEvent::SqlLedger,
-                json!({ "database": entry.database, "label": entry.label, "xid": entry.xid,
-                    "changes": entry.changes.len(), "rows": entry.rows.len(), "copies": entry.saved.len(),
-                    "irreversible": entry.irreversible }),
-            );
+            let written = Ledgered {
+                label: entry.label.clone(),
+                database: Some(entry.database.clone()),
+                xid: Some(entry.xid.clone()),
+                changes: Some(entry.changes.len() as u64),
+                rows: Some(entry.rows.len() as u64),
+                copies: Some(entry.saved.len() as u64),
+                irreversible: Some(entry.irreversible.clone()),
+                ..Ledgered::default()
+            };
+            caps.audit.record(Some(&caps.step), Record::SqlLedger(written));
         }
         result
     }

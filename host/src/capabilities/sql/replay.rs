@@ -11,11 +11,10 @@
 //! skipped; any other psql command is refused.
 
 use super::AUDIT_STATEMENT_CHARS;
-use crate::audit::AuditEvent;
+use crate::audit::{Record, StatementRan};
 use crate::bindings::deployhost::plugin::sql::SqlError;
 use crate::capabilities::StepCaps;
 use futures_util::SinkExt;
-use serde_json::json;
 use std::path::Path;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -270,19 +269,14 @@ async fn run(
         Some(reader) => copy_in(client, statement, reader).await.map(Some),
     };
     let (text, _) = caps.audit.redactor().cut(statement, AUDIT_STATEMENT_CHARS);
-    let mut fields = json!({
-        "database": database,
-        "statement": text,
-        "restore": true,
-        "ms": (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
-    });
-    match &result {
-        Ok(Some(rows)) => fields["rows"] = json!(rows),
-        Ok(None) => {}
-        Err(SqlError::Database(db)) => fields["error"] = json!(db.code),
-        Err(_) => fields["error"] = json!("connection"),
-    }
-    caps.audit.record(Some(&caps.step), AuditEvent::Sql, fields);
+    let ran = StatementRan {
+        database: database.to_string(),
+        statement: text,
+        restore: Some(true),
+        ms: (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0,
+        ..super::statement_result(&result, |rows| *rows)
+    };
+    caps.audit.record(Some(&caps.step), Record::Sql(ran));
     result.map(drop).map_err(|e| {
         let why = match e {
             SqlError::Database(db) => format!("{} (SQLSTATE {})", db.message, db.code),

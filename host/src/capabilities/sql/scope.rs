@@ -305,23 +305,8 @@ pub async fn plan_restore(client: &Client, list: &str, recorded: Option<&Recorde
     let user: String = client.query_one("SELECT current_user::text", &[]).await.map_err(db_text)?.get(0);
     let now = schemas(client).await?;
     let entries = toc(list);
-    // Schemas the dump holds: the manifest's list, or what the list shows.
-    let mut in_dump: BTreeSet<String> = recorded.schemas.iter().cloned().collect();
-    if in_dump.is_empty() {
-        for e in &entries {
-            if let Some(rest) = e.desc.strip_prefix("SCHEMA - ") {
-                in_dump.insert(rest.rsplit_once(' ').map_or(rest, |(n, _)| n).to_string());
-            } else if let Some((_, rest)) = e.desc.split_once(' ')
-                && let Some((schema, _)) = rest.split_once(' ')
-                && schema != "-"
-            {
-                in_dump.insert(schema.to_string());
-            }
-        }
-    }
     let scope = &recorded.scope;
-    // Whatever an older, whole-database backup holds, the platform stays.
-    in_dump.retain(|s| scope.includes(s));
+    let in_dump = schemas_in_dump(recorded, &entries);
     let mut problems: Vec<String> = Vec::new();
     let mut clear = String::from("SET client_min_messages = warning;\n");
 
@@ -333,10 +318,85 @@ pub async fn plan_restore(client: &Client, list: &str, recorded: Option<&Recorde
         if !member {
             problems.push(format!("drop schema {s} (created since the backup; owned by {owner})"));
         }
+        clear.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", ident(s)));
     }
     // Kept schemas: every object in them is dropped, then replayed.
     let kept: Vec<String> = in_dump.iter().filter(|s| now.contains_key(*s)).cloned().collect();
-    let objects = client
+    for o in objects_in(client, &kept).await? {
+        if !o.member {
+            problems.push(format!("drop {} {} (owned by {})", o.kind.to_lowercase(), o.name, o.owner));
+        }
+        clear.push_str(&format!("DROP {} IF EXISTS {} CASCADE;\n", o.kind, o.name));
+    }
+    let installed = extensions(client).await?;
+    let replay = replay_list(client, &entries, &kept, &installed, &mut problems).await?;
+
+    // The app's triggers and policies on platform tables.
+    let in_scope: Vec<String> = now.keys().filter(|s| scope.includes(s)).cloned().collect();
+    let current = attachments(client, &in_scope).await?;
+    if known {
+        for (a, member) in changed_attachments(&current, recorded) {
+            if !member {
+                problems.push(format!(
+                    "drop {} {} on {}.{} (table not owned by {user})",
+                    a.kind, a.name, a.schema, a.table
+                ));
+            }
+            let what = if a.kind == "trigger" { "TRIGGER" } else { "POLICY" };
+            clear.push_str(&format!(
+                "DROP {what} IF EXISTS {} ON {}.{};\n",
+                ident(&a.name),
+                ident(&a.schema),
+                ident(&a.table)
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(refusal(&user, problems));
+    }
+    let new_extensions = installed.iter().filter(|e| known && !recorded.extensions.contains(e)).cloned().collect();
+    Ok(RestorePlan {
+        clear,
+        list: replay.list,
+        after: put_back_attachments(recorded),
+        new_extensions,
+        dropped_schemas: created,
+        kept_default_acls: replay.kept_default_acls.into_iter().collect(),
+    })
+}
+
+/// Schemas the dump holds: the manifest's list, or what the list shows;
+/// whatever an older, whole-database backup holds, the platform stays.
+fn schemas_in_dump(recorded: &Recorded, entries: &[TocLine<'_>]) -> BTreeSet<String> {
+    let mut in_dump: BTreeSet<String> = recorded.schemas.iter().cloned().collect();
+    if in_dump.is_empty() {
+        for e in entries {
+            if let Some(rest) = e.desc.strip_prefix("SCHEMA - ") {
+                in_dump.insert(rest.rsplit_once(' ').map_or(rest, |(n, _)| n).to_string());
+            } else if let Some((_, rest)) = e.desc.split_once(' ')
+                && let Some((schema, _)) = rest.split_once(' ')
+                && schema != "-"
+            {
+                in_dump.insert(schema.to_string());
+            }
+        }
+    }
+    in_dump.retain(|s| recorded.scope.includes(s));
+    in_dump
+}
+
+/// An object of a kept schema, dropped before the replay.
+struct SchemaObject {
+    kind: String,
+    name: String,
+    owner: String,
+    member: bool,
+}
+
+/// The tables, views, sequences, routines and types of `kept` schemas
+/// (not an extension's, not a column's own sequence), in drop order.
+async fn objects_in(client: &Client, kept: &[String]) -> Result<Vec<SchemaObject>, String> {
+    let rows = client
         .query(
             "WITH s AS (SELECT oid, nspname FROM pg_namespace WHERE nspname = ANY($1)), \
                   ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e') \
@@ -364,9 +424,29 @@ pub async fn plan_restore(client: &Client, list: &str, recorded: Option<&Recorde
         )
         .await
         .map_err(db_text)?;
-    // Replayed entries: everything but the kept schemas' own CREATE, the
-    // extensions already there, and default privileges of other roles.
-    let installed = extensions(client).await?;
+    Ok(rows
+        .iter()
+        .map(|r| SchemaObject { kind: r.get(1), name: r.get(2), owner: r.get(3), member: r.get(4) })
+        .collect())
+}
+
+/// What of the dump's list is replayed.
+struct Replay {
+    list: String,
+    /// Roles whose default privileges stay as they are.
+    kept_default_acls: BTreeSet<String>,
+}
+
+/// Replayed entries: everything but the kept schemas' own CREATE, the
+/// extensions already there, and default privileges of other roles; an
+/// entry owned by a role the user is not a member of is a problem.
+async fn replay_list(
+    client: &Client,
+    entries: &[TocLine<'_>],
+    kept: &[String],
+    installed: &[String],
+    problems: &mut Vec<String>,
+) -> Result<Replay, String> {
     let owners: Vec<String> =
         entries.iter().map(|e| e.owner.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
     let membership: BTreeMap<String, bool> = client
@@ -380,79 +460,59 @@ pub async fn plan_restore(client: &Client, list: &str, recorded: Option<&Recorde
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let mut replay = String::new();
-    let mut kept_default_acls = BTreeSet::new();
-    for e in &entries {
-        let schema_create = e.desc.strip_prefix("SCHEMA - ").and_then(|r| r.rsplit_once(' ')).map(|(n, _)| n);
-        if schema_create.is_some_and(|n| kept.iter().any(|k| k == n)) {
+    let is_kept = |name: &str| kept.iter().any(|k| k == name);
+    let named = |desc: &str, prefix: &str| {
+        desc.strip_prefix(prefix).and_then(|r| r.rsplit_once(' ')).map(|(n, _)| n.to_string())
+    };
+    let mut replay = Replay { list: String::new(), kept_default_acls: BTreeSet::new() };
+    for e in entries {
+        if named(e.desc, "SCHEMA - ").is_some_and(|n| is_kept(&n)) {
             continue;
         }
-        let extension = e
-            .desc
-            .strip_prefix("EXTENSION - ")
-            .or_else(|| e.desc.strip_prefix("COMMENT - EXTENSION "))
-            .and_then(|r| r.rsplit_once(' '))
-            .map(|(n, _)| n);
-        if extension.is_some_and(|n| installed.iter().any(|i| i == n)) {
+        let extension = named(e.desc, "EXTENSION - ").or_else(|| named(e.desc, "COMMENT - EXTENSION "));
+        if extension.is_some_and(|n| installed.contains(&n)) {
             continue;
         }
         let member = membership.get(e.owner).copied().unwrap_or(false);
         let no_owner = e.owner.is_empty() || e.owner == "-";
         if e.desc.starts_with("DEFAULT ACL ") && !member {
-            kept_default_acls.insert(e.owner.to_string());
+            replay.kept_default_acls.insert(e.owner.to_string());
             continue;
         }
         // A kept schema keeps its own grants and comment when they are not ours to set.
-        let on_kept_schema = ["ACL - SCHEMA ", "COMMENT - SCHEMA "].iter().any(|p| {
-            e.desc.strip_prefix(p).and_then(|r| r.rsplit_once(' ')).is_some_and(|(n, _)| kept.iter().any(|k| k == n))
-        });
+        let on_kept_schema =
+            ["ACL - SCHEMA ", "COMMENT - SCHEMA "].iter().any(|p| named(e.desc, p).is_some_and(|n| is_kept(&n)));
         if on_kept_schema && !member {
             continue;
         }
         if !member && !no_owner {
             problems.push(format!("recreate {} (owned by {})", e.desc.trim_end_matches(e.owner).trim(), e.owner));
         }
-        replay.push_str(e.line);
-        replay.push('\n');
+        replay.list.push_str(e.line);
+        replay.list.push('\n');
     }
-    for s in &created {
-        clear.push_str(&format!("DROP SCHEMA IF EXISTS {} CASCADE;\n", ident(s)));
-    }
-    for row in &objects {
-        let (kind, name, owner, member): (String, String, String, bool) =
-            (row.get(1), row.get(2), row.get(3), row.get(4));
-        if !member {
-            problems.push(format!("drop {} {name} (owned by {owner})", kind.to_lowercase()));
-        }
-        clear.push_str(&format!("DROP {kind} IF EXISTS {name} CASCADE;\n"));
-    }
+    Ok(replay)
+}
 
-    // The app's triggers and policies on platform tables.
-    let in_scope: Vec<String> = now.keys().filter(|s| scope.includes(s)).cloned().collect();
-    let current = attachments(client, &in_scope).await?;
+/// The app's triggers and policies on platform tables added or changed
+/// since the backup (each with whether the user may drop it).
+fn changed_attachments<'a>(current: &'a [(Attachment, bool)], recorded: &Recorded) -> Vec<&'a (Attachment, bool)> {
+    current
+        .iter()
+        .filter(|(a, _)| {
+            let same = recorded
+                .attachments
+                .iter()
+                .find(|b| b.kind == a.kind && b.schema == a.schema && b.table == a.table && b.name == a.name);
+            same.is_none_or(|b| b.ddl != a.ddl)
+        })
+        .collect()
+}
+
+/// Puts back each recorded trigger and policy whose table exists and
+/// which is missing.
+fn put_back_attachments(recorded: &Recorded) -> String {
     let mut after = String::new();
-    let drop_attachment = |a: &Attachment| {
-        let what = if a.kind == "trigger" { "TRIGGER" } else { "POLICY" };
-        format!("DROP {what} IF EXISTS {} ON {}.{};\n", ident(&a.name), ident(&a.schema), ident(&a.table))
-    };
-    for (a, member) in &current {
-        let same = recorded
-            .attachments
-            .iter()
-            .find(|b| b.kind == a.kind && b.schema == a.schema && b.table == a.table && b.name == a.name);
-        if same.is_some_and(|b| b.ddl == a.ddl) {
-            continue;
-        }
-        // Added or changed since the backup; unknown without a manifest.
-        if !known {
-            continue;
-        }
-        if !member {
-            problems
-                .push(format!("drop {} {} on {}.{} (table not owned by {user})", a.kind, a.name, a.schema, a.table));
-        }
-        clear.push_str(&drop_attachment(a));
-    }
     for a in &recorded.attachments {
         let exists = if a.kind == "trigger" {
             "SELECT FROM pg_trigger WHERE NOT tgisinternal AND tgname = $n$ AND tgrelid = $t$::regclass"
@@ -467,27 +527,21 @@ pub async fn plan_restore(client: &Client, list: &str, recorded: Option<&Recorde
             literal(&a.ddl)
         ));
     }
-    if !problems.is_empty() {
-        problems.sort();
-        problems.dedup();
-        let shown: Vec<&String> = problems.iter().take(12).collect();
-        let more = problems.len().saturating_sub(shown.len());
-        return Err(format!(
-            "the restore cannot run as `{user}`, nothing was changed: it would have to {}{} \
-             (each needs membership in the owning role; grant it, or narrow the backup with `schemas:`/`exclude_schemas:`)",
-            shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "),
-            if more > 0 { format!("; and {more} more") } else { String::new() }
-        ));
-    }
-    let new_extensions = installed.iter().filter(|e| known && !recorded.extensions.contains(e)).cloned().collect();
-    Ok(RestorePlan {
-        clear,
-        list: replay,
-        after,
-        new_extensions,
-        dropped_schemas: created,
-        kept_default_acls: kept_default_acls.into_iter().collect(),
-    })
+    after
+}
+
+/// The refusal naming everything the restore would need and `user` may not do.
+fn refusal(user: &str, mut problems: Vec<String>) -> String {
+    problems.sort();
+    problems.dedup();
+    let shown: Vec<&String> = problems.iter().take(12).collect();
+    let more = problems.len().saturating_sub(shown.len());
+    format!(
+        "the restore cannot run as `{user}`, nothing was changed: it would have to {}{} \
+         (each needs membership in the owning role; grant it, or narrow the backup with `schemas:`/`exclude_schemas:`)",
+        shown.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    )
 }
 
 #[cfg(test)]
