@@ -191,17 +191,16 @@ fn one_step_run(dir: &Path, plugin: &PluginRef) -> Result<(RunContext, PlannedSt
         environment: plan.environment.clone(),
         version: plan.version.clone(),
         run_dir: run_dir.clone(),
+        state_dir: run_dir.clone(),
         dir: plan.dir.clone(),
         empty_root: run_dir.join("sandbox-root"),
         audit: Arc::new(AuditLog::create(&run_dir.join("audit.jsonl"), "bench", redactor.clone())?),
         redactor,
         secrets: Default::default(),
-        databases: Default::default(),
-        tools: Default::default(),
+        sql: Default::default(),
         reason: Default::default(),
         previous_version: String::new(),
         write_roots: Default::default(),
-        lossless: None,
     };
     Ok((run, step))
 }

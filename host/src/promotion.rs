@@ -2,6 +2,7 @@
 //! `requires` (the same version passed in the environment before this one)
 //! and approvals (a listed approver said go).
 
+use crate::approval::same_person;
 use crate::pipeline::Plan;
 use crate::pipeline::model::ApprovalMode;
 use crate::pipeline::written::{WrittenGrants, widening};
@@ -19,8 +20,14 @@ pub enum Refusal {
     State(#[from] StateError),
 }
 
+/// A name as recorded: `@alice` is written `alice`.
 fn normalize(name: &str) -> &str {
     name.trim().trim_start_matches('@')
+}
+
+/// Is `who` one of `approvers`? One rule everywhere: [`same_person`].
+fn listed(approvers: &[String], who: &str) -> bool {
+    approvers.iter().any(|a| same_person(a, who))
 }
 
 /// Who said go, as recorded with the run.
@@ -51,7 +58,6 @@ pub fn check(
     let mut approvals =
         Approvals { approved_by: consent.approved_by.map(|a| normalize(a).to_string()), ..Default::default() };
     let Some(rules) = &plan.environment_rules else { return Ok(approvals) };
-    let approvers: Vec<&str> = rules.approvers.iter().map(|a| normalize(a)).collect();
     if let Some(required) = &rules.requires {
         let Some(passed) = store.last_passed(&plan.pipeline, required, Some(&plan.version))? else {
             let what = match store.last_passed(&plan.pipeline, required, None)? {
@@ -67,7 +73,7 @@ pub fn check(
         let wider = widening(&before, grants);
         if !wider.is_empty() {
             match consent.accept_grants {
-                Some(who) if approvers.is_empty() || approvers.contains(&normalize(who)) => {
+                Some(who) if rules.approvers.is_empty() || listed(&rules.approvers, who) => {
                     approvals.grants_accepted_by = Some(normalize(who).to_string());
                 }
                 _ => {
@@ -110,7 +116,7 @@ pub fn check(
         };
     }
     match consent.approved_by {
-        Some(who) if approvers.contains(&normalize(who)) => Ok(approvals),
+        Some(who) if listed(&rules.approvers, who) => Ok(approvals),
         Some(who) => Err(Refusal::Promotion(format!(
             "`{who}` may not approve deploys to `{}` (approvers: {})",
             plan.environment,
@@ -143,5 +149,5 @@ pub fn approval_expired(plan: &Plan, waiting_since: &str) -> Option<String> {
 
 /// May `who` decide on deploys to the plan's environment?
 pub fn is_approver(plan: &Plan, who: &str) -> bool {
-    plan.environment_rules.as_ref().is_some_and(|r| r.approvers.iter().any(|a| normalize(a) == normalize(who)))
+    plan.environment_rules.as_ref().is_some_and(|r| listed(&r.approvers, who))
 }

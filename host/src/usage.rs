@@ -4,8 +4,9 @@
 //! are the JSON keys.
 
 use crate::audit::{Event, Record};
+use crate::capabilities;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// One step of a run: its grant, what it used, grants it left unused, and
 /// what it was denied. Fields are in JSON key order.
@@ -23,20 +24,11 @@ pub struct StepUsage {
 
 pub use crate::audit::Granted;
 
-/// What the step's audit records show it used.
+/// What the step's audit records show it used, per capability (its
+/// `used_key`: `files_read`, `hosts`, `databases` as `name (N statements)`, …).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Used {
-    /// `name (N statements)`.
-    pub databases: Vec<String>,
-    pub files_read: Vec<String>,
-    pub files_written: Vec<String>,
-    /// `host:port`.
-    pub hosts: Vec<String>,
-    /// `program (exit N)`.
-    pub programs: Vec<String>,
-    pub secrets_read: Vec<String>,
-}
+#[serde(transparent)]
+pub struct Used(pub BTreeMap<String, Vec<String>>);
 
 /// One capability of a row: its name, what was granted and what was used.
 pub struct CapabilityUsage<'a> {
@@ -47,16 +39,15 @@ pub struct CapabilityUsage<'a> {
 
 impl StepUsage {
     /// Per capability, in the order they are shown.
-    pub fn capabilities(&self) -> [CapabilityUsage<'_>; 6] {
-        let (g, u) = (&self.granted, &self.used);
-        [
-            CapabilityUsage { name: "fs.read", granted: &g.fs_read, used: &u.files_read },
-            CapabilityUsage { name: "fs.write", granted: &g.fs_write, used: &u.files_written },
-            CapabilityUsage { name: "net", granted: &g.net, used: &u.hosts },
-            CapabilityUsage { name: "secrets", granted: &g.secrets, used: &u.secrets_read },
-            CapabilityUsage { name: "databases", granted: &g.databases, used: &u.databases },
-            CapabilityUsage { name: "exec", granted: &g.exec, used: &u.programs },
-        ]
+    pub fn capabilities(&self) -> Vec<CapabilityUsage<'_>> {
+        capabilities::ALL
+            .iter()
+            .map(|c| CapabilityUsage {
+                name: c.name(),
+                granted: self.granted.grants.get(c.grant_key()).map_or(&[], Vec::as_slice),
+                used: self.used.0.get(c.used_key()).map_or(&[], Vec::as_slice),
+            })
+            .collect()
     }
 }
 
@@ -78,73 +69,27 @@ fn step_usage(step: &str, events: &[Event]) -> StepUsage {
     let granted = mine().find_map(|r| if let Record::Grant(g) = r { Some(g.clone()) } else { None });
     let plugin = granted.as_ref().map(|g| g.plugin.clone());
     let granted = granted.unwrap_or_default();
-    let mut read = BTreeSet::new();
-    let mut written = BTreeSet::new();
-    let mut hosts = BTreeSet::new();
-    let mut secrets = BTreeSet::new();
-    let mut databases: BTreeMap<String, u64> = Default::default();
-    let mut programs = BTreeSet::new();
-    let mut denials = Vec::new();
+    let mut used = Used::default();
+    let mut unused = Vec::new();
+    for c in capabilities::ALL {
+        let mut uses: BTreeMap<String, u64> = BTreeMap::new();
+        for (what, n) in mine().filter_map(|r| c.used(r)) {
+            *uses.entry(what).or_default() += n;
+        }
+        let shown = c.show_used(uses);
+        let given = granted.grants.get(c.grant_key()).map_or(&[][..], Vec::as_slice);
+        unused.extend(c.unused(given, &shown));
+        used.0.insert(c.used_key().to_string(), shown);
+    }
     let mut status = crate::status::RunStatus::Interrupted.as_str().to_string();
+    let mut denials = Vec::new();
     for record in mine() {
-        match record {
-            Record::Fs(used) if used.error.is_none() => {
-                if used.wrote() { &mut written } else { &mut read }.insert(used.path.clone());
-            }
-            Record::NetRequest(r) => {
-                hosts.insert(format!("{}:{}", r.host, r.port));
-            }
-            Record::SecretRead(s) => {
-                secrets.insert(s.name.clone());
-            }
-            Record::Sql(s) => *databases.entry(s.database.clone()).or_default() += 1,
-            Record::Exec(p) => {
-                programs.insert(format!("{} (exit {})", p.program, p.exit));
-            }
-            Record::SqlDump(d) => {
-                written.insert(d.path.clone());
-                databases.entry(d.database.clone()).or_default();
-            }
-            Record::SqlRestore(r) => {
-                read.insert(r.path.clone());
-                databases.entry(r.database.clone()).or_default();
-            }
-            Record::StepEnd(end) => status = end.status.as_str().to_string(),
-            other => {
-                if let Some(denial) = other.denial() {
-                    let detail = serde_json::to_string(denial).unwrap_or_default();
-                    denials.push(format!("{} {detail}", other.kind()));
-                }
-            }
+        if let Record::StepEnd(end) = record {
+            status = end.status.as_str().to_string();
+        } else if let Some(denial) = record.denial() {
+            let detail = serde_json::to_string(denial).unwrap_or_default();
+            denials.push(format!("{} {detail}", record.kind()));
         }
     }
-    let mut unused = Vec::new();
-    if !granted.net.is_empty() && hosts.is_empty() {
-        unused.push("net: granted but no request was made".to_string());
-    }
-    if !granted.fs_write.is_empty() && written.is_empty() {
-        unused.push("fs.write: granted but nothing was written".to_string());
-    }
-    if !granted.databases.is_empty() && databases.is_empty() {
-        unused.push("databases: granted but not used".to_string());
-    }
-    if granted.secrets.len() > secrets.len() {
-        unused.push(format!("secrets: {} granted, {} read", granted.secrets.len(), secrets.len()));
-    }
-    StepUsage {
-        step: step.to_string(),
-        plugin,
-        status,
-        granted,
-        used: Used {
-            files_read: read.into_iter().collect(),
-            files_written: written.into_iter().collect(),
-            hosts: hosts.into_iter().collect(),
-            secrets_read: secrets.into_iter().collect(),
-            programs: programs.into_iter().collect(),
-            databases: databases.iter().map(|(db, n)| format!("{db} ({n} statements)")).collect(),
-        },
-        unused_grants: unused,
-        denials,
-    }
+    StepUsage { step: step.to_string(), plugin, status, granted, used, unused_grants: unused, denials }
 }

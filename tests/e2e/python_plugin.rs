@@ -176,7 +176,7 @@ fn audit_shows_its_declared_needs_and_over_grants() {
     let row = &rows[0];
     assert_eq!(row["plugin"], format!("./{PLUGIN}.wasm"));
     let needs = row["needs"].to_string();
-    for need in ["fs.read (path)", "net (url)", "secret (token_secret)"] {
+    for need in ["fs.read (path)", "net (url)", "secrets (token_secret)"] {
         assert!(needs.contains(need), "declared need {need:?} in {needs}");
     }
     // It declared no file writes: the write grant is flagged, the read and

@@ -200,18 +200,18 @@ pub fn seconds(d: Duration) -> String {
 /// How an approval was given, for `status`, `report` and `audit --run`.
 pub fn label(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> Option<String> {
     match record {
-        Some(a) => Some(match a.mode.as_str() {
-            "signed" => format!(
+        Some(a) => Some(match a.mode {
+            ApprovalMode::Signed => format!(
                 "signed by {} (SSH signature verified against allowed_signers{})",
                 a.approver,
                 a.detail.as_deref().map(|k| format!(", key {k}")).unwrap_or_default()
             ),
-            "github" => format!(
+            ApprovalMode::Github => format!(
                 "approved by {} in GitHub (the environment's review of this workflow run{})",
                 a.approver,
                 a.detail.as_deref().filter(|c| !c.is_empty()).map(|c| format!(": \"{c}\"")).unwrap_or_default()
             ),
-            _ => format!("approved by {} (a typed name, not verified)", a.approver),
+            ApprovalMode::Name => format!("approved by {} (a typed name, not verified)", a.approver),
         }),
         None => approved_by.map(|a| format!("approved by {a} (a typed name, not verified)")),
     }
@@ -232,7 +232,7 @@ pub fn evidence(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> O
 pub fn json(record: Option<&ApprovalRecord>, approved_by: Option<&str>) -> serde_json::Value {
     match record {
         Some(a) => serde_json::json!({
-            "mode": a.mode, "approver": a.approver, "verified": a.mode != "name",
+            "mode": a.mode, "approver": a.approver, "verified": a.mode != ApprovalMode::Name,
             "signature": a.signature, "detail": a.detail, "at": a.at,
             "label": label(record, approved_by),
         }),

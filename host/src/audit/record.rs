@@ -121,22 +121,19 @@ pub struct PluginLoaded {
     pub ms: u64,
 }
 
-/// A step's `grant` record: what it may touch, each capability's grants
+/// A step's `grant` record: its plugin and limits, and what it may touch,
+/// per capability (its `grant_key`: `fs_read`, `net`, `databases`, …)
 /// labelled as `deployhost audit` shows them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Granted {
-    pub databases: Vec<String>,
-    pub exec: Vec<String>,
-    pub fs_read: Vec<String>,
-    pub fs_write: Vec<String>,
-    pub memory: u64,
-    pub net: Vec<String>,
-    pub plugin: String,
-    pub secrets: Vec<String>,
-    pub sha256: String,
     pub stage: String,
+    pub plugin: String,
+    pub sha256: String,
+    pub memory: u64,
     pub timeout_ms: u64,
+    #[serde(flatten)]
+    pub grants: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -516,7 +513,10 @@ mod tests {
             Record::RunResume(RunBegun::default()),
             Record::RunEnd(RunEnded { status: RunStatus::RolledBack, reason: Some("r".into()) }),
             Record::PluginLoad(PluginLoaded::default()),
-            Record::Grant(Granted { fs_read: vec!["/src".into()], ..Granted::default() }),
+            Record::Grant(Granted {
+                grants: [("fs_read".to_string(), vec!["/src".into()])].into(),
+                ..Granted::default()
+            }),
             Record::StepStart(StepBegun::default()),
             Record::StepEnd(StepEnded {
                 status: Status::Failed,

@@ -7,7 +7,9 @@
 
 use crate::audit::{Denial, ProgramRan, Record};
 use crate::bindings::deployhost::plugin::exec::{ExecError, Host, Output};
+use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::capabilities::CapsView;
+use crate::pipeline::StepGrants;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -26,6 +28,13 @@ pub struct ExecGrant {
     /// taken from there (a step could have planted it), and such folders
     /// are left out of the program's `PATH`.
     pub write_roots: Vec<PathBuf>,
+}
+
+impl ExecGrant {
+    /// The host programs `grants` allows, run in `cwd` (the pipeline's folder).
+    pub fn for_step(grants: &StepGrants, cwd: &std::path::Path, write_roots: &[PathBuf]) -> ExecGrant {
+        ExecGrant { programs: grants.exec.clone(), cwd: cwd.to_path_buf(), write_roots: write_roots.to_vec() }
+    }
 }
 
 /// Makes the host non-dumpable: a host program it starts (same user) can
@@ -311,5 +320,34 @@ impl Host for CapsView<'_> {
         caps.audit.record(Some(&caps.step), Record::Exec(ran));
         let tail: Vec<String> = tail.into_iter().collect();
         Ok(Output { exit_code, tail: tail.join("\n"), ms })
+    }
+}
+/// Starting the host programs of `grants.exec`.
+pub struct Exec;
+
+impl super::Capability for Exec {
+    fn name(&self) -> &'static str {
+        "exec"
+    }
+    fn grant_key(&self) -> &'static str {
+        "exec"
+    }
+    fn used_key(&self) -> &'static str {
+        "programs"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        grants.exec.clone()
+    }
+    fn covers(&self, need: Need) -> bool {
+        need == Need::Exec
+    }
+    fn no_use(&self) -> &'static str {
+        "host programs"
+    }
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::Exec(p) => Some((format!("{} (exit {})", p.program, p.exit), 1)),
+            _ => None,
+        }
     }
 }

@@ -10,6 +10,8 @@
 
 use super::StepStore;
 use crate::audit::{Denial, PathUsed, Record};
+use crate::bindings::deployhost::plugin::types::Capability as Need;
+use crate::pipeline::StepGrants;
 pub use deployhost_pipeline::grants::{Mount, check_grant_path};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -286,4 +288,74 @@ pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, 
         return Err(format!("`{guest}` is a symlink; host tools do not follow links"));
     }
     Ok(parent.join(host.file_name().unwrap_or_default()))
+}
+/// Reading files under `grants.fs.read` (and what `fs.write` grants).
+pub struct FsRead;
+/// Writing files under `grants.fs.write`.
+pub struct FsWrite;
+
+fn mounts(grants: &StepGrants, writable: bool) -> Vec<String> {
+    grants.mounts.iter().filter(|m| m.writable == writable).map(|m| m.guest.clone()).collect()
+}
+
+impl super::Capability for FsRead {
+    fn name(&self) -> &'static str {
+        "fs.read"
+    }
+    fn grant_key(&self) -> &'static str {
+        "fs_read"
+    }
+    fn used_key(&self) -> &'static str {
+        "files_read"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        mounts(grants, false)
+    }
+    fn covers(&self, need: Need) -> bool {
+        matches!(need, Need::FsRead | Need::FsWrite)
+    }
+    fn no_use(&self) -> &'static str {
+        "file reads"
+    }
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::Fs(used) if used.error.is_none() && !used.wrote() => Some((used.path.clone(), 1)),
+            Record::SqlRestore(r) => Some((r.path.clone(), 1)),
+            _ => None,
+        }
+    }
+    fn unused(&self, granted: &[String], used: &[String]) -> Option<String> {
+        (!granted.is_empty() && used.is_empty()).then(|| "fs.read: granted but nothing was read".to_string())
+    }
+}
+
+impl super::Capability for FsWrite {
+    fn name(&self) -> &'static str {
+        "fs.write"
+    }
+    fn grant_key(&self) -> &'static str {
+        "fs_write"
+    }
+    fn used_key(&self) -> &'static str {
+        "files_written"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        mounts(grants, true)
+    }
+    fn covers(&self, need: Need) -> bool {
+        need == Need::FsWrite
+    }
+    fn no_use(&self) -> &'static str {
+        "file writes"
+    }
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::Fs(used) if used.error.is_none() && used.wrote() => Some((used.path.clone(), 1)),
+            Record::SqlDump(d) => Some((d.path.clone(), 1)),
+            _ => None,
+        }
+    }
+    fn unused(&self, granted: &[String], used: &[String]) -> Option<String> {
+        (!granted.is_empty() && used.is_empty()).then(|| "fs.write: granted but nothing was written".to_string())
+    }
 }

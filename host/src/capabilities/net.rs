@@ -10,6 +10,8 @@
 
 use super::StepStore;
 use crate::audit::{AuditLog, Denial, LimitHit, LimitKind, Record, RequestSent};
+use crate::bindings::deployhost::plugin::types::Capability as Need;
+use crate::pipeline::StepGrants;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -422,6 +424,39 @@ pub fn deny_sockets(
         };
         audit.record(Some(&step), Record::NetDenied(denial));
         Box::pin(async { false })
+    }
+}
+
+/// HTTP requests to the hosts of `grants.net`.
+pub struct Net;
+
+impl super::Capability for Net {
+    fn name(&self) -> &'static str {
+        "net"
+    }
+    fn grant_key(&self) -> &'static str {
+        "net"
+    }
+    fn used_key(&self) -> &'static str {
+        "hosts"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        grants.net.iter().map(|p| p.to_string()).collect()
+    }
+    fn covers(&self, need: Need) -> bool {
+        need == Need::Net
+    }
+    fn no_use(&self) -> &'static str {
+        "network use"
+    }
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::NetRequest(r) => Some((format!("{}:{}", r.host, r.port), 1)),
+            _ => None,
+        }
+    }
+    fn unused(&self, granted: &[String], used: &[String]) -> Option<String> {
+        (!granted.is_empty() && used.is_empty()).then(|| "net: granted but no request was made".to_string())
     }
 }
 

@@ -3,7 +3,9 @@
 
 use crate::audit::{Denial, Record, SecretRead};
 use crate::bindings::deployhost::plugin::secrets::{Host, SecretError};
+use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::capabilities::CapsView;
+use crate::pipeline::StepGrants;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -14,6 +16,13 @@ pub type SecretValues = Arc<BTreeMap<String, String>>;
 pub struct SecretGrant {
     pub granted: BTreeSet<String>,
     pub values: SecretValues,
+}
+
+impl SecretGrant {
+    /// The secrets `grants` names, from the run's `values`.
+    pub fn for_step(grants: &StepGrants, values: &SecretValues) -> SecretGrant {
+        SecretGrant { granted: grants.secrets.clone(), values: values.clone() }
+    }
 }
 
 impl Host for CapsView<'_> {
@@ -36,5 +45,39 @@ impl Host for CapsView<'_> {
             }
             None => Err(SecretError::Unavailable(format!("secret `{name}` has no value in this run"))),
         }
+    }
+}
+
+/// Reading the secrets of `grants.secrets`.
+pub struct Secrets;
+
+impl super::Capability for Secrets {
+    fn name(&self) -> &'static str {
+        "secrets"
+    }
+    fn grant_key(&self) -> &'static str {
+        "secrets"
+    }
+    fn used_key(&self) -> &'static str {
+        "secrets_read"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        grants.secrets.iter().cloned().collect()
+    }
+    fn covers(&self, need: Need) -> bool {
+        need == Need::Secret
+    }
+    fn no_use(&self) -> &'static str {
+        "secret use"
+    }
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::SecretRead(s) => Some((s.name.clone(), 1)),
+            _ => None,
+        }
+    }
+    /// Each secret counts: one granted and never read is worth removing.
+    fn unused(&self, granted: &[String], used: &[String]) -> Option<String> {
+        (granted.len() > used.len()).then(|| format!("secrets: {} granted, {} read", granted.len(), used.len()))
     }
 }

@@ -4,72 +4,67 @@
 
 use super::{ExitStatus, check_plugins, load_plan};
 use crate::audit;
-use crate::bindings::deployhost::plugin::types::Capability;
+use crate::audit::Granted;
+use crate::capabilities;
+use crate::output::markup::plain;
 use crate::runner;
 use crate::sandbox::{Runtime, inspect};
 use crate::usage::StepUsage;
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use std::path::Path;
 
-pub fn capability_name(c: Capability) -> &'static str {
-    match c {
-        Capability::FsRead => "fs.read",
-        Capability::FsWrite => "fs.write",
-        Capability::Net => "net",
-        Capability::Database => "database",
-        Capability::Secret => "secret",
-        Capability::Exec => "exec",
-    }
+/// One step as `audit` shows it from the pipeline file.
+#[derive(Serialize)]
+struct PlannedRow {
+    step: String,
+    #[serde(flatten)]
+    granted: Granted,
+    /// The plugin's declared needs: `net (url): why`.
+    needs: Vec<String>,
+    over_grants: Vec<String>,
 }
 
 pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
     let (loaded, plan) = load_plan(file, None, None)?;
     let runtime = Runtime::new()?;
     let infos = check_plugins(&runtime, &loaded, &plan).await?;
-    let mut rows = Vec::new();
-    for step in plan.steps() {
-        let info = &infos[&step.plugin.digest];
-        let g = &step.grants;
-        let needs: Vec<String> = info
-            .needs
-            .iter()
-            .map(|n| format!("{} ({}): {}", capability_name(n.capability), n.detail, n.reason))
-            .collect();
-        rows.push(json!({
-            "stage": step.stage,
-            "step": step.name,
-            "plugin": step.plugin.label(),
-            "sha256": step.plugin.digest,
-            "fs_read": g.mounts.iter().filter(|m| !m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
-            "fs_write": g.mounts.iter().filter(|m| m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
-            "net": g.net.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
-            "secrets": g.secrets,
-            "exec": g.exec,
-            "memory": step.limits.memory,
-            "timeout_ms": step.limits.timeout.as_millis() as u64,
-            "needs": needs,
-            "over_grants": inspect::over_grants(info, step),
-        }));
-    }
+    let rows: Vec<PlannedRow> = plan
+        .steps()
+        .map(|step| {
+            let info = &infos[&step.plugin.digest];
+            PlannedRow {
+                step: step.name.clone(),
+                granted: capabilities::granted(step),
+                needs: info
+                    .needs
+                    .iter()
+                    .map(|n| format!("{} ({}): {}", capabilities::need_name(n.capability), n.detail, n.reason))
+                    .collect(),
+                over_grants: inspect::over_grants(info, step),
+            }
+        })
+        .collect();
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitStatus::Success);
     }
     for row in &rows {
-        println!("{}/{}  {}  sha256:{}", s(&row["stage"]), s(&row["step"]), s(&row["plugin"]), s(&row["sha256"]));
-        for key in ["fs_read", "fs_write", "net", "databases", "secrets", "exec"] {
-            println!("    {key:<10} {}", list(&row[key]));
+        let g = &row.granted;
+        println!("{}/{}  {}  sha256:{}", plain(&g.stage), plain(&row.step), plain(&g.plugin), g.sha256);
+        for c in capabilities::ALL {
+            let granted = g.grants.get(c.grant_key()).map_or(&[][..], Vec::as_slice);
+            println!("    {:<10} {}", c.name(), list(granted));
         }
         println!(
             "    limits     memory {}, timeout {}",
-            crate::pipeline::units::ByteSize(row["memory"].as_u64().unwrap_or(0)),
-            humantime::format_duration(std::time::Duration::from_millis(row["timeout_ms"].as_u64().unwrap_or(0)))
+            crate::pipeline::units::ByteSize(g.memory),
+            humantime::format_duration(std::time::Duration::from_millis(g.timeout_ms))
         );
-        println!("    needs      {}", list(&row["needs"]));
-        for warning in row["over_grants"].as_array().into_iter().flatten() {
-            println!("    OVER-GRANT {}", s(warning));
+        println!("    needs      {}", list(&row.needs));
+        for warning in &row.over_grants {
+            println!("    OVER-GRANT {}", plain(warning));
         }
     }
     Ok(ExitStatus::Success)
@@ -99,7 +94,7 @@ pub fn run(state_dir: &Path, run_id: &str, as_json: bool) -> Result<ExitStatus> 
         println!("{}  {}  status {}", row.step, plugin, row.status);
         for c in row.capabilities() {
             let what = c.name;
-            println!("    {what:<9} granted {}  used {}", names(c.granted), names(c.used));
+            println!("    {what:<9} granted {}  used {}", list(c.granted), list(c.used));
         }
         for unused in &row.unused_grants {
             println!("    UNUSED    {unused}");
@@ -119,19 +114,8 @@ pub(crate) fn usage(state_dir: &Path, run_id: &str) -> Result<Vec<StepUsage>> {
     Ok(crate::usage::from_events(&events))
 }
 
-/// A field for the terminal: plugin text (plugin names, denied paths and
+/// Items for the terminal: plugin text (plugin names, denied paths and
 /// hosts) with control characters and workflow commands neutralised.
-fn s(v: &Value) -> String {
-    crate::output::markup::plain(&v.as_str().map_or_else(|| v.to_string(), str::to_string))
-}
-
-fn names(items: &[String]) -> String {
-    if items.is_empty() { "-".to_string() } else { items.join(", ") }
-}
-
-fn list(v: &Value) -> String {
-    match v.as_array() {
-        Some(items) if !items.is_empty() => items.iter().map(s).collect::<Vec<_>>().join(", "),
-        _ => "-".to_string(),
-    }
+fn list(items: &[String]) -> String {
+    if items.is_empty() { "-".to_string() } else { items.iter().map(|i| plain(i)).collect::<Vec<_>>().join(", ") }
 }

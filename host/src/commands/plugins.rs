@@ -32,7 +32,7 @@ pub async fn list(as_json: bool) -> Result<ExitStatus> {
 /// A plugin as `describe` tells it, plus its digest.
 fn describe_row(plugin: &PluginRef, info: &PluginInfo) -> Value {
     let needs: Vec<String> =
-        info.needs.iter().map(|n| format!("{} ({})", super::audit::capability_name(n.capability), n.detail)).collect();
+        info.needs.iter().map(|n| format!("{} ({})", crate::capabilities::need_name(n.capability), n.detail)).collect();
     json!({
         "name": info.name,
         "version": info.version,

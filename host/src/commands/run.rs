@@ -174,9 +174,9 @@ pub async fn run(
     let approvals = match promotion::check(&plan, &grants, &store, consent) {
         Ok(a) if rules.is_some() => {
             let (mode, detail) = match (&github, mode) {
-                (Some(g), _) => ("github", Some(g.comment.as_str())),
-                (None, Some(m)) => (m.as_str(), None),
-                (None, None) => ("name", None),
+                (Some(g), _) => (ApprovalMode::Github, Some(g.comment.as_str())),
+                (None, Some(m)) => (m, None),
+                (None, None) => (ApprovalMode::Name, None),
             };
             let approver = a.approved_by.clone().unwrap_or_default();
             let timer = rules.as_ref().and_then(|r| r.wait_timer);
@@ -268,12 +268,13 @@ fn past_the_gate(
     }
     let mut signed_for = None;
     if rules.require_approval && mode != ApprovalMode::Name {
-        let given = record.as_ref().map(|r| r.mode.as_str()).unwrap_or("name");
-        let checked = if given != mode.as_str() {
+        let given = record.as_ref().map_or(ApprovalMode::Name, |r| r.mode);
+        let checked = if given != mode {
             Err(ApprovalError::Refused(format!(
-                "`{}` takes {} approvals; run {run_id} has a {given} approval",
+                "`{}` takes {} approvals; run {run_id} has a {} approval",
                 plan.environment,
-                mode.as_str()
+                mode.as_str(),
+                given.as_str()
             )))
         } else if mode == ApprovalMode::Signed {
             let signature = record.as_ref().and_then(|r| r.signature.clone()).unwrap_or_default();
@@ -527,12 +528,12 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
             let approver = approvals.approved_by.unwrap_or_else(|| name.to_string());
             match &signed {
                 Some((signature, key)) => {
-                    store.record_approval(run_id, "signed", &approver, Some(signature), key.as_deref())?;
+                    store.record_approval(run_id, ApprovalMode::Signed, &approver, Some(signature), key.as_deref())?;
                     println!("run {run_id} approved: signed by {approver} (key {})", key.as_deref().unwrap_or("?"));
                     println!("`deployhost resume {run_id}` starts it");
                 }
                 None => {
-                    store.record_approval(run_id, "name", &approver, None, None)?;
+                    store.record_approval(run_id, ApprovalMode::Name, &approver, None, None)?;
                     println!("run {run_id} approved by {approver}: `deployhost resume {run_id}` starts it");
                 }
             }
@@ -605,25 +606,16 @@ async fn execute(
     // short run's steps (7% of 200 parallel probes), and the kernel frees
     // all of it at exit anyway.
     std::mem::forget(runtime.clone());
-    let running = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_progress);
-    // SIGINT or SIGTERM stops the run where it is: the current step's
-    // sandbox, host programs and database connections are dropped (open
-    // transactions roll back), the run is recorded as interrupted and the
-    // environment's lock released.
-    // Biased: once a signal has come, it wins over a run that is still going.
-    let result = tokio::select! {
-        biased;
-        signal = crate::signals::stopped() => {
-            let reason = format!("stopped by {signal}");
-            runner::mark_interrupted(state_dir, run_id, &reason)?;
+    let result = runner::run(&plan, runtime, state_dir, run_id, inputs, &mut on_progress).await;
+    let record = match result {
+        // Stopped by a signal: recorded as interrupted, the environment's lock released.
+        Ok(record) if record.status == RunStatus::Interrupted => {
+            let reason = record.reason.clone().unwrap_or_default();
             store.finish(run_id, RunStatus::Interrupted, Some(&reason))?;
-            out.stopped(state_dir, run_id, &ExitStatus::Interrupted, &reason);
+            out.stopped(state_dir, run_id, Some(&record), &ExitStatus::Interrupted, &reason);
             eprintln!("run {run_id} {reason}; the environment's lock is released");
             return Ok(ExitStatus::Interrupted);
         }
-        result = running => result,
-    };
-    let record = match result {
         Ok(record) => record,
         Err(e) => {
             if let Err(also) = store.finish(run_id, RunStatus::Failed, Some(&format!("{e:#}"))) {
@@ -632,7 +624,8 @@ async fn execute(
                      shows it interrupted, with the steps recorded before"
                 ));
             }
-            out.stopped(state_dir, run_id, &ExitStatus::Failed, &format!("{e:#}"));
+            let record = runner::load_record(state_dir, run_id).ok();
+            out.stopped(state_dir, run_id, record.as_ref(), &ExitStatus::Failed, &format!("{e:#}"));
             return Err(e);
         }
     };

@@ -117,8 +117,14 @@ impl Output {
 
     /// Stopped by a signal, or the runner gave up (`error`): what completed
     /// is read back from `results.json`.
-    pub fn stopped(&self, state_dir: &Path, run_id: &str, status: &ExitStatus, reason: &str) {
-        let record = runner::load_record(state_dir, run_id).ok();
+    pub fn stopped(
+        &self,
+        state_dir: &Path,
+        run_id: &str,
+        record: Option<&RunRecord>,
+        status: &ExitStatus,
+        reason: &str,
+    ) {
         *self.run_dir.borrow_mut() = runner::runs_dir(state_dir).join(run_id);
         if let Some(t) = &self.terminal {
             t.stopped();
@@ -126,9 +132,9 @@ impl Output {
         let name =
             if matches!(status, ExitStatus::Interrupted) { RunStatus::Interrupted } else { RunStatus::Failed }.as_str();
         if let Some(j) = self.json() {
-            j.run_finished(name, status, Some(reason), record.as_ref());
+            j.run_finished(name, status, Some(reason), record);
         }
-        self.write_junit(record.as_ref());
+        self.write_junit(record);
     }
 
     /// The run did not start: refused (exit 4) or waiting at the gate

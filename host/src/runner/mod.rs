@@ -14,7 +14,7 @@ pub use step::{RunContext, run_step};
 use crate::audit::{
     AuditLog, AuditTap, PluginLoaded, Record, RollbackBegun, RollbackEnded, RollbackInvalid, RunBegun, RunEnded,
 };
-use crate::capabilities::sql::{DbTarget, ToolSet};
+use crate::capabilities::sql::{DbTarget, SqlRun, ToolSet};
 use crate::pipeline::Plan;
 use crate::redact::Redactor;
 use crate::sandbox::Runtime;
@@ -140,13 +140,24 @@ pub async fn run(
         environment: plan.environment.clone(),
         version: plan.version.clone(),
         run_dir: run_dir.clone(),
+        state_dir: state_dir.to_path_buf(),
         dir: plan.dir.clone(),
         empty_root: run_dir.join("sandbox-root"),
         audit,
         redactor,
         secrets: Arc::new(secrets),
-        databases: Arc::new(databases),
-        tools: Arc::new(ToolSet::default()),
+        sql: SqlRun {
+            targets: Arc::new(databases),
+            tools: Arc::new(ToolSet::default()),
+            ledger: Some(state_dir.join("backups.jsonl")),
+            changes: Some(changes_dir(&run_dir)),
+            lossless: plan.environment_rules.as_ref().filter(|e| e.rollback.is_some()).map(|e| {
+                Arc::new(crate::capabilities::sql::Lossless {
+                    environment: plan.environment.clone(),
+                    accepted: e.accept_lossy.clone(),
+                })
+            }),
+        },
         reason: Default::default(),
         previous_version,
         write_roots: Arc::new(
@@ -155,12 +166,6 @@ pub async fn run(
                 .map(|m| m.host.canonicalize().unwrap_or_else(|_| m.host.clone()))
                 .collect(),
         ),
-        lossless: plan.environment_rules.as_ref().filter(|e| e.rollback.is_some()).map(|e| {
-            Arc::new(crate::capabilities::sql::Lossless {
-                environment: plan.environment.clone(),
-                accepted: e.accept_lossy.clone(),
-            })
-        }),
     });
     let mut journal = Journal::begin(plan, &run, resume.as_ref(), &runtime)?;
     // Steps a resumed run completed before: kept as they were.
@@ -190,14 +195,32 @@ pub async fn run(
         }
         None => &plan.stages,
     };
-    let mut stages_run = StagesRun { plan, runtime: &runtime, run: &run, done_before: &mut done_before };
-    for stage in stages {
-        stages_run.stage(stage, &mut stopped_by, &mut journal, on_progress).await?;
+    let work = async {
+        let mut stages_run = StagesRun { plan, runtime: &runtime, run: &run, done_before: &mut done_before };
+        for stage in stages {
+            stages_run.stage(stage, &mut stopped_by, &mut journal, on_progress).await?;
+        }
+        if let Some(reason) = run.reason.get() {
+            roll_back(plan, &runtime, &run, reason, &mut journal, on_progress).await?;
+        }
+        anyhow::Ok(())
+    };
+    // SIGINT or SIGTERM stops the run where it is: the current step's
+    // sandbox, host programs and database connections are dropped (open
+    // transactions roll back) with `work`. Biased: once a signal has come,
+    // it wins over a run that is still going.
+    let signal = {
+        let work = std::pin::pin!(work);
+        tokio::select! {
+            biased;
+            signal = crate::signals::stopped() => Some(signal),
+            done = work => done.map(|()| None)?,
+        }
+    };
+    match signal {
+        Some(signal) => journal.interrupted(format!("stopped by {signal}")),
+        None => journal.end(&run, by_hand, stopped_by),
     }
-    if let Some(reason) = run.reason.get() {
-        roll_back(plan, &runtime, &run, reason, &mut journal, on_progress).await?;
-    }
-    journal.end(&run, by_hand, stopped_by)
 }
 
 /// Makes the run folder, its `logs/` and the sandboxes' empty root.
@@ -264,6 +287,15 @@ impl Journal {
     fn save(&mut self) -> Result<()> {
         self.results.save(&mut self.record)?;
         check_written(&self.audit, &self.run_dir)
+    }
+
+    /// The run as it stood when a signal stopped it: `interrupted`.
+    fn interrupted(mut self, reason: String) -> Result<RunRecord> {
+        self.record.status = RunStatus::Interrupted;
+        self.record.reason = Some(reason);
+        self.record.finished = Some(crate::audit::timestamp(SystemTime::now()));
+        self.results.save(&mut self.record)?;
+        Ok(self.record)
     }
 
     /// The run's status, from its steps and its rollback; `run.end` audited.
@@ -442,15 +474,6 @@ fn step_started(step: &crate::pipeline::PlannedStep, rollback: bool) -> Progress
 
 fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
     StepOutcome::not_run(step, Status::Skipped, format!("not run: {reason}"))
-}
-
-/// Records in `results.json` that a run was stopped from outside.
-pub fn mark_interrupted(state_dir: &Path, run_id: &str, reason: &str) -> Result<()> {
-    let mut record = load_record(state_dir, run_id)?;
-    record.status = RunStatus::Interrupted;
-    record.reason = Some(reason.to_string());
-    record.finished = Some(crate::audit::timestamp(SystemTime::now()));
-    ResultsFile::new(&runs_dir(state_dir).join(run_id)).save(&mut record)
 }
 
 /// Reads a finished or interrupted run's `results.json`.

@@ -4,17 +4,17 @@
 //! down.
 
 use super::report_limits;
-use crate::audit::{AuditLog, Granted, LimitHit, LimitKind, Record, StepBegun, StepEnded};
+use crate::audit::{AuditLog, LimitHit, LimitKind, Record, StepBegun, StepEnded};
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
+use crate::capabilities::RunCaps;
 use crate::capabilities::log::{DEFAULT_LOG_LIMIT, StepLog};
 use crate::capabilities::secrets::SecretValues;
-use crate::capabilities::sql::{DbTarget, ToolSet};
+use crate::capabilities::sql::SqlRun;
 use crate::outcome::{Failure, Metric, Status, StepOutcome};
 use crate::pipeline::PlannedStep;
 use crate::redact::Redactor;
 use crate::sandbox::{self, Execution, Runtime, Stop};
 use anyhow::Result;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -26,6 +26,8 @@ pub struct RunContext {
     pub environment: String,
     pub version: String,
     pub run_dir: PathBuf,
+    /// The state folder the run belongs to (its backup ledger is there).
+    pub state_dir: PathBuf,
     /// The pipeline file's folder: where host programs run.
     pub dir: PathBuf,
     /// The empty folder mounted at `/` in every sandbox.
@@ -33,15 +35,13 @@ pub struct RunContext {
     pub audit: Arc<AuditLog>,
     pub redactor: Arc<Redactor>,
     pub secrets: SecretValues,
-    pub databases: Arc<BTreeMap<String, DbTarget>>,
-    pub tools: Arc<ToolSet>,
+    /// The run's databases, tools and ledgers.
+    pub sql: SqlRun,
     /// Why the run is rolling back, once it is: `${REASON}`.
     pub reason: std::sync::OnceLock<String>,
     pub previous_version: String,
     /// Every folder a step of the pipeline may write (canonical where it exists).
     pub write_roots: Arc<Vec<PathBuf>>,
-    /// The environment's `rollback: lossless`, if it has one.
-    pub lossless: Option<Arc<crate::capabilities::sql::Lossless>>,
 }
 
 /// A metric's name and unit are cut to these (redacted first): they reach
@@ -69,7 +69,7 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
         log: log_rel.clone(),
         log_tail: Vec::new(),
     };
-    audit_grant(&run.audit, step);
+    run.audit.record(Some(&step.name), Record::Grant(crate::capabilities::granted(step)));
     run.audit.record(Some(&step.name), Record::StepStart(StepBegun { stage: step.stage.clone() }));
 
     let log = match StepLog::create(&run.run_dir.join(&log_rel), run.redactor.clone(), DEFAULT_LOG_LIMIT) {
@@ -149,16 +149,14 @@ pub async fn run_step(runtime: &Runtime, run: &RunContext, step: &PlannedStep) -
 /// Builds the step's sandbox and calls its plugin.
 async fn execute(runtime: &Runtime, run: &RunContext, step: &PlannedStep, log: Arc<StepLog>) -> Result<Execution> {
     let shared = sandbox::Shared {
-        audit: &run.audit,
-        dir: &run.dir,
+        caps: RunCaps {
+            audit: &run.audit,
+            secrets: &run.secrets,
+            sql: &run.sql,
+            dir: &run.dir,
+            write_roots: &run.write_roots,
+        },
         empty_root: &run.empty_root,
-        secrets: &run.secrets,
-        databases: &run.databases,
-        tools: &run.tools,
-        ledger: run.run_dir.parent().and_then(std::path::Path::parent).map(|state| state.join("backups.jsonl")),
-        changes: Some(super::changes_dir(&run.run_dir)),
-        lossless: run.lossless.clone(),
-        write_roots: &run.write_roots,
     };
     let prepared = sandbox::prepare(runtime, &shared, step, log)?;
     let ctx = StepContext {
@@ -216,27 +214,6 @@ fn runtime_params(run: &RunContext, step: &PlannedStep) -> serde_json::Map<Strin
     }
     params.values_mut().for_each(|v| fill(v, &lookup));
     params
-}
-
-fn audit_grant(audit: &AuditLog, step: &PlannedStep) {
-    let g = &step.grants;
-    let read: Vec<String> = g.mounts.iter().filter(|m| !m.writable).map(|m| m.guest.clone()).collect();
-    let write: Vec<String> = g.mounts.iter().filter(|m| m.writable).map(|m| m.guest.clone()).collect();
-    let net: Vec<String> = g.net.iter().map(|p| p.to_string()).collect();
-    let granted = Granted {
-        stage: step.stage.clone(),
-        plugin: step.plugin.label(),
-        sha256: step.plugin.digest.clone(),
-        fs_read: read,
-        fs_write: write,
-        net,
-        secrets: g.secrets.iter().cloned().collect(),
-        exec: g.exec.to_vec(),
-        databases: g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect(),
-        memory: step.limits.memory,
-        timeout_ms: step.limits.timeout.as_millis() as u64,
-    };
-    audit.record(Some(&step.name), Record::Grant(granted));
 }
 
 fn finish(

@@ -10,7 +10,7 @@ use super::pool::PoolSize;
 use super::state::StepState;
 use super::world;
 use crate::bindings::StepPre;
-use crate::capabilities::{self, Caps, StepStore as _, limits::EPOCH_TICK};
+use crate::capabilities::{self, limits::EPOCH_TICK};
 use crate::registry::PluginRef;
 use anyhow::Result;
 use std::collections::HashMap;
@@ -59,14 +59,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        use crate::bindings::deployhost::plugin::{exec, log, secrets, sql};
-        log::add_to_linker::<StepState, Caps>(&mut linker, StepState::caps_view)?;
-        secrets::add_to_linker::<StepState, Caps>(&mut linker, StepState::caps_view)?;
-        sql::add_to_linker::<StepState, Caps>(&mut linker, StepState::caps_view)?;
-        exec::add_to_linker::<StepState, Caps>(&mut linker, StepState::caps_view)?;
-        capabilities::fs::add_to_linker(&mut linker)?;
-        capabilities::env::add_to_linker(&mut linker)?;
-        capabilities::net::add_to_linker(&mut linker)?;
+        capabilities::add_to_linker(&mut linker)?;
         let engine_key = engine_key(&engine);
         let cache = cache_dir.map(|dir| DiskCache::new(dir, engine_key.clone()));
         Ok(Runtime {

@@ -6,10 +6,10 @@ use super::engine::Runtime;
 use super::state::Sandbox;
 use crate::audit::AuditLog;
 use crate::bindings::deployhost::plugin::types::{Capability, PluginInfo};
+use crate::capabilities::StepCaps;
 use crate::capabilities::limits::StepLimits;
 use crate::capabilities::log::StepLog;
 use crate::capabilities::net::NetPolicy;
-use crate::capabilities::secrets::SecretGrant;
 use crate::pipeline::PlannedStep;
 use crate::registry::PluginRef;
 use anyhow::{Result, anyhow};
@@ -26,13 +26,8 @@ pub async fn describe(runtime: &Runtime, plugin: &PluginRef) -> Result<PluginInf
     let pre = runtime.prepare(plugin)?;
     let mut store = Sandbox {
         wasi: WasiCtxBuilder::new().build(),
-        step: Arc::from("describe"),
-        audit: Arc::new(AuditLog::discard()),
-        log: Arc::new(StepLog::in_memory()),
         net: NetPolicy::default(),
-        secrets: SecretGrant { granted: Default::default(), values: Default::default() },
-        sql: Default::default(),
-        exec: Default::default(),
+        caps: StepCaps::none("describe", Arc::new(AuditLog::discard()), Arc::new(StepLog::in_memory())),
         limits: StepLimits::new(DESCRIBE_MEMORY, DESCRIBE_TIMEOUT),
     }
     .into_store(runtime.engine());
@@ -76,26 +71,8 @@ pub fn check_params(info: &PluginInfo, step: &PlannedStep) -> Vec<(String, Strin
 
 /// Grants the plugin never said it needs: candidates to remove.
 pub fn over_grants(info: &PluginInfo, step: &PlannedStep) -> Vec<String> {
-    let needs = |c: Capability| info.needs.iter().any(|n| n.capability == c);
-    let g = &step.grants;
-    let mut extra = Vec::new();
-    if !g.net.is_empty() && !needs(Capability::Net) {
-        extra.push("net: granted, but the plugin declares no network use".to_string());
-    }
-    let (writes, reads): (Vec<_>, Vec<_>) = g.mounts.iter().partition(|m| m.writable);
-    if !writes.is_empty() && !needs(Capability::FsWrite) {
-        extra.push("fs.write: granted, but the plugin declares no file writes".to_string());
-    }
-    if !reads.is_empty() && !needs(Capability::FsRead) && !needs(Capability::FsWrite) {
-        extra.push("fs.read: granted, but the plugin declares no file reads".to_string());
-    }
-    if !g.exec.is_empty() && !needs(Capability::Exec) {
-        extra.push("exec: granted, but the plugin declares no host programs".to_string());
-    }
-    if !g.secrets.is_empty() && !needs(Capability::Secret) {
-        extra.push("secrets: granted, but the plugin declares no secret use".to_string());
-    }
-    extra
+    let needs: Vec<Capability> = info.needs.iter().map(|n| n.capability).collect();
+    crate::capabilities::over_grants(&needs, &step.grants)
 }
 
 /// What a component imports and exports, by name (`wasi:http/types@0.2.12`,

@@ -46,13 +46,8 @@ impl StepStore for StepState {
 /// The parts of a step's sandbox that differ from step to step.
 pub struct Sandbox {
     pub wasi: WasiCtx,
-    pub step: std::sync::Arc<str>,
-    pub audit: std::sync::Arc<crate::audit::AuditLog>,
-    pub log: std::sync::Arc<crate::capabilities::log::StepLog>,
     pub net: crate::capabilities::net::NetPolicy,
-    pub secrets: crate::capabilities::secrets::SecretGrant,
-    pub sql: crate::capabilities::sql::SqlGrant,
-    pub exec: crate::capabilities::exec::ExecGrant,
+    pub caps: StepCaps,
     pub limits: crate::capabilities::limits::StepLimits,
 }
 
@@ -65,22 +60,13 @@ impl Sandbox {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             net: NetHooks {
-                step: self.step.clone(),
+                step: self.caps.step.clone(),
                 policy: std::sync::Arc::new(self.net),
-                audit: self.audit.clone(),
-                log: self.log.clone(),
+                audit: self.caps.audit.clone(),
+                log: self.caps.log.clone(),
             },
             limiter: MemoryLimiter::new(self.limits.memory),
-            caps: StepCaps {
-                step: self.step,
-                audit: self.audit,
-                log: self.log,
-                secrets: self.secrets,
-                sql: self.sql,
-                exec: self.exec,
-                fs: Default::default(),
-                audited_logs: 0,
-            },
+            caps: self.caps,
         };
         let mut store = wasmtime::Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);

@@ -8,38 +8,22 @@ use super::state::{Sandbox, StepState};
 use crate::audit::{AuditLog, LimitHit, LimitKind, Record};
 use crate::bindings::StepPre;
 use crate::bindings::deployhost::plugin::types::{self as wit, StepContext, StepError};
-use crate::capabilities::exec::ExecGrant;
-use crate::capabilities::fs;
 use crate::capabilities::limits::StepLimits;
 use crate::capabilities::log::{OutputPipe, StepLog, Stream};
 use crate::capabilities::net::{self, NetPolicy};
-use crate::capabilities::secrets::{SecretGrant, SecretValues};
-use crate::capabilities::sql::{DbTarget, SqlGrant, ToolSet};
+use crate::capabilities::{RunCaps, StepCaps, fs};
 use crate::pipeline::PlannedStep;
 use anyhow::Result;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use wasmtime_wasi::WasiCtxBuilder;
 
 /// What every sandbox of one run shares.
 pub struct Shared<'a> {
-    pub audit: &'a Arc<AuditLog>,
-    /// The pipeline file's folder: where host programs run.
-    pub dir: &'a Path,
+    /// What the capabilities build each step's state from.
+    pub caps: RunCaps<'a>,
     /// The empty folder mounted at `/` in every sandbox.
     pub empty_root: &'a Path,
-    pub secrets: &'a SecretValues,
-    pub databases: &'a Arc<BTreeMap<String, DbTarget>>,
-    pub tools: &'a Arc<ToolSet>,
-    /// The host's backup ledger in its state folder.
-    pub ledger: Option<PathBuf>,
-    /// The run's change ledger folder.
-    pub changes: Option<PathBuf>,
-    /// The environment's `rollback: lossless`, if it has one.
-    pub lossless: Option<Arc<crate::capabilities::sql::Lossless>>,
-    /// Every folder a step of the pipeline may write.
-    pub write_roots: &'a Arc<Vec<PathBuf>>,
 }
 
 /// How a plugin call ended.
@@ -94,41 +78,17 @@ pub fn prepare(runtime: &Runtime, shared: &Shared<'_>, step: &PlannedStep, log: 
         .allow_tcp(true)
         .allow_udp(true)
         .allow_ip_name_lookup(false)
-        .socket_addr_check(net::deny_sockets(step_name.clone(), shared.audit.clone()));
+        .socket_addr_check(net::deny_sockets(step_name, shared.caps.audit.clone()));
     fs::preopen(&mut wasi, &step.grants.mounts, shared.empty_root)?;
 
     let store = Sandbox {
         wasi: wasi.build(),
-        step: step_name,
-        audit: shared.audit.clone(),
-        log,
         net: NetPolicy::new(step.grants.net.clone()).with_max_in_flight(step.limits.http_requests),
-        secrets: SecretGrant { granted: step.grants.secrets.clone(), values: shared.secrets.clone() },
-        sql: SqlGrant {
-            granted: step.grants.databases.clone(),
-            targets: shared.databases.clone(),
-            mounts: step.grants.mounts.clone(),
-            tools: shared.tools.clone(),
-            scope: crate::capabilities::sql::scope::Scope::from_params(&step.params).unwrap_or_default(),
-            recorded: step.grants.recorded_backups.clone(),
-            ledger: shared.ledger.clone(),
-            changes: shared.changes.clone(),
-            lossless: shared.lossless.clone(),
-            backup_data: crate::capabilities::sql::BackupData::from_params(&step.params).unwrap_or_default(),
-            opened: Default::default(),
-            open: Default::default(),
-            max_connections: step.limits.db_connections,
-            max_result: step.limits.query_result,
-        },
-        exec: ExecGrant {
-            programs: step.grants.exec.clone(),
-            cwd: shared.dir.to_path_buf(),
-            write_roots: shared.write_roots.as_ref().clone(),
-        },
+        caps: StepCaps::for_step(step, &shared.caps, log),
         limits: step.limits,
     }
     .into_store(runtime.engine());
-    Ok(Prepared { pre, store, step: step.name.clone(), limits: step.limits, audit: shared.audit.clone() })
+    Ok(Prepared { pre, store, step: step.name.clone(), limits: step.limits, audit: shared.caps.audit.clone() })
 }
 
 impl Prepared {

@@ -5,13 +5,13 @@
 //! `runs.approved_by`, which stays the approver's name for history.
 
 use super::{StateError, StateStore, now};
+use deployhost_pipeline::model::ApprovalMode;
 use serde::Serialize;
 
 /// One run's approval as recorded.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalRecord {
-    /// `signed`, `github` or `name`.
-    pub mode: String,
+    pub mode: ApprovalMode,
     /// The verified principal (signed), the GitHub login (github) or the
     /// typed name (name).
     pub approver: String,
@@ -28,7 +28,7 @@ impl StateStore {
     pub fn record_approval(
         &self,
         run_id: &str,
-        mode: &str,
+        mode: ApprovalMode,
         approver: &str,
         signature: Option<&str>,
         detail: Option<&str>,
@@ -39,12 +39,19 @@ impl StateStore {
                 "INSERT INTO approvals (run_id, mode, approver, signature, detail, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (run_id) DO UPDATE SET mode = excluded.mode, approver = excluded.approver,
                    signature = excluded.signature, detail = excluded.detail, at = excluded.at",
-                &[run_id.into(), mode.into(), approver.into(), signature.into(), detail.into(), at.as_str().into()],
+                &[
+                    run_id.into(),
+                    mode.as_str().into(),
+                    approver.into(),
+                    signature.into(),
+                    detail.into(),
+                    at.as_str().into(),
+                ],
             )?;
             conn.exec("UPDATE runs SET approved_by = ?2 WHERE id = ?1", &[run_id.into(), approver.into()]).map(|_| ())
         })?;
         Ok(ApprovalRecord {
-            mode: mode.to_string(),
+            mode,
             approver: approver.to_string(),
             signature: signature.map(str::to_string),
             detail: detail.map(str::to_string),
@@ -60,7 +67,8 @@ impl StateStore {
                 &[run_id.into()],
             )?;
             Ok(rows.first().map(|r| ApprovalRecord {
-                mode: r[0].text(),
+                // A mode this deployhost does not know proves the least.
+                mode: ApprovalMode::parse(&r[0].text()).unwrap_or(ApprovalMode::Name),
                 approver: r[1].text(),
                 signature: r[2].opt_text(),
                 detail: r[3].opt_text(),

@@ -433,14 +433,14 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
     let client = connect(&target).await.map_err(SqlError::Connection)?;
-    let mut recorded = scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?;
+    let mut recorded = scope::record(&client, &state.caps.sql.scope()?).await.map_err(SqlError::Connection)?;
     if recorded.schemas.is_empty() {
         return Err(SqlError::Tool(format!(
             "no schema of `{database}` is in the backup's scope ({})",
             recorded.scope.describe()
         )));
     }
-    let data = match &state.caps.sql.backup_data {
+    let data = match &state.caps.sql.backup_data()? {
         BackupData::All => Vec::new(),
         BackupData::Schema => {
             recorded.data_tables = Some(Vec::new());
@@ -544,9 +544,9 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     // manifest the steps could have rewritten for another dump is ignored.
     let mut recorded: Option<Recorded> = recorded_scope(state, &host, &file, &trusted);
     // `schemas:`/`exclude_schemas:` on the restore step override the backup's.
-    let given = &state.caps.sql.scope;
-    if *given != scope::Scope::default() {
-        recorded.get_or_insert_with(Recorded::default).scope = given.clone();
+    let given = state.caps.sql.scope()?;
+    if given != scope::Scope::default() {
+        recorded.get_or_insert_with(Recorded::default).scope = given;
     }
     if let Some(tables) = recorded.as_ref().and_then(|r| r.data_tables.as_ref()) {
         return Err(SqlError::Tool(format!(

@@ -13,8 +13,10 @@ use crate::audit::{ConnectionOpened, Denial, Ledgered, LimitHit, LimitKind, Reco
 use crate::bindings::deployhost::plugin::sql::{
     DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
 };
+use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::capabilities::CapsView;
 use crate::capabilities::fs::Mount;
+use crate::pipeline::StepGrants;
 use futures_util::TryStreamExt;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,6 +49,87 @@ pub fn grant_label(database: &str, roles: &[String]) -> String {
     if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
 }
 
+/// The databases of `grants.databases`, through connections the host holds.
+pub struct Databases;
+
+impl super::Capability for Databases {
+    fn name(&self) -> &'static str {
+        "databases"
+    }
+    fn grant_key(&self) -> &'static str {
+        "databases"
+    }
+    fn used_key(&self) -> &'static str {
+        "databases"
+    }
+    fn granted(&self, grants: &StepGrants) -> Vec<String> {
+        grants.databases.iter().map(|(db, roles)| grant_label(db, roles)).collect()
+    }
+    fn covers(&self, need: Need) -> bool {
+        need == Need::Database
+    }
+    fn no_use(&self) -> &'static str {
+        "database use"
+    }
+    /// A statement counts; a dump or a restore uses the database too.
+    fn used(&self, record: &Record) -> Option<(String, u64)> {
+        match record {
+            Record::Sql(s) => Some((s.database.clone(), 1)),
+            Record::SqlDump(d) => Some((d.database.clone(), 0)),
+            Record::SqlRestore(r) => Some((r.database.clone(), 0)),
+            _ => None,
+        }
+    }
+    fn show_used(&self, uses: BTreeMap<String, u64>) -> Vec<String> {
+        uses.iter().map(|(db, n)| format!("{db} ({n} statements)")).collect()
+    }
+}
+
+/// The run's side of the database capability, shared by its steps: where
+/// each database is, the host's tools, the ledgers, the environment's rule.
+#[derive(Default)]
+pub struct SqlRun {
+    pub targets: Arc<BTreeMap<String, DbTarget>>,
+    pub tools: Arc<ToolSet>,
+    /// The host's backup ledger in its state folder (see `backup.rs`).
+    pub ledger: Option<PathBuf>,
+    /// The run's change ledger folder (`<run>/changes`, see `ledger/`).
+    pub changes: Option<PathBuf>,
+    /// The environment's `rollback: lossless`, with what it accepts anyway.
+    pub lossless: Option<Arc<Lossless>>,
+}
+
+impl SqlGrant {
+    /// What `step` may do with databases in `run`.
+    pub fn for_step(step: &crate::pipeline::PlannedStep, run: &SqlRun) -> SqlGrant {
+        SqlGrant {
+            granted: step.grants.databases.clone(),
+            targets: run.targets.clone(),
+            mounts: step.grants.mounts.clone(),
+            tools: run.tools.clone(),
+            params: Arc::new(step.params.clone()),
+            recorded: step.grants.recorded_backups.clone(),
+            ledger: run.ledger.clone(),
+            changes: run.changes.clone(),
+            lossless: run.lossless.clone(),
+            opened: Default::default(),
+            open: Default::default(),
+            max_connections: step.limits.db_connections,
+            max_result: step.limits.query_result,
+        }
+    }
+
+    /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
+    pub fn scope(&self) -> Result<scope::Scope, SqlError> {
+        scope::Scope::from_params(&self.params).map_err(|e| SqlError::Tool(format!("with: {e}")))
+    }
+
+    /// `data:` of a pg-backup step: what rows its dump holds.
+    pub fn backup_data(&self) -> Result<BackupData, SqlError> {
+        BackupData::from_params(&self.params).map_err(|e| SqlError::Tool(format!("with: {e}")))
+    }
+}
+
 /// What one step may do with databases.
 pub struct SqlGrant {
     /// Granted database → roles it may `set-role` to.
@@ -64,15 +147,14 @@ pub struct SqlGrant {
     pub changes: Option<PathBuf>,
     /// The environment's `rollback: lossless`, with what it accepts anyway.
     pub lossless: Option<Arc<Lossless>>,
-    /// `data:` of a pg-backup step: what rows its dump holds.
-    pub backup_data: BackupData,
+    /// The step's parameters: a pg-backup's `data:`, a backup or restore's
+    /// `schemas:`/`exclude_schemas:` are read from them when it dumps.
+    pub params: Arc<serde_json::Map<String, serde_json::Value>>,
     /// Every connection the step opened, to cancel what still runs on the
     /// server when the step is stopped ([`cancel_opened`]).
     pub opened: Opened,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
-    /// `schemas:`/`exclude_schemas:` of a pg-backup or pg-restore step.
-    pub scope: scope::Scope,
     /// Connections the step may hold open at once (`limits.db_connections`);
     /// past it `open` fails (and is audited), so a plugin cannot exhaust the
     /// server's connection slots.
@@ -94,10 +176,9 @@ impl Default for SqlGrant {
             ledger: None,
             changes: None,
             lossless: None,
-            backup_data: BackupData::All,
+            params: Arc::default(),
             opened: Opened::default(),
             open: Arc::default(),
-            scope: scope::Scope::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
             max_result: deployhost_pipeline::grants::DEFAULT_QUERY_RESULT,
         }

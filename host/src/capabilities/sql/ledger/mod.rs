@@ -376,109 +376,79 @@ impl Recording {
         let mut out = Vec::new();
         for row in stats {
             let (table, inserted, changed): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
-            let key = table.clone();
             // A table the transaction created is dropped whole by the rollback.
-            if self.before.get(Kind::Table, &key).is_none()
-                || changes
-                    .iter()
-                    .any(|c| matches!(c, Change::Dropped { object } if object.kind == Kind::Table && object.key == key))
-            {
+            let dropped = changes
+                .iter()
+                .any(|c| matches!(c, Change::Dropped { object } if object.kind == Kind::Table && object.key == table));
+            if self.before.get(Kind::Table, &table).is_none() || dropped {
                 continue;
             }
-            let schema = self.before.get(Kind::Table, &key).and_then(|o| o.text("schema")).unwrap_or_default();
-            let mut written = RowsWritten {
-                table: table.clone(),
-                platform: super::scope::platform(schema),
-                inserted: Vec::new(),
-                inserted_keys: Vec::new(),
-                updated: Vec::new(),
-                deleted: Vec::new(),
-                not_saved: 0,
-            };
-            let kept = self.keys.iter().find(|(t, _, _)| *t == table);
-            if kept.is_none() && changed > 0 {
-                // Updated or deleted rows of a table not copied first cannot
-                // be told from inserted ones: none is removed, all are named.
-                written.not_saved = (inserted + changed) as u64;
-                out.push(written);
-                continue;
-            }
-            if inserted > 0 || changed > 0 {
-                // Rows carrying this transaction's id: inserted, or updated.
-                let (filter, keycols) = match kept {
-                    Some((_, temp, key)) => (
-                        format!(
-                            "NOT EXISTS (SELECT 1 FROM {temp} k WHERE ({}) = ({}))",
-                            prefixed("k", key),
-                            prefixed("t", key)
-                        ),
-                        Some(key),
-                    ),
-                    None => ("true".to_string(), None),
-                };
-                let pk = primary_key(client, &table).await?;
-                let named = if pk.is_empty() {
-                    "NULL::jsonb".to_string()
-                } else {
-                    format!(
-                        "jsonb_build_object({})",
-                        pk.iter().map(|c| format!("{}, t.{c}", literal(c))).collect::<Vec<_>>().join(", ")
-                    )
-                };
-                let rows = client
-                    .query(
-                        &format!(
-                            "SELECT t.ctid::text, {filter}, {named} FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(db_text)?;
-                for r in &rows {
-                    if r.get::<_, bool>(1) {
-                        if let Some(key) = r.get::<_, Option<serde_json::Value>>(2) {
-                            written.inserted_keys.push(key);
-                        }
-                        written.inserted.push(r.get(0));
-                    }
-                }
-                if let Some(key) = keycols {
-                    written.updated = json_keys(
-                        client,
-                        &format!(
-                            "SELECT jsonb_build_array({}) FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid \
-                             AND EXISTS (SELECT 1 FROM {} k WHERE ({}) = ({}))",
-                            prefixed("t", key),
-                            kept.map(|k| k.1.as_str()).unwrap_or_default(),
-                            prefixed("k", key),
-                            prefixed("t", key)
-                        ),
-                    )
-                    .await?;
-                }
-            }
+            out.extend(self.rows_of(client, table, inserted, changed).await?);
+        }
+        Ok(out)
+    }
+
+    /// The rows of one table that existed before that the transaction
+    /// inserted, updated or deleted (`inserted` and `changed` as the
+    /// transaction's statistics count them).
+    async fn rows_of(
+        &self,
+        client: &Client,
+        table: String,
+        inserted: i64,
+        changed: i64,
+    ) -> Result<Option<RowsWritten>, String> {
+        let schema = self.before.get(Kind::Table, &table).and_then(|o| o.text("schema")).unwrap_or_default();
+        let mut written = RowsWritten {
+            table: table.clone(),
+            platform: super::scope::platform(schema),
+            inserted: Vec::new(),
+            inserted_keys: Vec::new(),
+            updated: Vec::new(),
+            deleted: Vec::new(),
+            not_saved: 0,
+        };
+        let kept = self.keys.iter().find(|(t, _, _)| *t == table);
+        if kept.is_none() && changed > 0 {
+            // Updated or deleted rows of a table not copied first cannot
+            // be told from inserted ones: none is removed, all are named.
+            written.not_saved = (inserted + changed) as u64;
+            return Ok(Some(written));
+        }
+        if inserted > 0 || changed > 0 {
+            (written.inserted, written.inserted_keys) = inserted_rows(client, &table, kept).await?;
             if let Some((_, temp, key)) = kept {
-                written.deleted = json_keys(
+                written.updated = json_keys(
                     client,
                     &format!(
-                        "SELECT jsonb_build_array({}) FROM {temp} k WHERE NOT EXISTS \
-                         (SELECT 1 FROM {table} t WHERE ({}) = ({}))",
-                        prefixed("k", key),
+                        "SELECT jsonb_build_array({}) FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid \
+                         AND EXISTS (SELECT 1 FROM {temp} k WHERE ({}) = ({}))",
                         prefixed("t", key),
-                        prefixed("k", key)
+                        prefixed("k", key),
+                        prefixed("t", key)
                     ),
                 )
                 .await?;
             }
-            if !written.inserted.is_empty()
-                || !written.updated.is_empty()
-                || !written.deleted.is_empty()
-                || written.not_saved > 0
-            {
-                out.push(written);
-            }
         }
-        Ok(out)
+        if let Some((_, temp, key)) = kept {
+            written.deleted = json_keys(
+                client,
+                &format!(
+                    "SELECT jsonb_build_array({}) FROM {temp} k WHERE NOT EXISTS \
+                     (SELECT 1 FROM {table} t WHERE ({}) = ({}))",
+                    prefixed("k", key),
+                    prefixed("t", key),
+                    prefixed("k", key)
+                ),
+            )
+            .await?;
+        }
+        let any = !written.inserted.is_empty()
+            || !written.updated.is_empty()
+            || !written.deleted.is_empty()
+            || written.not_saved > 0;
+        Ok(any.then_some(written))
     }
 }
 
@@ -521,4 +491,41 @@ pub fn summary(entry: &Entry) -> Vec<String> {
     }
     lines.extend(entry.irreversible.iter().map(|i| format!("not reversible: {i}")));
     lines
+}
+/// The rows of `table` carrying this transaction's id that were not there
+/// before (not among the keys copied into `kept`'s temporary table): their
+/// `ctid`, and their primary key when the table has one.
+async fn inserted_rows(
+    client: &Client,
+    table: &str,
+    kept: Option<&(String, String, Vec<String>)>,
+) -> Result<(Vec<String>, Vec<serde_json::Value>), String> {
+    let filter = match kept {
+        Some((_, temp, key)) => {
+            format!("NOT EXISTS (SELECT 1 FROM {temp} k WHERE ({}) = ({}))", prefixed("k", key), prefixed("t", key))
+        }
+        None => "true".to_string(),
+    };
+    let pk = primary_key(client, table).await?;
+    let named = if pk.is_empty() {
+        "NULL::jsonb".to_string()
+    } else {
+        format!(
+            "jsonb_build_object({})",
+            pk.iter().map(|c| format!("{}, t.{c}", literal(c))).collect::<Vec<_>>().join(", ")
+        )
+    };
+    let rows = client
+        .query(
+            &format!("SELECT t.ctid::text, {filter}, {named} FROM {table} t WHERE t.xmin = pg_current_xact_id()::xid"),
+            &[],
+        )
+        .await
+        .map_err(db_text)?;
+    let (mut ctids, mut keys) = (Vec::new(), Vec::new());
+    for r in rows.iter().filter(|r| r.get::<_, bool>(1)) {
+        keys.extend(r.get::<_, Option<serde_json::Value>>(2));
+        ctids.push(r.get(0));
+    }
+    Ok((ctids, keys))
 }
