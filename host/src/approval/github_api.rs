@@ -17,7 +17,7 @@
 //! Requests go through the host's own HTTP client (wasmtime-wasi-http's
 //! `default_send_request`: hyper, with rustls and the webpki roots for https).
 
-use super::ApprovalError;
+use crate::exit::Refusal;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -31,12 +31,12 @@ pub struct Api {
     token: String,
 }
 
-fn invalid(m: impl Into<String>) -> ApprovalError {
-    ApprovalError::Invalid(m.into())
+fn invalid(m: impl Into<String>) -> Refusal {
+    Refusal::Invalid(m.into())
 }
 
-fn refused(m: impl Into<String>) -> ApprovalError {
-    ApprovalError::Refused(m.into())
+fn refused(m: impl Into<String>) -> Refusal {
+    Refusal::Refused(m.into())
 }
 
 fn var(k: &str) -> Option<String> {
@@ -44,7 +44,7 @@ fn var(k: &str) -> Option<String> {
 }
 
 /// `GITHUB_API_URL`, else api.github.com.
-fn base_from_env() -> Result<url::Url, ApprovalError> {
+fn base_from_env() -> Result<url::Url, Refusal> {
     let base = var("GITHUB_API_URL").unwrap_or_else(|| "https://api.github.com".into());
     let base = url::Url::parse(&base).map_err(|e| invalid(format!("GITHUB_API_URL `{base}`: {e}")))?;
     if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
@@ -59,7 +59,7 @@ fn segment_ok(s: &str) -> bool {
 }
 
 /// `GITHUB_REPOSITORY`, if it is `owner/name`.
-fn checked_repository(repository: String) -> Result<String, ApprovalError> {
+fn checked_repository(repository: String) -> Result<String, Refusal> {
     if repository.split_once('/').is_some_and(|(o, r)| segment_ok(o) && segment_ok(r)) {
         Ok(repository)
     } else {
@@ -69,7 +69,7 @@ fn checked_repository(repository: String) -> Result<String, ApprovalError> {
 
 /// `DEPLOYHOST_GITHUB_TOKEN`, else `GITHUB_TOKEN`; when neither is set,
 /// `missing` and the `permissions:` entry the token needs (`read`).
-fn token_from_env(missing: &str, permission: &str) -> Result<String, ApprovalError> {
+fn token_from_env(missing: &str, permission: &str) -> Result<String, Refusal> {
     var("DEPLOYHOST_GITHUB_TOKEN").or_else(|| var("GITHUB_TOKEN")).ok_or_else(|| {
         invalid(format!(
             "{missing}: grant DEPLOYHOST_GITHUB_TOKEN or GITHUB_TOKEN (with `permissions: {permission}: read`)"
@@ -79,7 +79,7 @@ fn token_from_env(missing: &str, permission: &str) -> Result<String, ApprovalErr
 
 impl Api {
     /// From the runner's environment; says what is missing.
-    pub fn from_env() -> Result<Api, ApprovalError> {
+    pub fn from_env() -> Result<Api, Refusal> {
         let base = base_from_env()?;
         let (Some(repository), Some(run_id)) = (var("GITHUB_REPOSITORY"), var("GITHUB_RUN_ID")) else {
             return Err(refused(
@@ -96,7 +96,7 @@ impl Api {
     }
 
     /// GET `path` (below the API base); the status and the JSON body.
-    async fn get(&self, path: &str) -> Result<(u16, Value), ApprovalError> {
+    async fn get(&self, path: &str) -> Result<(u16, Value), Refusal> {
         let url = format!("{}{path}", self.base.as_str().trim_end_matches('/'));
         let authority = match self.base.port() {
             Some(port) => format!("{}:{port}", self.base.host_str().unwrap_or_default()),
@@ -134,7 +134,7 @@ impl Api {
         Ok((status, value))
     }
 
-    async fn get_ok(&self, path: &str) -> Result<Value, ApprovalError> {
+    async fn get_ok(&self, path: &str) -> Result<Value, Refusal> {
         let (status, value) = self.get(path).await?;
         if !(200..300).contains(&status) {
             let said = value["message"].as_str().unwrap_or("");
@@ -144,7 +144,7 @@ impl Api {
     }
 
     /// Is `login` an active member of `org`'s team `team`?
-    async fn in_team(&self, org: &str, team: &str, login: &str) -> Result<bool, ApprovalError> {
+    async fn in_team(&self, org: &str, team: &str, login: &str) -> Result<bool, Refusal> {
         if ![org, team, login].iter().all(|s| segment_ok(s)) {
             return Ok(false);
         }
@@ -178,7 +178,7 @@ pub async fn approval(
     environment: &str,
     approvers: &[String],
     allow_self: bool,
-) -> Result<GithubApproval, ApprovalError> {
+) -> Result<GithubApproval, Refusal> {
     let base = format!("/repos/{}/actions/runs/{}", api.repository, api.run_id);
     let reviews = api.get_ok(&format!("{base}/approvals")).await?;
     let reviews: Vec<&Value> = reviews
@@ -281,7 +281,7 @@ impl CodeReview {
 
 /// The API for the pull request this GitHub Actions job runs for:
 /// `Ok(None)` outside GitHub Actions (`GITHUB_ACTIONS` is not `true`).
-pub fn pull_request_api_from_env() -> Result<Option<Api>, ApprovalError> {
+pub fn pull_request_api_from_env() -> Result<Option<Api>, Refusal> {
     if var("GITHUB_ACTIONS").as_deref() != Some("true") {
         return Ok(None);
     }
@@ -295,7 +295,7 @@ pub fn pull_request_api_from_env() -> Result<Option<Api>, ApprovalError> {
 /// The pull request of this job: the event's `pull_request.number`
 /// (`GITHUB_EVENT_PATH`), else the one GitHub associates with the pushed
 /// commit (`GET /repos/{owner}/{repo}/commits/{GITHUB_SHA}/pulls`).
-pub async fn pull_request_number(api: &Api) -> Result<Option<u64>, ApprovalError> {
+pub async fn pull_request_number(api: &Api) -> Result<Option<u64>, Refusal> {
     if let Some(path) = var("GITHUB_EVENT_PATH") {
         let text = std::fs::read_to_string(&path)
             .map_err(|e| invalid(format!("cannot read the event payload GITHUB_EVENT_PATH `{path}`: {e}")))?;
@@ -317,7 +317,7 @@ pub async fn pull_request_number(api: &Api) -> Result<Option<u64>, ApprovalError
 }
 
 /// Pull request `number`'s reviews, counted as [`CodeReview::from_reviews`] says.
-pub async fn code_review(api: &Api, number: u64) -> Result<CodeReview, ApprovalError> {
+pub async fn code_review(api: &Api, number: u64) -> Result<CodeReview, Refusal> {
     let reviews = api.get_ok(&format!("/repos/{}/pulls/{number}/reviews?per_page=100", api.repository)).await?;
     Ok(CodeReview::from_reviews(number, &reviews))
 }

@@ -14,34 +14,13 @@
 pub mod github_api;
 pub mod ssh;
 
+use crate::exit::Refusal;
 use crate::pipeline::Plan;
 use crate::pipeline::model::{ApprovalMode, Environment};
 use crate::state::{ApprovalRecord, RunRow};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
-
-/// Why an approval is not accepted; the exit status follows the kind.
-#[derive(Debug, thiserror::Error)]
-pub enum ApprovalError {
-    /// Refused (exit 4): a wrong key or signer, a signature for something
-    /// else, self-approval, a rejection, a ref not allowed.
-    #[error("{0}")]
-    Refused(String),
-    /// Invalid input (exit 2): an allowed-signers file that cannot be read,
-    /// a key file that does not exist, a missing token.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl ApprovalError {
-    pub fn exit(&self) -> crate::exit::ExitStatus {
-        match self {
-            ApprovalError::Refused(_) => crate::exit::ExitStatus::Refused,
-            ApprovalError::Invalid(_) => crate::exit::ExitStatus::InvalidInput,
-        }
-    }
-}
 
 /// Who starts a run, recorded with it when it starts, and compared with
 /// the approver (self-approval): in GitHub Actions `GITHUB_ACTOR`; else
@@ -98,13 +77,13 @@ pub fn current_ref(dir: &Path) -> Option<String> {
 }
 
 /// `branches:`: refuses a run from a ref the environment does not allow.
-pub fn check_branch(plan: &Plan) -> Result<(), ApprovalError> {
+pub fn check_branch(plan: &Plan) -> Result<(), Refusal> {
     let Some(rules) = &plan.environment_rules else { return Ok(()) };
     if rules.branches.is_empty() {
         return Ok(());
     }
     let Some(name) = current_ref(&plan.dir) else {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "`{}` takes runs from {} only, and the ref of this run cannot be told (no GITHUB_REF_NAME in GitHub \
              Actions, no checked-out branch in {})",
             plan.environment,
@@ -115,7 +94,7 @@ pub fn check_branch(plan: &Plan) -> Result<(), ApprovalError> {
     if rules.branches.iter().any(|p| crate::pipeline::branches::matches(p, &name)) {
         return Ok(());
     }
-    Err(ApprovalError::Refused(format!(
+    Err(Refusal::Refused(format!(
         "`{}` takes runs from {} only; this run comes from `{name}`",
         plan.environment,
         rules.branches.join(", ")

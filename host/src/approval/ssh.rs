@@ -7,7 +7,7 @@
 //! statement and the signature go through files in a private temporary
 //! folder, never on a command line.
 
-use super::ApprovalError;
+use crate::exit::Refusal;
 use base64::Engine;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -27,13 +27,13 @@ fn ssh_keygen() -> Command {
     cmd
 }
 
-fn run(mut cmd: Command, stdin: Option<&Path>) -> Result<Output, ApprovalError> {
+fn run(mut cmd: Command, stdin: Option<&Path>) -> Result<Output, Refusal> {
     cmd.stdin(match stdin {
-        Some(path) => std::fs::File::open(path).map(Stdio::from).map_err(|e| ApprovalError::Invalid(e.to_string()))?,
+        Some(path) => std::fs::File::open(path).map(Stdio::from).map_err(|e| Refusal::Invalid(e.to_string()))?,
         None => Stdio::null(),
     });
     cmd.output().map_err(|e| {
-        ApprovalError::Invalid(format!(
+        Refusal::Invalid(format!(
             "cannot run ssh-keygen ({e}): install OpenSSH's client tools (Debian: openssh-client)"
         ))
     })
@@ -45,29 +45,25 @@ fn stderr_of(out: &Output) -> String {
 
 /// Signs `statement` with the private key at `key` (a passphrase is asked
 /// on the terminal by ssh-keygen itself); returns the armored signature.
-pub fn sign(key: &Path, statement: &str) -> Result<String, ApprovalError> {
+pub fn sign(key: &Path, statement: &str) -> Result<String, Refusal> {
     if !key.is_file() {
-        return Err(ApprovalError::Invalid(format!("no key file at {}", key.display())));
+        return Err(Refusal::Invalid(format!("no key file at {}", key.display())));
     }
-    let dir = tempfile::tempdir().map_err(|e| ApprovalError::Invalid(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| Refusal::Invalid(e.to_string()))?;
     let file = dir.path().join("statement");
-    std::fs::write(&file, statement).map_err(|e| ApprovalError::Invalid(e.to_string()))?;
+    std::fs::write(&file, statement).map_err(|e| Refusal::Invalid(e.to_string()))?;
     let mut cmd = ssh_keygen();
     cmd.args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"]).arg(key).arg(&file);
     // ssh-keygen asks for a passphrase on the terminal, not on stdin.
     cmd.stdin(Stdio::null());
     let out = cmd.output().map_err(|e| {
-        ApprovalError::Invalid(format!("cannot run ssh-keygen ({e}): install OpenSSH's client tools (openssh-client)"))
+        Refusal::Invalid(format!("cannot run ssh-keygen ({e}): install OpenSSH's client tools (openssh-client)"))
     })?;
     if !out.status.success() {
-        return Err(ApprovalError::Invalid(format!(
-            "ssh-keygen could not sign with {}: {}",
-            key.display(),
-            stderr_of(&out)
-        )));
+        return Err(Refusal::Invalid(format!("ssh-keygen could not sign with {}: {}", key.display(), stderr_of(&out))));
     }
     std::fs::read_to_string(dir.path().join("statement.sig"))
-        .map_err(|e| ApprovalError::Invalid(format!("ssh-keygen wrote no signature: {e}")))
+        .map_err(|e| Refusal::Invalid(format!("ssh-keygen wrote no signature: {e}")))
 }
 
 /// A signature that verified: who made it, with which key.
@@ -96,26 +92,26 @@ fn signed_namespace(armored: &str) -> Option<String> {
 
 /// Checks that `signature` is a signature of exactly `statement`, in the
 /// approval namespace, by a key `allowed_signers` lists (valid now).
-pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Result<Verified, ApprovalError> {
+pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Result<Verified, Refusal> {
     if let Err(e) = crate::files::read_regular_string(allowed_signers, 1 << 20) {
-        return Err(ApprovalError::Invalid(format!(
+        return Err(Refusal::Invalid(format!(
             "cannot read the allowed-signers file {}: {e}",
             allowed_signers.display()
         )));
     }
     if !signature.contains("-----BEGIN SSH SIGNATURE-----") {
-        return Err(ApprovalError::Refused("the approval is not an SSH signature".into()));
+        return Err(Refusal::Refused("the approval is not an SSH signature".into()));
     }
     if let Some(ns) = signed_namespace(signature).filter(|ns| ns != NAMESPACE) {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "the signature was made for namespace `{ns}`, not `{NAMESPACE}`: a signature made for something else \
              (a git commit, a file) is not an approval"
         )));
     }
-    let dir = tempfile::tempdir().map_err(|e| ApprovalError::Invalid(e.to_string()))?;
+    let dir = tempfile::tempdir().map_err(|e| Refusal::Invalid(e.to_string()))?;
     let (msg, sig) = (dir.path().join("statement"), dir.path().join("statement.sig"));
-    std::fs::write(&msg, statement).map_err(|e| ApprovalError::Invalid(e.to_string()))?;
-    std::fs::write(&sig, signature).map_err(|e| ApprovalError::Invalid(e.to_string()))?;
+    std::fs::write(&msg, statement).map_err(|e| Refusal::Invalid(e.to_string()))?;
+    std::fs::write(&sig, signature).map_err(|e| Refusal::Invalid(e.to_string()))?;
 
     let mut find = ssh_keygen();
     find.args(["-Y", "find-principals", "-s"]).arg(&sig).arg("-f").arg(allowed_signers);
@@ -127,7 +123,7 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
         .map(String::from)
         .collect();
     if !found.status.success() || principals.is_empty() {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "the signing key is not listed in {} (or not valid now){}",
             allowed_signers.display(),
             Some(stderr_of(&found)).filter(|e| !e.is_empty()).map(|e| format!(": {e}")).unwrap_or_default()
@@ -153,7 +149,7 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
         }
     }
     if verified.principals.is_empty() {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "the signature by {} does not verify for this run: it was made for another statement (another run, \
              version, environment or plugin digests) or is not permitted in namespace `{NAMESPACE}` \
              ({last_error})",

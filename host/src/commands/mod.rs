@@ -79,3 +79,19 @@ async fn check_plugins(
     }
     if errors.is_empty() { Ok(infos) } else { Err(ConfigErrors(errors)) }
 }
+
+/// The one place a refusal becomes an exit: says why on stderr, tells the
+/// run's output (`run.finished` for machines) when the command has one,
+/// and gives the exit status.
+pub(super) fn refuse(
+    out: Option<&crate::output::Output>,
+    run_id: Option<&str>,
+    refusal: &crate::exit::Refusal,
+) -> ExitStatus {
+    eprintln!("{}: {refusal}", refusal.label());
+    let status = refusal.exit();
+    if let Some(out) = out {
+        out.not_started(&status, run_id, &refusal.to_string());
+    }
+    status
+}

@@ -8,6 +8,7 @@
 //! timings.
 
 use crate::exit::ExitStatus;
+use crate::exit::Refusal;
 use crate::pipeline::triggers::HEALTH_CHECKS;
 use crate::runner::{self, RunRecord, Status, StepOutcome};
 use crate::state::{Attestation, RunRow, StateStore};
@@ -637,18 +638,18 @@ pub fn attest(state_dir: &Path, run_id: &str, items: &[String], name: &str) -> R
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
     let keys = attestable_keys();
     if let Some(bad) = items.iter().find(|i| !keys.contains(&i.as_str())) {
-        eprintln!("refused: `{bad}` is not an item a person attests; these are: {}", keys.join(", "));
-        return Ok(ExitStatus::InvalidInput);
+        let why = format!("`{bad}` is not an item a person attests; these are: {}", keys.join(", "));
+        return Ok(super::refuse(None, Some(run_id), &Refusal::Invalid(why)));
     }
     let (_, plan) = super::load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
     if !crate::promotion::is_approver(&plan, name) {
         let listed = plan.environment_rules.as_ref().map(|r| r.approvers.join(", ")).unwrap_or_default();
-        eprintln!(
-            "refused: `{name}` is not a listed approver of `{}` ({})",
+        let why = format!(
+            "`{name}` is not a listed approver of `{}` ({})",
             row.environment,
             if listed.is_empty() { "none listed".to_string() } else { listed }
         );
-        return Ok(ExitStatus::Refused);
+        return Ok(super::refuse(None, Some(run_id), &Refusal::Refused(why)));
     }
     for item in items {
         let a = store.attest(run_id, item, name)?;

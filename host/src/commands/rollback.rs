@@ -5,6 +5,7 @@
 
 use super::ExitStatus;
 use super::run::carry_on;
+use crate::exit::Refusal;
 use crate::output::Output;
 use crate::runner::{self, RunRecord};
 use crate::state::{RunRow, StateStore};
@@ -34,27 +35,27 @@ pub async fn environment(
             None => {
                 let passed: Vec<&str> =
                     runs.iter().filter(|r| r.status == RunStatus::Passed).map(|r| r.version.as_str()).collect();
-                eprintln!(
-                    "refused: version {version} of `{pipeline}` has no passed run in `{environment}` to return to \
+                let why = format!(
+                    "version {version} of `{pipeline}` has no passed run in `{environment}` to return to \
                      (versions deployed there: {})",
                     if passed.is_empty() { "none".to_string() } else { passed.join(", ") }
                 );
-                return Ok(ExitStatus::Refused);
+                return Ok(super::refuse(None, None, &Refusal::Refused(why)));
             }
         },
         // The deploy before the current one, if there was one.
         None => {
             let Some(current) = runs.iter().position(|r| r.status == RunStatus::Passed) else {
-                eprintln!("refused: nothing of `{pipeline}` is deployed in `{environment}`: no run there passed");
-                return Ok(ExitStatus::Refused);
+                let why = format!("nothing of `{pipeline}` is deployed in `{environment}`: no run there passed");
+                return Ok(super::refuse(None, None, &Refusal::Refused(why)));
             };
             runs.iter().skip(current + 1).position(|r| r.status == RunStatus::Passed).map(|at| at + current + 1)
         }
     };
     let newer = &runs[..target.unwrap_or(runs.len())];
     if let Some(live) = newer.iter().find(|r| r.status == RunStatus::Running && !r.process_gone()) {
-        eprintln!("refused: run {} is still running in `{environment}` (pid {})", live.id, live.pid);
-        return Ok(ExitStatus::Refused);
+        let why = format!("run {} is still running in `{environment}` (pid {})", live.id, live.pid);
+        return Ok(super::refuse(None, Some(&live.id), &Refusal::Refused(why)));
     }
     let mut undo: Vec<(RunRow, RunRecord)> = Vec::new();
     for row in newer.iter().filter(|r| UNDOABLE.contains(&r.status) || r.status == RunStatus::Running) {

@@ -1,11 +1,12 @@
 use super::inputs;
-use super::{ExitStatus, check_plugins, load_plan};
-use crate::approval::{self, ApprovalError};
+use super::{ExitStatus, check_plugins, load_plan, refuse};
+use crate::approval;
+use crate::exit::Refusal;
 use crate::output::Output;
 use crate::pipeline::model::ApprovalMode;
 use crate::pipeline::written::WrittenGrants;
 use crate::pipeline::{ConfigErrors, Plan};
-use crate::promotion::{self, Approvals, Consent, Refusal};
+use crate::promotion::{self, Approvals, CheckError, Consent, Gate};
 use crate::runner::{self, Progress, RunInputs};
 use crate::sandbox::Runtime;
 use crate::state::{NewRun, StateError, StateStore};
@@ -26,14 +27,6 @@ pub struct RunFlags {
 /// git's `user.email`, `$USER`).
 pub(super) fn who() -> String {
     approval::starter(Path::new("."))
-}
-
-/// Prints a refusal of the approval rules and returns its exit status.
-fn refuse(out: &Output, run_id: Option<&str>, e: &ApprovalError) -> ExitStatus {
-    eprintln!("refused: {e}");
-    let status = e.exit();
-    out.not_started(&status, run_id, &e.to_string());
-    status
 }
 
 /// A loaded, checked plan with everything needed to run it.
@@ -136,33 +129,8 @@ pub async fn run(
 
     let store = StateStore::open(state_dir)?;
     let run_id = runner::new_run_id();
-    // `branches:` before anything else: a run from another ref never starts.
-    if let Err(e) = approval::check_branch(&plan) {
-        return Ok(refuse(out, None, &e));
-    }
-    let rules = plan.environment_rules.clone().filter(|r| r.require_approval);
-    let mode = rules.as_ref().map(approval::mode);
-    // `approval: github`: GitHub held this job until a reviewer approved
-    // its environment; read who, and check them.
-    let mut github = None;
-    if let (Some(rules), Some(ApprovalMode::Github), None) = (&rules, mode, &flags.approved_by) {
-        let found = match approval::github_api::Api::from_env() {
-            Ok(api) => {
-                approval::github_api::approval(&api, &plan.environment, &rules.approvers, rules.allow_self_approval)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
-        match found {
-            Ok(g) => github = Some(g),
-            Err(e) => return Ok(refuse(out, None, &e)),
-        }
-    }
-    let consent = Consent {
-        approved_by: flags.approved_by.as_deref(),
-        accept_grants: flags.accept_grants.as_deref(),
-        verified: github.as_ref().map(|g| g.login.as_str()),
-    };
+    let gate = promotion::gate(&plan, &grants, &store, flags.approved_by.as_deref(), flags.accept_grants.as_deref());
+    let gate = gate.await;
     let who = starter.and_then(|s| s.join().ok()).unwrap_or_else(|| "unknown".into());
     let start = |approvals| Starting {
         id: &run_id,
@@ -171,56 +139,43 @@ pub async fn run(
         grants: serde_json::to_string(&grants).unwrap_or_default(),
         approvals,
     };
-    let approvals = match promotion::check(&plan, &grants, &store, consent) {
-        Ok(a) if rules.is_some() => {
-            let (mode, detail) = match (&github, mode) {
-                (Some(g), _) => (ApprovalMode::Github, Some(g.comment.as_str())),
-                (None, Some(m)) => (m, None),
-                (None, None) => (ApprovalMode::Name, None),
-            };
-            let approver = a.approved_by.clone().unwrap_or_default();
-            let timer = rules.as_ref().and_then(|r| r.wait_timer);
-            if let Some(timer) = timer.filter(|t| !t.0.is_zero()) {
-                // Approved, but the wait timer runs from the gate: the run
-                // waits there, approval recorded, until `resume`.
-                store.wait_for_approval(&start(&a).record(&plan))?;
-                store.record_approval(&run_id, mode, &approver, None, detail)?;
-                let message = format!(
-                    "`{}` has a wait timer of {timer}: the run proceeds no sooner than that after reaching the gate",
-                    plan.environment
-                );
-                eprintln!("waiting: {message}");
-                eprintln!("run {run_id} waits at the gate: `deployhost resume {run_id}` after {timer}");
-                out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
-                return Ok(ExitStatus::AwaitingApproval);
-            }
-            if let Some(refused) = begin(&store, &start(&a).record(&plan), out)? {
-                return Ok(refused);
-            }
-            store.record_approval(&run_id, mode, &approver, None, detail)?;
-            return execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await;
-        }
-        Ok(a) => a,
-        Err(Refusal::AwaitingApproval(message)) => {
+    let (approvals, given) = match gate {
+        Ok(Gate::Proceed(approvals, given)) => (approvals, given),
+        Ok(Gate::Await(message)) => {
             let waiting = Approvals { approved_by: None, grants_accepted_by: flags.accept_grants.clone() };
             store.wait_for_approval(&start(&waiting).record(&plan))?;
             eprintln!("awaiting approval: {message}");
-            let how = approve_with(mode == Some(ApprovalMode::Signed));
+            let signed = plan.environment_rules.as_ref().map(approval::mode) == Some(ApprovalMode::Signed);
+            let how = approve_with(signed);
             eprintln!(
                 "run {run_id} waits at the gate: `deployhost approve {run_id} {how}`, then `deployhost resume {run_id}`"
             );
             out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
             return Ok(ExitStatus::AwaitingApproval);
         }
-        Err(Refusal::Promotion(message)) => {
-            eprintln!("refused: {message}");
-            out.not_started(&ExitStatus::Refused, None, &message);
-            return Ok(ExitStatus::Refused);
-        }
-        Err(Refusal::State(e)) => return Err(e.into()),
+        Err(CheckError::Refused(refusal)) => return Ok(refuse(Some(out), None, &refusal)),
+        Err(CheckError::State(e)) => return Err(e.into()),
     };
-    if let Some(refused) = begin(&store, &start(&approvals).record(&plan), out)? {
-        return Ok(refused);
+    let timer = plan.environment_rules.as_ref().and_then(|r| r.wait_timer).filter(|t| !t.0.is_zero());
+    if let (Some(given), Some(timer)) = (&given, timer) {
+        // Approved, but the wait timer runs from the gate: the run waits
+        // there, approval recorded, until `resume`.
+        store.wait_for_approval(&start(&approvals).record(&plan))?;
+        store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
+        let message = format!(
+            "`{}` has a wait timer of {timer}: the run proceeds no sooner than that after reaching the gate",
+            plan.environment
+        );
+        eprintln!("waiting: {message}");
+        eprintln!("run {run_id} waits at the gate: `deployhost resume {run_id}` after {timer}");
+        out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
+        return Ok(ExitStatus::AwaitingApproval);
+    }
+    if let Err(refusal) = begin(&store, &start(&approvals).record(&plan))? {
+        return Ok(refuse(Some(out), None, &refusal));
+    }
+    if let Some(given) = given {
+        store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
     }
     execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await
 }
@@ -234,7 +189,7 @@ pub async fn resume(run_id: &str, state_dir: &Path, out: &Output) -> Result<Exit
     if row.status == RunStatus::AwaitingApproval {
         let waiting = match waiting_at_gate(&store, run_id)? {
             Ok(waiting) => waiting,
-            Err(status) => return Ok(status),
+            Err(refusal) => return Ok(refuse(Some(out), Some(run_id), &refusal)),
         };
         match past_the_gate(&store, &waiting, out)? {
             Ok(digests) => signed_for = digests,
@@ -262,15 +217,15 @@ fn past_the_gate(
     let record = store.approval(run_id)?;
     if row.approved_by.is_none() {
         let how = approve_with(mode == ApprovalMode::Signed);
-        eprintln!("refused: run {run_id} has no approval yet: `deployhost approve {run_id} {how}`");
-        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), "no approval yet");
-        return Ok(Err(ExitStatus::AwaitingApproval));
+        let refusal =
+            Refusal::Waiting(format!("run {run_id} has no approval yet: `deployhost approve {run_id} {how}`"));
+        return Ok(Err(refuse(Some(out), Some(run_id), &refusal)));
     }
     let mut signed_for = None;
     if rules.require_approval && mode != ApprovalMode::Name {
         let given = record.as_ref().map_or(ApprovalMode::Name, |r| r.mode);
         let checked = if given != mode {
-            Err(ApprovalError::Refused(format!(
+            Err(Refusal::Refused(format!(
                 "`{}` takes {} approvals; run {run_id} has a {} approval",
                 plan.environment,
                 mode.as_str(),
@@ -286,7 +241,7 @@ fn past_the_gate(
             Ok(())
         };
         if let Err(e) = checked {
-            return Ok(Err(refuse(out, Some(run_id), &e)));
+            return Ok(Err(refuse(Some(out), Some(run_id), &e)));
         }
     }
     if let Some(left) = approval::wait_left(rules, &row.started) {
@@ -296,9 +251,7 @@ fn past_the_gate(
             rules.wait_timer.map(|t| t.to_string()).unwrap_or_default(),
             approval::seconds(left)
         );
-        eprintln!("waiting: {message}");
-        out.not_started(&ExitStatus::AwaitingApproval, Some(run_id), &message);
-        return Ok(Err(ExitStatus::AwaitingApproval));
+        return Ok(Err(refuse(Some(out), Some(run_id), &Refusal::Waiting(message))));
     }
     Ok(Ok(signed_for))
 }
@@ -312,10 +265,10 @@ fn verify_signed(
     row: &crate::state::RunRow,
     signature: &str,
     steps: &[String],
-) -> std::result::Result<(String, Option<String>), ApprovalError> {
-    let Some(rules) = &plan.environment_rules else { return Err(ApprovalError::Refused("no approval rules".into())) };
+) -> std::result::Result<(String, Option<String>), Refusal> {
+    let Some(rules) = &plan.environment_rules else { return Err(Refusal::Refused("no approval rules".into())) };
     let Some(file) = &rules.allowed_signers else {
-        return Err(ApprovalError::Invalid(format!("`{}` has no allowed_signers", plan.environment)));
+        return Err(Refusal::Invalid(format!("`{}` has no allowed_signers", plan.environment)));
     };
     let statement = approval::statement_for(row, steps);
     let verified = approval::ssh::verify(&plan.dir.join(file), &statement, signature).map_err(|e| {
@@ -323,7 +276,7 @@ fn verify_signed(
         let changed: Vec<&str> =
             steps.iter().filter(|s| !then.contains(s)).filter_map(|s| s.split(' ').next()).collect();
         match e {
-            ApprovalError::Refused(m) if !changed.is_empty() => ApprovalError::Refused(format!(
+            Refusal::Refused(m) if !changed.is_empty() => Refusal::Refused(format!(
                 "{m}; the plan changed since the run reached the gate (plugins, parameters, commands or grants of \
                  step {}), so the approval does not cover it",
                 changed.join(", ")
@@ -334,7 +287,7 @@ fn verify_signed(
     let Some(principal) =
         verified.principals.iter().find(|p| rules.approvers.iter().any(|a| approval::same_person(a, p)))
     else {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "the signature is by {}, who is not a listed approver of `{}` ({})",
             verified.principals.join(", "),
             plan.environment,
@@ -342,7 +295,7 @@ fn verify_signed(
         )));
     };
     if !rules.allow_self_approval && approval::same_person(principal, &row.who) {
-        return Err(ApprovalError::Refused(format!(
+        return Err(Refusal::Refused(format!(
             "{principal} started run {} and may not approve it (set `allow_self_approval: true` on `{}` to allow it)",
             row.id, plan.environment
         )));
@@ -391,18 +344,16 @@ async fn carry_on_signed(
     if let Some(signed) = signed_for
         && signed != approval::plan_steps(&plan)
     {
-        let e = ApprovalError::Refused(format!(
+        let e = Refusal::Refused(format!(
             "the plan changed while run {} was resuming; the signed approval does not cover it",
             row.id
         ));
-        return Ok(refuse(out, Some(&row.id), &e));
+        return Ok(refuse(Some(out), Some(&row.id), &e));
     }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
-        eprintln!("refused: {e}");
-        out.not_started(&ExitStatus::Refused, Some(&row.id), &e.to_string());
-        return Ok(ExitStatus::Refused);
+        return Ok(refuse(Some(out), Some(&row.id), &Refusal::Refused(e.to_string())));
     }
     execute(plan, runtime, inputs, store, state_dir, &row.id, out).await
 }
@@ -413,20 +364,17 @@ struct Waiting {
     plan: Plan,
 }
 
-/// The run, if it waits at the gate; else the exit status, when it is not
-/// waiting or its approval window has ended (the run is then recorded
-/// `expired`).
-fn waiting_at_gate(store: &StateStore, run_id: &str) -> Result<std::result::Result<Waiting, ExitStatus>> {
+/// The run, if it waits at the gate; else why not, when it is not waiting
+/// or its approval window has ended (the run is then recorded `expired`).
+fn waiting_at_gate(store: &StateStore, run_id: &str) -> Result<std::result::Result<Waiting, Refusal>> {
     let Some((row, _)) = store.run(run_id)? else { anyhow::bail!("no run `{run_id}`") };
     if row.status != RunStatus::AwaitingApproval {
-        eprintln!("refused: run {run_id} is {}, not awaiting approval", row.status);
-        return Ok(Err(ExitStatus::Refused));
+        return Ok(Err(Refusal::Refused(format!("run {run_id} is {}, not awaiting approval", row.status))));
     }
     let (_, plan) = load_plan(Path::new(&row.file), Some(row.environment.clone()), Some(row.version.clone()))?;
     if let Some(why) = promotion::approval_expired(&plan, &row.started) {
         store.finish(run_id, RunStatus::Expired, Some(&why))?;
-        eprintln!("refused: run {run_id} expired: {why}");
-        return Ok(Err(ExitStatus::Refused));
+        return Ok(Err(Refusal::Refused(format!("run {run_id} expired: {why}"))));
     }
     Ok(Ok(Waiting { row, plan }))
 }
@@ -436,11 +384,11 @@ pub fn reject(run_id: &str, name: &str, reason: Option<&str>, state_dir: &Path) 
     let store = StateStore::open(state_dir)?;
     let Waiting { row, plan } = match waiting_at_gate(&store, run_id)? {
         Ok(waiting) => waiting,
-        Err(status) => return Ok(status),
+        Err(refusal) => return Ok(refuse(None, Some(run_id), &refusal)),
     };
     if !promotion::is_approver(&plan, name) {
-        eprintln!("refused: `{name}` may not decide on deploys to `{}`", row.environment);
-        return Ok(ExitStatus::Refused);
+        let refusal = Refusal::Refused(format!("`{name}` may not decide on deploys to `{}`", row.environment));
+        return Ok(refuse(None, Some(run_id), &refusal));
     }
     let why = format!("rejected by {name}{}", reason.map(|r| format!(": {r}")).unwrap_or_default());
     store.finish(run_id, RunStatus::Rejected, Some(&why))?;
@@ -465,13 +413,10 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
     let store = StateStore::open(state_dir)?;
     let Waiting { row, plan } = match waiting_at_gate(&store, run_id)? {
         Ok(waiting) => waiting,
-        Err(status) => return Ok(status),
+        Err(refusal) => return Ok(refuse(None, Some(run_id), &refusal)),
     };
     let mode = plan.environment_rules.as_ref().map_or(ApprovalMode::Name, approval::mode);
-    let refused = |m: String| {
-        eprintln!("refused: {m}");
-        Ok(ExitStatus::Refused)
-    };
+    let refused = |m: String| Ok(refuse(None, Some(run_id), &Refusal::Refused(m)));
     let env = &row.environment;
     let (name, signed) = match (mode, with) {
         (ApprovalMode::Name, ApproveWith::Name(name)) => (name, None),
@@ -496,10 +441,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
                 ApproveWith::Key(key) => {
                     match approval::ssh::sign(&key, &approval::statement_for(&row, &approval::recorded_steps(&row)?)) {
                         Ok(s) => s,
-                        Err(e) => {
-                            eprintln!("refused: {e}");
-                            return Ok(e.exit());
-                        }
+                        Err(e) => return Ok(refuse(None, Some(run_id), &e)),
                     }
                 }
                 ApproveWith::Signature(file) => crate::files::read_regular_string(&file, 64 << 10)
@@ -509,10 +451,7 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
             // The signature covers the plugins recorded with the run.
             match verify_signed(&plan, &row, &signature, &approval::recorded_steps(&row)?) {
                 Ok((principal, key)) => (principal, Some((signature, key))),
-                Err(e) => {
-                    eprintln!("refused: {e}");
-                    return Ok(e.exit());
-                }
+                Err(e) => return Ok(refuse(None, Some(run_id), &e)),
             }
         }
     };
@@ -539,10 +478,10 @@ pub fn approve(run_id: &str, with: ApproveWith, state_dir: &Path) -> Result<Exit
             }
             Ok(ExitStatus::Success)
         }
-        Err(Refusal::State(e)) => Err(e.into()),
-        Err(Refusal::Promotion(m) | Refusal::AwaitingApproval(m)) => {
-            eprintln!("refused: {m}");
-            Ok(ExitStatus::Refused)
+        Err(CheckError::State(e)) => Err(e.into()),
+        // A run waiting for approval is not approved by a name that is not enough.
+        Err(CheckError::Refused(Refusal::Waiting(m) | Refusal::Refused(m) | Refusal::Invalid(m))) => {
+            Ok(refuse(None, Some(run_id), &Refusal::Refused(m)))
         }
     }
 }
@@ -563,14 +502,12 @@ fn approve_with(signed: bool) -> &'static str {
 }
 
 /// Starts the run in the state store; a held lock refuses it (exit 4).
-fn begin(store: &StateStore, run: &NewRun, out: &Output) -> Result<Option<ExitStatus>> {
+/// Records the run as started, holding its environment's lock; another
+/// run holding it is a refusal.
+fn begin(store: &StateStore, run: &NewRun) -> Result<std::result::Result<(), Refusal>> {
     match store.begin(run) {
-        Ok(()) => Ok(None),
-        Err(e @ StateError::Locked { .. }) => {
-            eprintln!("refused: {e}");
-            out.not_started(&ExitStatus::Refused, None, &e.to_string());
-            Ok(Some(ExitStatus::Refused))
-        }
+        Ok(()) => Ok(Ok(())),
+        Err(e @ StateError::Locked { .. }) => Ok(Err(Refusal::Refused(e.to_string()))),
         Err(e) => Err(e.into()),
     }
 }

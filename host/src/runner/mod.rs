@@ -134,6 +134,7 @@ pub async fn run(
             .with_context(|| format!("cannot create the audit log in {}", run_dir.display()))?
             .with_tap(audit_tap),
     );
+    let sql = sql_run(plan, databases, state_dir, &run_dir);
     let run = Arc::new(RunContext {
         run_id: run_id.to_string(),
         pipeline: plan.pipeline.clone(),
@@ -146,18 +147,7 @@ pub async fn run(
         audit,
         redactor,
         secrets: Arc::new(secrets),
-        sql: SqlRun {
-            targets: Arc::new(databases),
-            tools: Arc::new(ToolSet::default()),
-            ledger: Some(state_dir.join("backups.jsonl")),
-            changes: Some(changes_dir(&run_dir)),
-            lossless: plan.environment_rules.as_ref().filter(|e| e.rollback.is_some()).map(|e| {
-                Arc::new(crate::capabilities::sql::Lossless {
-                    environment: plan.environment.clone(),
-                    accepted: e.accept_lossy.clone(),
-                })
-            }),
-        },
+        sql,
         reason: Default::default(),
         previous_version,
         write_roots: Arc::new(
@@ -220,6 +210,24 @@ pub async fn run(
     match signal {
         Some(signal) => journal.interrupted(format!("stopped by {signal}")),
         None => journal.end(&run, by_hand, stopped_by),
+    }
+}
+
+/// The run's side of the database capability: its connections, the
+/// host's tools, the backup ledger in the state folder, the run's change
+/// ledger, and the environment's `rollback: lossless`.
+fn sql_run(plan: &Plan, databases: BTreeMap<String, DbTarget>, state_dir: &Path, run_dir: &Path) -> SqlRun {
+    SqlRun {
+        targets: Arc::new(databases),
+        tools: Arc::new(ToolSet::default()),
+        ledger: Some(state_dir.join("backups.jsonl")),
+        changes: Some(changes_dir(run_dir)),
+        lossless: plan.environment_rules.as_ref().filter(|e| e.rollback.is_some()).map(|e| {
+            Arc::new(crate::capabilities::sql::Lossless {
+                environment: plan.environment.clone(),
+                accepted: e.accept_lossy.clone(),
+            })
+        }),
     }
 }
 
