@@ -32,53 +32,96 @@ struct Item {
 }
 
 /// How an item may be ticked.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Basis {
     /// Only from the run's evidence.
-    Evidence,
+    Evidence(Proof),
     /// From evidence, or else a person's attestation.
-    EvidenceOrPerson,
+    EvidenceOrPerson(Proof),
     /// Only a person can vouch for it.
     Person,
 }
 
+impl Basis {
+    fn proof(self) -> Option<Proof> {
+        match self {
+            Basis::Evidence(p) | Basis::EvidenceOrPerson(p) => Some(p),
+            Basis::Person => None,
+        }
+    }
+
+    fn attestable(self) -> bool {
+        !matches!(self, Basis::Evidence(_))
+    }
+}
+
 /// The seed's checklist: (key, section, item, basis), before then after.
 const PRE: &[(&str, &str, &str, Basis)] = &[
-    ("tests", "Code Quality", "All tests passing (unit ≥90%, integration ≥80%)", Basis::Evidence),
-    ("code_review", "Code Quality", "Code review approved (2+ reviewers)", Basis::EvidenceOrPerson),
-    ("security", "Code Quality", "No HIGH/CRITICAL security issues", Basis::EvidenceOrPerson),
-    ("lint", "Code Quality", "Lint and format checks pass", Basis::Evidence),
-    ("staging", "Environment", "Staging deployment successful", Basis::Evidence),
-    ("smoke_tests", "Environment", "Smoke tests green on staging", Basis::Evidence),
-    ("uat_signoff", "Environment", "UAT sign-off received (if required)", Basis::EvidenceOrPerson),
-    ("migrations_tested", "Environment", "Migrations tested on staging data", Basis::Evidence),
-    ("backup", "Infrastructure", "Migrations backed up", Basis::Evidence),
-    ("rollback_plan", "Infrastructure", "Rollback plan documented", Basis::EvidenceOrPerson),
-    ("health_configured", "Infrastructure", "Health checks configured", Basis::Evidence),
+    ("tests", "Code Quality", "All tests passing (unit ≥90%, integration ≥80%)", Basis::Evidence(evidence_of::tests)),
+    (
+        "code_review",
+        "Code Quality",
+        "Code review approved (2+ reviewers)",
+        Basis::EvidenceOrPerson(evidence_of::code_review),
+    ),
+    ("security", "Code Quality", "No HIGH/CRITICAL security issues", Basis::EvidenceOrPerson(evidence_of::security)),
+    ("lint", "Code Quality", "Lint and format checks pass", Basis::Evidence(evidence_of::lint)),
+    ("staging", "Environment", "Staging deployment successful", Basis::Evidence(evidence_of::staging)),
+    ("smoke_tests", "Environment", "Smoke tests green on staging", Basis::Evidence(evidence_of::smoke_tests)),
+    (
+        "uat_signoff",
+        "Environment",
+        "UAT sign-off received (if required)",
+        Basis::EvidenceOrPerson(evidence_of::uat_signoff),
+    ),
+    (
+        "migrations_tested",
+        "Environment",
+        "Migrations tested on staging data",
+        Basis::Evidence(evidence_of::migrations_tested),
+    ),
+    ("backup", "Infrastructure", "Migrations backed up", Basis::Evidence(evidence_of::backup)),
+    (
+        "rollback_plan",
+        "Infrastructure",
+        "Rollback plan documented",
+        Basis::EvidenceOrPerson(evidence_of::rollback_plan),
+    ),
+    (
+        "health_configured",
+        "Infrastructure",
+        "Health checks configured",
+        Basis::Evidence(evidence_of::health_configured),
+    ),
     ("oncall", "Infrastructure", "On-call engineer available", Basis::Person),
     ("window", "Communication", "Deployment window confirmed", Basis::Person),
-    ("stakeholders", "Communication", "Stakeholders notified", Basis::Evidence),
-    ("slack", "Communication", "Slack channel ready", Basis::Evidence),
+    ("stakeholders", "Communication", "Stakeholders notified", Basis::Evidence(evidence_of::stakeholders)),
+    ("slack", "Communication", "Slack channel ready", Basis::Evidence(evidence_of::slack)),
     ("incident_team", "Communication", "Incident response team on standby", Basis::Person),
 ];
 const POST: &[(&str, &str, &str, Basis)] = &[
-    ("health", "Verification", "Health checks passing", Basis::Evidence),
-    ("logs_clean", "Verification", "Logs show no errors", Basis::Evidence),
-    ("metrics", "Verification", "Metrics within normal range", Basis::Evidence),
+    ("health", "Verification", "Health checks passing", Basis::Evidence(evidence_of::health)),
+    ("logs_clean", "Verification", "Logs show no errors", Basis::Evidence(evidence_of::logs_clean)),
+    ("metrics", "Verification", "Metrics within normal range", Basis::Evidence(evidence_of::metrics)),
     ("critical_paths", "Verification", "Critical paths manually tested", Basis::Person),
     ("dashboards", "Monitoring", "Dashboards updated", Basis::Person),
     ("alerts", "Monitoring", "Alerts configured", Basis::Person),
     ("sla", "Monitoring", "SLA tracking enabled", Basis::Person),
     ("error_tracking", "Monitoring", "Error tracking enabled", Basis::Person),
-    ("release_notes", "Documentation", "Release notes published", Basis::Evidence),
+    ("release_notes", "Documentation", "Release notes published", Basis::Evidence(evidence_of::release_notes)),
     ("changelog", "Documentation", "Changelog updated", Basis::Person),
     ("runbook", "Documentation", "Runbook updated (if needed)", Basis::Person),
-    ("postmortem", "Documentation", "Post-mortem scheduled (if issues)", Basis::EvidenceOrPerson),
+    (
+        "postmortem",
+        "Documentation",
+        "Post-mortem scheduled (if issues)",
+        Basis::EvidenceOrPerson(evidence_of::postmortem),
+    ),
 ];
 
 /// The items a person may attest.
 pub fn attestable_keys() -> Vec<&'static str> {
-    PRE.iter().chain(POST).filter(|(_, _, _, b)| *b != Basis::Evidence).map(|(k, ..)| *k).collect()
+    PRE.iter().chain(POST).filter(|(_, _, _, b)| b.attestable()).map(|(k, ..)| *k).collect()
 }
 
 /// What the checklist is ticked from, besides the run itself.
@@ -136,14 +179,33 @@ fn is_dry(s: &StepOutcome) -> bool {
 }
 
 /// One item from the run's evidence: `(done, evidence)`.
-fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String) {
-    let passed = record.status == RunStatus::Passed;
-    match key {
-        "tests" => all_passed(named(record, Some("command"), &["test"]), &summary),
-        "code_review" => ev.code_review.clone().unwrap_or_default(),
-        "security" => all_passed(named(record, None, &["security", "audit", "scan", "vuln"]), &summary),
-        "lint" => all_passed(named(record, Some("command"), &["lint", "format", "ruff", "black"]), &summary),
-        "staging" => {
+/// How each evidence-backed item of the checklist is ticked.
+type Proof = fn(&RunRecord, &Evidence) -> (bool, String);
+
+/// The evidence for each item, by its key: what the run (and the runs it
+/// builds on) shows, and whether that is enough.
+mod evidence_of {
+    use super::*;
+
+    pub(super) fn tests(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(named(record, Some("command"), &["test"]), &summary)
+    }
+
+    pub(super) fn code_review(_record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        ev.code_review.clone().unwrap_or_default()
+    }
+
+    pub(super) fn security(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(named(record, None, &["security", "audit", "scan", "vuln"]), &summary)
+    }
+
+    pub(super) fn lint(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(named(record, Some("command"), &["lint", "format", "ruff", "black"]), &summary)
+    }
+
+    pub(super) fn staging(record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        let passed = record.status == RunStatus::Passed;
+        {
             if record.environment == "staging" {
                 (passed, format!("this run, in staging: {}", record.status))
             } else {
@@ -156,7 +218,10 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 }
             }
         }
-        "smoke_tests" => {
+    }
+
+    pub(super) fn smoke_tests(record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        {
             let staging = if record.environment == "staging" {
                 Some(record)
             } else {
@@ -167,7 +232,10 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 None => (false, "no staging run of this version on this machine to read its smoke tests from".into()),
             }
         }
-        "uat_signoff" => {
+    }
+
+    pub(super) fn uat_signoff(record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        {
             if record.environment == "uat" {
                 match &ev.approved_by {
                     Some(who) => (true, format!("this UAT run was signed off by {who}")),
@@ -185,7 +253,10 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 }
             }
         }
-        "migrations_tested" => {
+    }
+
+    pub(super) fn migrations_tested(record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        {
             let migrate: Vec<&StepOutcome> = by_plugin(record, "supabase-migrate").collect();
             let dry: Vec<String> = migrate
                 .iter()
@@ -202,14 +273,20 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
             parts.extend(on_staging);
             (!parts.is_empty(), parts.join("; "))
         }
-        "backup" => all_passed(by_plugin(record, "pg-backup"), &|s| {
+    }
+
+    pub(super) fn backup(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(by_plugin(record, "pg-backup"), &|s| {
             format!(
                 "{} (sha256 {})",
                 s.outputs.get("path").cloned().unwrap_or_default(),
                 s.outputs.get("sha256").cloned().unwrap_or_default()
             )
-        }),
-        "rollback_plan" => {
+        })
+    }
+
+    pub(super) fn rollback_plan(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        {
             let mut parts: Vec<String> = record
                 .steps
                 .iter()
@@ -230,7 +307,10 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
             );
             (!parts.is_empty(), parts.join("; "))
         }
-        "health_configured" => {
+    }
+
+    pub(super) fn health_configured(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        {
             let checks: Vec<&str> = record
                 .steps
                 .iter()
@@ -246,7 +326,10 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 },
             )
         }
-        "stakeholders" => {
+    }
+
+    pub(super) fn stakeholders(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        {
             let sent: Vec<&StepOutcome> = record
                 .steps
                 .iter()
@@ -254,18 +337,28 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 .collect();
             (!sent.is_empty(), sent.iter().map(|s| format!("{}: {}", s.step, s.summary)).collect::<Vec<_>>().join("; "))
         }
-        "slack" => all_passed(by_plugin(record, "slack-notify"), &summary),
-        "health" => all_passed(
-            record.steps.iter().filter(|s| matches!(s.plugin.as_str(), "health-probe" | "http-check")),
-            &summary,
-        ),
-        "logs_clean" => match &ev.logged_errors {
+    }
+
+    pub(super) fn slack(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(by_plugin(record, "slack-notify"), &summary)
+    }
+
+    pub(super) fn health(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        all_passed(record.steps.iter().filter(|s| matches!(s.plugin.as_str(), "health-probe" | "http-check")), &summary)
+    }
+
+    pub(super) fn logs_clean(record: &RunRecord, ev: &Evidence) -> (bool, String) {
+        let passed = record.status == RunStatus::Passed;
+        match &ev.logged_errors {
             None => (false, "the run's audit log is not on this machine".into()),
             Some(errors) if errors.is_empty() && passed => (true, "no step logged an error".into()),
             Some(errors) if errors.is_empty() => (false, format!("the run {}", record.status)),
             Some(errors) => (false, format!("{} error line(s), first: {}", errors.len(), errors[0])),
-        },
-        "metrics" => {
+        }
+    }
+
+    pub(super) fn metrics(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        {
             let measured: Vec<&StepOutcome> = record
                 .steps
                 .iter()
@@ -284,7 +377,11 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 None => (done, text),
             }
         }
-        "release_notes" => {
+    }
+
+    pub(super) fn release_notes(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        let passed = record.status == RunStatus::Passed;
+        {
             let notes = migrations_applied(record);
             let sent: Vec<&str> = record
                 .steps
@@ -298,20 +395,22 @@ fn from_evidence(key: &str, record: &RunRecord, ev: &Evidence) -> (bool, String)
                 (false, "needs a passed run and a notification step that announced it".into())
             }
         }
-        "postmortem" => match &record.rollback {
+    }
+
+    pub(super) fn postmortem(record: &RunRecord, _ev: &Evidence) -> (bool, String) {
+        let passed = record.status == RunStatus::Passed;
+        match &record.rollback {
             None if passed => (true, "not needed: the run passed without a rollback".into()),
             None => (false, format!("the run {}: schedule one", record.status)),
             Some(r) => (false, format!("rolled back ({}): schedule one", r.reason)),
-        },
-        _ => (false, String::new()),
+        }
     }
 }
 
 fn checklists(record: &RunRecord, ev: &Evidence) -> (Vec<Item>, Vec<Item>) {
     let item = |&(key, section, item, basis): &(&'static str, &'static str, &'static str, Basis)| {
-        let (mut done, mut evidence) =
-            if basis == Basis::Person { (false, String::new()) } else { from_evidence(key, record, ev) };
-        if !done && basis != Basis::Evidence {
+        let (mut done, mut evidence) = basis.proof().map_or((false, String::new()), |proof| proof(record, ev));
+        if !done && basis.attestable() {
             let who: Vec<String> =
                 ev.attestations.iter().filter(|a| a.item == key).map(|a| format!("{} at {}", a.who, a.at)).collect();
             if who.is_empty() {
@@ -330,7 +429,7 @@ fn checklists(record: &RunRecord, ev: &Evidence) -> (Vec<Item>, Vec<Item>) {
         if evidence.is_empty() {
             evidence = "no evidence in this run".into();
         }
-        Item { key, section, item, done, evidence, attestable: basis != Basis::Evidence }
+        Item { key, section, item, done, evidence, attestable: basis.attestable() }
     };
     (PRE.iter().map(item).collect(), POST.iter().map(item).collect())
 }
@@ -356,7 +455,7 @@ fn run_checks(record: &RunRecord, approved_by: Option<&str>) -> Vec<Item> {
             "Migrations tested before applying (dry run)",
             (migrate.iter().any(|s| is_dry(s) && s.status == Status::Passed), joined(&|s| is_dry(s))),
         ),
-        check("run_backup", "Database backed up", from_evidence("backup", record, &Evidence::none())),
+        check("run_backup", "Database backed up", evidence_of::backup(record, &Evidence::none())),
         check(
             "run_approval",
             "Approval recorded",
