@@ -43,9 +43,9 @@ impl StepUsage {
         capabilities::ALL
             .iter()
             .map(|c| CapabilityUsage {
-                name: c.name(),
-                granted: self.granted.grants.get(c.grant_key()).map_or(&[], Vec::as_slice),
-                used: self.used.0.get(c.used_key()).map_or(&[], Vec::as_slice),
+                name: c.about().name,
+                granted: self.granted.grants.get(c.about().grant_key).map_or(&[], Vec::as_slice),
+                used: self.used.0.get(c.about().used_key).map_or(&[], Vec::as_slice),
             })
             .collect()
     }
@@ -77,9 +77,9 @@ fn step_usage(step: &str, events: &[Event]) -> StepUsage {
             *uses.entry(what).or_default() += n;
         }
         let shown = c.show_used(uses);
-        let given = granted.grants.get(c.grant_key()).map_or(&[][..], Vec::as_slice);
+        let given = granted.grants.get(c.about().grant_key).map_or(&[][..], Vec::as_slice);
         unused.extend(c.unused(given, &shown));
-        used.0.insert(c.used_key().to_string(), shown);
+        used.0.insert(c.about().used_key.to_string(), shown);
     }
     let mut status = crate::status::RunStatus::Interrupted.as_str().to_string();
     let mut denials = Vec::new();

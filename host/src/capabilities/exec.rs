@@ -326,23 +326,14 @@ impl Host for CapsView<'_> {
 pub struct Exec;
 
 impl super::Capability for Exec {
-    fn name(&self) -> &'static str {
-        "exec"
-    }
-    fn grant_key(&self) -> &'static str {
-        "exec"
-    }
-    fn used_key(&self) -> &'static str {
-        "programs"
+    fn about(&self) -> super::About {
+        super::About { name: "exec", grant_key: "exec", used_key: "programs", no_use: "host programs" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         grants.exec.clone()
     }
     fn covers(&self, need: Need) -> bool {
         need == Need::Exec
-    }
-    fn no_use(&self) -> &'static str {
-        "host programs"
     }
     fn used(&self, record: &Record) -> Option<(String, u64)> {
         match record {

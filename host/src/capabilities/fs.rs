@@ -299,23 +299,14 @@ fn mounts(grants: &StepGrants, writable: bool) -> Vec<String> {
 }
 
 impl super::Capability for FsRead {
-    fn name(&self) -> &'static str {
-        "fs.read"
-    }
-    fn grant_key(&self) -> &'static str {
-        "fs_read"
-    }
-    fn used_key(&self) -> &'static str {
-        "files_read"
+    fn about(&self) -> super::About {
+        super::About { name: "fs.read", grant_key: "fs_read", used_key: "files_read", no_use: "file reads" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         mounts(grants, false)
     }
     fn covers(&self, need: Need) -> bool {
         matches!(need, Need::FsRead | Need::FsWrite)
-    }
-    fn no_use(&self) -> &'static str {
-        "file reads"
     }
     fn used(&self, record: &Record) -> Option<(String, u64)> {
         match record {
@@ -330,23 +321,14 @@ impl super::Capability for FsRead {
 }
 
 impl super::Capability for FsWrite {
-    fn name(&self) -> &'static str {
-        "fs.write"
-    }
-    fn grant_key(&self) -> &'static str {
-        "fs_write"
-    }
-    fn used_key(&self) -> &'static str {
-        "files_written"
+    fn about(&self) -> super::About {
+        super::About { name: "fs.write", grant_key: "fs_write", used_key: "files_written", no_use: "file writes" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         mounts(grants, true)
     }
     fn covers(&self, need: Need) -> bool {
         need == Need::FsWrite
-    }
-    fn no_use(&self) -> &'static str {
-        "file writes"
     }
     fn used(&self, record: &Record) -> Option<(String, u64)> {
         match record {

@@ -123,18 +123,12 @@ pub trait StepStore: WasiView + WasiHttpView + Send + 'static {
 /// capability's module, listed once in [`ALL`]. Its name is the grant's
 /// key in the pipeline file (`grants.fs.read`, `grants.databases`, …).
 pub trait Capability: Sync {
-    /// The one name people see (`fs.read`, `net`, `databases`, …).
-    fn name(&self) -> &'static str;
-    /// Its key in the `grant` record and `audit --json`.
-    fn grant_key(&self) -> &'static str;
-    /// Its key among what a step used (`audit --run --json`).
-    fn used_key(&self) -> &'static str;
+    /// Its names.
+    fn about(&self) -> About;
     /// What the step is granted, labelled as `audit` shows it.
     fn granted(&self, grants: &StepGrants) -> Vec<String>;
     /// Does a plugin's declared need cover this grant?
     fn covers(&self, need: Need) -> bool;
-    /// What a plugin that does not need it declares no use of.
-    fn no_use(&self) -> &'static str;
     /// One use an audit record shows, and how much it counts.
     fn used(&self, record: &Record) -> Option<(String, u64)>;
     /// Its uses as shown: each once, by default.
@@ -143,8 +137,22 @@ pub trait Capability: Sync {
     }
     /// A note when it was granted and not (fully) used.
     fn unused(&self, granted: &[String], used: &[String]) -> Option<String> {
-        (!granted.is_empty() && used.is_empty()).then(|| format!("{}: granted but not used", self.name()))
+        (!granted.is_empty() && used.is_empty()).then(|| format!("{}: granted but not used", self.about().name))
     }
+}
+
+/// How a capability is named: to people, in the JSON, and in the over-grant check.
+#[derive(Clone, Copy)]
+pub struct About {
+    /// The one name people see: the grant's key in the pipeline file
+    /// (`fs.read`, `net`, `databases`, …).
+    pub name: &'static str,
+    /// Its key in the `grant` record and `audit --json`.
+    pub grant_key: &'static str,
+    /// Its key among what a step used (`audit --run --json`).
+    pub used_key: &'static str,
+    /// What a plugin that does not need it declares no use of.
+    pub no_use: &'static str,
 }
 
 /// Every capability a grant can name, in the order they are shown.
@@ -154,12 +162,12 @@ pub const ALL: [&dyn Capability; 6] =
 /// The capability a plugin's declared need is for, by its one name.
 pub fn need_name(need: Need) -> &'static str {
     match need {
-        Need::FsRead => fs::FsRead.name(),
-        Need::FsWrite => fs::FsWrite.name(),
-        Need::Net => net::Net.name(),
-        Need::Database => sql::Databases.name(),
-        Need::Secret => secrets::Secrets.name(),
-        Need::Exec => exec::Exec.name(),
+        Need::FsRead => fs::FsRead.about().name,
+        Need::FsWrite => fs::FsWrite.about().name,
+        Need::Net => net::Net.about().name,
+        Need::Database => sql::Databases.about().name,
+        Need::Secret => secrets::Secrets.about().name,
+        Need::Exec => exec::Exec.about().name,
     }
 }
 
@@ -167,7 +175,7 @@ pub fn need_name(need: Need) -> &'static str {
 pub fn over_grants(needs: &[Need], grants: &StepGrants) -> Vec<String> {
     ALL.iter()
         .filter(|c| !c.granted(grants).is_empty() && !needs.iter().any(|n| c.covers(*n)))
-        .map(|c| format!("{}: granted, but the plugin declares no {}", c.name(), c.no_use()))
+        .map(|c| format!("{}: granted, but the plugin declares no {}", c.about().name, c.about().no_use))
         .collect()
 }
 
@@ -179,6 +187,6 @@ pub fn granted(step: &crate::pipeline::PlannedStep) -> crate::audit::Granted {
         sha256: step.plugin.digest.clone(),
         memory: step.limits.memory,
         timeout_ms: step.limits.timeout.as_millis() as u64,
-        grants: ALL.iter().map(|c| (c.grant_key().to_string(), c.granted(&step.grants))).collect(),
+        grants: ALL.iter().map(|c| (c.about().grant_key.to_string(), c.granted(&step.grants))).collect(),
     }
 }

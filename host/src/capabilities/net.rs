@@ -431,23 +431,14 @@ pub fn deny_sockets(
 pub struct Net;
 
 impl super::Capability for Net {
-    fn name(&self) -> &'static str {
-        "net"
-    }
-    fn grant_key(&self) -> &'static str {
-        "net"
-    }
-    fn used_key(&self) -> &'static str {
-        "hosts"
+    fn about(&self) -> super::About {
+        super::About { name: "net", grant_key: "net", used_key: "hosts", no_use: "network use" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         grants.net.iter().map(|p| p.to_string()).collect()
     }
     fn covers(&self, need: Need) -> bool {
         need == Need::Net
-    }
-    fn no_use(&self) -> &'static str {
-        "network use"
     }
     fn used(&self, record: &Record) -> Option<(String, u64)> {
         match record {

@@ -52,23 +52,14 @@ impl Host for CapsView<'_> {
 pub struct Secrets;
 
 impl super::Capability for Secrets {
-    fn name(&self) -> &'static str {
-        "secrets"
-    }
-    fn grant_key(&self) -> &'static str {
-        "secrets"
-    }
-    fn used_key(&self) -> &'static str {
-        "secrets_read"
+    fn about(&self) -> super::About {
+        super::About { name: "secrets", grant_key: "secrets", used_key: "secrets_read", no_use: "secret use" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         grants.secrets.iter().cloned().collect()
     }
     fn covers(&self, need: Need) -> bool {
         need == Need::Secret
-    }
-    fn no_use(&self) -> &'static str {
-        "secret use"
     }
     fn used(&self, record: &Record) -> Option<(String, u64)> {
         match record {

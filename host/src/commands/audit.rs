@@ -54,8 +54,8 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
         let g = &row.granted;
         println!("{}/{}  {}  sha256:{}", plain(&g.stage), plain(&row.step), plain(&g.plugin), g.sha256);
         for c in capabilities::ALL {
-            let granted = g.grants.get(c.grant_key()).map_or(&[][..], Vec::as_slice);
-            println!("    {:<10} {}", c.name(), list(granted));
+            let granted = g.grants.get(c.about().grant_key).map_or(&[][..], Vec::as_slice);
+            println!("    {:<10} {}", c.about().name, list(granted));
         }
         println!(
             "    limits     memory {}, timeout {}",

@@ -186,12 +186,20 @@ pub async fn run(
         None => &plan.stages,
     };
     let work = async {
-        let mut stages_run = StagesRun { plan, runtime: &runtime, run: &run, done_before: &mut done_before };
+        let mut stages_run = StagesRun {
+            plan,
+            runtime: &runtime,
+            run: &run,
+            done_before: &mut done_before,
+            stopped_by: &mut stopped_by,
+            journal: &mut journal,
+            on_progress,
+        };
         for stage in stages {
-            stages_run.stage(stage, &mut stopped_by, &mut journal, on_progress).await?;
+            stages_run.stage(stage).await?;
         }
         if let Some(reason) = run.reason.get() {
-            roll_back(plan, &runtime, &run, reason, &mut journal, on_progress).await?;
+            roll_back(plan, &runtime, &run, reason, stages_run.journal, stages_run.on_progress).await?;
         }
         anyhow::Ok(())
     };
@@ -333,17 +341,16 @@ struct StagesRun<'a> {
     run: &'a Arc<RunContext>,
     /// Steps a resumed run completed before.
     done_before: &'a mut HashMap<String, StepOutcome>,
+    /// Why the run stopped early, once it has: later steps are skipped.
+    stopped_by: &'a mut Option<String>,
+    journal: &'a mut Journal,
+    on_progress: &'a mut dyn FnMut(Progress<'_>) -> Result<()>,
 }
 
 impl StagesRun<'_> {
     /// Runs one stage (its steps skipped once the run is stopped).
-    async fn stage(
-        &mut self,
-        stage: &crate::pipeline::PlannedStage,
-        stopped_by: &mut Option<String>,
-        journal: &mut Journal,
-        on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
-    ) -> Result<()> {
+    async fn stage(&mut self, stage: &crate::pipeline::PlannedStage) -> Result<()> {
+        let (stopped_by, journal, on_progress) = (&mut *self.stopped_by, &mut *self.journal, &mut *self.on_progress);
         let names = stage.steps.iter().map(|s| s.name.as_str()).collect();
         on_progress(Progress::Stage { name: &stage.name, parallel: stage.parallel, steps: names })?;
         if let Some(reason) = stopped_by.as_deref() {
@@ -355,7 +362,7 @@ impl StagesRun<'_> {
             return Ok(());
         }
         if stage.parallel {
-            return self.parallel(stage, stopped_by, journal, on_progress).await;
+            return self.parallel(stage).await;
         }
         for step in &stage.steps {
             let outcome = match (&stopped_by, self.done_before.remove(&step.name)) {
@@ -377,13 +384,8 @@ impl StagesRun<'_> {
     }
 
     /// A parallel stage: its steps at once, recorded in the stage's order.
-    async fn parallel(
-        &mut self,
-        stage: &crate::pipeline::PlannedStage,
-        stopped_by: &mut Option<String>,
-        journal: &mut Journal,
-        on_progress: &mut dyn FnMut(Progress<'_>) -> Result<()>,
-    ) -> Result<()> {
+    async fn parallel(&mut self, stage: &crate::pipeline::PlannedStage) -> Result<()> {
+        let (stopped_by, journal, on_progress) = (&mut *self.stopped_by, &mut *self.journal, &mut *self.on_progress);
         crate::signals::hold_if_stopped().await;
         let mut set = tokio::task::JoinSet::new();
         let mut done = Vec::new();

@@ -53,23 +53,14 @@ pub fn grant_label(database: &str, roles: &[String]) -> String {
 pub struct Databases;
 
 impl super::Capability for Databases {
-    fn name(&self) -> &'static str {
-        "databases"
-    }
-    fn grant_key(&self) -> &'static str {
-        "databases"
-    }
-    fn used_key(&self) -> &'static str {
-        "databases"
+    fn about(&self) -> super::About {
+        super::About { name: "databases", grant_key: "databases", used_key: "databases", no_use: "database use" }
     }
     fn granted(&self, grants: &StepGrants) -> Vec<String> {
         grants.databases.iter().map(|(db, roles)| grant_label(db, roles)).collect()
     }
     fn covers(&self, need: Need) -> bool {
         need == Need::Database
-    }
-    fn no_use(&self) -> &'static str {
-        "database use"
     }
     /// A statement counts; a dump or a restore uses the database too.
     fn used(&self, record: &Record) -> Option<(String, u64)> {
