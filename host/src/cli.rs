@@ -334,21 +334,10 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     let state_dir = cli.state_dir;
     crate::pipeline::protect(&state_dir, &crate::commands::cache_dir(&state_dir));
     // An empty value (a CI secret that is not set) means no shared state.
-    if let Some(url) = cli.state_url.filter(|u| !u.is_empty()) {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
-        }
-        // A password in argv is readable by every process of this machine
-        // (`/proc/<pid>/cmdline`), the host programs of every step included.
-        let on_command_line = std::env::args().any(|a| a == url || a.strip_prefix("--state=") == Some(url.as_str()));
-        if on_command_line && url::Url::parse(&url).is_ok_and(|u| u.password().is_some()) {
-            eprintln!(
-                "error: --state holds a password on the command line, where every process of this machine can read \
-                 it (/proc/<pid>/cmdline): give the URL in the DEPLOYHOST_STATE environment variable instead"
-            );
-            return Ok(ExitStatus::InvalidInput);
-        }
-        crate::state::use_database(url);
+    if let Some(url) = cli.state_url.filter(|u| !u.is_empty())
+        && let Some(refused) = use_state_url(url)?
+    {
+        return Ok(refused);
     }
     let quiet = cli.quiet;
     rt.block_on(async move {
@@ -358,80 +347,101 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
         ) {
             crate::signals::install();
         }
-        match cli.command {
-            Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
-                let flags = commands::run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
-                commands::run::run(&file, environment, version, flags, &state_dir, &Output::new(&output, quiet)).await
-            }
-            Command::Init { dir, ci } => commands::init::init(&dir, ci),
-            Command::Doctor { file, environment, version } => {
-                commands::doctor::doctor(&file, environment, version).await
-            }
-            Command::Validate { file, environment, version } => {
-                commands::validate::validate(&file, environment, version, &state_dir).await
-            }
-            Command::Audit { file: Some(file), run: None, json } => commands::audit::pipeline(&file, json).await,
-            Command::Audit { run: Some(run), json, .. } => commands::audit::run(&state_dir, &run, json),
-            Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
-            Command::Plugins { json } => commands::plugins::list(json).await,
-            Command::Plugin(PluginCommand::New { name, lang, dir }) => {
-                commands::plugins::new(&name, lang, dir.as_deref())
-            }
-            Command::Plugin(PluginCommand::Build { dir, out }) => {
-                commands::plugins::build(&dir, out.as_deref(), &state_dir).await
-            }
-            Command::Plugin(PluginCommand::Inspect { file, json }) => {
-                commands::plugins::inspect_file(&file, json, &state_dir).await
-            }
-            Command::History { environment, limit, json } => {
-                commands::history::history(&state_dir, environment.as_deref(), limit, json)
-            }
-            Command::Status { run_id, json } => commands::history::status(&state_dir, &run_id, json),
-            Command::Unlock { environment, force, reason } => {
-                let force = if force { reason.as_deref() } else { None };
-                commands::history::unlock(&state_dir, &environment, force)
-            }
-            Command::Ci(CiCommand::Github { pipelines, output, action, install }) => {
-                let install = match &install {
-                    Some(command) => commands::ci::Install::Command(command),
-                    None => commands::ci::Install::Action(&action),
-                };
-                commands::ci::github(&pipelines, &output, install)
-            }
-            Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
-            Command::Approve { run_id, name, key, signature, print_statement } => {
-                use commands::run::ApproveWith;
-                let with = match (name, key, signature) {
-                    (Some(name), ..) => ApproveWith::Name(name),
-                    (_, Some(key), _) => ApproveWith::Key(key),
-                    (_, _, Some(file)) => ApproveWith::Signature(file),
-                    _ if print_statement => ApproveWith::PrintStatement,
-                    _ => anyhow::bail!("give --key KEY, --signature FILE, --print-statement or --as NAME"),
-                };
-                commands::run::approve(&run_id, with, &state_dir)
-            }
-            Command::Attest { run_id, items, name } => commands::report::attest(&state_dir, &run_id, &items, &name),
-            Command::Reject { run_id, name, reason } => {
-                commands::run::reject(&run_id, &name, reason.as_deref(), &state_dir)
-            }
-            Command::Resume { run_id, output } => {
-                commands::run::resume(&run_id, &state_dir, &Output::new(&output, quiet)).await
-            }
-            Command::Rollback { run_id: Some(run_id), output, .. } => {
-                commands::run::rollback(&run_id, &state_dir, &Output::new(&output, quiet)).await
-            }
-            Command::Rollback { run_id: None, environment, to, dry_run, output } => {
-                let environment = environment.unwrap_or_default();
-                let out = Output::new(&output, quiet);
-                commands::rollback::environment(&environment, to.as_deref(), dry_run, &state_dir, &out).await
-            }
-            Command::Completions { shell } => {
-                use clap::CommandFactory;
-                clap_complete::generate(shell, &mut Cli::command(), "deployhost", &mut std::io::stdout());
-                Ok(ExitStatus::Success)
-            }
-        }
+        run_command(cli.command, state_dir, quiet).await
     })
+}
+
+/// The shared state store named by `--state` (or `DEPLOYHOST_STATE`); a
+/// password on the command line is refused.
+fn use_state_url(url: String) -> Result<Option<ExitStatus>> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        anyhow::bail!("--state takes a PostgreSQL URL (postgres://user:password@host:port/dbname)");
+    }
+    // A password in argv is readable by every process of this machine
+    // (`/proc/<pid>/cmdline`), the host programs of every step included.
+    let on_command_line = std::env::args().any(|a| a == url || a.strip_prefix("--state=") == Some(url.as_str()));
+    if on_command_line && url::Url::parse(&url).is_ok_and(|u| u.password().is_some()) {
+        eprintln!(
+            "error: --state holds a password on the command line, where every process of this machine can read \
+             it (/proc/<pid>/cmdline): give the URL in the DEPLOYHOST_STATE environment variable instead"
+        );
+        return Ok(Some(ExitStatus::InvalidInput));
+    }
+    crate::state::use_database(url);
+    Ok(None)
+}
+
+/// Calls the command's implementation with its arguments.
+async fn run_command(command: Command, state_dir: PathBuf, quiet: bool) -> Result<ExitStatus> {
+    match command {
+        Command::Run { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } => {
+            let flags = commands::run::RunFlags { dry_run, sandbox_only, approved_by, accept_grants };
+            commands::run::run(&file, environment, version, flags, &state_dir, &Output::new(&output, quiet)).await
+        }
+        Command::Init { dir, ci } => commands::init::init(&dir, ci),
+        Command::Doctor { file, environment, version } => commands::doctor::doctor(&file, environment, version).await,
+        Command::Validate { file, environment, version } => {
+            commands::validate::validate(&file, environment, version, &state_dir).await
+        }
+        Command::Audit { file: Some(file), run: None, json } => commands::audit::pipeline(&file, json).await,
+        Command::Audit { run: Some(run), json, .. } => commands::audit::run(&state_dir, &run, json),
+        Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
+        Command::Plugins { json } => commands::plugins::list(json).await,
+        Command::Plugin(PluginCommand::New { name, lang, dir }) => commands::plugins::new(&name, lang, dir.as_deref()),
+        Command::Plugin(PluginCommand::Build { dir, out }) => {
+            commands::plugins::build(&dir, out.as_deref(), &state_dir).await
+        }
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            commands::plugins::inspect_file(&file, json, &state_dir).await
+        }
+        Command::History { environment, limit, json } => {
+            commands::history::history(&state_dir, environment.as_deref(), limit, json)
+        }
+        Command::Status { run_id, json } => commands::history::status(&state_dir, &run_id, json),
+        Command::Unlock { environment, force, reason } => {
+            let force = if force { reason.as_deref() } else { None };
+            commands::history::unlock(&state_dir, &environment, force)
+        }
+        Command::Ci(CiCommand::Github { pipelines, output, action, install }) => {
+            let install = match &install {
+                Some(command) => commands::ci::Install::Command(command),
+                None => commands::ci::Install::Action(&action),
+            };
+            commands::ci::github(&pipelines, &output, install)
+        }
+        Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
+        Command::Approve { run_id, name, key, signature, print_statement } => {
+            use commands::run::ApproveWith;
+            let with = match (name, key, signature) {
+                (Some(name), ..) => ApproveWith::Name(name),
+                (_, Some(key), _) => ApproveWith::Key(key),
+                (_, _, Some(file)) => ApproveWith::Signature(file),
+                _ if print_statement => ApproveWith::PrintStatement,
+                _ => anyhow::bail!("give --key KEY, --signature FILE, --print-statement or --as NAME"),
+            };
+            commands::run::approve(&run_id, with, &state_dir)
+        }
+        Command::Attest { run_id, items, name } => commands::report::attest(&state_dir, &run_id, &items, &name),
+        Command::Reject { run_id, name, reason } => {
+            commands::run::reject(&run_id, &name, reason.as_deref(), &state_dir)
+        }
+        Command::Resume { run_id, output } => {
+            commands::run::resume(&run_id, &state_dir, &Output::new(&output, quiet)).await
+        }
+        Command::Rollback { run_id: Some(run_id), output, .. } => {
+            commands::run::rollback(&run_id, &state_dir, &Output::new(&output, quiet)).await
+        }
+        Command::Rollback { run_id: None, environment, to, dry_run, output } => {
+            let environment = environment.unwrap_or_default();
+            let out = Output::new(&output, quiet);
+            commands::rollback::environment(&environment, to.as_deref(), dry_run, &state_dir, &out).await
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "deployhost", &mut std::io::stdout());
+            Ok(ExitStatus::Success)
+        }
+    }
 }
 
 pub fn main() -> ExitCode {

@@ -150,12 +150,7 @@ pub async fn run(
         sql,
         reason: Default::default(),
         previous_version,
-        write_roots: Arc::new(
-            plan.steps()
-                .flat_map(|s| s.grants.mounts.iter().filter(|m| m.writable))
-                .map(|m| m.host.canonicalize().unwrap_or_else(|_| m.host.clone()))
-                .collect(),
-        ),
+        write_roots: Arc::new(write_roots(plan)),
     });
     let mut journal = Journal::begin(plan, &run, resume.as_ref(), &runtime)?;
     // Steps a resumed run completed before: kept as they were.
@@ -237,6 +232,14 @@ fn sql_run(plan: &Plan, databases: BTreeMap<String, DbTarget>, state_dir: &Path,
             })
         }),
     }
+}
+
+/// Every folder a step of the pipeline may write (canonical where it exists).
+fn write_roots(plan: &Plan) -> Vec<PathBuf> {
+    plan.steps()
+        .flat_map(|s| s.grants.mounts.iter().filter(|m| m.writable))
+        .map(|m| m.host.canonicalize().unwrap_or_else(|_| m.host.clone()))
+        .collect()
 }
 
 /// Makes the run folder, its `logs/` and the sandboxes' empty root.
