@@ -133,3 +133,45 @@ fn without_address_space_for_the_pool_steps_are_allocated_on_demand() {
     assert!(stderr.contains("instance pool unavailable, allocating on demand"), "{stderr}");
     assert_stopped_at_their_limits(&p);
 }
+
+/// Header maps live in the host, not in the plugin's memory: a plugin
+/// keeping 20,000 of 30 KB each (600 MB) is stopped once its resource table
+/// holds about its memory limit's worth, and one header map may not hold
+/// 120 KiB.
+#[test]
+fn header_maps_a_plugin_keeps_in_the_host_are_bounded_by_its_memory_limit() {
+    let hoard = "        limits: { memory: 32MiB }\n";
+    let a = Attack::run_with(&[("hoard", "{ attack: hoard-fields, count: 20000 }", "{}", hoard)], &[], |_| {});
+    let step = a.p.step("hoard");
+    assert_eq!((step["status"].as_str(), step["failure"].as_str()), (Some("failed"), Some("memory")), "{step}");
+    assert!(step["summary"].as_str().unwrap().contains("1024 resources"), "{step}");
+    assert!(step["ms"].as_u64().unwrap() < 10_000, "stopped at once: {step}");
+    let a = Attack::run(&[("big", "{ attack: big-field }", "{}")], &[], |_| {});
+    let step = a.p.step("big");
+    assert_eq!(step["status"], "failed", "{step}");
+    assert!(step["summary"].as_str().unwrap().contains("total size of fields exceeds limit"), "{step}");
+}
+
+/// A response the plugin keeps with its body unread holds a connection:
+/// it counts against `limits.http_requests` until it is read or dropped,
+/// so a step cannot pile up sockets from a server that trickles.
+#[test]
+fn responses_a_plugin_keeps_open_count_against_its_request_limit() {
+    let server = Server::fixed(Response::ok(&"x".repeat(100)).trickled(std::time::Duration::from_millis(100)));
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: n\nstages:\n  - name: s\n    steps:\n");
+    let with = format!("{{ attack: hold-responses, url: \"{}\", count: 10 }}", server.url("/x"));
+    yaml.push_str(&hostile_step("hold", &digest, &with, &format!("{{ net: [\"{}\"] }}", server.grant())));
+    yaml.push_str("        limits: { http_requests: 4 }\n");
+    p.pipeline(&yaml);
+    p.run(&[]).assert_code(0);
+    let step = p.step("hold");
+    assert_eq!(
+        (step["outputs"]["held"].as_str(), step["outputs"]["refused"].as_str()),
+        (Some("4"), Some("6")),
+        "{step}"
+    );
+    let limits = p.audit_events("hold", "limit");
+    assert!(limits.iter().any(|e| e["kind"] == "http_in_flight" && e["limit"] == 4), "{limits:?}");
+}

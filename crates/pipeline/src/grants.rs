@@ -131,7 +131,7 @@ pub fn normalize_host(host: &str) -> String {
 
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-/// `limits.http_requests`: requests waiting for a response at once.
+/// `limits.http_requests`: requests open at once (waiting for a response, or its body being read).
 pub const DEFAULT_HTTP_REQUESTS: usize = 16;
 /// `limits.db_connections`: connections one step holds open at once.
 pub const DEFAULT_DB_CONNECTIONS: usize = 8;

@@ -14,6 +14,21 @@ pub const MAX_INSTANCES: usize = 64;
 /// What one table element costs the host (a pointer-sized slot).
 const TABLE_ELEMENT_BYTES: u64 = 8;
 
+/// Bytes of headers one wasi:http header map (`fields`) may hold; the
+/// host keeps them, not the plugin's memory.
+pub const FIELD_SIZE_LIMIT: usize = 32 << 10;
+/// Fewest and most entries a step's resource table may hold.
+const TABLE_ENTRIES: (usize, usize) = (1024, 16 << 10);
+
+/// Entries a step's resource table may hold: everything the plugin makes
+/// the host keep for it (header maps, requests, responses, streams,
+/// pollables, connections). With each header map capped at
+/// [`FIELD_SIZE_LIMIT`], what a step holds in the host this way is at most
+/// about its own memory limit, so `limits.memory` bounds it too.
+pub fn table_entries(limits: &StepLimits) -> usize {
+    (limits.memory as usize / FIELD_SIZE_LIMIT).clamp(TABLE_ENTRIES.0, TABLE_ENTRIES.1)
+}
+
 /// Epoch ticks until the step's deadline.
 pub fn deadline_ticks(limits: &StepLimits) -> u64 {
     (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1

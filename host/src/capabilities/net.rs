@@ -60,7 +60,7 @@ impl NetPolicy {
         NetPolicy { max_in_flight, ..self }
     }
 
-    /// A slot for one more request, unless the step has too many waiting.
+    /// A slot for one more request, unless the step has too many open.
     fn start_request(&self) -> Option<InFlight> {
         let before = self.in_flight.fetch_add(1, Ordering::SeqCst);
         let slot = InFlight(self.in_flight.clone());
@@ -149,7 +149,7 @@ impl WasiHttpHooks for NetHooks {
         let (step, audit) = (self.step.clone(), self.audit.clone());
         let Some(slot) = self.policy.start_request() else {
             let max = self.policy.max_in_flight;
-            let message = format!("more than {max} requests waiting at once (limits.http_requests)");
+            let message = format!("more than {max} requests open at once (limits.http_requests)");
             let hit = LimitHit {
                 limit: Some(max as u64),
                 method: Some(asked.method.clone()),
@@ -160,15 +160,13 @@ impl WasiHttpHooks for NetHooks {
             audit.record(Some(&step), Record::Limit(hit));
             let Asked { method, host, port, .. } = asked;
             let message = format!(
-                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {max} requests are already waiting (raise limits.http_requests)"
+                "deployhost refused step `{step}` HTTP {method} to {host}:{port}: {max} requests are already open, \
+                 waiting for or reading a response (raise limits.http_requests)"
             );
             return Box::new(async move { Err(HttpError::InternalError(Some(message))) });
         };
         let policy = self.policy.clone();
-        Box::new(async move {
-            let _slot = slot;
-            send_checked(asked, request, options, &policy, &step, &audit).await
-        })
+        Box::new(async move { send_checked(asked, request, options, &policy, &step, &audit, slot).await })
     }
 }
 
@@ -246,6 +244,7 @@ async fn send_checked(
     policy: &NetPolicy,
     step: &str,
     audit: &AuditLog,
+    slot: InFlight,
 ) -> Result<Sent, HttpError> {
     use http_body_util::BodyExt;
     let started = Instant::now();
@@ -285,6 +284,12 @@ async fn send_checked(
     };
     audit.record(Some(step), Record::NetRequest(sent));
     let (response, io) = result?;
+    // The slot is the connection's: it is given back when the response has
+    // been read or dropped, so held responses count, not only waiting ones.
+    let io = async move {
+        let _held = slot;
+        io.await
+    };
     Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>))
 }
 

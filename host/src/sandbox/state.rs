@@ -54,11 +54,16 @@ pub struct Sandbox {
 impl Sandbox {
     /// A store with the sandbox's state, memory limit and epoch deadline.
     pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<StepState> {
-        let deadline = crate::capabilities::limits::deadline_ticks(&self.limits);
+        use crate::capabilities::limits;
+        let deadline = limits::deadline_ticks(&self.limits);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::table_entries(&self.limits));
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits::FIELD_SIZE_LIMIT);
         let state = StepState {
             wasi: self.wasi,
-            table: ResourceTable::new(),
-            http: WasiHttpCtx::new(),
+            table,
+            http,
             net: NetHooks {
                 step: self.caps.step.clone(),
                 policy: std::sync::Arc::new(self.net),

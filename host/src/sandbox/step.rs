@@ -132,6 +132,18 @@ fn explain_trap(err: &wasmtime::Error, memory_exceeded: bool, limits: &StepLimit
         let limit = crate::pipeline::units::ByteSize(limits.memory);
         return (Stop::Memory, format!("stopped: exceeded its memory limit of {limit} (raise limits.memory)"));
     }
+    // What the plugin makes the host keep counts against its memory too.
+    if matches!(err.root_cause().downcast_ref(), Some(wasmtime::component::ResourceTableError::Full)) {
+        let entries = crate::capabilities::limits::table_entries(limits);
+        let limit = crate::pipeline::units::ByteSize(limits.memory);
+        return (
+            Stop::Memory,
+            format!(
+                "stopped: it made the host hold {entries} resources for it (header maps, requests, streams), \
+                 as many as its memory limit of {limit} allows (raise limits.memory)"
+            ),
+        );
+    }
     match err.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => {
             (Stop::Timeout, format!("timed out after {}", humantime::format_duration(limits.timeout)))
@@ -148,6 +160,8 @@ fn explain_trap(err: &wasmtime::Error, memory_exceeded: bool, limits: &StepLimit
     }
 }
 
+/// What went wrong, in a line: the innermost cause (the outer ones are
+/// wasmtime's "error while executing at wasm backtrace").
 fn first_line(err: &wasmtime::Error) -> String {
-    format!("{err:#}").lines().next().unwrap_or_default().to_string()
+    err.root_cause().to_string().lines().next().unwrap_or_default().to_string()
 }

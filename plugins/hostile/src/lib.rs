@@ -105,6 +105,52 @@ mod sockets {
         (ok, refused)
     }
 
+    /// Makes `count` header maps of one `size`-byte header each and keeps
+    /// every one: their bytes live in the host. Returns how many it holds,
+    /// and the first refusal, if any.
+    pub fn hoard_fields(count: usize, size: usize) -> (usize, Option<String>) {
+        use wasip2::http::types::Fields;
+        let value = vec![b'a'; size];
+        let mut held = Vec::new();
+        for _ in 0..count {
+            let fields = Fields::new();
+            if let Err(e) = fields.append("x-pad", &value) {
+                return (held.len(), Some(format!("{e:?}")));
+            }
+            held.push(fields);
+        }
+        (held.len(), None)
+    }
+
+    /// Sends `count` requests one after another, waits for each response's
+    /// headers and keeps every response with its body unread (a body the
+    /// server trickles keeps its connection open). Returns how many it
+    /// holds and how many were refused.
+    pub fn hold_responses(url: &str, count: usize) -> (usize, usize) {
+        use wasip2::http::outgoing_handler;
+        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
+        let rest = url.strip_prefix("http://").unwrap_or(url);
+        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for _ in 0..count {
+            let request = OutgoingRequest::new(Fields::new());
+            let _ = request.set_scheme(Some(&Scheme::Http));
+            let _ = request.set_authority(Some(authority));
+            let _ = request.set_path_with_query(Some(&path));
+            let Ok(pending) = outgoing_handler::handle(request, None) else {
+                refused += 1;
+                continue;
+            };
+            pending.subscribe().block();
+            match pending.get() {
+                Some(Ok(Ok(response))) => held.push(response),
+                _ => refused += 1,
+            }
+        }
+        (held.len(), refused)
+    }
+
     /// Makes `link` (under a preopened folder) a symlink to `target`, as
     /// written: WASI lets a relative target climb out of the grant.
     pub fn symlink(target: &str, link: &str) -> Result<(), String> {
@@ -278,6 +324,23 @@ impl Guest for Hostile {
                 let (ok, refused) = sockets::parallel_get(&p.url, p.count as usize);
                 Report::passed(format!("{ok} answered, {refused} refused"))
                     .output("answered", ok.to_string())
+                    .output("refused", refused.to_string())
+            }
+            "hoard-fields" => {
+                let (held, refused) = sockets::hoard_fields(p.count as usize, 30_000);
+                Report::passed(format!("{held} header maps held"))
+                    .output("held", held.to_string())
+                    .output("refused", refused.unwrap_or_default())
+            }
+            "big-field" => {
+                // The host stops the plugin on a header map over its limit.
+                let (held, _) = sockets::hoard_fields(1, 120 << 10);
+                Report::passed(format!("{held} header maps of 120 KiB held"))
+            }
+            "hold-responses" => {
+                let (held, refused) = sockets::hold_responses(&p.url, p.count as usize);
+                Report::passed(format!("{held} responses held open, {refused} refused"))
+                    .output("held", held.to_string())
                     .output("refused", refused.to_string())
             }
             "db-connections" => {

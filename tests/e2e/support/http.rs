@@ -32,6 +32,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// Close the connection without answering, as a crashing server does.
     pub hang_up: bool,
+    /// Send the body a byte at a time, this far apart (the headers at once).
+    pub trickle: Option<Duration>,
 }
 
 impl Response {
@@ -49,6 +51,7 @@ impl Response {
             location: None,
             headers: Vec::new(),
             hang_up: false,
+            trickle: None,
         }
     }
     pub fn json(status: u16, body: &serde_json::Value) -> Response {
@@ -66,6 +69,11 @@ impl Response {
     }
     pub fn delayed(mut self, delay: Duration) -> Response {
         self.delay = delay;
+        self
+    }
+    /// The body a byte every `every`: the connection stays open that long.
+    pub fn trickled(mut self, every: Duration) -> Response {
+        self.trickle = Some(every);
         self
     }
 }
@@ -201,14 +209,27 @@ fn serve(stream: TcpStream, shared: &Shared) {
         headers.push(("content-type".into(), "text/plain".into()));
     }
     headers.extend(response.location.iter().map(|l| ("location".to_string(), l.clone())));
-    let text = format!(
-        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n{}",
+    let head = format!(
+        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n{}\r\n",
         response.status,
         response.body.len(),
         headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect::<String>(),
-        response.body
     );
-    let _ = stream.write_all(text.as_bytes());
+    let _ = stream.write_all(head.as_bytes());
+    match response.trickle {
+        None => {
+            let _ = stream.write_all(response.body.as_bytes());
+        }
+        Some(every) => {
+            for byte in response.body.as_bytes() {
+                let _ = stream.flush();
+                std::thread::sleep(every);
+                if stream.write_all(&[*byte]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// A `transfer-encoding: chunked` body (clients send one when they do not
