@@ -340,6 +340,13 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
         return Ok(refused);
     }
     let quiet = cli.quiet;
+    if !matches!(cli.command, Command::Run { .. } | Command::Resume { .. } | Command::Rollback { .. }) {
+        // A command that only prints ends quietly when its reader goes
+        // (`deployhost plugins --json | head`), as other command-line tools do.
+        // Runs keep SIGPIPE ignored: a host program that exits before reading
+        // its input must not take the run down.
+        restore_sigpipe();
+    }
     rt.block_on(async move {
         if matches!(
             cli.command,
@@ -349,6 +356,15 @@ pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
         }
         run_command(cli.command, state_dir, quiet).await
     })
+}
+
+/// SIGPIPE back to its default (Rust ignores it, so a closed stdout made
+/// `println!` panic).
+#[allow(unsafe_code, reason = "signal(2) has no safe wrapper in the dependencies; it takes plain integers")]
+fn restore_sigpipe() {
+    // SAFETY: setting a signal's disposition to the default has no
+    // preconditions; no handler of ours is replaced.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// The shared state store named by `--state` (or `DEPLOYHOST_STATE`); a

@@ -97,3 +97,23 @@ fn plugins_lists_builtins_with_digest_and_needs() {
     let text = p.deployhost(&["plugins"], &[]);
     assert!(text.stdout.contains("health-probe 0.1.0  sha256:"));
 }
+
+/// A listing piped into a reader that stops early (`| head -1`) ends
+/// quietly, without a panic about a broken pipe.
+#[test]
+fn a_listing_whose_reader_stops_early_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let p = Project::new();
+    let mut child = Command::new(crate::support::BIN)
+        .args(["plugins", "--json"])
+        .current_dir(p.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    assert_ne!(out.status.code(), Some(101), "{stderr}");
+}
