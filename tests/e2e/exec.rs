@@ -134,3 +134,24 @@ fn a_process_variable_is_never_spliced_into_a_shell_script() {
     let log = std::fs::read_to_string(p.last_run_dir().join("logs/deploy.log")).unwrap();
     assert!(log.contains("deploying 1.2; touch MARK"), "{log}");
 }
+
+/// A program that leaves its session (`setsid -f`) or double-forks out of
+/// its process group is killed when it ends, and does not hold its step
+/// open: nothing a step started outlives it (issue 25, #4).
+#[test]
+fn what_a_program_leaves_running_outside_its_group_is_killed_with_it() {
+    let p = Project::new();
+    let escape = "      - name: escape\n        run: setsid -f sleep 41.75\n        timeout: 20s\n        grants: { exec: [setsid] }\n";
+    let fork = "      - name: fork\n        run: sh -c \"(setsid sleep 42.25 &); (sleep 42.75 &); echo started\"\n        timeout: 20s\n        grants: { exec: [sh] }\n";
+    pipeline(&p, &format!("{escape}{fork}"));
+    let started = std::time::Instant::now();
+    p.run(&[]).assert_code(0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(15), "the step waited for what its program left");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&ps.stdout);
+    for left in ["sleep 41.75", "sleep 42.25", "sleep 42.75"] {
+        assert!(!ps.contains(left), "`{left}` outlived its step and the run");
+    }
+    assert!(log(&p, "escape").contains("left running"), "{}", log(&p, "escape"));
+}

@@ -49,6 +49,97 @@ pub fn make_undumpable() {
     }
 }
 
+/// Makes the host the reaper of what its programs leave behind: a process
+/// whose parent dies (a double fork, `setsid -f`) becomes the host's child
+/// instead of init's, so [`sweep`] finds it and nothing a step started
+/// outlives the step.
+#[allow(unsafe_code, reason = "prctl(2) has no safe wrapper in the dependencies; the call takes plain integers")]
+pub fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes integer arguments and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        tracing::warn!("cannot make the host a subreaper: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// The host programs running now, by pid: each leads its own session.
+static RUNNING: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// One process as `/proc/<pid>/stat` shows it.
+struct Proc {
+    pid: i32,
+    ppid: i32,
+    session: i32,
+}
+
+fn processes() -> Vec<Proc> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the command name (which may hold spaces and parentheses):
+        // state, ppid, pgrp, session.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(Proc { pid, ppid: fields.get(1)?.parse().ok()?, session: fields.get(3)?.parse().ok()? })
+    })
+    .collect()
+}
+
+/// Kills what host programs left running: every child of the host (its
+/// subreaper) outside the host's own session and outside the session of a
+/// program still running, with everything below it; reaps them. Returns
+/// how many it killed.
+#[allow(unsafe_code, reason = "kill(2) and waitpid(2) on the host's own children; plain integers")]
+pub fn sweep() -> usize {
+    let me = std::process::id() as i32;
+    let procs = processes();
+    let Some(mine) = procs.iter().find(|p| p.pid == me).map(|p| p.session) else { return 0 };
+    // Held throughout: a program being started is registered before a
+    // sweep can see it (see `ProcessGroup::start`).
+    let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+    let left: Vec<i32> = procs
+        .iter()
+        .filter(|p| p.ppid == me && p.session != mine && !running.contains(&p.session))
+        .map(|p| p.pid)
+        .collect();
+    let mut killed = 0;
+    for root in left {
+        let mut tree = vec![root];
+        let mut i = 0;
+        while i < tree.len() {
+            let parent = tree[i];
+            tree.extend(procs.iter().filter(|p| p.ppid == parent).map(|p| p.pid));
+            i += 1;
+        }
+        for pid in tree.iter().rev() {
+            // SAFETY: kill takes integers; each pid is a descendant of this process.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        // SAFETY: `root` is this process's child (reparented to it); reaping
+        // it leaves no zombie. It was just killed, so the wait is short.
+        unsafe { libc::waitpid(root, std::ptr::null_mut(), 0) };
+        killed += tree.len();
+    }
+    killed
+}
+
+/// Sweeps until two passes in a row find nothing (a process whose parent
+/// is on its way out is reparented a moment later), for at most half a
+/// second. Returns how many it killed.
+async fn sweep_all() -> usize {
+    let (mut killed, mut quiet) = (0, 0);
+    for _ in 0..50 {
+        let n = sweep();
+        killed += n;
+        quiet = if n == 0 { quiet + 1 } else { 0 };
+        if quiet == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    killed
+}
+
 /// Capabilities that let a process read a non-dumpable one's memory and
 /// `/proc/<pid>/environ` (`CAP_SYS_PTRACE`, `CAP_SYS_ADMIN`, `CAP_PERFMON`);
 /// checked gone before a program may start as root.
@@ -81,7 +172,8 @@ struct CapData {
     inheritable: u32,
 }
 
-/// Run in the child before `exec`: when the host runs as root (CI
+/// Run in the child before `exec`: it leads a session of its own (so what
+/// it leaves behind is found by [`sweep`]). And when the host runs as root (CI
 /// containers often do), non-dumpable alone does not keep its programs out
 /// of its memory and environment, as root holds every capability. So the
 /// child sets `SECBIT_NOROOT` (root's `exec` then gains no capabilities,
@@ -94,13 +186,18 @@ struct CapData {
 /// only async-signal-safe calls.
 #[allow(
     unsafe_code,
-    reason = "prctl(2) and capget/capset(2) between fork and exec: async-signal-safe, plain integers and stack structs"
+    reason = "setsid(2), prctl(2) and capget/capset(2) between fork and exec: async-signal-safe, plain integers and stack structs"
 )]
 fn drop_capabilities() -> std::io::Result<()> {
-    // SAFETY: geteuid and prctl(2) take and return plain integers and touch
-    // no memory; capget/capset(2) read and write the two stack structs
-    // given, sized as version 3 requires.
+    // SAFETY: setsid, geteuid and prctl(2) take and return plain integers
+    // and touch no memory; capget/capset(2) read and write the two stack
+    // structs given, sized as version 3 requires.
     unsafe {
+        // Its own session (and process group): what it starts stays in it
+        // or is reparented to the host when it leaves (see `sweep`).
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
         let root = libc::geteuid() == 0;
         if root {
             let bits = libc::prctl(libc::PR_GET_SECUREBITS, 0, 0, 0, 0);
@@ -142,12 +239,31 @@ fn drop_capabilities() -> std::io::Result<()> {
     Ok(())
 }
 
-/// A started program's process group: killed whole when the program ends,
-/// when the step stops, or when the host drops it, so a program's children
-/// never outlive its step.
+/// A started program's session and process group (it leads both): the
+/// group is killed whole when the program ends, when the step stops, or
+/// when the host drops it; what left the group ([`sweep`]) goes after it.
 struct ProcessGroup(i32);
 
 impl ProcessGroup {
+    /// Starts `cmd`, its session registered as running (so no sweep takes
+    /// it for something left behind) before any sweep can look.
+    fn start(cmd: &mut Command) -> std::io::Result<(tokio::process::Child, ProcessGroup)> {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        let child = cmd.spawn()?;
+        let pid = child.id().map_or(0, |id| id as i32);
+        running.push(pid);
+        Ok((child, ProcessGroup(pid)))
+    }
+
+    /// The program has ended: its session may be swept.
+    fn ended(&self) {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).retain(|p| *p != self.0);
+    }
+
+    fn is_running(&self) -> bool {
+        RUNNING.lock().unwrap_or_else(|e| e.into_inner()).contains(&self.0)
+    }
+
     #[allow(unsafe_code, reason = "kill(2) on our own child's process group; plain integers")]
     fn kill(&self) {
         if self.0 > 0 {
@@ -160,6 +276,14 @@ impl ProcessGroup {
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
         self.kill();
+        if self.is_running() {
+            // A step stopped mid-program: what escaped the group goes too,
+            // once it has been reparented to the host.
+            self.ended();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(sweep_all());
+            }
+        }
     }
 }
 
@@ -268,18 +392,16 @@ impl Host for CapsView<'_> {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
             .kill_on_drop(true);
         #[allow(unsafe_code, reason = "the hook only calls prctl(2), which is async-signal-safe")]
         // SAFETY: `drop_capabilities` allocates nothing and takes no locks.
         unsafe {
             cmd.pre_exec(drop_capabilities);
         }
-        let mut child =
-            cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
-        // Dropped (the group killed) when this call ends or is cancelled
-        // with its step.
-        let group = ProcessGroup(child.id().map_or(0, |id| id as i32));
+        // Dropped (the group killed, the program's session swept) when this
+        // call ends or is cancelled with its step.
+        let (mut child, group) = ProcessGroup::start(&mut cmd)
+            .map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
         let log = caps.log.clone();
         let mut tail = VecDeque::new();
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
@@ -295,6 +417,11 @@ impl Host for CapsView<'_> {
                     // The program is done: what it left running goes too,
                     // and cannot hold its output open.
                     group.kill();
+                    group.ended();
+                    let left = sweep_all().await;
+                    if left > 0 {
+                        log.line("deployhost", &format!("killed {left} process(es) `{program}` left running"));
+                    }
                     None
                 }
             };
