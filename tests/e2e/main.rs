@@ -29,6 +29,7 @@ mod pgtap;
 mod pipeline_flow;
 mod prod_pipeline;
 mod python_plugin;
+mod rehearsal;
 mod rollback;
 mod sandbox;
 mod sandbox_limits;

@@ -184,6 +184,12 @@ impl Outcome {
         self.findings.iter().map(Checked::line).collect()
     }
 
+    /// Data-dependent findings, not acknowledged, that the check on the
+    /// target found rows in the way of: they will fail.
+    pub fn in_the_way(&self) -> Vec<&Checked> {
+        self.findings.iter().filter(|c| c.acknowledged.is_none() && matches!(c.data, Data::Rows(n) if n > 0)).collect()
+    }
+
     pub fn acknowledged(&self) -> Vec<String> {
         self.findings.iter().filter(|c| c.acknowledged.is_some()).map(Checked::line).collect()
     }
