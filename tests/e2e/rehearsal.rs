@@ -14,12 +14,17 @@ const NOTES: &str = "create table notes (id bigint primary key, title text);
 insert into notes values (1, 'a'), (2, 'a'), (3, 'b');";
 
 fn project(with: &str) -> Project {
+    project_with(with, "")
+}
+
+/// `step`: more keys of the migrate step (`timeout: 2s`).
+fn project_with(with: &str, step: &str) -> Project {
     let p = Project::new();
     p.pipeline(&format!(
         "pipeline: m\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      \
          - name: backup\n        uses: pg-backup\n        with: {{ database: app }}\n        \
          grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations, rehearse: shadow{with} }}\n        \
-         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n"
+         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n{step}"
     ));
     p
 }
@@ -159,4 +164,29 @@ fn a_role_that_may_not_create_databases_is_told_to_use_a_dry_run() {
         "{summary}"
     );
     assert_eq!(pg.psql("postgres", "select to_regclass('public.a') is null"), "t");
+}
+
+#[test]
+fn a_rehearsal_stopped_by_the_step_timeout_leaves_no_shadow_behind() {
+    let pg = Postgres::start();
+    pg.psql("postgres", NOTES);
+    let p = project_with("", "        timeout: 5s\n");
+    p.write("migrations/20240102000000_slow.sql", "alter table notes add column size int;\nselect pg_sleep(60);\n");
+    let started = Instant::now();
+    migrate(&p, &pg).assert_code(1);
+    assert!(started.elapsed() < Duration::from_secs(30), "the step was not stopped");
+    assert_eq!(p.audit_events("migrate", "sql.shadow").len(), 1, "made, and stopped before its own drop");
+    // Dropped from the stopped rehearsal's own task (FORCE ends its session).
+    let until = Instant::now() + Duration::from_secs(10);
+    while shadows(&pg) != "0" && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(shadows(&pg), "0", "the shadow was left behind");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "select count(*) from pg_attribute where attrelid = 'notes'::regclass and attname = 'size'"
+        ),
+        "0"
+    );
 }

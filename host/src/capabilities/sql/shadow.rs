@@ -18,7 +18,7 @@
 //! happened; making and dropping it are audited (`sql.shadow`).
 
 use super::backup::{pg_env, run_tool, server_version, target};
-use super::{connect, quote_ident, scope, sql_error};
+use super::{Opened, connect, quote_ident, scope, sql_error};
 use crate::audit::AuditEvent;
 use crate::bindings::deployhost::plugin::sql::{RehearsalFile, RehearsedFile, RehearsedStatement, SqlError};
 use crate::capabilities::CapsView;
@@ -62,17 +62,19 @@ pub async fn rehearse(
     let recorded = scope::record(&admin, &scope::Scope::default()).await.map_err(SqlError::Connection)?;
     let name = shadow_name();
     admin.batch_execute(&format!("CREATE DATABASE {}", quote_ident(&name))).await.map_err(sql_error)?;
+    let mut leftover = Leftover(Some((target.clone(), name.clone())));
     audit(state, json!({ "database": database, "shadow": name, "op": "create", "schemas": recorded.schemas }));
     let started = Instant::now();
     let mut shadow = target.clone();
     shadow.config.dbname(&name);
     shadow.display = format!("{} (shadow {name})", target.display);
     let result = match fill(&target, &shadow, &recorded.schemas, &tools).await {
-        Ok(()) => apply_all(&shadow, &files).await,
+        Ok(()) => apply_all(&state.caps.sql.opened.clone(), &shadow, &files).await,
         Err(e) => Err(e),
     };
     // Dropped whatever happened; FORCE ends a session still open on it.
-    let dropped = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(&name))).await;
+    let dropped = admin.batch_execute(&drop_statement(&name)).await;
+    leftover.0 = None;
     let ms = started.elapsed().as_millis() as u64;
     let failed = result.as_ref().ok().and_then(|f| f.iter().find_map(|f| f.error.clone()));
     audit(
@@ -87,6 +89,28 @@ pub async fn rehearse(
         )));
     }
     result
+}
+
+fn drop_statement(name: &str) -> String {
+    format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name))
+}
+
+/// The shadow while the rehearsal runs: when the step is stopped (its
+/// timeout) the rehearsal's future is dropped half-way, and this drops the
+/// shadow from a task of its own (FORCE ends the rehearsal's session).
+struct Leftover(Option<(DbTarget, String)>);
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        let Some((target, name)) = self.0.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Ok(client) = connect(&target).await {
+                    let _ = client.batch_execute(&drop_statement(&name)).await;
+                }
+            });
+        }
+    }
 }
 
 fn audit(state: &CapsView<'_>, fields: serde_json::Value) {
@@ -156,9 +180,18 @@ struct Tools {
     psql: PathBuf,
 }
 
-/// Each file in its own transaction, in order, until one fails.
-async fn apply_all(shadow: &DbTarget, files: &[RehearsalFile]) -> Result<Vec<RehearsedFile>, SqlError> {
+/// Each file in its own transaction, in order, until one fails. The
+/// session is among the step's connections, so a stopped step cancels
+/// its statement.
+async fn apply_all(
+    opened: &Opened,
+    shadow: &DbTarget,
+    files: &[RehearsalFile],
+) -> Result<Vec<RehearsedFile>, SqlError> {
     let client = connect(shadow).await.map_err(SqlError::Connection)?;
+    if let Ok(mut opened) = opened.lock() {
+        opened.push((client.cancel_token(), shadow.clone()));
+    }
     let mut out = Vec::new();
     for file in files {
         let rehearsed = apply_file(&client, file).await?;
