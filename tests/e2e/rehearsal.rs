@@ -20,13 +20,17 @@ fn project(with: &str) -> Project {
 /// `step`: more keys of the migrate step (`timeout: 2s`).
 fn project_with(with: &str, step: &str) -> Project {
     let p = Project::new();
+    pipeline(&p, with, step);
+    p
+}
+
+fn pipeline(p: &Project, with: &str, step: &str) {
     p.pipeline(&format!(
         "pipeline: m\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: schema\n    steps:\n      \
          - name: backup\n        uses: pg-backup\n        with: {{ database: app }}\n        \
          grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations, rehearse: shadow{with} }}\n        \
          grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n{step}"
     ));
-    p
 }
 
 fn migrate(p: &Project, pg: &Postgres) -> Run {
@@ -118,11 +122,24 @@ fn a_file_failing_on_the_schema_is_caught_on_the_shadow_and_the_target_is_never_
     let events: Vec<String> = p.audit_events("migrate", "sql.shadow").iter().map(|e| text(&e["op"])).collect();
     assert_eq!(events, ["create", "drop"]);
 
-    // Fixed, the same deploy rehearses and then applies.
+    // Fixed: with `dry_run: true` as well, the shadow rehearsal passes, then
+    // the files apply in the target's transaction and are rolled back.
     p.write(
         "migrations/20240103000000_view.sql",
         "create view note_names as\n  select id,\n    title\n  from notes;\n",
     );
+    pipeline(&p, ", dry_run: true", "");
+    migrate(&p, &pg).assert_code(0);
+    let step = p.step("migrate");
+    assert!(
+        text(&step["summary"]).starts_with("dry run: 2 pending migration(s) apply cleanly; rolled back"),
+        "{step:#}"
+    );
+    assert!(text(&step["outputs"]["rehearsal"]).contains("20240103000000_view.sql: applied in "), "{step:#}");
+    assert_eq!(pg.app_schema("postgres"), schema);
+
+    // And the deploy itself rehearses, then applies.
+    pipeline(&p, "", "");
     migrate(&p, &pg).assert_code(0);
     let step = p.step("migrate");
     assert!(text(&step["summary"]).starts_with("applied 2 migration(s)"), "{step:#}");
