@@ -778,6 +778,7 @@ impl Guest for SupabaseMigrate {
                 )
             };
             return Ok(Report::failed(summary)
+                .annotations(&linted.annotations(&p.dir, &p.lint))
                 .output("failed_version", first.map(|m| m.version.clone()).unwrap_or_default())
                 .output("lint", linted.lines().join("\n"))
                 .output(
@@ -959,6 +960,7 @@ impl Guest for SupabaseMigrate {
             format!("{summary}; applied after lock timeouts: {}", retried.join(", "))
         };
         Ok(Report::passed(summary)
+            .annotations(&linted.annotations(&p.dir, &p.lint))
             .output("lock_attempts", retried.join("\n"))
             .output("lint", linted.lines().join("\n"))
             .output("lint_acknowledged", linted.acknowledged().join("\n"))
