@@ -146,6 +146,11 @@ fn a_file_failing_on_the_schema_is_caught_on_the_shadow_and_the_target_is_never_
     assert!(text(&step["outputs"]["rehearsal"]).contains("20240103000000_view.sql: applied in "), "{step:#}");
     assert_eq!(pg.psql("postgres", "select count(*) from note_names"), "3");
     assert_eq!(shadows(&pg), "0");
+
+    // Nothing pending: nothing to rehearse, no shadow made.
+    migrate(&p, &pg).assert_code(0);
+    assert!(text(&p.step("migrate")["summary"]).starts_with("up to date"));
+    assert!(p.audit_events("migrate", "sql.shadow").is_empty());
 }
 
 #[test]
@@ -187,14 +192,14 @@ fn a_role_that_may_not_create_databases_is_told_to_use_a_dry_run() {
 fn a_rehearsal_stopped_by_the_step_timeout_leaves_no_shadow_behind() {
     let pg = Postgres::start();
     pg.psql("postgres", NOTES);
-    let p = project_with("", "        timeout: 5s\n");
+    let p = project_with("", "        timeout: 10s\n");
     p.write("migrations/20240102000000_slow.sql", "alter table notes add column size int;\nselect pg_sleep(60);\n");
     let started = Instant::now();
     migrate(&p, &pg).assert_code(1);
-    assert!(started.elapsed() < Duration::from_secs(30), "the step was not stopped");
+    assert!(started.elapsed() < Duration::from_secs(45), "the step was not stopped");
     assert_eq!(p.audit_events("migrate", "sql.shadow").len(), 1, "made, and stopped before its own drop");
     // Dropped from the stopped rehearsal's own task (FORCE ends its session).
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = Instant::now() + Duration::from_secs(20);
     while shadows(&pg) != "0" && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -639,6 +639,9 @@ fn rehearse_on_shadow(
                 .output("applied", ""),
         )
     };
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
     if let Some(c) = linted.in_the_way().first() {
         let version = pending.iter().find(|m| m.file == c.finding.file).map_or("", |m| m.version.as_str());
         return Err(stop(
