@@ -67,6 +67,12 @@ install_prerequisites() {
         echo "installing pgTAP (Debian's postgresql-$pgversion-pgtap package)"
         apt_install "postgresql-$pgversion-pgtap"
     fi
+    # plpgsql_check: `schema-verify`'s `plpgsql_check:` is compared with
+    # `supabase db lint`, which needs the extension in the server.
+    if [ ! -f "/usr/share/postgresql/$pgversion/extension/plpgsql_check.control" ]; then
+        echo "installing plpgsql_check (Debian's postgresql-$pgversion-plpgsql-check package)"
+        apt_install "postgresql-$pgversion-plpgsql-check"
+    fi
     if ! command -v pg_prove >/dev/null 2>&1; then
         echo "installing pg_prove (Debian's libtap-parser-sourcehandler-pgtap-perl package)"
         apt_install libtap-parser-sourcehandler-pgtap-perl

@@ -77,6 +77,9 @@ pub enum AuditEvent {
     /// The change ledger was undone (the rollback).
     #[serde(rename = "sql.revert")]
     SqlRevert,
+    /// A shadow database made for a rehearsal, or dropped after it.
+    #[serde(rename = "sql.shadow")]
+    SqlShadow,
     #[serde(rename = "sql.denied")]
     SqlDenied,
     /// A path operation, allowed (or failed for another reason than a denial).
@@ -128,6 +131,7 @@ impl AuditEvent {
             AuditEvent::SqlRestore => "sql.restore",
             AuditEvent::SqlLedger => "sql.ledger",
             AuditEvent::SqlRevert => "sql.revert",
+            AuditEvent::SqlShadow => "sql.shadow",
             AuditEvent::SqlDenied => "sql.denied",
             AuditEvent::Fs => "fs",
             AuditEvent::FsDenied => "fs.denied",

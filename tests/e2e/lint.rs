@@ -197,3 +197,36 @@ fn the_lint_checks_the_rows_in_the_way_read_only_and_a_dry_run_fails_where_it_sa
     assert_eq!(lint.lines().count(), 4, "{lint}");
     assert_eq!(pg.app_schema("postgres"), schema);
 }
+
+#[test]
+fn in_github_actions_the_findings_are_annotations_at_their_file_and_line() {
+    let pg = Postgres::start();
+    pg.psql("postgres", NOTES);
+    let p = Project::new();
+    p.write(
+        "migrations/20240102000000_index.sql",
+        "-- look notes up by title\ncreate index notes_title on notes (title);\n",
+    );
+    p.write("migrations/20240103000000_drop.sql", "alter table notes\n  drop column color;\n");
+    pipeline(&p, ", lint: { block: [locking] }");
+    let run =
+        p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres")), ("GITHUB_ACTIONS", "true")]);
+    run.assert_code(1);
+    // The blocked finding is an error, the other one a warning, each at its
+    // file (from the pipeline's folder), line and column.
+    assert!(
+        run.stdout.contains(
+            "::error file=migrations/20240102000000_index.sql,line=2,col=1,title=migrate%3A require-concurrent-index-creation::\
+             20240102000000_index.sql:2:1: require-concurrent-index-creation (locking)"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "::warning file=migrations/20240103000000_drop.sql,line=1,col=1,title=migrate%3A ban-drop-column::"
+        ),
+        "{}",
+        run.stdout
+    );
+}

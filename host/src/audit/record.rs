@@ -65,6 +65,9 @@ pub enum Record {
     /// The change ledger was undone (the rollback).
     #[serde(rename = "sql.revert")]
     SqlRevert(Reverted),
+    /// A rehearsal's shadow database was made, or dropped.
+    #[serde(rename = "sql.shadow")]
+    SqlShadow(Shadowed),
     #[serde(rename = "sql.denied")]
     SqlDenied(Denial),
     /// A path operation, allowed (or failed for another reason than a denial).
@@ -402,6 +405,37 @@ pub struct Reverted {
     pub error: Option<String>,
 }
 
+/// What happened to a rehearsal's shadow database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShadowOp {
+    Create,
+    Drop,
+}
+
+/// A `sql.shadow` record: the shadow made from `database`, or dropped
+/// after the rehearsal (with how it went).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Shadowed {
+    pub database: String,
+    pub shadow: String,
+    pub op: ShadowOp,
+    /// `create`: the schemas copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<bool>,
+    /// `drop`: the files rehearsed, and the first failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PathUsed {
@@ -472,6 +506,7 @@ impl Record {
             Record::SqlRestore(_) => E::SqlRestore,
             Record::SqlLedger(_) => E::SqlLedger,
             Record::SqlRevert(_) => E::SqlRevert,
+            Record::SqlShadow(_) => E::SqlShadow,
             Record::SqlDenied(_) => E::SqlDenied,
             Record::Fs(_) => E::Fs,
             Record::FsDenied(_) => E::FsDenied,
@@ -537,6 +572,17 @@ mod tests {
             Record::SqlRestore(Restored::default()),
             Record::SqlLedger(Ledgered::default()),
             Record::SqlRevert(Reverted::default()),
+            Record::SqlShadow(Shadowed {
+                database: "app".into(),
+                shadow: "s".into(),
+                op: ShadowOp::Drop,
+                schemas: None,
+                ms: Some(3),
+                dropped: Some(true),
+                files: Some(2),
+                failed: None,
+                error: None,
+            }),
             Record::SqlDenied(denial.clone()),
             Record::Fs(PathUsed::default()),
             Record::FsDenied(denial.clone()),

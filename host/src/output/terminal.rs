@@ -122,6 +122,12 @@ impl Terminal {
             text.push('\n');
             text.push_str(&crate::github::error(None, &format!("step {} failed", o.step), &o.summary));
         }
+        if self.github {
+            for line in crate::github::annotations(&o.step, &o.outputs) {
+                text.push('\n');
+                text.push_str(&line);
+            }
+        }
         if failed {
             if !o.blocking {
                 text.push_str("\n       (non-blocking: the pipeline goes on)");

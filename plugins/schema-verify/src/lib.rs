@@ -1,6 +1,12 @@
 //! `schema-verify`: after migrating, checks that the history table matches
 //! the migration files, and reports invalid indexes, tables that must have
 //! row-level security but do not, and functions that no longer compile.
+//! With `plpgsql_check:`, the plpgsql functions are checked as `supabase
+//! db lint` checks them (`plpgsql.rs`); with `advisors:`, the security
+//! checks of Supabase's database advisor run (`advisors.rs`).
+
+mod advisors;
+mod plpgsql;
 
 use deployhost_plugin_sdk::db::{self, Connection, Value, fail};
 use deployhost_plugin_sdk::supabase;
@@ -19,6 +25,10 @@ struct Params {
     /// Schemas whose functions are checked (default: public).
     #[serde(default = "default_schemas")]
     schemas: Vec<String>,
+    /// Check the schemas' plpgsql functions as `supabase db lint` does.
+    plpgsql_check: Option<plpgsql::Options>,
+    /// Run the security advisor's checks.
+    advisors: Option<advisors::Options>,
 }
 
 fn default_schemas() -> Vec<String> {
@@ -110,6 +120,20 @@ impl Guest for SchemaVerify {
             .param("dir", "string", false, None, "migration folder to compare with the history")
             .param("require_rls", "list", false, None, "tables (schema.table or schema.*) that must have RLS")
             .param("schemas", "list", false, Some("[public]"), "schemas whose functions are checked")
+            .param(
+                "plpgsql_check",
+                "map",
+                false,
+                None,
+                "{ level: warning|error, fail_on: none|warning|error }: check plpgsql functions as `supabase db lint` does",
+            )
+            .param(
+                "advisors",
+                "map",
+                false,
+                None,
+                "{ exposed_schemas: [public], fail_on: info|warn|error|none }: the security advisor's checks",
+            )
             .needs(Capability::Database, "database", "reads the catalog")
             .needs(Capability::FsRead, "dir", "reads the migration files")
     }
@@ -125,15 +149,48 @@ impl Guest for SchemaVerify {
         problems.extend(invalid.into_iter().map(|i| format!("index {i} is invalid")));
         problems.extend(rls_problems(&db, &p.require_rls)?);
         problems.extend(function_problems(&db, &p.schemas)?);
+        let mut notes = Vec::new();
+        if let Some(options) = &p.plpgsql_check {
+            match plpgsql::check(&db, &p.schemas, options)? {
+                Some(issues) => {
+                    for issue in issues {
+                        if issue.fails(options.fail_on) {
+                            problems.push(issue.describe())
+                        } else {
+                            notes.push(issue.describe())
+                        }
+                    }
+                }
+                None => notes.push("plpgsql_check: skipped, the extension is not available (see the log)".into()),
+            }
+        }
+        if let Some(options) = &p.advisors {
+            for finding in advisors::check(&db, &p.schemas, options)? {
+                if finding.level >= options.fail_on {
+                    problems.push(finding.describe())
+                } else {
+                    notes.push(finding.describe())
+                }
+            }
+        }
         for problem in &problems {
             sdk::log::warn(problem);
         }
-        Ok(if problems.is_empty() {
+        for note in &notes {
+            sdk::log::info(note);
+        }
+        let report = if problems.is_empty() && notes.is_empty() {
             Report::passed("schema verified: history matches, indexes valid, RLS where required, functions compile")
+        } else if problems.is_empty() {
+            Report::passed(format!("schema verified; {} finding(s) below fail_on: {}", notes.len(), notes.join("; ")))
         } else {
             Report::failed(format!("{} problem(s): {}", problems.len(), problems.join("; ")))
-        }
-        .metric("problems", problems.len() as f64, "count"))
+        };
+        Ok(report.output("problems", problems.join("\n")).output("notes", notes.join("\n")).metric(
+            "problems",
+            problems.len() as f64,
+            "count",
+        ))
     }
 }
 

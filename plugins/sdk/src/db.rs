@@ -2,7 +2,8 @@
 
 use crate::StepError;
 pub use crate::bindings::deployhost::plugin::sql::{
-    Connection, DbError, DumpInfo, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
+    Connection, DbError, DumpInfo, LintClass, LintFinding, LintSeverity, QueryResult, RehearsalFile, RehearsedFile,
+    RehearsedStatement, SqlError, Value,
 };
 
 /// SQLSTATE for "insufficient privilege", also raised by row-level security.
@@ -52,6 +53,13 @@ pub fn check_reversible(label: &str, sql: &str) -> Result<Vec<String>, SqlError>
 /// A file the parser refuses is a database error with SQLSTATE 42601.
 pub fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
     crate::bindings::deployhost::plugin::sql::lint(label, sql)
+}
+
+/// Applies `files` to a shadow copy of `database` (its schema, no rows)
+/// that the host makes on the same server and drops after: per file the
+/// statements that ran, the locks each took, their time, and the error.
+pub fn rehearse(database: &str, files: &[RehearsalFile]) -> Result<Vec<RehearsedFile>, SqlError> {
+    crate::bindings::deployhost::plugin::sql::rehearse(database, files)
 }
 
 impl LintClass {

@@ -47,7 +47,7 @@ pub use bindings::deployhost::plugin::types::{
 };
 pub use bindings::{Guest, export};
 pub use params::{params, raw_params};
-pub use report::info;
+pub use report::{Annotation, AnnotationLevel, info};
 
 /// A granted secret by name; an error names the secret and why it is missing.
 pub fn secret(name: &str) -> Result<String, StepError> {

@@ -18,6 +18,34 @@ impl Report {
         self.metrics.push(Metric { name: name.into(), value, unit: unit.into() });
         self
     }
+    /// Findings at file positions, as the `annotations` output, which the
+    /// host shows as GitHub annotations (host/src/github.rs reads it).
+    pub fn annotations(self, list: &[Annotation]) -> Self {
+        if list.is_empty() {
+            return self;
+        }
+        self.output("annotations", serde_json::to_string(list).unwrap_or_default())
+    }
+}
+
+/// A finding at a file position; `file` relative to the pipeline's folder.
+#[derive(serde::Serialize, Debug, Clone, PartialEq)]
+pub struct Annotation {
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub level: AnnotationLevel,
+    /// The rule or check that found it.
+    pub title: String,
+    pub message: String,
+}
+
+#[derive(serde::Serialize, Debug, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnotationLevel {
+    Error,
+    Warning,
+    Notice,
 }
 
 /// Starts a plugin description; add parameters and needs with the builders.

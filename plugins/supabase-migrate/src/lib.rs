@@ -23,9 +23,13 @@
 //! set (and reset after it); one that times out waiting for a lock is tried
 //! again, with a growing pause, up to `lock_attempts`.
 //! `dry_run: true` applies everything in one transaction and rolls it back:
-//! the "migrations can apply" pre-flight.
+//! the "migrations can apply" pre-flight on the target itself.
+//! `rehearse: shadow` applies them first to a throwaway copy of the
+//! target's schema that the host makes and drops (`shadow.rs`), so the
+//! target is not touched by a file that fails.
 
 mod lint;
+mod shadow;
 
 use deployhost_plugin_sdk::db::{self, Connection, SqlError, Value, fail};
 use deployhost_plugin_sdk::supabase::{self, CREATE_HISTORY, HISTORY, Migration, version_key};
@@ -60,6 +64,8 @@ struct Params {
     include_all: bool,
     #[serde(default)]
     dry_run: bool,
+    /// The pre-flight on a shadow copy, before the target is touched.
+    rehearse: Option<shadow::Rehearse>,
     #[serde(default = "default_lock_wait", deserialize_with = "units::duration")]
     lock_wait: Duration,
     repair: Option<Repair>,
@@ -610,6 +616,62 @@ fn create_history(db: &Connection, ledger: bool) -> Result<(), StepError> {
     db.batch(CREATE_HISTORY).map_err(fail("creating the migration history"))
 }
 
+/// `rehearse: shadow`: the lines of its report, or the failed report that
+/// stops the deploy before the target is touched.
+///
+/// The shadow has no rows: a data-dependent finding whose check counted
+/// rows in the way on the target (and is not acknowledged) fails the
+/// rehearsal for them, before the shadow is made.
+fn rehearse_on_shadow(
+    db: &Connection,
+    p: &Params,
+    pending: &[Migration],
+    linted: &lint::Outcome,
+) -> Result<Vec<String>, Box<Report>> {
+    let stop = |summary: String, version: &str, lines: &[String]| {
+        if p.dry_run {
+            let _ = db.rollback();
+        }
+        Box::new(
+            Report::failed(summary)
+                .output("rehearsal", lines.join("\n"))
+                .output("failed_version", version)
+                .output("applied", ""),
+        )
+    };
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(c) = linted.in_the_way().first() {
+        let version = pending.iter().find(|m| m.file == c.finding.file).map_or("", |m| m.version.as_str());
+        return Err(stop(
+            format!(
+                "the rehearsal on a shadow copy failed: {} (the shadow has no rows; the check counted them on the target); \
+                 nothing was applied to the target",
+                c.line()
+            ),
+            version,
+            &[],
+        ));
+    }
+    match shadow::run(&p.database, pending) {
+        Ok(r) => match r.failed {
+            None => {
+                for line in &r.lines {
+                    sdk::log::info(&format!("rehearsal: {line}"));
+                }
+                Ok(r.lines)
+            }
+            Some((m, error)) => Err(stop(
+                format!("the rehearsal on a shadow copy failed: {error}; nothing was applied to the target"),
+                &m.version,
+                &r.lines,
+            )),
+        },
+        Err(e) => Err(stop(format!("{e}; nothing was applied"), "", &[])),
+    }
+}
+
 struct SupabaseMigrate;
 
 impl Guest for SupabaseMigrate {
@@ -619,6 +681,13 @@ impl Guest for SupabaseMigrate {
             .param("dir", "string", false, Some("supabase/migrations"), "folder of <version>_<name>.sql files")
             .param("include_all", "boolean", false, Some("false"), "also apply files older than the last applied one")
             .param("dry_run", "boolean", false, Some("false"), "apply in one transaction, then roll back")
+            .param(
+                "rehearse",
+                "string",
+                false,
+                None,
+                "shadow: first apply the pending files to a throwaway copy of the target's schema (needs CREATEDB)",
+            )
             .param("lock_wait", "duration", false, Some("5m"), "how long to wait for another migration")
             .param("lock_timeout", "duration", false, Some("5s"), "how long a statement waits for a table lock")
             .param("statement_timeout", "duration", false, Some("10m"), "how long a statement may run")
@@ -712,6 +781,7 @@ impl Guest for SupabaseMigrate {
                 )
             };
             return Ok(Report::failed(summary)
+                .annotations(&linted.annotations(&p.dir, &p.lint))
                 .output("failed_version", first.map(|m| m.version.clone()).unwrap_or_default())
                 .output("lint", linted.lines().join("\n"))
                 .output(
@@ -739,6 +809,13 @@ impl Guest for SupabaseMigrate {
         for line in &reversibility {
             sdk::log::warn(&format!("rollback: {line}"));
         }
+        let rehearsal = match p.rehearse {
+            Some(shadow::Rehearse::Shadow) => match rehearse_on_shadow(&db, &p, &pending, &linted) {
+                Ok(lines) => lines,
+                Err(report) => return Ok(*report),
+            },
+            None => Vec::new(),
+        };
         create_history(&db, p.ledger && !p.dry_run)?;
 
         let mut done = Vec::new();
@@ -886,9 +963,11 @@ impl Guest for SupabaseMigrate {
             format!("{summary}; applied after lock timeouts: {}", retried.join(", "))
         };
         Ok(Report::passed(summary)
+            .annotations(&linted.annotations(&p.dir, &p.lint))
             .output("lock_attempts", retried.join("\n"))
             .output("lint", linted.lines().join("\n"))
             .output("lint_acknowledged", linted.acknowledged().join("\n"))
+            .output("rehearsal", rehearsal.join("\n"))
             .output("reversibility", reversibility.join("\n"))
             .output("applied", applied_now)
             .output("would_apply", would_apply)

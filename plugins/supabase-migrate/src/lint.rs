@@ -10,7 +10,7 @@
 
 use deployhost_plugin_sdk::db::{self, Connection, LintClass, LintFinding, LintSeverity, SqlError};
 use deployhost_plugin_sdk::supabase::Migration;
-use deployhost_plugin_sdk::{self as sdk};
+use deployhost_plugin_sdk::{self as sdk, Annotation, AnnotationLevel};
 use serde::{Deserialize, Deserializer};
 
 /// `lint:` in the step's `with:`.
@@ -182,6 +182,38 @@ pub struct Outcome {
 impl Outcome {
     pub fn lines(&self) -> Vec<String> {
         self.findings.iter().map(Checked::line).collect()
+    }
+
+    /// Data-dependent findings, not acknowledged, that the check on the
+    /// target found rows in the way of: they will fail.
+    pub fn in_the_way(&self) -> Vec<&Checked> {
+        self.findings.iter().filter(|c| c.acknowledged.is_none() && matches!(c.data, Data::Rows(n) if n > 0)).collect()
+    }
+
+    /// The findings as annotations at `dir/file:line:column`: those that
+    /// stop the deploy as errors, the other warnings as warnings (advice
+    /// and acknowledged ones are in the `lint` output only).
+    pub fn annotations(&self, dir: &str, policy: &Policy) -> Vec<Annotation> {
+        self.findings
+            .iter()
+            .filter_map(|c| {
+                let level = if c.finding.severity == LintSeverity::Error || c.blocks(policy) {
+                    AnnotationLevel::Error
+                } else if c.class() != Class::Advice && c.acknowledged.is_none() && !c.new_tables {
+                    AnnotationLevel::Warning
+                } else {
+                    return None;
+                };
+                Some(Annotation {
+                    file: format!("{}/{}", dir.trim_end_matches('/'), c.finding.file),
+                    line: c.finding.line,
+                    column: c.finding.column,
+                    level,
+                    title: c.finding.rule.clone(),
+                    message: c.line(),
+                })
+            })
+            .collect()
     }
 
     pub fn acknowledged(&self) -> Vec<String> {

@@ -340,7 +340,7 @@ fn digest(mut from: std::fs::File, copy_to: Option<&Path>) -> std::io::Result<(S
 }
 
 /// Environment for the tools: the connection without a command line.
-fn pg_env(cmd: &mut Command, target: &DbTarget) {
+pub(super) fn pg_env(cmd: &mut Command, target: &DbTarget) {
     let c = &target.config;
     cmd.env_clear().env("LC_ALL", "C").env("PGCONNECT_TIMEOUT", "10");
     if let Some(tokio_postgres::config::Host::Tcp(h)) = c.get_hosts().first() {
@@ -366,7 +366,7 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
 
 /// Runs a PostgreSQL tool; its standard output is what the caller set
 /// (the backup file for `pg_dump`), else discarded.
-async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
+pub(super) async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
     // Its own process group, killed with the step: a timed-out step's
     // pg_dump or psql does not run on. (`spawn`, not `output`: `output`
     // would replace the standard output the caller set with a pipe.)
@@ -387,7 +387,7 @@ async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
 }
 
 /// `SHOW server_version_num` → (major, full version text).
-async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
+pub(super) async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
     let client = connect(target).await.map_err(SqlError::Connection)?;
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
@@ -410,7 +410,7 @@ fn path_error(state: &CapsView<'_>, database: &str, op: &str, path: &str, messag
     SqlError::NotGranted(message)
 }
 
-fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
+pub(super) fn target(state: &CapsView<'_>, database: &str) -> Result<DbTarget, SqlError> {
     state
         .caps
         .sql

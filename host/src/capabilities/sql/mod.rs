@@ -7,11 +7,13 @@ mod backup;
 pub mod ledger;
 mod replay;
 pub mod scope;
+mod shadow;
 mod values;
 
 use crate::audit::{ConnectionOpened, Denial, Ledgered, LimitHit, LimitKind, Record, Reverted, StatementRan};
 use crate::bindings::deployhost::plugin::sql::{
-    DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, SqlError, Value,
+    DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, RehearsalFile,
+    RehearsedFile, SqlError, Value,
 };
 use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::capabilities::CapsView;
@@ -228,6 +230,16 @@ fn sql_error(e: tokio_postgres::Error) -> SqlError {
             detail: db.detail().map(str::to_string),
         }),
         None => SqlError::Connection(error_text(&e)),
+    }
+}
+
+/// A database error on one line: the message, with its SQLSTATE.
+fn describe_error(e: &SqlError) -> String {
+    match e {
+        SqlError::Database(db) => format!("{} (SQLSTATE {})", db.message, db.code),
+        SqlError::Connection(m) | SqlError::Tool(m) | SqlError::NotGranted(m) | SqlError::RoleNotGranted(m) => {
+            m.clone()
+        }
     }
 }
 
@@ -462,6 +474,13 @@ impl Host for CapsView<'_> {
 
     async fn lint(&mut self, label: String, sql: String) -> Result<Vec<LintFinding>, SqlError> {
         lint(&label, &sql)
+    }
+
+    async fn rehearse(&mut self, database: String, files: Vec<RehearsalFile>) -> Result<Vec<RehearsedFile>, SqlError> {
+        if !self.caps.sql.granted.contains_key(&database) {
+            return Err(self.deny_database(&database, "rehearse"));
+        }
+        shadow::rehearse(self, &database, files).await
     }
 
     async fn revert(&mut self, database: String) -> Result<Vec<String>, SqlError> {

@@ -278,10 +278,7 @@ async fn run(
     };
     caps.audit.record(Some(&caps.step), Record::Sql(ran));
     result.map(drop).map_err(|e| {
-        let why = match e {
-            SqlError::Database(db) => format!("{} (SQLSTATE {})", db.message, db.code),
-            SqlError::Connection(m) | SqlError::Tool(m) | SqlError::NotGranted(m) | SqlError::RoleNotGranted(m) => m,
-        };
+        let why = super::describe_error(&e);
         let (shown, _) = caps.audit.redactor().cut(statement, 120);
         SqlError::Tool(format!("restore failed at `{shown}`: {why}; nothing of it was applied"))
     })
