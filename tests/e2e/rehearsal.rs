@@ -212,3 +212,27 @@ fn a_rehearsal_stopped_by_the_step_timeout_leaves_no_shadow_behind() {
         "0"
     );
 }
+
+#[test]
+fn a_shadow_that_cannot_be_filled_stops_the_deploy_and_is_dropped() {
+    let pg = Postgres::start();
+    // A server whose template1 lacks the platform's auth schema (a hosted
+    // project's may), and an app table that refers to auth.users.
+    pg.admin_in("template1", "drop schema auth cascade");
+    pg.psql("postgres", "create table profiles (id uuid primary key references auth.users (id), name text);");
+    let schema = pg.app_schema("postgres");
+    let p = project("");
+    p.write("migrations/20240102000000_bio.sql", "alter table profiles add column bio text;\n");
+    migrate(&p, &pg).assert_code(1);
+    let summary = text(&p.step("migrate")["summary"]);
+    assert!(
+        summary.starts_with("the rehearsal on a shadow copy could not run: psql (filling the shadow) failed:")
+            && summary.contains("auth")
+            && summary.ends_with("; nothing was applied"),
+        "{summary}"
+    );
+    assert_eq!(pg.app_schema("postgres"), schema);
+    assert_eq!(shadows(&pg), "0");
+    let events: Vec<String> = p.audit_events("migrate", "sql.shadow").iter().map(|e| text(&e["op"])).collect();
+    assert_eq!(events, ["create", "drop"]);
+}
