@@ -16,6 +16,7 @@ mod disk_full;
 mod doctor;
 mod exec;
 mod faults;
+mod file_grants;
 mod foreign_components;
 mod health;
 mod init;

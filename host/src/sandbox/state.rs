@@ -60,6 +60,7 @@ impl Sandbox {
     /// A store with the sandbox's state, memory limit and epoch deadline.
     pub fn into_store(self, engine: &wasmtime::Engine) -> wasmtime::Store<StepState> {
         let deadline = crate::capabilities::limits::deadline_ticks(&self.limits);
+        let fs = crate::capabilities::fs::FsTracker::new(&self.sql.mounts);
         let state = StepState {
             wasi: self.wasi,
             table: ResourceTable::new(),
@@ -78,7 +79,7 @@ impl Sandbox {
                 secrets: self.secrets,
                 sql: self.sql,
                 exec: self.exec,
-                fs: Default::default(),
+                fs,
                 audited_logs: 0,
             },
         };
