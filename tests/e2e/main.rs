@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adopt;
 mod approvals;
 mod authoring;
 mod bad_input;

@@ -70,6 +70,29 @@ pub struct StepGrants {
     pub written: WrittenGrants,
 }
 
+impl StepGrants {
+    /// Each capability's grants as people read them, under the keys
+    /// `audit` shows: the one listing of `audit` and `run --dry-run`.
+    pub fn listed(&self) -> [(&'static str, Vec<String>); 6] {
+        let fs = |writable: bool| {
+            self.mounts.iter().filter(|m| m.writable == writable).map(|m| m.guest.clone()).collect::<Vec<_>>()
+        };
+        [
+            ("fs_read", fs(false)),
+            ("fs_write", fs(true)),
+            ("net", self.net.iter().map(|p| p.to_string()).collect()),
+            ("databases", self.databases.iter().map(|(db, roles)| database_label(db, roles)).collect()),
+            ("secrets", self.secrets.iter().cloned().collect()),
+            ("exec", self.exec.clone()),
+        ]
+    }
+}
+
+/// A database grant as shown: `app`, or `app (roles: anon, authenticated)`.
+pub fn database_label(database: &str, roles: &[String]) -> String {
+    if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
+}
+
 impl PlannedStep {
     /// The sha256 of what this step will do, besides its plugin's bytes:
     /// stage, plugin name, parameters (`run:` included), limits, blocking,

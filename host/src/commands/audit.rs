@@ -23,35 +23,32 @@ pub fn capability_name(c: Capability) -> &'static str {
     }
 }
 
-pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
-    let (loaded, plan) = load_plan(file, None, None)?;
+pub async fn pipeline(file: &Path, version: Option<String>, as_json: bool) -> Result<ExitStatus> {
+    let (loaded, plan) = load_plan(file, None, version)?;
     let runtime = Runtime::new()?;
     let infos = check_plugins(&runtime, &loaded, &plan).await?;
     let mut rows = Vec::new();
     for step in plan.steps() {
         let info = &infos[&step.plugin.digest];
-        let g = &step.grants;
         let needs: Vec<String> = info
             .needs
             .iter()
             .map(|n| format!("{} ({}): {}", capability_name(n.capability), n.detail, n.reason))
             .collect();
-        rows.push(json!({
+        let mut row = json!({
             "stage": step.stage,
             "step": step.name,
             "plugin": step.plugin.label(),
             "sha256": step.plugin.digest,
-            "fs_read": g.mounts.iter().filter(|m| !m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
-            "fs_write": g.mounts.iter().filter(|m| m.writable).map(|m| &m.guest).collect::<Vec<_>>(),
-            "net": g.net.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "databases": g.databases.iter().map(|(db, roles)| crate::capabilities::sql::grant_label(db, roles)).collect::<Vec<_>>(),
-            "secrets": g.secrets,
-            "exec": g.exec,
             "memory": step.limits.memory,
             "timeout_ms": step.limits.timeout.as_millis() as u64,
             "needs": needs,
             "over_grants": inspect::over_grants(info, step),
-        }));
+        });
+        for (key, granted) in step.grants.listed() {
+            row[key] = json!(granted);
+        }
+        rows.push(row);
     }
     if as_json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -59,7 +56,7 @@ pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
     }
     for row in &rows {
         println!("{}/{}  {}  sha256:{}", s(&row["stage"]), s(&row["step"]), s(&row["plugin"]), s(&row["sha256"]));
-        for key in ["fs_read", "fs_write", "net", "databases", "secrets", "exec"] {
+        for (key, _) in crate::pipeline::StepGrants::default().listed() {
             println!("    {key:<10} {}", list(&row[key]));
         }
         println!(
