@@ -1,6 +1,6 @@
 //! What a newcomer adopting a project reads first: the plugins' parameters,
 //! `--version` wherever a pipeline is loaded, the dry-run plan, who ran,
-//! the report on a terminal.
+//! the report on a terminal, and the generated workflow.
 
 use crate::support::Project;
 use crate::support::http::{Response, Server};
@@ -104,4 +104,27 @@ fn history_status_and_report_name_who_ran_and_who_may_attest() {
     let want =
         format!("`deployhost attest {id} --item code_review --as NAME` by one of the approvers of `prod`: ada, grace");
     assert!(text.contains(&want), "{text}");
+}
+
+#[test]
+fn the_workflow_keeps_state_and_backups_and_warns_of_loopback_urls() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    let backup = "      - name: backup\n        uses: pg-backup\n        with: { database: app }\n        \
+                  grants: { databases: [app], fs: { write: [backups] } }\n";
+    p.pipeline(&format!("{}{backup}", pipeline(&server)));
+    let ci = p.deployhost(&["ci", "github", "pipeline.yaml"], &[]);
+    ci.assert_code(0);
+    assert!(ci.stderr.contains("is a loopback URL"), "{}", ci.stderr);
+    let workflow = std::fs::read_to_string(p.path().join(".github/workflows/deploy.yml")).unwrap();
+    assert!(
+        workflow.contains("# WARNING: pipeline.yaml: stages[0].steps[0].with.url: http://127.0.0.1:"),
+        "{workflow}"
+    );
+    assert!(workflow.contains("path: .deployhost/\n          include-hidden-files: true"), "{workflow}");
+    assert!(
+        workflow.contains("name: deployhost-prod-backups\n          path: |\n            backups/\n"),
+        "{workflow}"
+    );
+    crate::ci::actionlint(&p.path().join(".github/workflows/deploy.yml"));
 }
