@@ -41,6 +41,15 @@ impl Mount {
         self.kind == MountKind::File
     }
 
+    /// For a file grant: its folder as a grant of its own (as writable as
+    /// the file) and the file's name in it, for the host acting on it.
+    pub fn folder_of_file(&self) -> Option<(Mount, &str)> {
+        let (folder, name) = self.file_parts()?;
+        let written = folder.trim_start_matches('/');
+        let base = self.host.ancestors().nth(Path::new(written).components().count() + 1)?;
+        Some((Mount::new(base, written, self.writable), name))
+    }
+
     /// For a file grant: the folder the step sees it in (`/supabase`) and
     /// the file's name in it (`seed.sql`).
     pub fn file_parts(&self) -> Option<(&str, &str)> {

@@ -47,12 +47,9 @@ pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path
     }
     for (folder, files) in file_folders(mounts) {
         let writable = files.values().any(|w| *w);
-        let host =
-            mounts.iter().find(|m| m.file_parts().is_some_and(|(f, _)| f == folder)).and_then(|m| m.host.parent());
-        let Some(host) = host else { continue };
-        let written = folder.trim_start_matches('/');
-        let base = host.ancestors().nth(Path::new(written).components().count()).unwrap_or(host);
-        let parent = Mount::new(base, written, writable);
+        let file = mounts.iter().find(|m| m.file_parts().is_some_and(|(f, _)| f == folder));
+        let Some((parent, _)) = file.and_then(Mount::folder_of_file) else { continue };
+        let parent = Mount { writable, ..parent };
         for name in files.keys() {
             check_granted_file(&parent, name)?;
         }
@@ -459,6 +456,12 @@ pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, 
     let Some((mount, rest)) = mount else {
         let kind = if write { "write grant" } else { "grant" };
         return Err(format!("`{guest}` is not under any {kind} of this step"));
+    };
+    // A granted file: the host acts on it in its folder.
+    let folder_of_file = mount.folder_of_file().filter(|_| rest.as_os_str().is_empty());
+    let (mount, rest) = match &folder_of_file {
+        Some((folder, name)) => (folder, Path::new(*name)),
+        None => (mount, rest),
     };
     if rest.as_os_str().is_empty() {
         return Err(format!("`{guest}` names the granted folder itself, not a file in it"));
