@@ -98,6 +98,14 @@ fn history_status_and_report_name_who_ran_and_who_may_attest() {
     let markdown = p.deployhost(&["report", &id], &[]).stdout;
     assert!(markdown.contains("probe\\_check") && markdown.contains("**"), "{markdown}");
     let text = p.deployhost(&["report", &id, "--format", "text"], &[]).stdout;
+    // On a real terminal (util-linux `script` gives it one) text is the default.
+    let tty = std::process::Command::new("script")
+        .args(["-qec", &format!("{} report {id}", crate::support::BIN), "/dev/null"])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&tty.stdout).replace('\r', "");
+    assert_eq!(tty, text, "a terminal gets the text report");
     assert!(text.contains("probe_check") && !text.contains("\\_") && !text.contains("**"), "{text}");
     assert!(!text.lines().any(|l| l.starts_with('#')), "{text}");
     // Who may attest, from the environment's approvers.
