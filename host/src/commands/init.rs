@@ -730,3 +730,29 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
     println!("\nnext: deployhost validate {PIPELINE_FILE} && deployhost run {PIPELINE_FILE} --env dev");
     Ok(ExitStatus::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::seed_grants;
+
+    #[test]
+    fn seed_files_are_granted_alone_and_a_globs_folder_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        for file in ["supabase/seed.sql", "supabase/seeds/a.sql", "supabase/extra/b.sql"] {
+            std::fs::create_dir_all(tmp.path().join(file).parent().unwrap()).unwrap();
+            std::fs::write(tmp.path().join(file), "select 1;").unwrap();
+        }
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            seed_grants(tmp.path(), &paths(&["./seed.sql", "./missing.sql", "extra/../extra/b.sql"])),
+            ["supabase/config.toml", "supabase/seed.sql", "supabase/extra/b.sql"]
+        );
+        // A glob's folder is granted whole, and the files in it are not granted again.
+        assert_eq!(
+            seed_grants(tmp.path(), &paths(&["./seeds/*.sql", "seeds/a.sql", "./seed.sql"])),
+            ["supabase/seeds", "supabase/config.toml", "supabase/seed.sql"]
+        );
+        assert_eq!(seed_grants(tmp.path(), &paths(&["./*.sql"])), ["supabase"]);
+        assert_eq!(seed_grants(tmp.path(), &paths(&["../../outside.sql"])), ["supabase/config.toml"]);
+    }
+}
