@@ -303,6 +303,14 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
     audited_path_op!("[method]descriptor.unlink-file-at", unlink_file_at, "unlink-write", Access::Write);
     audited_path_op!("[method]descriptor.remove-directory-at", remove_directory_at, "rmdir-write", Access::Never);
     audited_path_op!("[method]descriptor.readlink-at", readlink_at, "readlink", Access::Never);
+    add_link_ops(&mut types)?;
+    add_file_gates(&mut types)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Renames and links: audited, and never in the folder of a granted file.
+fn add_link_ops<S: StepStore>(types: &mut wasmtime::component::LinkerInstance<'_, S>) -> anyhow::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.rename-at",
         |mut store: Store<S>, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
@@ -375,8 +383,6 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
             })
         },
     )?;
-    add_file_gates(&mut types)?;
-    linker.allow_shadowing(false);
     Ok(())
 }
 
