@@ -224,8 +224,9 @@ pub enum Command {
     Report {
         run_id: String,
         /// `html` is one self-contained page: timeline, steps, checklists, audit.
-        #[arg(long, default_value = "markdown", value_parser = ["markdown", "json", "html"])]
-        format: String,
+        /// Default: `text` on a terminal, else `markdown`.
+        #[arg(long, value_parser = ["markdown", "md", "text", "json", "html"])]
+        format: Option<String>,
     },
     /// Generate CI configuration.
     #[command(subcommand, after_help = "Example:\n  deployhost ci github pipelines/prod.yaml")]
@@ -265,6 +266,9 @@ pub enum Command {
         /// A run id: granted versus used in that run, from its audit log.
         #[arg(long, conflicts_with = "file")]
         run: Option<String>,
+        /// Version to load the file with (overrides its `version:`).
+        #[arg(long, conflicts_with = "run")]
+        version: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -400,7 +404,9 @@ async fn run_command(command: Command, state_dir: PathBuf, quiet: bool) -> Resul
         Command::Validate { file, environment, version } => {
             commands::validate::validate(&file, environment, version, &state_dir).await
         }
-        Command::Audit { file: Some(file), run: None, json } => commands::audit::pipeline(&file, json).await,
+        Command::Audit { file: Some(file), run: None, version, json } => {
+            commands::audit::pipeline(&file, version, json).await
+        }
         Command::Audit { run: Some(run), json, .. } => commands::audit::run(&state_dir, &run, json),
         Command::Audit { .. } => anyhow::bail!("give a pipeline file or --run RUN_ID"),
         Command::Plugins { json } => commands::plugins::list(json).await,
@@ -426,7 +432,11 @@ async fn run_command(command: Command, state_dir: PathBuf, quiet: bool) -> Resul
             };
             commands::ci::github(&pipelines, &output, install)
         }
-        Command::Report { run_id, format } => commands::report::report(&state_dir, &run_id, &format),
+        Command::Report { run_id, format } => {
+            use std::io::IsTerminal;
+            let terminal = if std::io::stdout().is_terminal() { "text" } else { "markdown" };
+            commands::report::report(&state_dir, &run_id, format.as_deref().unwrap_or(terminal))
+        }
         Command::Approve { run_id, name, key, signature, print_statement } => {
             use commands::run::ApproveWith;
             let with = match (name, key, signature) {

@@ -344,3 +344,33 @@ fn schema_verify_reports_what_is_wrong() {
     assert!(summary.contains("function count_doomed() does not compile") && summary.contains("doomed"), "{summary}");
     assert!(!summary.contains("public.a "), "{summary}");
 }
+
+#[test]
+fn a_denied_rls_check_counts_only_a_permission_error_on_objects_that_exist() {
+    let pg = Postgres::start();
+    // Owned by the deploy role; `anon` may not use the schema, so PostgreSQL
+    // refuses it before it looks any table up.
+    pg.psql("postgres", "create schema private; create table private.secrets (id int);");
+    let p = Project::new();
+    let check = |name: &str, sql: &str| format!("{{ name: {name}, sql: \"{sql}\", denied: true }}");
+    p.pipeline(&format!(
+        "pipeline: rls\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\nstages:\n  - name: s\n    steps:\n      - name: rls\n        \
+         uses: rls-test\n        with: {{ database: app, matrix: [{{ as: visitor, role: anon, checks: [{}, {}] }}] }}\n        \
+         grants: {{ databases: [{{ name: app, roles: [anon] }}] }}\n",
+        check("real", "select * from private.secrets"),
+        check("misspelled", "select * from private.secretz"),
+    ));
+    p.run(&[("DATABASE_URL", &pg.url("postgres"))]).assert_code(1);
+    let step = p.step("rls");
+    let summary = step["summary"].as_str().unwrap();
+    assert!(summary.starts_with("1 of 2 RLS checks failed"), "{step}");
+    assert!(
+        summary.contains(
+            "`misspelled` expected denied, got error: relation \"private.secretz\" does not exist (SQLSTATE 42P01)"
+        ),
+        "{summary}"
+    );
+    assert!(!summary.contains("`real`"), "the real denial passes: {summary}");
+    let log = p.run_files_text();
+    assert!(log.contains("denied: permission denied for schema private"), "the denial names its object");
+}

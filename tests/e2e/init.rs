@@ -187,12 +187,12 @@ fn init_writes_a_pipeline_that_validates_audits_clean_and_deploys_dev_from_varia
     for env in ["staging", "uat", "prod"] {
         p.deployhost(&["validate", "deployhost.yaml", "--env", env], &[]).assert_code(0);
     }
-    // The least grants: single folders under supabase/, never the repository.
+    // The least grants: single folders and files under supabase/, never the repository.
     let reads = audit_reads(&p);
     assert_eq!(reads["migrations-rehearsal"], ["/supabase/migrations"]);
     assert_eq!(reads["backup"], ["/supabase/migrations"]);
     assert_eq!(reads["migrate"], ["/supabase/migrations"]);
-    assert_eq!(reads["seed"], ["/supabase"]);
+    assert_eq!(reads["seed"], ["/supabase/config.toml", "/supabase/seed.sql"], "the seed files alone");
     assert_eq!(reads["functions-deploy"], ["/supabase"]);
     assert_eq!(reads["pgtap"], ["/supabase/tests"]);
     assert!(reads["test"].is_empty() && reads["lint"].is_empty() && reads["health-check"].is_empty());

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod adopt;
 mod approvals;
 mod authoring;
 mod bad_input;
@@ -16,6 +17,7 @@ mod disk_full;
 mod doctor;
 mod exec;
 mod faults;
+mod file_grants;
 mod foreign_components;
 mod health;
 mod init;

@@ -6,19 +6,55 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A granted folder: where it is on the host and where the step sees it.
+/// A granted folder or file: where it is on the host and where the step
+/// sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub host: PathBuf,
     pub guest: String,
     pub writable: bool,
+    pub kind: MountKind,
+}
+
+/// What a grant names. A file is granted alone: the step sees its folder
+/// with nothing in it but that file (`capabilities::fs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    Folder,
+    File,
 }
 
 impl Mount {
-    /// `written` is the grant as in the pipeline, relative to `base`.
+    /// A folder grant; `written` is the grant as in the pipeline, relative
+    /// to `base`.
     pub fn new(base: &Path, written: &str, writable: bool) -> Mount {
         let clean = written.trim_matches('/');
-        Mount { host: base.join(clean), guest: format!("/{clean}"), writable }
+        Mount { host: base.join(clean), guest: format!("/{clean}"), writable, kind: MountKind::Folder }
+    }
+
+    /// A single-file grant (see [`Mount::new`]).
+    pub fn file(base: &Path, written: &str, writable: bool) -> Mount {
+        Mount { kind: MountKind::File, ..Mount::new(base, written, writable) }
+    }
+
+    pub fn is_file(&self) -> bool {
+        self.kind == MountKind::File
+    }
+
+    /// For a file grant: its folder as a grant of its own (as writable as
+    /// the file) and the file's name in it, for the host acting on it.
+    pub fn folder_of_file(&self) -> Option<(Mount, &str)> {
+        let (folder, name) = self.file_parts()?;
+        let written = folder.trim_start_matches('/');
+        let base = self.host.ancestors().nth(Path::new(written).components().count() + 1)?;
+        Some((Mount::new(base, written, self.writable), name))
+    }
+
+    /// For a file grant: the folder the step sees it in (`/supabase`) and
+    /// the file's name in it (`seed.sql`).
+    pub fn file_parts(&self) -> Option<(&str, &str)> {
+        let (dir, name) = self.guest.rsplit_once('/')?;
+        self.is_file().then_some((if dir.is_empty() { "/" } else { dir }, name))
     }
 }
 

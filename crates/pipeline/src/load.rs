@@ -159,7 +159,14 @@ pub fn load_text(path: &Path, text: &str, options: &LoadOptions) -> Result<Loade
     let errors = expand_env(&mut value, &lookup, &refuse);
     if !errors.is_empty() {
         return Err(ConfigErrors(
-            errors.into_iter().map(|(key, msg)| located(path, spans.value(&key), &key, msg)).collect(),
+            errors
+                .into_iter()
+                .map(|(key, msg)| {
+                    // Every command that loads a pipeline takes `--version`.
+                    let msg = if key == "version" { format!("{msg}, or give `--version`") } else { msg };
+                    located(path, spans.value(&key), &key, msg)
+                })
+                .collect(),
         ));
     }
 

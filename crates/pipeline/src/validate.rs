@@ -503,31 +503,7 @@ fn check_backup_before_migration(loaded: &Loaded, stages: &[PlannedStage], error
 
 fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepGrants {
     let g = &step.grants;
-    let mut grants = StepGrants::default();
-    for (i, written) in g.fs.read.iter().enumerate() {
-        let gkey = format!("{key}.grants.fs.read[{i}]");
-        match check_grant_path(written) {
-            Err(e) => errors.push(loaded.value_error_at(&gkey, e)),
-            Ok(()) => {
-                let mount = Mount::new(&loaded.dir, written, false);
-                if !mount.host.is_dir() {
-                    errors.push(loaded.value_error_at(
-                        &gkey,
-                        format!("granted folder `{written}` does not exist ({})", mount.host.display()),
-                    ));
-                } else if !g.fs.write.contains(written) {
-                    grants.mounts.push(mount);
-                }
-            }
-        }
-    }
-    for (i, written) in g.fs.write.iter().enumerate() {
-        match check_grant_path(written) {
-            Err(e) => errors.push(loaded.value_error_at(&format!("{key}.grants.fs.write[{i}]"), e)),
-            // Write folders are created when the step runs.
-            Ok(()) => grants.mounts.push(Mount::new(&loaded.dir, written, true)),
-        }
-    }
+    let mut grants = StepGrants { mounts: check_fs_grants(loaded, key, step, errors), ..StepGrants::default() };
     for (i, written) in g.net.iter().enumerate() {
         match HostPattern::parse(written) {
             Ok(p) => grants.net.push(p),
@@ -568,6 +544,60 @@ fn check_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &
     }
     grants.exec = g.exec.clone();
     grants
+}
+
+/// The step's folder and file grants. A grant naming an existing regular
+/// file grants that file alone; anything else is a folder (a write folder
+/// is made when the step runs). A file may not also lie in a granted folder
+/// (the step would see the folder, and then the file's view of it).
+fn check_fs_grants(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> Vec<Mount> {
+    let fs = &step.grants.fs;
+    let mut mounts = Vec::new();
+    let reads = fs.read.iter().enumerate().map(|(i, w)| (format!("{key}.grants.fs.read[{i}]"), w, false));
+    let writes = fs.write.iter().enumerate().map(|(i, w)| (format!("{key}.grants.fs.write[{i}]"), w, true));
+    for (gkey, written, writable) in reads.chain(writes) {
+        if !writable && fs.write.contains(written) {
+            continue; // the write grant covers it
+        }
+        match check_grant_path(written).and_then(|()| grant_mount(loaded, written, writable)) {
+            Ok(mount) => mounts.push(mount),
+            Err(e) => errors.push(loaded.value_error_at(&gkey, e)),
+        }
+    }
+    for file in mounts.iter().filter(|m| m.is_file()) {
+        let inside = |folder: &&Mount| !folder.is_file() && Path::new(&file.guest).starts_with(&folder.guest);
+        if let Some(folder) = mounts.iter().find(inside) {
+            errors.push(loaded.value_error_at(
+                &format!("{key}.grants.fs"),
+                format!(
+                    "file `{}` lies in granted folder `{}`: grant the folder or the file, not both",
+                    file.guest.trim_start_matches('/'),
+                    folder.guest.trim_start_matches('/')
+                ),
+            ));
+        }
+    }
+    mounts
+}
+
+/// The mount a grant as written makes: a file when it names a regular
+/// file, else a folder. A symlink is refused (the sandbox never follows one
+/// to a grant), and so is a missing folder to read.
+fn grant_mount(loaded: &Loaded, written: &str, writable: bool) -> Result<Mount, String> {
+    let folder = Mount::new(&loaded.dir, written, writable);
+    match folder.host.symlink_metadata() {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(format!("granted path `{written}` is a symlink ({}); grant what it points to", folder.host.display()))
+        }
+        Ok(m) if m.is_file() && !folder.guest[1..].contains('/') => Err(format!(
+            "`{written}` is a file at the top of the pipeline's folder; a granted file must be inside a folder"
+        )),
+        Ok(m) if m.is_file() => Ok(Mount::file(&loaded.dir, written, writable)),
+        Ok(m) if m.is_dir() => Ok(folder),
+        Ok(_) => Err(format!("granted path `{written}` is neither a folder nor a regular file")),
+        Err(_) if writable => Ok(folder),
+        Err(_) => Err(format!("granted folder or file `{written}` does not exist ({})", folder.host.display())),
+    }
 }
 
 fn check_limits(loaded: &Loaded, key: &str, step: &super::model::Step, errors: &mut Vec<ConfigError>) -> StepLimits {

@@ -26,7 +26,8 @@ use std::time::{Duration, SystemTime};
 /// the approver (self-approval): in GitHub Actions `GITHUB_ACTOR`; else
 /// `DEPLOYHOST_ACTOR` (set it in other CI); else the `user.email` git
 /// uses in the pipeline's repository (the identity an allowed-signers
-/// file names); else `$USER` (`$LOGNAME`).
+/// file names); else `$USER` (`$LOGNAME`); else the name of the process's
+/// user in `/etc/passwd` (as `whoami` finds it); else `unknown (why)`.
 pub fn starter(dir: &Path) -> String {
     let var = |k: &str| std::env::var(k).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     if crate::github::active()
@@ -43,7 +44,29 @@ pub fn starter(dir: &Path) -> String {
         })
         .or_else(|| var("USER"))
         .or_else(|| var("LOGNAME"))
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| {
+            os_user().unwrap_or_else(|why| {
+                format!("unknown (no GITHUB_ACTOR, DEPLOYHOST_ACTOR, git user.email, $USER or $LOGNAME; {why})")
+            })
+        })
+}
+
+/// The process's user name, as `whoami` finds it: its real uid (from
+/// `/proc/self/status`) looked up in `/etc/passwd`.
+fn os_user() -> Result<String, String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| format!("no uid: /proc/self/status: {e}"))?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .ok_or("no uid in /proc/self/status")?;
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|e| format!("uid {uid}: /etc/passwd: {e}"))?;
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == uid && !f[0].is_empty())
+        .map(|f| f[0].to_string())
+        .ok_or_else(|| format!("uid {uid} has no entry in /etc/passwd"))
 }
 
 /// `Some` unless `dir` is certainly outside any git repository: no

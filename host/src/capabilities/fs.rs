@@ -13,14 +13,14 @@ use crate::audit::{Denial, PathUsed, Record};
 use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::pipeline::StepGrants;
 pub use deployhost_pipeline::grants::{Mount, check_grant_path};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use wasmtime::StoreContextMut;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p2::FsResult;
 use wasmtime_wasi::p2::bindings::filesystem::types::{
-    Descriptor, DescriptorFlags, ErrorCode, Host as _, HostDescriptor, OpenFlags, PathFlags,
+    Descriptor, DescriptorFlags, ErrorCode, Host as _, HostDescriptor, NewTimestamp, OpenFlags, PathFlags,
 };
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -33,40 +33,133 @@ const ROOT: &str = "/";
 ///
 /// Each granted folder is opened beneath the pipeline's folder without
 /// following a symlink in any component ([`super::hostfs::open_grant_root`]).
-/// wasmtime-wasi 48's `preopened_dir` takes a path, not an open `Dir`, so it
+/// wasmtime-wasi 48's `preopen_dir` takes a path, not an open `Dir`, so it
 /// is given `/proc/self/fd/N` of the folder just opened: that names the
 /// opened folder itself, whatever is swapped in at its path meanwhile.
 /// Without `/proc` the checked path is given (a race remains there).
+///
+/// A granted file's folder is preopened too, once for all the files granted
+/// in it; [`FsTracker`] then lets the step name nothing in it but those
+/// files (see [`add_to_linker`]).
 pub fn preopen(builder: &mut WasiCtxBuilder, mounts: &[Mount], empty_root: &Path) -> anyhow::Result<()> {
     builder.preopened_dir(empty_root, ROOT, FsPerms::ReadOnly)?;
-    let by_fd = Path::new("/proc/self/fd").is_dir();
-    for m in mounts {
-        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
-        let dir = super::hostfs::open_grant_root(m, m.writable).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let path = if by_fd {
-            use std::os::fd::AsRawFd;
-            PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        } else {
-            m.host.clone()
-        };
-        builder
-            .preopened_dir(&path, &m.guest, perms)
-            .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
-        drop(dir);
+    for m in mounts.iter().filter(|m| !m.is_file()) {
+        preopen_one(builder, m, &m.guest)?;
+    }
+    for (folder, files) in file_folders(mounts) {
+        let writable = files.values().any(|w| *w);
+        let file = mounts.iter().find(|m| m.file_parts().is_some_and(|(f, _)| f == folder));
+        let Some((parent, _)) = file.and_then(Mount::folder_of_file) else { continue };
+        let parent = Mount { writable, ..parent };
+        for name in files.keys() {
+            check_granted_file(&parent, name)?;
+        }
+        preopen_one(builder, &parent, &folder)?;
     }
     Ok(())
 }
 
-/// The guest path behind each descriptor the step holds, for the audit.
+fn preopen_one(builder: &mut WasiCtxBuilder, m: &Mount, guest: &str) -> anyhow::Result<()> {
+    let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+    let dir = super::hostfs::open_grant_root(m, m.writable).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let path = if Path::new("/proc/self/fd").is_dir() {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+    } else {
+        m.host.clone()
+    };
+    builder
+        .preopened_dir(&path, guest, perms)
+        .map_err(|e| anyhow::anyhow!("cannot open granted folder {}: {e}", m.host.display()))?;
+    Ok(())
+}
+
+/// A granted file must be a regular file (or, to write, missing), never a
+/// symlink: an earlier step may have planted one in its place.
+fn check_granted_file(folder: &Mount, name: &str) -> anyhow::Result<()> {
+    let dir = super::hostfs::open_grant_root(folder, folder.writable).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shown = format!("{}/{name}", folder.guest.trim_start_matches('/'));
+    match dir.symlink_metadata(name) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(m) if m.file_type().is_symlink() => {
+            anyhow::bail!("granted file `{shown}` is a symlink; deployhost does not follow links to a grant")
+        }
+        Ok(_) => anyhow::bail!("granted file `{shown}` is not a regular file"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && folder.writable => Ok(()),
+        Err(e) => anyhow::bail!("granted file `{shown}`: {e}"),
+    }
+}
+
+/// Folders of the granted files (as the step sees them) → each file's name
+/// there and whether it is granted for write.
+fn file_folders(mounts: &[Mount]) -> BTreeMap<String, BTreeMap<String, bool>> {
+    let mut folders: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    for m in mounts {
+        if let Some((folder, name)) = m.file_parts() {
+            let writable = folders.entry(folder.to_string()).or_default().entry(name.to_string()).or_insert(false);
+            *writable |= m.writable;
+        }
+    }
+    folders
+}
+
+/// The guest path behind each descriptor the step holds, for the audit, and
+/// the granted files of each preopened folder that holds some.
 #[derive(Default)]
 pub struct FsTracker {
     paths: HashMap<u32, String>,
+    /// Folder (as the step sees it) → its granted files, from the grants.
+    granted_files: BTreeMap<String, BTreeMap<String, bool>>,
+    /// Preopened descriptor → the files the step may name in it.
+    files: HashMap<u32, BTreeMap<String, bool>>,
 }
 
 impl FsTracker {
+    pub fn new(mounts: &[Mount]) -> FsTracker {
+        FsTracker { granted_files: file_folders(mounts), ..FsTracker::default() }
+    }
+
     fn path_of(&self, rep: u32) -> String {
         self.paths.get(&rep).cloned().unwrap_or_else(|| "?".to_string())
     }
+}
+
+/// What a path operation does to the entry it names, for the folders of
+/// granted files.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+    /// Listing, making folders, links and renames: never in such a folder.
+    Never,
+}
+
+/// In the folder of a granted file the step may name only the granted
+/// files (and change only those granted for write): anything else is
+/// refused here and audited, before wasmtime-wasi sees it.
+fn file_gate<S: StepStore>(state: &mut S, rep: u32, op: &str, path: &str, access: Access) -> Option<ErrorCode> {
+    let caps = state.caps();
+    let names = caps.fs.files.get(&rep)?;
+    let allowed = match (names.get(path), access) {
+        (_, Access::Never) | (None, _) => false,
+        (Some(writable), Access::Write) => *writable,
+        (Some(_), Access::Read) => true,
+    };
+    if allowed {
+        return None;
+    }
+    let full = join(&caps.fs.path_of(rep), path);
+    let granted: Vec<&String> = names.keys().collect();
+    let reason = format!("only the granted files {granted:?} of this folder, and not for this");
+    let denial = Denial {
+        op: Some(op.to_string()),
+        path: Some(full),
+        error: Some(ErrorCode::Access.name().to_string()),
+        reason: Some(reason),
+        ..Denial::default()
+    };
+    caps.audit.record(Some(&caps.step), Record::FsDenied(denial));
+    Some(ErrorCode::Access)
 }
 
 fn join(parent: &str, path: &str) -> String {
@@ -139,6 +232,9 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
         let tracker = &mut store.data_mut().caps_mut().fs;
         for (fd, name) in &dirs {
             tracker.paths.insert(fd.rep(), name.clone());
+            if let Some(files) = tracker.granted_files.get(name).cloned() {
+                tracker.files.insert(fd.rep(), files);
+            }
         }
         Ok((dirs,))
     })?;
@@ -159,6 +255,19 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
                 let writes = flags.contains(DescriptorFlags::WRITE)
                     || open_flags.intersects(OpenFlags::CREATE | OpenFlags::TRUNCATE);
                 let op = if writes { "open-write" } else { "open-read" };
+                let mut path_flags = path_flags;
+                if store.data().caps().fs.files.contains_key(&fd.rep()) {
+                    // A granted file is a file: never a folder, never a link.
+                    let access = match (open_flags.contains(OpenFlags::DIRECTORY), writes) {
+                        (true, _) => Access::Never,
+                        (false, true) => Access::Write,
+                        (false, false) => Access::Read,
+                    };
+                    if let Some(code) = file_gate(store.data_mut(), fd.rep(), op, &path, access) {
+                        return Ok((Err(code),));
+                    }
+                    path_flags &= !PathFlags::SYMLINK_FOLLOW;
+                }
                 let result = HostDescriptor::open_at(
                     &mut store.data_mut().filesystem(),
                     fd,
@@ -170,7 +279,9 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
                 .await;
                 if let Ok(new) = &result {
                     let full = join(&parent, &path);
-                    store.data_mut().caps_mut().fs.paths.insert(new.rep(), full);
+                    let tracker = &mut store.data_mut().caps_mut().fs;
+                    tracker.paths.insert(new.rep(), full);
+                    tracker.files.remove(&new.rep());
                 }
                 Ok((settle(store.data_mut(), op, &parent, &path, result)?,))
             })
@@ -178,9 +289,12 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
     )?;
     // Functions of one descriptor and one path: wrapped alike.
     macro_rules! audited_path_op {
-        ($name:literal, $method:ident, $op:literal) => {
+        ($name:literal, $method:ident, $op:literal, $access:expr) => {
             types.func_wrap_async($name, |mut store: Store<S>, (fd, path): (Resource<Descriptor>, String)| {
                 Box::new(async move {
+                    if let Some(code) = file_gate(store.data_mut(), fd.rep(), $op, &path, $access) {
+                        return Ok((Err(code),));
+                    }
                     let parent = store.data().caps().fs.path_of(fd.rep());
                     let view = &mut store.data_mut().filesystem();
                     let result = HostDescriptor::$method(view, fd, path.clone()).await;
@@ -189,13 +303,28 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
             })?;
         };
     }
-    audited_path_op!("[method]descriptor.create-directory-at", create_directory_at, "mkdir-write");
-    audited_path_op!("[method]descriptor.unlink-file-at", unlink_file_at, "unlink-write");
-    audited_path_op!("[method]descriptor.remove-directory-at", remove_directory_at, "rmdir-write");
+    audited_path_op!("[method]descriptor.create-directory-at", create_directory_at, "mkdir-write", Access::Never);
+    audited_path_op!("[method]descriptor.unlink-file-at", unlink_file_at, "unlink-write", Access::Write);
+    audited_path_op!("[method]descriptor.remove-directory-at", remove_directory_at, "rmdir-write", Access::Never);
+    audited_path_op!("[method]descriptor.readlink-at", readlink_at, "readlink", Access::Never);
+    add_link_ops(&mut types)?;
+    add_file_gates(&mut types)?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Renames and links: audited, and never in the folder of a granted file.
+fn add_link_ops<S: StepStore>(types: &mut wasmtime::component::LinkerInstance<'_, S>) -> anyhow::Result<()> {
     types.func_wrap_async(
         "[method]descriptor.rename-at",
         |mut store: Store<S>, (fd, old, new_fd, new): (Resource<Descriptor>, String, Resource<Descriptor>, String)| {
             Box::new(async move {
+                let gate = file_gate(store.data_mut(), fd.rep(), "rename-write", &old, Access::Never);
+                if let Some(code) =
+                    gate.or_else(|| file_gate(store.data_mut(), new_fd.rep(), "rename-write", &new, Access::Never))
+                {
+                    return Ok((Err(code),));
+                }
                 let parent = store.data().caps().fs.path_of(fd.rep());
                 let target = join(&store.data().caps().fs.path_of(new_fd.rep()), &new);
                 let result =
@@ -209,6 +338,9 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
         "[method]descriptor.symlink-at",
         |mut store: Store<S>, (fd, target, link): (Resource<Descriptor>, String, String)| {
             Box::new(async move {
+                if let Some(code) = file_gate(store.data_mut(), fd.rep(), "symlink-write", &link, Access::Never) {
+                    return Ok((Err(code),));
+                }
                 let parent = store.data().caps().fs.path_of(fd.rep());
                 let result =
                     HostDescriptor::symlink_at(&mut store.data_mut().filesystem(), fd, target.clone(), link.clone())
@@ -229,6 +361,10 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
             String,
         )| {
             Box::new(async move {
+                let gate = file_gate(store.data_mut(), fd.rep(), "link-write", &old, Access::Never);
+                if let Some(code) = gate.or_else(|| file_gate(store.data_mut(), new_fd.rep(), "link-write", &new, Access::Never)) {
+                    return Ok((Err(code),));
+                }
                 let parent = store.data().caps().fs.path_of(fd.rep());
                 let target = join(&store.data().caps().fs.path_of(new_fd.rep()), &new);
                 let result = HostDescriptor::link_at(
@@ -251,7 +387,64 @@ pub fn add_to_linker<S: StepStore>(linker: &mut Linker<S>) -> anyhow::Result<()>
             })
         },
     )?;
-    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// A result as the guest gets it, unaudited.
+fn unaudited<S: StepStore, T>(state: &mut S, result: FsResult<T>) -> wasmtime::Result<Result<T, ErrorCode>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => Ok(Err(state.filesystem().convert_error_code(e)?)),
+    }
+}
+
+/// The path functions that are not audited but could name, list or touch
+/// what lies beside a granted file: gated only.
+fn add_file_gates<S: StepStore>(types: &mut wasmtime::component::LinkerInstance<'_, S>) -> anyhow::Result<()> {
+    macro_rules! gated_stat_op {
+        ($name:literal, $method:ident, $op:literal) => {
+            types.func_wrap_async(
+                $name,
+                |mut store: Store<S>, (fd, flags, path): (Resource<Descriptor>, PathFlags, String)| {
+                    Box::new(async move {
+                        if let Some(code) = file_gate(store.data_mut(), fd.rep(), $op, &path, Access::Read) {
+                            return Ok((Err(code),));
+                        }
+                        let result = HostDescriptor::$method(&mut store.data_mut().filesystem(), fd, flags, path).await;
+                        Ok((unaudited(store.data_mut(), result)?,))
+                    })
+                },
+            )?;
+        };
+    }
+    gated_stat_op!("[method]descriptor.stat-at", stat_at, "stat");
+    gated_stat_op!("[method]descriptor.metadata-hash-at", metadata_hash_at, "stat");
+    types.func_wrap_async(
+        "[method]descriptor.set-times-at",
+        |mut store: Store<S>,
+         (fd, flags, path, atim, mtim): (Resource<Descriptor>, PathFlags, String, NewTimestamp, NewTimestamp)| {
+            Box::new(async move {
+                if let Some(code) = file_gate(store.data_mut(), fd.rep(), "set-times-write", &path, Access::Write) {
+                    return Ok((Err(code),));
+                }
+                let view = &mut store.data_mut().filesystem();
+                let result = HostDescriptor::set_times_at(view, fd, flags, path, atim, mtim).await;
+                Ok((unaudited(store.data_mut(), result)?,))
+            })
+        },
+    )?;
+    types.func_wrap_async(
+        "[method]descriptor.read-directory",
+        |mut store: Store<S>, (fd,): (Resource<Descriptor>,)| {
+            Box::new(async move {
+                if let Some(code) = file_gate(store.data_mut(), fd.rep(), "list", "", Access::Never) {
+                    return Ok((Err(code),));
+                }
+                let result = HostDescriptor::read_directory(&mut store.data_mut().filesystem(), fd).await;
+                Ok((unaudited(store.data_mut(), result)?,))
+            })
+        },
+    )?;
     Ok(())
 }
 
@@ -273,6 +466,12 @@ pub fn host_path(mounts: &[Mount], guest: &str, write: bool) -> Result<PathBuf, 
     let Some((mount, rest)) = mount else {
         let kind = if write { "write grant" } else { "grant" };
         return Err(format!("`{guest}` is not under any {kind} of this step"));
+    };
+    // A granted file: the host acts on it in its folder.
+    let folder_of_file = mount.folder_of_file().filter(|_| rest.as_os_str().is_empty());
+    let (mount, rest) = match &folder_of_file {
+        Some((folder, name)) => (folder, Path::new(*name)),
+        None => (mount, rest),
     };
     if rest.as_os_str().is_empty() {
         return Err(format!("`{guest}` names the granted folder itself, not a file in it"));

@@ -97,6 +97,11 @@ impl GrantFile {
             .ok_or_else(|| {
                 format!("`{guest}` is not under any {} of this step", if write { "write grant" } else { "grant" })
             })?;
+        // A granted file: opened in its folder, by its name.
+        if let Some((folder, name)) = mount.folder_of_file().filter(|_| rest.as_os_str().is_empty()) {
+            let dir = open_grant_root(&folder, false)?;
+            return Ok(GrantFile { dir, rel: PathBuf::from(name), guest });
+        }
         if rest.as_os_str().is_empty() {
             return Err(format!("`{guest}` names the granted folder itself, not a file in it"));
         }
@@ -223,6 +228,20 @@ mod tests {
         assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/z")).unwrap(), "y");
         assert_eq!(std::fs::read_to_string(tmp.path().join("data/new/w")).unwrap(), "y");
         assert!(open_grant_root(&Mount::new(tmp.path(), "data/missing", false), false).is_err());
+    }
+
+    #[test]
+    fn a_granted_file_is_opened_in_its_folder_and_nothing_beside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("backups")).unwrap();
+        std::fs::write(tmp.path().join("backups/app.dump"), "dump").unwrap();
+        std::fs::write(tmp.path().join("backups/other.dump"), "other").unwrap();
+        let mounts = vec![Mount::file(tmp.path(), "backups/app.dump", false)];
+        assert_eq!(GrantFile::open(&mounts, "/backups/app.dump", false).unwrap().read(100).unwrap(), b"dump");
+        assert!(GrantFile::open(&mounts, "/backups/other.dump", false).is_err());
+        assert!(GrantFile::open(&mounts, "/backups/app.dump", true).is_err(), "not granted for write");
+        let host = super::super::fs::host_path(&mounts, "/backups/app.dump", false).unwrap();
+        assert_eq!(host, tmp.path().canonicalize().unwrap().join("backups/app.dump"));
     }
 
     #[test]

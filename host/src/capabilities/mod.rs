@@ -61,7 +61,7 @@ impl StepCaps {
             secrets: secrets::SecretGrant::for_step(&step.grants, run.secrets),
             sql: sql::SqlGrant::for_step(step, run.sql),
             exec: exec::ExecGrant::for_step(&step.grants, run.dir, run.write_roots),
-            fs: Default::default(),
+            fs: fs::FsTracker::new(&step.grants.mounts),
             audited_logs: 0,
         }
     }

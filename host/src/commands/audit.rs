@@ -26,8 +26,8 @@ struct PlannedRow {
     over_grants: Vec<String>,
 }
 
-pub async fn pipeline(file: &Path, as_json: bool) -> Result<ExitStatus> {
-    let (loaded, plan) = load_plan(file, None, None)?;
+pub async fn pipeline(file: &Path, version: Option<String>, as_json: bool) -> Result<ExitStatus> {
+    let (loaded, plan) = load_plan(file, None, version)?;
     let runtime = Runtime::new()?;
     let infos = check_plugins(&runtime, &loaded, &plan).await?;
     let rows: Vec<PlannedRow> = plan

@@ -16,9 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tokio_postgres::Client;
 
-/// One check's outcome.
+/// One check's outcome; `info` is said, never failed.
 struct Check {
     ok: bool,
+    info: bool,
     what: String,
     why: String,
 }
@@ -28,13 +29,16 @@ struct Checks(Vec<Check>);
 
 impl Checks {
     fn pass(&mut self, what: impl Into<String>, why: impl Into<String>) {
-        self.0.push(Check { ok: true, what: what.into(), why: why.into() });
+        self.add(true, what, why);
     }
     fn fail(&mut self, what: impl Into<String>, why: impl Into<String>) {
-        self.0.push(Check { ok: false, what: what.into(), why: why.into() });
+        self.add(false, what, why);
     }
     fn add(&mut self, ok: bool, what: impl Into<String>, why: impl Into<String>) {
-        self.0.push(Check { ok, what: what.into(), why: why.into() });
+        self.0.push(Check { ok, info: false, what: what.into(), why: why.into() });
+    }
+    fn info(&mut self, what: impl Into<String>, why: impl Into<String>) {
+        self.0.push(Check { ok: true, info: true, what: what.into(), why: why.into() });
     }
 }
 
@@ -100,15 +104,20 @@ pub async fn doctor(file: &Path, environment: Option<String>, version: Option<St
     }
 
     for c in &checks.0 {
-        let mark = if c.ok { "✓" } else { "✗" };
+        let mark = match (c.info, c.ok) {
+            (true, _) => "i",
+            (false, true) => "✓",
+            (false, false) => "✗",
+        };
         println!("{mark} {}: {}", c.what, crate::output::markup::plain(&c.why));
     }
     let failed = checks.0.iter().filter(|c| !c.ok).count();
+    let counted = checks.0.iter().filter(|c| !c.info).count();
     if failed == 0 {
-        println!("all {} checks passed", checks.0.len());
+        println!("all {counted} checks passed");
         Ok(ExitStatus::Success)
     } else {
-        println!("{failed} of {} checks failed", checks.0.len());
+        println!("{failed} of {counted} checks failed");
         Ok(ExitStatus::Failed)
     }
 }
@@ -155,6 +164,7 @@ async fn check_database(plan: &Plan, db: &str, target: &DbTarget, checks: &mut C
             Err(e) => checks.fail(format!("database {db}: pgtap"), e),
         }
     }
+    plpgsql_check(&client, db, checks).await;
     let dirs: BTreeSet<&str> = migrates
         .iter()
         .filter(|s| !s.params.get("dry_run").and_then(|v| v.as_bool()).unwrap_or(false))
@@ -162,6 +172,24 @@ async fn check_database(plan: &Plan, db: &str, target: &DbTarget, checks: &mut C
         .collect();
     for dir in dirs {
         history(&client, db, &plan.dir, dir, checks).await;
+    }
+}
+
+/// plpgsql_check lets `supabase db lint` check functions' bodies: said,
+/// never required.
+async fn plpgsql_check(client: &Client, db: &str, checks: &mut Checks) {
+    let what = format!("database {db}: plpgsql_check");
+    let sql = "select coalesce((select coalesce(installed_version, '') || '/' || default_version from pg_available_extensions \
+               where name = 'plpgsql_check'), '')";
+    match one(client, sql).await.as_deref() {
+        Ok("") => checks.info(what, "not available on this server (optional: function bodies go unchecked)"),
+        Ok(v) if v.starts_with('/') => checks.info(
+            what,
+            "available, not installed (optional: `create extension plpgsql_check` lets `supabase db lint` \
+             check function bodies)",
+        ),
+        Ok(v) => checks.info(what, format!("{} installed", v.split('/').next().unwrap_or(v))),
+        Err(e) => checks.info(what, format!("cannot tell: {e}")),
     }
 }
 

@@ -74,6 +74,8 @@ struct Found {
     seed: Option<(bool, Vec<String>)>,
     /// `supabase/seed.sql` exists (the CLI's default seed).
     default_seed: bool,
+    /// What the seed step is granted to read ([`seed_grants`]).
+    seed_grants: Vec<String>,
     /// Edge Functions: `[functions.<slug>]` of config.toml and folders of supabase/functions/.
     functions: BTreeSet<String>,
     functions_dir: bool,
@@ -217,6 +219,44 @@ fn read_checks(root: &Path, found: &mut Found) -> Result<(), InitError> {
     Ok(())
 }
 
+/// What the seed step reads, granted as narrowly as `sql_paths` allows:
+/// config.toml and each seed file it names alone, the folder a glob
+/// searches whole. A named file that is missing is not granted (the step
+/// warns that nothing matched, as the CLI does).
+fn seed_grants(root: &Path, sql_paths: &[String]) -> Vec<String> {
+    let mut folders = BTreeSet::new();
+    let mut files = vec!["supabase/config.toml".to_string()];
+    for pattern in sql_paths {
+        let Some(path) = clean_relative(&format!("supabase/{pattern}")) else { continue };
+        match path.find(['*', '?', '[']) {
+            Some(meta) => {
+                if let Some((folder, _)) = path[..meta].rsplit_once('/') {
+                    folders.insert(folder.to_string());
+                }
+            }
+            None if root.join(&path).is_file() => files.push(path),
+            None => {}
+        }
+    }
+    files.retain(|f| !folders.iter().any(|folder| Path::new(f).starts_with(folder)));
+    folders.into_iter().chain(files).collect()
+}
+
+/// `a/./b/../c` as `a/c`; `None` when it leaves its start.
+fn clean_relative(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            name => parts.push(name),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 fn scan(root: &Path) -> Result<Found, InitError> {
     if !root.join("supabase").is_dir() {
         return Err(InitError::NotSupabase(root.to_path_buf()));
@@ -233,6 +273,7 @@ fn scan(root: &Path) -> Result<Found, InitError> {
         }
     }
     found.default_seed = root.join("supabase/seed.sql").is_file();
+    found.seed_grants = found.seed.as_ref().map(|(_, paths)| seed_grants(root, paths)).unwrap_or_default();
     let functions = root.join("supabase/functions");
     found.functions_dir = functions.is_dir();
     for (name, path) in entries(&functions)? {
@@ -414,8 +455,8 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
         writeln!(w, "      - name: seed")?;
         writeln!(w, "        uses: supabase-seed")?;
         writeln!(w, "        with: {{ database: app, config: supabase/config.toml, environments: [dev, staging] }}")?;
-        writeln!(w, "        # config.toml and the seed files: the supabase/ folder (grants are folders).")?;
-        writeln!(w, "        grants: {{ databases: [app], fs: {{ read: [supabase] }} }}")?;
+        writeln!(w, "        # config.toml and the seed files, each granted alone (a glob's folder whole).")?;
+        writeln!(w, "        grants: {{ databases: [app], fs: {{ read: [{}] }} }}", found.seed_grants.join(", "))?;
         writeln!(w)?;
     }
     if functions {
@@ -688,4 +729,30 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
     }
     println!("\nnext: deployhost validate {PIPELINE_FILE} && deployhost run {PIPELINE_FILE} --env dev");
     Ok(ExitStatus::Success)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seed_grants;
+
+    #[test]
+    fn seed_files_are_granted_alone_and_a_globs_folder_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        for file in ["supabase/seed.sql", "supabase/seeds/a.sql", "supabase/extra/b.sql"] {
+            std::fs::create_dir_all(tmp.path().join(file).parent().unwrap()).unwrap();
+            std::fs::write(tmp.path().join(file), "select 1;").unwrap();
+        }
+        let paths = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            seed_grants(tmp.path(), &paths(&["./seed.sql", "./missing.sql", "extra/../extra/b.sql"])),
+            ["supabase/config.toml", "supabase/seed.sql", "supabase/extra/b.sql"]
+        );
+        // A glob's folder is granted whole, and the files in it are not granted again.
+        assert_eq!(
+            seed_grants(tmp.path(), &paths(&["./seeds/*.sql", "seeds/a.sql", "./seed.sql"])),
+            ["supabase/seeds", "supabase/config.toml", "supabase/seed.sql"]
+        );
+        assert_eq!(seed_grants(tmp.path(), &paths(&["./*.sql"])), ["supabase"]);
+        assert_eq!(seed_grants(tmp.path(), &paths(&["../../outside.sql"])), ["supabase/config.toml"]);
+    }
 }

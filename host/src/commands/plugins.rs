@@ -55,6 +55,15 @@ fn print_summary(row: &Value) {
         .map(crate::output::markup::plain)
         .collect();
     println!("    needs: {}", if needs.is_empty() { "nothing".to_string() } else { needs.join(", ") });
+    for p in row["params"].as_array().into_iter().flatten() {
+        let text = |key: &str| crate::output::markup::plain(p[key].as_str().unwrap_or_default());
+        let required = match p["default"].as_str() {
+            _ if p["required"] == true => "required".to_string(),
+            Some(default) => format!("default {}", crate::output::markup::plain(default)),
+            None => "optional".to_string(),
+        };
+        println!("    with.{} ({}, {required}): {}", text("name"), text("kind"), text("description"));
+    }
 }
 
 pub fn new(name: &str, lang: Lang, dir: Option<&Path>) -> Result<ExitStatus> {
@@ -121,11 +130,6 @@ pub async fn inspect_file(file: &Path, as_json: bool, state_dir: &Path) -> Resul
         println!("    file: {} ({} bytes), sha256 {}", file.display(), plugin.bytes.len(), plugin.digest);
         println!("    imports: {}", interfaces.imports.join(", "));
         println!("    exports: {}", interfaces.exports.join(", "));
-        for p in row["params"].as_array().into_iter().flatten() {
-            let required = if p["required"] == true { "required" } else { "optional" };
-            let text = |key: &str| crate::output::markup::plain(p[key].as_str().unwrap_or_default());
-            println!("    param {} ({}, {required}): {}", text("name"), text("kind"), text("description"));
-        }
         if let Err(why) = &links {
             eprintln!("this host cannot run it: {}", crate::output::markup::plain(why));
         }

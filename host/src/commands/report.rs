@@ -141,6 +141,9 @@ struct Evidence {
     logged_errors: Option<Vec<String>>,
     /// In GitHub Actions, the pull request's reviews: (enough, why).
     code_review: Option<(bool, String)>,
+    /// The approvers the run's environment lists, from its pipeline file;
+    /// `None` when the file cannot be read any more.
+    approvers: Option<Vec<String>>,
 }
 
 fn by_plugin<'a>(record: &'a RunRecord, plugin: &'a str) -> impl Iterator<Item = &'a StepOutcome> + 'a {
@@ -407,6 +410,28 @@ mod evidence_of {
     }
 }
 
+/// The approvers `environments.<env>.approvers` lists for the run's
+/// environment. Only names are read: variables the file uses need not be
+/// set when the report is written.
+fn approvers_of(record: &RunRecord) -> Option<Vec<String>> {
+    let lookup = |_: &str| Some(String::new());
+    let options = crate::pipeline::LoadOptions { env_lookup: &lookup, ..Default::default() };
+    let loaded = crate::pipeline::load(Path::new(&record.file), &options).ok()?;
+    Some(loaded.model.environments.get(&record.environment).map(|e| e.approvers.clone()).unwrap_or_default())
+}
+
+/// What an unticked item a person vouches for waits for, naming who may.
+fn awaits_attestation(record: &RunRecord, key: &str, approvers: Option<&[String]>) -> String {
+    let command = format!("`deployhost attest {} --item {key} --as NAME`", record.run_id);
+    let env = &record.environment;
+    match approvers {
+        Some([]) => format!("awaits {command}, but `{env}` lists no approvers: add environments.{env}.approvers first"),
+        Some([one]) => format!("awaits {command} by {one}, the approver of `{env}`"),
+        Some(many) => format!("awaits {command} by one of the approvers of `{env}`: {}", many.join(", ")),
+        None => format!("awaits {command} by an approver of `{env}`"),
+    }
+}
+
 fn checklists(record: &RunRecord, ev: &Evidence) -> (Vec<Item>, Vec<Item>) {
     let item = |&(key, section, item, basis): &(&'static str, &'static str, &'static str, Basis)| {
         let (mut done, mut evidence) = basis.proof().map_or((false, String::new()), |proof| proof(record, ev));
@@ -417,10 +442,7 @@ fn checklists(record: &RunRecord, ev: &Evidence) -> (Vec<Item>, Vec<Item>) {
                 if !evidence.is_empty() {
                     evidence.push_str("; ");
                 }
-                evidence.push_str(&format!(
-                    "awaits `deployhost attest {} --item {key} --as NAME` by a listed approver",
-                    record.run_id
-                ));
+                evidence.push_str(&awaits_attestation(record, key, ev.approvers.as_deref()));
             } else {
                 done = true;
                 evidence = format!("attested by {}", who.join(", "));
@@ -500,6 +522,7 @@ impl Evidence {
             attestations: Vec::new(),
             logged_errors: None,
             code_review: None,
+            approvers: None,
         }
     }
 
@@ -524,6 +547,7 @@ impl Evidence {
             ev.attestations = store.attestations(&record.run_id)?;
             ev.code_review = github_code_review();
         }
+        ev.approvers = approvers_of(record);
         let audit = runner::runs_dir(state_dir).join(&record.run_id).join("audit.jsonl");
         ev.logged_errors = std::fs::read_to_string(audit).ok().map(|text| {
             text.lines()
@@ -595,7 +619,20 @@ pub fn markdown(record: &RunRecord, approved_by: Option<&str>, approval: Option<
     markdown_with(record, &ev)
 }
 
+/// How the report is written: Markdown (to a file, a job summary, `--format
+/// markdown`) or plain text (a terminal), where Markdown's escapes and
+/// emphasis would show as backslashes and stars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Markdown,
+    Text,
+}
+
 fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
+    render(record, ev, Style::Markdown)
+}
+
+fn render(record: &RunRecord, ev: &Evidence, style: Style) -> String {
     use std::fmt::Write as _;
     let (pre, post) = checklists(record, ev);
     let run = run_checks(record, ev.approval.as_deref());
@@ -603,7 +640,11 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     let total_ms: u64 = record.steps.iter().map(|s| s.ms).sum();
     // Everything a plugin or a user could have written is escaped: one
     // line, no Markdown or HTML of its own (no forged checklist lines).
-    use crate::output::markup::markdown as md;
+    let md = |text: &str| match style {
+        Style::Markdown => crate::output::markup::markdown(text),
+        Style::Text => crate::output::markup::plain(text),
+    };
+    let strong = if style == Style::Markdown { "**" } else { "" };
     let mut m = String::new();
     let _ = writeln!(
         m,
@@ -615,7 +656,7 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     let finished = md(record.finished.as_deref().unwrap_or("unfinished"));
     let _ = writeln!(
         m,
-        "Run {}: **{}** ({} → {finished})\n",
+        "Run {}: {strong}{}{strong} ({} → {finished})\n",
         md(&record.run_id),
         md(record.status.as_str()),
         md(&record.started)
@@ -663,12 +704,22 @@ fn markdown_with(record: &RunRecord, ev: &Evidence) -> String {
     for v in &migrations {
         let _ = writeln!(m, "- migration {}", md(v));
     }
-    let _ = writeln!(m, "\n## Timings\n\n| stage | step | status | seconds |\n|---|---|---|---|");
+    let _ = writeln!(m, "\n## Timings\n");
+    if style == Style::Markdown {
+        let _ = writeln!(m, "| stage | step | status | seconds |\n|---|---|---|---|");
+    }
     for s in &record.steps {
-        let _ =
-            writeln!(m, "| {} | {} | {} | {:.2} |", md(&s.stage), md(&s.step), s.status.as_str(), s.ms as f64 / 1000.0);
+        let (stage, step, status, secs) = (md(&s.stage), md(&s.step), s.status.as_str(), s.ms as f64 / 1000.0);
+        let _ = match style {
+            Style::Markdown => writeln!(m, "| {stage} | {step} | {status} | {secs:.2} |"),
+            Style::Text => writeln!(m, "  {stage:<16} {step:<24} {status:<9} {secs:>8.2} s"),
+        };
     }
     let _ = writeln!(m, "\nTotal step time {:.2} s.", total_ms as f64 / 1000.0);
+    if style == Style::Text {
+        // Headings as plain lines: `## Run checks` → `Run checks`.
+        m = m.lines().map(|l| l.trim_start_matches('#').trim_start()).collect::<Vec<_>>().join("\n") + "\n";
+    }
     m
 }
 
@@ -723,9 +774,10 @@ pub fn report(state_dir: &Path, run_id: &str, format: &str) -> Result<ExitStatus
             });
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
-        "markdown" => print!("{}", markdown_with(&record, &ev)),
+        "markdown" | "md" => print!("{}", render(&record, &ev, Style::Markdown)),
+        "text" => print!("{}", render(&record, &ev, Style::Text)),
         "html" => print!("{}", html(state_dir, &record, &ev)?),
-        other => anyhow::bail!("unknown report format `{other}` (markdown, json or html)"),
+        other => anyhow::bail!("unknown report format `{other}` (text, markdown, json or html)"),
     }
     Ok(ExitStatus::Success)
 }

@@ -179,19 +179,19 @@ impl Terminal {
         for stage in &plan.stages {
             self.stage(&format!("{}{}", stage.name, if stage.parallel { " (parallel)" } else { "" }));
             for step in &stage.steps {
-                let g = &step.grants;
-                let mut grants = Vec::new();
-                for m in &g.mounts {
-                    grants.push(format!("fs {} {}", if m.writable { "write" } else { "read" }, m.guest));
-                }
-                grants.extend(g.net.iter().map(|p| format!("net {p}")));
-                grants.extend(g.secrets.iter().map(|s| format!("secret {s}")));
+                // What `audit` lists, per capability.
+                let grants: Vec<String> = crate::capabilities::ALL
+                    .iter()
+                    .map(|c| (c.about().name, c.granted(&step.grants)))
+                    .filter(|(_, granted)| !granted.is_empty())
+                    .map(|(name, granted)| format!("{name} {}", granted.join(", ")))
+                    .collect();
                 self.print(&format!(
                     "  {}  uses {} (sha256 {})\n      grants: {}; memory {}, timeout {}{}",
                     step.name,
                     step.uses,
                     &step.plugin.digest[..12],
-                    if grants.is_empty() { "none".to_string() } else { grants.join(", ") },
+                    if grants.is_empty() { "none".to_string() } else { printable(&grants.join("; ")) },
                     crate::pipeline::units::ByteSize(step.limits.memory),
                     humantime::format_duration(step.limits.timeout),
                     if step.blocking { "" } else { ", non-blocking" }

@@ -3,6 +3,14 @@
 //! as Supabase's `auth.uid()` reads them), runs each check in a transaction
 //! that is always rolled back, and compares the outcome with the expected
 //! row count, success, or permission denial.
+//!
+//! A denial counts only when it is one: SQLSTATE 42501 for the role, and
+//! the same statement names objects that exist. PostgreSQL checks a
+//! schema's USAGE before it looks the relation up, so `denied: true` on a
+//! misspelled table in a schema the role may not use would otherwise pass;
+//! the statement is therefore planned (`EXPLAIN`, never run) as the
+//! deploying role too, and an error there other than a permission one
+//! (42P01 undefined table, 42703 undefined column, …) fails the check.
 
 use deployhost_plugin_sdk::db::{self, Connection, INSUFFICIENT_PRIVILEGE, Value};
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
@@ -85,16 +93,34 @@ fn run_check(db: &Connection, entry: &Entry, check: &Check) -> Result<String, St
     let _ = db.rollback();
     match outcome? {
         Ok(n) => Ok(format!("{n} row(s)")),
-        Err(e) if db::code(&e) == Some(INSUFFICIENT_PRIVILEGE) => Ok("denied".to_string()),
+        Err(e) if db::code(&e) == Some(INSUFFICIENT_PRIVILEGE) => Ok(match names_missing(db, &check.sql) {
+            Some(missing) => format!("error: {missing}"),
+            None => format!("denied: {}", db::describe(&e)),
+        }),
         Err(e) => Ok(format!("error: {}", db::describe(&e))),
     }
+}
+
+/// SQLSTATE of a statement that cannot be planned at all (a `denied:` check
+/// of a statement `EXPLAIN` does not take, e.g. `TRUNCATE`): nothing learnt.
+const SYNTAX_ERROR: &str = "42601";
+
+/// Why `sql` fails for the deploying role itself, when it names something
+/// that does not exist: planned, never run, and rolled back.
+fn names_missing(db: &Connection, sql: &str) -> Option<String> {
+    db.begin().ok()?;
+    let planned = db.execute(&format!("EXPLAIN {sql}"), &[]);
+    let _ = db.rollback();
+    let e = planned.err()?;
+    let code = db::code(&e)?;
+    (code != INSUFFICIENT_PRIVILEGE && code != SYNTAX_ERROR).then(|| db::describe(&e))
 }
 
 fn passes(expect: &Expect, got: &str) -> bool {
     match expect {
         Expect::Rows(n) => got == format!("{n} row(s)"),
         Expect::Allowed => got.ends_with("row(s)"),
-        Expect::Denied => got == "denied",
+        Expect::Denied => got.starts_with("denied"),
     }
 }
 
@@ -110,10 +136,22 @@ struct RlsTest;
 
 impl Guest for RlsTest {
     fn describe() -> PluginInfo {
-        sdk::info("rls-test", "check row-level security per role: row counts, allowed, denied")
-            .param("database", "string", true, None, "granted database (grant the roles too)")
-            .param("matrix", "list", true, None, "[{ as, role, claims, checks: [{ sql, rows | allowed | denied }] }]")
-            .needs(Capability::Database, "database", "runs each check as each role, rolled back")
+        sdk::info(
+            "rls-test",
+            "prove row-level security per role: each check runs as a database role with JWT claims set (as \
+             auth.uid() reads them), always rolled back, and must give its row count, succeed, or be denied \
+             (SQLSTATE 42501 on objects that exist)",
+        )
+        .param("database", "string", true, None, "granted database; grant it with the roles the matrix uses")
+        .param(
+            "matrix",
+            "list",
+            true,
+            None,
+            "[{ as: employee, role: authenticated, claims: { sub: \"<uuid>\" }, checks: [{ name, sql, \
+             rows: 3 | allowed: true | denied: true }] }]",
+        )
+        .needs(Capability::Database, "database", "runs each check as each role, rolled back")
     }
 
     fn run(ctx: StepContext) -> Result<Report, StepError> {

@@ -48,7 +48,7 @@ async fn connect(target: &DbTarget) -> Result<Client, String> {
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
 pub fn grant_label(database: &str, roles: &[String]) -> String {
-    if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
+    deployhost_pipeline::database_label(database, roles)
 }
 
 /// The databases of `grants.databases`, through connections the host holds.
