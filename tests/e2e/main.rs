@@ -42,3 +42,4 @@ mod special_files;
 mod stage_plugins;
 mod supabase;
 mod supabase_history;
+mod verify;

@@ -72,6 +72,10 @@ pub struct RunRecord {
     /// Why the run stopped early, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The audit chain's head and the change ledger's digests when the run
+    /// ended (`deployhost verify`); absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<crate::chain::Seal>,
 }
 
 /// Why a run rolled back and what the rollback did.
@@ -188,6 +192,7 @@ pub async fn run(
         steps: Vec::new(),
         rollback: None,
         reason: None,
+        seal: None,
     };
     let event = if resume.is_some() { AuditEvent::RunResume } else { AuditEvent::RunStart };
     audit.record(
@@ -320,7 +325,44 @@ pub async fn run(
     record.reason = stopped_by.clone();
     audit.record(None, AuditEvent::RunEnd, json!({ "status": record.status, "reason": stopped_by }));
     results.save(&mut record)?;
+    seal(&audit, &run_dir, &mut record, &mut results)?;
     Ok(record)
+}
+
+/// Seals the ended run: the audit chain's head and the change ledger's
+/// digests go into `results.json`. The state store keeps the same seal with
+/// the digest of `results.json` ([`sealed_results_sha256`]).
+fn seal(audit: &AuditLog, run_dir: &Path, record: &mut RunRecord, results: &mut ResultsFile) -> Result<()> {
+    check_written(audit, run_dir)?;
+    let Some(head) = audit.head() else { return Ok(()) };
+    let changes = ledger_digests(&changes_dir(run_dir))
+        .with_context(|| format!("cannot read the change ledger in {}", run_dir.display()))?;
+    record.seal = Some(crate::chain::Seal { audit: head, changes, results: None });
+    results.save(record)
+}
+
+/// sha256 of each file of the change ledger, by name.
+pub fn ledger_digests(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut digests = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(digests),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let bytes = std::fs::read(entry.path())?;
+            digests.insert(entry.file_name().to_string_lossy().into_owned(), crate::chain::sha256(&bytes));
+        }
+    }
+    Ok(digests)
+}
+
+/// The sha256 of a run's `results.json` as it reads without its `seal`:
+/// what the state store keeps, so an edit of the file shows.
+pub fn sealed_results_sha256(run_dir: &Path) -> Result<String> {
+    results::sealed_sha256(run_dir)
 }
 
 /// Fails once anything of the run folder (audit, a step log) could not be
@@ -360,8 +402,14 @@ pub fn mark_interrupted(state_dir: &Path, run_id: &str, reason: &str) -> Result<
     let mut record = load_record(state_dir, run_id)?;
     record.status = RunStatus::Interrupted;
     record.reason = Some(reason.to_string());
+    record.seal = None;
     record.finished = Some(crate::audit::timestamp(SystemTime::now()));
     ResultsFile::new(&runs_dir(state_dir).join(run_id)).save(&mut record)
+}
+
+/// Reads the `results.json` of the run folder `run_dir`.
+pub fn read_record(run_dir: &Path) -> Result<RunRecord> {
+    results::read(run_dir)
 }
 
 /// Reads a finished or interrupted run's `results.json`.

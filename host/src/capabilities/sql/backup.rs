@@ -497,7 +497,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     caps.audit.record(
         Some(&caps.step),
         AuditEvent::SqlDump,
-        json!({ "database": database, "path": path, "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "data_tables": recorded.data_tables, "ms": started.elapsed().as_millis() as u64 }),
+        json!({ "database": database, "path": path, "file": host.display().to_string(), "sha256": info.sha256, "bytes": info.bytes, "tool": tool.display().to_string(), "schemas": recorded.schemas, "data_tables": recorded.data_tables, "ms": started.elapsed().as_millis() as u64 }),
     );
     Ok(info)
 }
