@@ -396,6 +396,18 @@ async fn carry_on_signed(
         ));
         return Ok(refuse(out, Some(&row.id), &e));
     }
+    // Resume runs the plan recorded when the run began, in every approval
+    // mode: a file edited since (a step given `exec: [sh]`) is refused.
+    let changes = if rollback_only.is_none() { approval::plan_changes(row, &plan) } else { Vec::new() };
+    if !changes.is_empty() {
+        let e = ApprovalError::Refused(format!(
+            "the pipeline file changed since run {} began, and resume runs only the plan it recorded: {}; start a \
+             new run for the new plan",
+            row.id,
+            changes.join("; ")
+        ));
+        return Ok(refuse(out, Some(&row.id), &e));
+    }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
