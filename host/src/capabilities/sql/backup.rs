@@ -340,8 +340,11 @@ fn digest(mut from: std::fs::File, copy_to: Option<&Path>) -> std::io::Result<(S
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-/// Environment for the tools: the connection without a command line.
-fn pg_env(cmd: &mut Command, target: &DbTarget) {
+/// Environment for the tools: the connection without a command line, and
+/// without the password, which any process of the same user could read in
+/// `/proc/<pid>/environ` (a parallel step's host program): it goes through
+/// [`PassFile`]. Keep the returned file until the tool has ended.
+fn pg_env(cmd: &mut Command, target: &DbTarget) -> Result<Option<PassFile>, SqlError> {
     let c = &target.config;
     cmd.env_clear().env("LC_ALL", "C").env("PGCONNECT_TIMEOUT", "10");
     if let Some(tokio_postgres::config::Host::Tcp(h)) = c.get_hosts().first() {
@@ -357,11 +360,64 @@ fn pg_env(cmd: &mut Command, target: &DbTarget) {
     if let Some(d) = c.get_dbname() {
         cmd.env("PGDATABASE", d);
     }
-    if let Some(pw) = c.get_password() {
-        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
-    }
     for (key, value) in target.tls.libpq_env() {
         cmd.env(key, value);
+    }
+    let Some(pw) = c.get_password() else { return Ok(None) };
+    let file = PassFile::new(pw).map_err(|e| SqlError::Tool(format!("cannot hand the password to the tool: {e}")))?;
+    file.give_to(cmd);
+    Ok(Some(file))
+}
+
+/// A libpq password file (`*:*:*:*:password`) that no path names: a
+/// memfd, mode 0600, close-on-exec except in the one tool it is given to,
+/// which reads it as `PGPASSFILE=/dev/fd/N`. It is gone with its last
+/// descriptor: nothing to remove after, nothing left by a crash.
+struct PassFile(std::os::fd::OwnedFd);
+
+impl PassFile {
+    #[allow(unsafe_code, reason = "memfd_create(2) has no safe wrapper in the dependencies")]
+    fn new(password: &[u8]) -> std::io::Result<PassFile> {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: the name is a NUL-terminated literal; the flags are plain integers.
+        let fd = unsafe { libc::memfd_create(c"deployhost-pgpass".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let mut file = std::fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        // libpq ignores a password file that its group or others may read.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let mut line = b"*:*:*:*:".to_vec();
+        for &b in password {
+            if b == b'\\' || b == b':' {
+                line.push(b'\\');
+            }
+            line.push(b);
+        }
+        line.push(b'\n');
+        file.write_all(&line)?;
+        Ok(PassFile(file.into()))
+    }
+
+    /// `cmd` inherits the file, and only `cmd`: close-on-exec is cleared in
+    /// its child, after the fork.
+    #[allow(unsafe_code, reason = "the hook only calls fcntl(2), which is async-signal-safe")]
+    fn give_to(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        cmd.env("PGPASSFILE", format!("/dev/fd/{fd}"));
+        // SAFETY: the hook allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
 }
 
@@ -465,7 +521,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     drop(client);
     let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);
-    pg_env(&mut cmd, &target);
+    let _password = pg_env(&mut cmd, &target)?;
     cmd.args(["--format=custom", "--no-password"])
         .args(scope::dump_args(&recorded.schemas))
         .args(&data)
