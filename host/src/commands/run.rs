@@ -56,16 +56,19 @@ async fn prepare(
 ) -> Result<Prepared> {
     let (loaded, plan) = load_plan(file, environment, version)?;
     if sandbox_only {
-        let host_steps: Vec<_> = plan
-            .steps()
-            .filter(|s| !s.grants.exec.is_empty())
-            .map(|s| {
-                loaded.error_at(
-                    &format!("{}.grants.exec", s.key),
-                    format!("--sandbox-only: step `{}` may run host programs {:?}", s.name, s.grants.exec),
-                )
-            })
-            .collect();
+        let host_steps = plan.steps().filter(|s| !s.grants.exec.is_empty()).map(|s| {
+            loaded.error_at(
+                &format!("{}.grants.exec", s.key),
+                format!("--sandbox-only: step `{}` may run host programs {:?}", s.name, s.grants.exec),
+            )
+        });
+        let superusers = plan.databases.iter().filter(|(_, d)| d.superuser).map(|(name, _)| {
+            loaded.error_at(
+                &format!("databases.{name}.superuser"),
+                format!("--sandbox-only: database `{name}` may be reached as a superuser, which no grant binds"),
+            )
+        });
+        let host_steps: Vec<_> = host_steps.chain(superusers).collect();
         if !host_steps.is_empty() {
             return Err(ConfigErrors(host_steps).into());
         }

@@ -445,7 +445,7 @@ async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
 
 /// `SHOW server_version_num` → (major, full version text).
 async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
-    let client = connect(target).await.map_err(SqlError::Connection)?;
+    let client = connect(target).await?;
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
         .await
@@ -486,7 +486,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
-    let client = connect(&target).await.map_err(SqlError::Connection)?;
+    let client = connect(&target).await?;
     let mut recorded = scope::record(&client, &state.caps.sql.scope).await.map_err(SqlError::Connection)?;
     if recorded.schemas.is_empty() {
         return Err(SqlError::Tool(format!(
@@ -616,7 +616,7 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
 
     // Everything is checked before anything changes.
     let plan = {
-        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let client = connect(&target).await?;
         scope::plan_restore(&client, &list, recorded.as_ref()).await.map_err(SqlError::Tool)?
     };
     let clear = write("clear.sql", &plan.clear)?;
@@ -639,7 +639,7 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     // connection, and the server rolls the transaction back.
     let result = match connect(&target).await {
         Ok(client) => super::replay::replay(state.caps, &client, database, &[&clear, &script, &after]).await,
-        Err(e) => Err(SqlError::Connection(e)),
+        Err(e) => Err(e),
     };
     let caps = &state.caps;
     if result.is_ok() && !plan.new_extensions.is_empty() {
