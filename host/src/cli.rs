@@ -342,6 +342,7 @@ fn init_logging(verbose: u8, quiet: bool) {
 /// Runs the parsed command.
 pub fn dispatch(cli: Cli) -> Result<ExitStatus> {
     crate::capabilities::exec::make_undumpable();
+    crate::capabilities::reaper::become_subreaper();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state_dir = cli.state_dir;
     crate::pipeline::protect(&state_dir, &crate::commands::cache_dir(&state_dir));

@@ -262,6 +262,7 @@ impl Host for CapsView<'_> {
         unsafe {
             cmd.pre_exec(drop_capabilities);
         }
+        let own = super::reaper::Started::begin();
         let mut child =
             cmd.spawn().map_err(|e| ExecError::FailedToStart(format!("cannot start {}: {e}", path.display())))?;
         // Dropped (the group killed) when this call ends or is cancelled
@@ -294,14 +295,18 @@ impl Host for CapsView<'_> {
             }
         }
         let status = status.expect("waited");
+        // What left the group (`setsid`, then a double fork) is the host's
+        // orphan now (reaper.rs): gone once no program runs.
+        drop(own);
+        let orphans = super::reaper::sweep();
         let exit_code = status.code().unwrap_or(-1);
         let ms = started.elapsed().as_millis() as u64;
         let caps = &self.caps;
-        caps.audit.record(
-            Some(&caps.step),
-            AuditEvent::Exec,
-            json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms }),
-        );
+        let mut fields = json!({ "program": program, "path": path.display().to_string(), "args": args, "exit": exit_code, "ms": ms });
+        if orphans > 0 {
+            fields["orphans_killed"] = json!(orphans);
+        }
+        caps.audit.record(Some(&caps.step), AuditEvent::Exec, fields);
         let tail: Vec<String> = tail.into_iter().collect();
         Ok(Output { exit_code, tail: tail.join("\n"), ms })
     }

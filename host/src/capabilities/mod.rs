@@ -14,6 +14,7 @@ pub mod hostfs;
 pub mod limits;
 pub mod log;
 pub mod net;
+pub mod reaper;
 pub mod secrets;
 pub mod sql;
 

@@ -250,6 +250,7 @@ pub async fn run(
             }
             while let Some(joined) = set.join_next().await {
                 let (i, outcome) = joined.context("a step task failed")?;
+                crate::capabilities::reaper::sweep();
                 on_progress(Progress::StepFinished(&outcome))?;
                 done.push((i, outcome));
             }
@@ -273,6 +274,8 @@ pub async fn run(
                         step::run_step(&runtime, &run, step).await
                     }
                 };
+                // A stopped step's programs left no orphan behind (reaper.rs).
+                crate::capabilities::reaper::sweep();
                 note_failure(plan, &run, &outcome, &mut stopped_by);
                 on_progress(Progress::StepFinished(&outcome))?;
                 record.steps.push(outcome);

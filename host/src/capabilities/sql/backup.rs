@@ -427,6 +427,7 @@ async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlError> {
     // Its own process group, killed with the step: a timed-out step's
     // pg_dump or psql does not run on. (`spawn`, not `output`: `output`
     // would replace the standard output the caller set with a pipe.)
+    let _started = crate::capabilities::reaper::Started::begin();
     let child = cmd
         .process_group(0)
         .kill_on_drop(true)
