@@ -685,6 +685,30 @@ mod tests {
         set
     }
 
+    /// Issue 25, #14, in process: whatever the tool's environment holds, it
+    /// is not the password (a same-user process could read it in
+    /// `/proc/<pid>/environ`); the password file it names holds it, escaped
+    /// as libpq reads it, readable by the owner only.
+    #[test]
+    fn the_password_reaches_the_tool_through_a_private_file_not_its_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        let target = DbTarget::parse("postgres://deploy:pa:ss%5Cword@127.0.0.1:5432/app").unwrap();
+        let mut cmd = Command::new("pg_dump");
+        let file = pg_env(&mut cmd, &target).unwrap().expect("a password file");
+        let envs: Vec<(String, String)> = cmd
+            .as_std()
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+            .collect();
+        assert!(envs.iter().all(|(_, v)| !v.contains("pa:ss")), "{envs:?}");
+        let passfile = envs.iter().find(|(k, _)| k == "PGPASSFILE").map(|(_, v)| v.clone()).expect("PGPASSFILE");
+        use std::os::fd::AsRawFd;
+        assert_eq!(passfile, format!("/dev/fd/{}", file.0.as_raw_fd()));
+        let proc_path = format!("/proc/self/fd/{}", file.0.as_raw_fd());
+        assert_eq!(std::fs::read_to_string(&proc_path).unwrap(), "*:*:*:*:pa\\:ss\\\\word\n");
+        assert_eq!(std::fs::metadata(&proc_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
     #[test]
     fn picks_the_newest_tool_that_can_talk_to_the_server() {
         assert_eq!(tools(&[17, 15]).pick("pg_dump", 15).ok(), Some(PathBuf::from("/pg/17/bin/pg_dump")));
