@@ -1,13 +1,15 @@
 //! The run's audit log: one JSON object per line in `audit.jsonl`, written as
 //! it happens (a crash loses at most the line being written). Every grant,
 //! every use and every denial passes through [`AuditLog::record`], which
-//! redacts secret values before anything reaches the disk. What a record
-//! says is typed ([`Record`]); this module writes and reads the lines.
+//! redacts secret values before anything reaches the disk, and chains each
+//! line to the one before it ([`crate::chain`]), so an edit shows. What a
+//! record says is typed ([`Record`]); this module writes and reads the lines.
 
 mod record;
 
 pub use record::*;
 
+use crate::chain::Head;
 use crate::redact::Redactor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -160,6 +162,10 @@ impl std::fmt::Display for AuditEvent {
 /// One line of `audit.jsonl`. `step` is absent for run-level events.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
+    /// The sha256 of the line before (see [`crate::chain`]); the writer
+    /// adds it to the line as written.
+    #[serde(default, skip_serializing)]
+    pub prev: Option<String>,
     pub ts: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
@@ -200,12 +206,17 @@ struct Writer {
     write_error: Option<String>,
     /// Per step: events written and events dropped past the budget.
     per_step: HashMap<String, (u64, u64)>,
+    /// The chain of the lines written so far (none for a discarding log).
+    head: Option<Head>,
 }
 
 impl AuditLog {
     pub fn create(path: &Path, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<AuditLog> {
-        let file = File::options().create(true).append(true).open(path)?;
-        let out = Writer { file: Some(LineWriter::new(file)), ..Writer::default() };
+        let file = File::options().create(true).append(true).read(true).open(path)?;
+        // A resumed run appends: its chain goes on from the last line.
+        let written = std::io::read_to_string(&file)?;
+        let head = Some(Head::after(run_id, &written));
+        let out = Writer { file: Some(LineWriter::new(file)), head, ..Writer::default() };
         Ok(AuditLog { out: Mutex::new(out), redactor, run_id: run_id.to_string(), tap: None })
     }
 
@@ -237,7 +248,7 @@ impl AuditLog {
     /// Writes one record.
     pub fn record(&self, step: Option<&str>, record: Record) {
         let kind = record.kind();
-        let event = Event { ts: timestamp(SystemTime::now()), step: step.map(str::to_string), record };
+        let event = Event { prev: None, ts: timestamp(SystemTime::now()), step: step.map(str::to_string), record };
         let Ok(Value::Object(mut fields)) = serde_json::to_value(&event) else {
             return;
         };
@@ -266,6 +277,10 @@ impl AuditLog {
             }
             *written += 1;
         }
+        let line = match out.head.as_mut() {
+            Some(head) => head.link(&line),
+            None => line.into_owned(),
+        };
         if let Some(w) = out.file.as_mut() {
             // An audit write failure (disk full) must not go unnoticed: it
             // is reported once on stderr, the log closed, and the runner
@@ -276,6 +291,11 @@ impl AuditLog {
                 out.write_error.get_or_insert(format!("audit log: {e}"));
             }
         }
+    }
+
+    /// The chain's head: the sha256 of the last line written, and how many.
+    pub fn head(&self) -> Option<Head> {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).head.clone()
     }
 
     /// Notes that another file of the run folder could not be written.

@@ -246,6 +246,18 @@ pub enum Command {
         #[arg(long, requires = "force")]
         reason: Option<String>,
     },
+    /// Check that a run's record is as it was written: audit chain, seals, recorded digests.
+    #[command(
+        long_about = "Check a run's record: every line of audit.jsonl chained to the one before (sha256), the \
+                      chain's head against the seal in results.json and in the state store, results.json against \
+                      the digest the state store sealed, and every digest the run recorded (plugins, backups, the \
+                      change ledger) against the files now. Exit 0 when all hold; 1 naming the first break.",
+        after_help = "Examples:\n  deployhost verify 20261128T013045123Z-3fa2c1\n  deployhost verify .deployhost/runs/20261128T013045123Z-3fa2c1"
+    )]
+    Verify {
+        /// A run id, or a run folder.
+        run: String,
+    },
     /// Check a pipeline file without running it.
     #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]
     Validate {
@@ -432,6 +444,7 @@ async fn run_command(command: Command, state_dir: PathBuf, quiet: bool) -> Resul
             };
             commands::ci::github(&pipelines, &output, install)
         }
+        Command::Verify { run } => commands::verify::verify(&state_dir, &run),
         Command::Report { run_id, format } => {
             use std::io::IsTerminal;
             let terminal = if std::io::stdout().is_terminal() { "text" } else { "markdown" };

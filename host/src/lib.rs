@@ -16,6 +16,7 @@ pub mod audit;
 pub mod authoring;
 pub mod bindings;
 pub mod capabilities;
+pub mod chain;
 pub mod cli;
 pub mod commands;
 pub mod exit;

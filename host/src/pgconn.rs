@@ -176,6 +176,9 @@ pub struct DbTarget {
     pub display: String,
     /// The URL and password, for the redactor.
     pub secrets: Vec<String>,
+    /// The pipeline says `superuser: true` for this database: a step may
+    /// connect with it even when it logs in as a superuser.
+    pub superuser_allowed: bool,
 }
 
 impl std::fmt::Debug for DbTarget {
@@ -248,7 +251,7 @@ impl DbTarget {
         if let Some(pw) = config.get_password() {
             secrets.push(String::from_utf8_lossy(pw).into_owned());
         }
-        Ok(DbTarget { config, tls, display, secrets })
+        Ok(DbTarget { config, tls, display, secrets, superuser_allowed: false })
     }
 }
 

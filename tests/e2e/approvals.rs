@@ -348,6 +348,36 @@ fn a_typed_name_still_works_where_asked_for_and_says_it_is_not_verified() {
     assert_ne!(key.code, 0);
 }
 
+/// Issue 25, #12: with a typed-name approval nothing signs the plan, yet
+/// `resume` of the approved run must still run only the plan recorded when
+/// the run began, not the file as edited since.
+#[test]
+fn resume_runs_only_the_recorded_plan_whatever_the_approval_mode() {
+    let server = Server::fixed(Response::ok("ok"));
+    let p = Project::new();
+    let rules = "require_approval: true, approval: name, approvers: [devops-lead]";
+    pipeline(&p, &server, rules, "health-probe");
+    let id = waiting(&p, "4.0.0", &[]);
+    dh(&p, &["approve", &id, "--as", "devops-lead"]).assert_code(0);
+    let approved = std::fs::read_to_string(p.path().join("pipeline.yaml")).unwrap();
+    // After the approval, the step gains a shell.
+    p.pipeline(&approved.replace("grants: { net: [", "grants: { exec: [sh], net: ["));
+    let resume = dh(&p, &["resume", &id]);
+    resume.assert_code(4);
+    assert!(resume.stderr.contains("resume runs only the plan it recorded"), "{}", resume.stderr);
+    assert!(resume.stderr.contains("step `probe`: grants.exec now [sh] (was [])"), "{}", resume.stderr);
+    // Another parameter, same grants: named too.
+    p.pipeline(&approved.replace("/health", "/other"));
+    let resume = dh(&p, &["resume", &id]);
+    resume.assert_code(4);
+    assert!(resume.stderr.contains("step `probe`: its parameters"), "{}", resume.stderr);
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    // The file as approved resumes.
+    p.pipeline(&approved);
+    dh(&p, &["resume", &id]).assert_code(0);
+    assert_eq!(server.requests().len(), 1);
+}
+
 #[test]
 fn approval_rules_are_validated_with_their_position() {
     let server = Server::fixed(Response::ok("ok"));

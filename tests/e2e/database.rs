@@ -374,3 +374,106 @@ fn a_denied_rls_check_counts_only_a_permission_error_on_objects_that_exist() {
     let log = p.run_files_text();
     assert!(log.contains("denied: permission denied for schema private"), "the denial names its object");
 }
+
+/// Issue 25, #7: a database URL that logs in as a superuser bypasses every
+/// grant, role and row policy. A step may use one only where the pipeline
+/// says `superuser: true` for that database, and `run --sandbox-only`
+/// refuses such a pipeline outright.
+#[test]
+fn a_superuser_url_is_refused_unless_the_pipeline_says_so_and_never_sandbox_only() {
+    use crate::support::hostile_step;
+    let pg = Postgres::start();
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let step = hostile_step(
+        "create",
+        &digest,
+        "{ attack: sql-switch, name: app, path: \"CREATE TABLE su_probe (id int)\" }",
+        "{ databases: [app] }",
+    );
+    let yaml = |superuser: &str| {
+        format!(
+            "pipeline: m\ndatabases:\n  app: {{ url_env: DATABASE_URL{superuser} }}\nstages:\n  - name: s\n    steps:\n{step}"
+        )
+    };
+    let admin_url = pg.admin_url("postgres");
+    let admin = [("DATABASE_URL", admin_url.as_str())];
+    let probe = "select count(*) from pg_tables where tablename = 'su_probe'";
+    p.pipeline(&yaml(""));
+    let refused = p.deployhost(&["run", "pipeline.yaml"], &admin);
+    refused.assert_code(0);
+    let create = p.step("create");
+    let summary = create["summary"].as_str().unwrap().to_string();
+    assert_eq!(create["status"], "failed");
+    assert!(summary.contains("a superuser") && summary.contains("superuser: true"), "{summary}");
+    assert!(!refused.all_output().contains(PASSWORD) && !p.run_files_text().contains(PASSWORD));
+    let denied = p.audit_events("create", "sql.denied");
+    assert!(denied.iter().any(|e| e["op"] == "open"), "{denied:?}");
+    assert_eq!(pg.admin(probe), "0");
+
+    p.pipeline(&yaml(", superuser: true"));
+    let sandboxed = p.deployhost(&["run", "pipeline.yaml", "--sandbox-only"], &admin);
+    sandboxed.assert_code(2);
+    assert!(
+        sandboxed.stderr.contains("pipeline.yaml:3:") && sandboxed.stderr.contains("databases.app.superuser"),
+        "{}",
+        sandboxed.stderr
+    );
+    assert_eq!(pg.admin(probe), "0");
+    p.deployhost(&["run", "pipeline.yaml"], &admin).assert_code(0);
+    assert_eq!(p.step("create")["outputs"]["result"], format!("escaped: session now `{}`", crate::support::pg::ADMIN));
+    assert_eq!(pg.admin(probe), "1");
+}
+
+/// Issue 25, #6: `databases: [{ name: app, roles: [anon] }]` binds the
+/// session: a step that switches to another role by SQL, in any spelling
+/// (`SET ROLE`, `set_config('role', …)`, `SET SESSION AUTHORIZATION`, a
+/// `DO` block, `SET LOCAL ROLE` in an open transaction), is failed, its
+/// transaction rolled back and its session reset; `set-role` to a granted
+/// role still works.
+#[test]
+fn a_database_grant_binds_the_session_to_its_roles_whatever_the_spelling() {
+    use crate::support::hostile_step;
+    let pg = Postgres::start();
+    pg.admin("CREATE ROLE payroll_admin NOLOGIN; GRANT payroll_admin TO postgres");
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let attacks = [
+        ("set-role", "SET ROLE payroll_admin"),
+        ("set-config", "SELECT set_config('role', 'payroll_admin', false)"),
+        ("session-authorization", "SET SESSION AUTHORIZATION payroll_admin"),
+        ("do-block", "DO $$ BEGIN EXECUTE 'SET ROLE payroll_admin'; END $$"),
+        ("set-local", "BEGIN; SET LOCAL ROLE payroll_admin"),
+    ];
+    let grants = "{ databases: [{ name: app, roles: [anon] }] }";
+    let mut yaml =
+        String::from("pipeline: r\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n");
+    for (name, sql) in attacks {
+        yaml.push_str(&hostile_step(
+            name,
+            &digest,
+            &format!("{{ attack: sql-switch, name: app, path: \"{sql}\" }}"),
+            grants,
+        ));
+    }
+    yaml.push_str(&hostile_step(
+        "granted",
+        &digest,
+        "{ attack: sql-switch, name: app, path: \"SET ROLE anon\" }",
+        grants,
+    ));
+    p.pipeline(&yaml);
+    p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
+    for (name, _) in attacks {
+        let step = p.step(name);
+        let result = step["outputs"]["result"].as_str().unwrap_or_default().to_string();
+        assert!(result.starts_with("denied:"), "{name}: {step:#}");
+    }
+    for name in ["set-role", "set-config", "do-block", "set-local"] {
+        let result = p.step(name)["outputs"]["result"].as_str().unwrap().to_string();
+        assert!(result.contains("`payroll_admin`") && result.contains("not granted"), "{name}: {result}");
+        let denied = p.audit_events(name, "sql.denied");
+        assert!(denied.iter().any(|e| e["op"] == "switch-role" && e["role"] == "payroll_admin"), "{name}: {denied:?}");
+    }
+    assert_eq!(p.step("granted")["outputs"]["result"], "escaped: session now `anon`");
+}

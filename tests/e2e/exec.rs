@@ -84,6 +84,29 @@ fn a_stopped_step_kills_its_program() {
     assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 37.25"), "the program outlived its step");
 }
 
+/// Issue 25, #4: a program that leaves its process group (`setsid`, then a
+/// double fork) was out of reach of the group kill and ran on after the
+/// deploy. The host adopts such orphans (child subreaper) and kills them
+/// when its programs are done, after a normal exit and after a timeout.
+#[test]
+fn a_program_s_setsid_double_fork_descendants_die_with_the_step() {
+    let alive = |needle: &str| {
+        let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.contains(needle))
+    };
+    let p = Project::new();
+    pipeline(
+        &p,
+        "      - name: daemon\n        run: sh -c \"setsid sh -c 'sleep 41.37 & sleep 0.2' & sleep 0.5\"\n        grants: { exec: [sh] }\n      - name: stuck\n        run: sh -c \"setsid sh -c 'sleep 43.71 &'; sleep 30\"\n        timeout: 1s\n        blocking: false\n        grants: { exec: [sh] }\n",
+    );
+    p.run(&[]).assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!alive("sleep 41.37"), "the daemon of a program that exited outlived its step");
+    assert!(!alive("sleep 43.71"), "the daemon of a stopped program outlived its step");
+    let execs = p.audit_events("daemon", "exec");
+    assert!(execs.iter().any(|e| e["orphans_killed"].as_u64() >= Some(1)), "{execs:?}");
+}
+
 #[test]
 fn sandbox_only_refuses_host_programs() {
     let p = Project::new();

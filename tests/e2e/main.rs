@@ -46,3 +46,4 @@ mod stage_plugins;
 mod supabase;
 mod supabase_history;
 mod verify;
+mod verify_run;

@@ -87,3 +87,45 @@ fn a_secret_s_variable_cannot_be_expanded_into_the_file() {
     }
     assert!(!p.path().join(".deployhost/runs").exists() || p.run_files_text().find(token).is_none());
 }
+
+/// Issue 25, #14: the database password reached `pg_dump` as `PGPASSWORD`,
+/// readable in `/proc/<pid>/environ` by any process of the same user, a
+/// host program of a parallel step included. A step with `exec: [sh]`
+/// reads every process's environment the whole time a dump runs (held
+/// back by a lock, so it is slow) and must find the password nowhere.
+#[test]
+fn the_database_password_is_in_no_host_tool_s_environment() {
+    use crate::support::pg::{PASSWORD, Postgres};
+    let pg = Postgres::start();
+    let client = pg.client("postgres");
+    client.app("CREATE TABLE public.orders (id int)").unwrap();
+    let p = Project::new();
+    p.write(
+        "scan.sh",
+        &format!(
+            "found=''; dumps=0; readable=0; i=0\nwhile [ $i -lt 60 ]; do\n  for d in /proc/[0-9]*; do\n    if grep -qs -- '{PASSWORD}' $d/environ; then found=\"$found $d\"; fi\n    if grep -qs pg_dump $d/cmdline; then dumps=$((dumps+1)); if cat $d/environ >/dev/null 2>&1; then readable=$((readable+1)); fi; fi\n  done\n  i=$((i+1)); sleep 0.1\ndone\necho \"pg_dump seen $dumps times, its environment readable $readable times; password in the environment of:$found.\"\n[ -z \"$found\" ]\n"
+        ),
+    );
+    p.pipeline(
+        "pipeline: x\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    parallel: true\n    steps:\n      - name: backup\n        uses: pg-backup\n        with: { database: app }\n        grants: { databases: [app], fs: { write: [backups] } }\n      - name: scan\n        run: sh scan.sh\n        grants: { exec: [sh] }\n",
+    );
+    // The dump waits for this lock for 3 s, its process alive the while.
+    let holder = std::thread::spawn(move || {
+        client.app("BEGIN; LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;")
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let run = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    holder.join().unwrap().unwrap();
+    let log = p.run_files_text();
+    let line = log.lines().find(|l| l.contains("pg_dump seen")).unwrap_or_else(|| panic!("{}", run.all_output()));
+    assert!(!line.contains("seen 0 times"), "the scan ran while pg_dump did: {line}");
+    // As root, a host program keeps no capability to read a root tool's
+    // environment (row 86), so the scan proves something only as another
+    // user; `backup::tests::the_password_reaches_the_tool_through_a_private_file_not_its_environment`
+    // checks the tool's environment in process either way.
+    let root = std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    assert!(root || !line.contains("readable 0 times"), "the scan could not read pg_dump's environment: {line}");
+    assert!(line.ends_with("environment of:."), "{line}");
+    run.assert_code(0);
+    assert_eq!(p.step("backup")["status"], "passed");
+}

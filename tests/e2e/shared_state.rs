@@ -131,3 +131,40 @@ fn the_schema_is_applied_when_the_database_has_not_seen_it() {
         format!("1|{fingerprint}")
     );
 }
+
+/// Issue 25, #5: a step granted a database on the state store's server
+/// ends the host's state-store session (`pg_terminate_backend`); the store
+/// connects again and the run is recorded to its end.
+#[test]
+fn a_step_that_ends_the_state_store_s_session_does_not_stop_the_record() {
+    use crate::support::hostile_step;
+    let pg = Postgres::start();
+    pg.psql("postgres", "create database deploy_state");
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let kill = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'deploy_state'";
+    let mut yaml = String::from(
+        "pipeline: shop\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n",
+    );
+    yaml.push_str(&hostile_step(
+        "cut",
+        &digest,
+        &format!("{{ attack: sql-switch, name: app, path: \"{kill}\" }}"),
+        "{ databases: [app] }",
+    ));
+    yaml.push_str("  - name: t\n    steps:\n");
+    yaml.push_str(&hostile_step("after", &digest, "{ attack: say, name: fine }", "{}"));
+    p.pipeline(&yaml);
+    let state = pg.url("deploy_state");
+    let run =
+        p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres")), ("DEPLOYHOST_STATE", &state)]);
+    run.assert_code(0);
+    assert!(run.stderr.contains("the state store's session ended"), "{}", run.stderr);
+    let history = p.deployhost(&["history", "--json"], &[("DEPLOYHOST_STATE", &state)]);
+    let runs: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "passed", "{runs:#}");
+    let id = runs[0]["id"].as_str().unwrap();
+    let status = p.deployhost(&["status", id, "--json"], &[("DEPLOYHOST_STATE", &state)]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["steps"].as_array().unwrap().len(), 2, "{status:#}");
+}

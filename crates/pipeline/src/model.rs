@@ -163,6 +163,11 @@ pub struct DatabaseSource {
     pub url_env: Option<String>,
     #[serde(default)]
     pub url_file: Option<String>,
+    /// The URL may log in as a superuser (one no grant, role or row policy
+    /// binds); without it such a URL is refused to every step, and with it
+    /// the pipeline is refused by `run --sandbox-only`.
+    #[serde(default)]
+    pub superuser: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

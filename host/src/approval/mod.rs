@@ -18,6 +18,7 @@ use crate::exit::Refusal;
 use crate::pipeline::Plan;
 use crate::pipeline::model::{ApprovalMode, Environment};
 use crate::state::{ApprovalRecord, RunRow};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -166,6 +167,61 @@ fn step_lines(grants: &std::collections::BTreeMap<String, crate::pipeline::writt
     grants
         .iter()
         .map(|(name, g)| format!("{name} {} {}", g.plugin.as_ref().unwrap_or(&none), g.step.as_ref().unwrap_or(&none)))
+        .collect()
+}
+
+/// How the plan about to run differs from the plan recorded when the run
+/// began (`runs.grants`: each step's grants, plugin digest and
+/// [`crate::pipeline::PlannedStep::digest`]): one line per step, naming it
+/// and what changed. Empty when they are the same. A record from before
+/// step digests were kept compares grants and plugins only.
+pub fn plan_changes(row: &RunRow, plan: &Plan) -> Vec<String> {
+    use crate::pipeline::written::WrittenGrants;
+    let recorded: BTreeMap<String, WrittenGrants> = serde_json::from_str(&row.grants).unwrap_or_default();
+    let now = plan.written_grants();
+    let mut changes = Vec::new();
+    for name in recorded.keys().filter(|n| !now.contains_key(*n)) {
+        changes.push(format!("step `{name}` was removed"));
+    }
+    for (name, now) in &now {
+        let Some(then) = recorded.get(name) else {
+            changes.push(format!("step `{name}` was added"));
+            continue;
+        };
+        let mut what = grant_changes(then, now);
+        if then.plugin.is_some() && then.plugin != now.plugin {
+            let digest = |d: &Option<String>| d.clone().unwrap_or_else(|| "-".into());
+            what.push(format!("plugin sha256 {} (was {})", digest(&now.plugin), digest(&then.plugin)));
+        }
+        if what.is_empty() && then.step.is_some() && then.step != now.step {
+            what.push("its parameters (`with:`, a `run:` command), limits or plugin name".into());
+        }
+        if !what.is_empty() {
+            changes.push(format!("step `{name}`: {}", what.join("; ")));
+        }
+    }
+    changes
+}
+
+/// Each grant list that differs: `grants.exec now [sh] (was [])`.
+fn grant_changes(
+    then: &crate::pipeline::written::WrittenGrants,
+    now: &crate::pipeline::written::WrittenGrants,
+) -> Vec<String> {
+    let lists = [
+        ("net", &then.net, &now.net),
+        ("fs.read", &then.fs_read, &now.fs_read),
+        ("fs.write", &then.fs_write, &now.fs_write),
+        ("secrets", &then.secrets, &now.secrets),
+        ("databases", &then.databases, &now.databases),
+        ("exec", &then.exec, &now.exec),
+    ];
+    let show =
+        |s: &std::collections::BTreeSet<String>| format!("[{}]", s.iter().cloned().collect::<Vec<_>>().join(", "));
+    lists
+        .into_iter()
+        .filter(|(_, a, b)| a != b)
+        .map(|(key, a, b)| format!("grants.{key} now {} (was {})", show(b), show(a)))
         .collect()
 }
 

@@ -250,6 +250,9 @@ pub struct ProgramRan {
     pub args: Vec<String>,
     pub exit: i32,
     pub ms: u64,
+    /// Processes it left running outside its group, killed when it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub orphans_killed: Option<u64>,
 }
 
 /// Every denial, whatever the capability: what was asked for and why it
@@ -266,6 +269,9 @@ pub struct Denial {
     pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
+    /// The session's user when its role was switched by SQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_user: Option<String>,
     /// A migration's label (`rollback: lossless`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -340,7 +346,10 @@ pub struct ConnectionOpened {
 #[serde(default)]
 pub struct Dumped {
     pub database: String,
+    /// As the step wrote it.
     pub path: String,
+    /// On the host, for `deployhost verify`.
+    pub file: String,
     pub sha256: String,
     pub bytes: u64,
     pub tool: String,
@@ -594,7 +603,7 @@ mod tests {
             Record::Log(PluginLogged::default()),
         ];
         for record in records {
-            let event = Event { ts: "t".into(), step: Some("s".into()), record };
+            let event = Event { prev: None, ts: "t".into(), step: Some("s".into()), record };
             let line = serde_json::to_string(&event).unwrap();
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();
             assert_eq!(value["event"], event.kind().as_str(), "{line}");

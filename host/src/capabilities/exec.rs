@@ -407,7 +407,7 @@ impl Host for CapsView<'_> {
         let mut out = BufReader::new(child.stdout.take().expect("piped")).lines();
         let mut err = BufReader::new(child.stderr.take().expect("piped")).lines();
         let (mut out_open, mut err_open) = (true, true);
-        let mut status = None;
+        let (mut status, mut orphans) = (None, 0);
         while out_open || err_open || status.is_none() {
             let line = tokio::select! {
                 l = out.next_line(), if out_open => l.ok().flatten().or_else(|| { out_open = false; None }),
@@ -418,9 +418,9 @@ impl Host for CapsView<'_> {
                     // and cannot hold its output open.
                     group.kill();
                     group.ended();
-                    let left = sweep_all().await;
-                    if left > 0 {
-                        log.line("deployhost", &format!("killed {left} process(es) `{program}` left running"));
+                    orphans = sweep_all().await;
+                    if orphans > 0 {
+                        log.line("deployhost", &format!("killed {orphans} process(es) `{program}` left running"));
                     }
                     None
                 }
@@ -443,6 +443,7 @@ impl Host for CapsView<'_> {
             args: args.clone(),
             exit: exit_code,
             ms,
+            orphans_killed: (orphans > 0).then_some(orphans as u64),
         };
         caps.audit.record(Some(&caps.step), Record::Exec(ran));
         let tail: Vec<String> = tail.into_iter().collect();

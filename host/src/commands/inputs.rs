@@ -96,7 +96,8 @@ pub fn databases(
             continue; // reported by validation
         };
         match url.and_then(|url| DbTarget::parse_with(url.trim(), env).map_err(|e| InputError::BadUrl(e.to_string()))) {
-            Ok(target) => {
+            Ok(mut target) => {
+                target.superuser_allowed = source.superuser;
                 targets.insert(name.clone(), target);
             }
             Err(error) => errors.push(Unresolved { key, error }),

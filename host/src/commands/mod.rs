@@ -13,6 +13,7 @@ pub mod report;
 pub mod rollback;
 pub mod run;
 pub mod validate;
+pub mod verify;
 
 use crate::bindings::deployhost::plugin::types::PluginInfo;
 use crate::exit::ExitStatus;

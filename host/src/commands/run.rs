@@ -49,16 +49,19 @@ async fn prepare(
 ) -> Result<Prepared> {
     let (loaded, plan) = load_plan(file, environment, version)?;
     if sandbox_only {
-        let host_steps: Vec<_> = plan
-            .steps()
-            .filter(|s| !s.grants.exec.is_empty())
-            .map(|s| {
-                loaded.error_at(
-                    &format!("{}.grants.exec", s.key),
-                    format!("--sandbox-only: step `{}` may run host programs {:?}", s.name, s.grants.exec),
-                )
-            })
-            .collect();
+        let host_steps = plan.steps().filter(|s| !s.grants.exec.is_empty()).map(|s| {
+            loaded.error_at(
+                &format!("{}.grants.exec", s.key),
+                format!("--sandbox-only: step `{}` may run host programs {:?}", s.name, s.grants.exec),
+            )
+        });
+        let superusers = plan.databases.iter().filter(|(_, d)| d.superuser).map(|(name, _)| {
+            loaded.error_at(
+                &format!("databases.{name}.superuser"),
+                format!("--sandbox-only: database `{name}` may be reached as a superuser, which no grant binds"),
+            )
+        });
+        let host_steps: Vec<_> = host_steps.chain(superusers).collect();
         if !host_steps.is_empty() {
             return Err(ConfigErrors(host_steps).into());
         }
@@ -350,6 +353,18 @@ async fn carry_on_signed(
         ));
         return Ok(refuse(Some(out), Some(&row.id), &e));
     }
+    // Resume runs the plan recorded when the run began, in every approval
+    // mode: a file edited since (a step given `exec: [sh]`) is refused.
+    let changes = if rollback_only.is_none() { approval::plan_changes(row, &plan) } else { Vec::new() };
+    if !changes.is_empty() {
+        let e = Refusal::Refused(format!(
+            "the pipeline file changed since run {} began, and resume runs only the plan it recorded: {}; start a \
+             new run for the new plan",
+            row.id,
+            changes.join("; ")
+        ));
+        return Ok(refuse(Some(out), Some(&row.id), &e));
+    }
     inputs.resume = previous;
     inputs.rollback_only = rollback_only;
     if let Err(e) = store.take_over(&row.id, &row.environment) {
@@ -568,6 +583,10 @@ async fn execute(
     };
     let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
     store.finish(run_id, record.status, reason.as_deref())?;
+    if let Some(mut seal) = record.seal.clone() {
+        seal.results = Some(runner::sealed_results_sha256(&runner::runs_dir(state_dir).join(run_id))?);
+        store.seal(run_id, &seal)?;
+    }
     if crate::github::active() {
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
         let approval = approval::evidence(store.approval(run_id)?.as_ref(), approved_by.as_deref());

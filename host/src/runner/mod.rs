@@ -72,6 +72,10 @@ pub struct RunRecord {
     /// Why the run stopped early, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The audit chain's head and the change ledger's digests when the run
+    /// ended (`deployhost verify`); absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<crate::chain::Seal>,
 }
 
 /// Why a run rolled back and what the rollback did.
@@ -276,6 +280,7 @@ impl Journal {
             steps: Vec::new(),
             rollback: None,
             reason: None,
+            seal: None,
         };
         let begun = RunBegun {
             run: run.run_id.clone(),
@@ -312,6 +317,7 @@ impl Journal {
     fn interrupted(mut self, reason: String) -> Result<RunRecord> {
         self.record.status = RunStatus::Interrupted;
         self.record.reason = Some(reason);
+        self.record.seal = None;
         self.record.finished = Some(crate::audit::timestamp(SystemTime::now()));
         self.results.save(&mut self.record)?;
         Ok(self.record)
@@ -333,6 +339,7 @@ impl Journal {
         record.reason = stopped_by.clone();
         self.audit.record(None, Record::RunEnd(RunEnded { status: record.status, reason: stopped_by }));
         self.results.save(&mut self.record)?;
+        seal(&self.audit, &self.run_dir, &mut self.record, &mut self.results)?;
         Ok(self.record)
     }
 }
@@ -377,6 +384,8 @@ impl StagesRun<'_> {
                     step::run_step(self.runtime, self.run, step).await
                 }
             };
+            // What a stopped step's programs left behind goes with it.
+            crate::capabilities::exec::sweep();
             note_failure(self.plan, self.run, &outcome, stopped_by);
             on_progress(Progress::StepFinished(&outcome))?;
             journal.record.steps.push(outcome);
@@ -403,6 +412,7 @@ impl StagesRun<'_> {
         }
         while let Some(joined) = set.join_next().await {
             let (i, outcome) = joined.context("a step task failed")?;
+            crate::capabilities::exec::sweep();
             on_progress(Progress::StepFinished(&outcome))?;
             done.push((i, outcome));
         }
@@ -457,6 +467,42 @@ async fn roll_back(
     Ok(())
 }
 
+/// Seals the ended run: the audit chain's head and the change ledger's
+/// digests go into `results.json`. The state store keeps the same seal with
+/// the digest of `results.json` ([`sealed_results_sha256`]).
+fn seal(audit: &AuditLog, run_dir: &Path, record: &mut RunRecord, results: &mut ResultsFile) -> Result<()> {
+    check_written(audit, run_dir)?;
+    let Some(head) = audit.head() else { return Ok(()) };
+    let changes = ledger_digests(&changes_dir(run_dir))
+        .with_context(|| format!("cannot read the change ledger in {}", run_dir.display()))?;
+    record.seal = Some(crate::chain::Seal { audit: head, changes, results: None });
+    results.save(record)
+}
+
+/// sha256 of each file of the change ledger, by name.
+pub fn ledger_digests(dir: &Path) -> std::io::Result<BTreeMap<String, String>> {
+    let mut digests = BTreeMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(digests),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            let bytes = std::fs::read(entry.path())?;
+            digests.insert(entry.file_name().to_string_lossy().into_owned(), crate::chain::sha256(&bytes));
+        }
+    }
+    Ok(digests)
+}
+
+/// The sha256 of a run's `results.json` as it reads without its `seal`:
+/// what the state store keeps, so an edit of the file shows.
+pub fn sealed_results_sha256(run_dir: &Path) -> Result<String> {
+    results::sealed_sha256(run_dir)
+}
+
 /// Fails once anything of the run folder (audit, a step log) could not be
 /// written, typically a full disk.
 fn check_written(audit: &AuditLog, run_dir: &Path) -> Result<()> {
@@ -487,6 +533,11 @@ fn step_started(step: &crate::pipeline::PlannedStep, rollback: bool) -> Progress
 
 fn skipped(step: &crate::pipeline::PlannedStep, reason: &str) -> StepOutcome {
     StepOutcome::not_run(step, Status::Skipped, format!("not run: {reason}"))
+}
+
+/// Reads the `results.json` of the run folder `run_dir`.
+pub fn read_record(run_dir: &Path) -> Result<RunRecord> {
+    results::read(run_dir)
 }
 
 /// Reads a finished or interrupted run's `results.json`.

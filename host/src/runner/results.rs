@@ -56,6 +56,18 @@ impl ResultsFile {
     }
 }
 
+/// The sha256 of `results.json` read as JSON, less its `seal`, written
+/// compactly: the same for the same content however it is laid out.
+pub fn sealed_sha256(run_dir: &Path) -> Result<String> {
+    let path = run_dir.join(NAME);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut value: Value = serde_json::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+    if let Value::Object(map) = &mut value {
+        map.remove("seal");
+    }
+    Ok(crate::chain::sha256(&serde_json::to_vec(&value)?))
+}
+
 /// The record without its steps, pretty-printed: `{\n  "k": v,\n …\n}`.
 fn head_text(record: &RunRecord) -> Result<String> {
     let mut value = serde_json::to_value(record)?;
@@ -169,6 +181,7 @@ mod tests {
             steps: Vec::new(),
             rollback: None,
             reason: None,
+            seal: None,
         }
     }
 

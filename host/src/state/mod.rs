@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS attestations (
 
 /// Columns added since the first schema: (table, column, definition), added
 /// to stores that lack them.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("runs", "host", "TEXT NOT NULL DEFAULT ''")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("runs", "host", "TEXT NOT NULL DEFAULT ''"), ("runs", "seal", "TEXT")];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -112,6 +112,9 @@ pub struct RunRow {
     pub grants_accepted_by: Option<String>,
     /// The machine whose process `pid` is; empty in stores from before it was kept.
     pub host: String,
+    /// The run's seal when it ended (JSON of [`crate::chain::Seal`]), for `verify`.
+    #[serde(skip)]
+    pub seal: Option<String>,
 }
 
 impl RunRow {
@@ -193,7 +196,7 @@ pub fn use_database(url: String) {
     let _ = DATABASE_URL.set(url);
 }
 
-const RUN_COLUMNS: &str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, grants_accepted_by, host";
+const RUN_COLUMNS: &str = "id, pipeline, environment, version, status, started, finished, who, approved_by, file, pid, reason, grants, grants_accepted_by, host, seal";
 
 /// A stored status this deployhost does not know (a store written by a
 /// newer one) reads as failed: never as passed, never as running.
@@ -221,6 +224,7 @@ fn run_from(r: &[Val]) -> RunRow {
         grants: r[12].text(),
         grants_accepted_by: r[13].opt_text(),
         host: r[14].text(),
+        seal: r[15].opt_text(),
     }
 }
 
@@ -333,7 +337,7 @@ impl StateStore {
                 &[environment.into(), run_id.into(), pid.into(), now().as_str().into()],
             )?;
             conn.exec(
-                "UPDATE runs SET status = 'running', pid = ?2, host = ?3, finished = NULL WHERE id = ?1",
+                "UPDATE runs SET status = 'running', pid = ?2, host = ?3, finished = NULL, seal = NULL WHERE id = ?1",
                 &[run_id.into(), pid.into(), this_host().as_str().into()],
             )
             .map(|_| ())
@@ -379,6 +383,14 @@ impl StateStore {
             conn.exec("DELETE FROM locks WHERE run_id = ?1", &[run_id.into()])
         })
         .map(|_| ())
+    }
+
+    /// Keeps the seal of an ended run ([`crate::chain::Seal`]), apart from
+    /// its folder: `deployhost verify` compares the two.
+    pub fn seal(&self, run_id: &str, seal: &crate::chain::Seal) -> Result<(), StateError> {
+        let text = serde_json::to_string(seal).unwrap_or_default();
+        self.with(|conn| conn.exec("UPDATE runs SET seal = ?2 WHERE id = ?1", &[run_id.into(), (&text).into()]))
+            .map(|_| ())
     }
 
     /// The run holding an environment's lock, if any.
@@ -551,6 +563,7 @@ mod tests {
             reason: None,
             grants: String::new(),
             grants_accepted_by: None,
+            seal: None,
             host: this_host(),
         };
         assert!(row.process_gone());

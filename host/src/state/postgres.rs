@@ -14,9 +14,17 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// Any constant works; it only has to be the same in every deployhost.
 const STATE_LOCK: i64 = 0x6465_706c_6f79;
+/// New sessions tried after the server ended the one in use.
+const RECONNECTS: u64 = 3;
+/// How [`error_text`] ends for a session the server was told to end
+/// (`pg_terminate_backend`), before the client sees it closed.
+const ADMIN_SHUTDOWN: &str = "(57P01)";
 
 pub struct Postgres {
     client: Mutex<Client>,
+    /// To connect again when the server ends the session (a step's
+    /// `pg_terminate_backend`, a failover, an idle timeout).
+    target: DbTarget,
     display: String,
 }
 
@@ -44,7 +52,7 @@ impl Postgres {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => None,
             Err(e) => return Err(error_text(e)),
         };
-        let pg = Postgres { client: Mutex::new(client), display };
+        let pg = Postgres { client: Mutex::new(client), target, display };
         if seen != Some(fingerprint) {
             pg.transaction(Durability::Full, &mut |conn| {
                 for statement in schema.split(';').map(str::trim).filter(|s| !s.is_empty()) {
@@ -128,6 +136,32 @@ impl Conn for Tx<'_, '_> {
     }
 }
 
+impl Postgres {
+    /// A new session in place of one the server ended; said on stderr, so
+    /// the run's log shows that the state store's session was cut.
+    fn reconnect(&self, why: &str) -> Result<Client, String> {
+        tracing::warn!(store = %self.display, "the state store's session ended ({why}); connecting again");
+        block(connect(&self.target)).map_err(|e| format!("the session ended ({why}) and connecting again failed: {e}"))
+    }
+}
+
+fn run_transaction(
+    client: &mut Client,
+    durability: Durability,
+    work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
+) -> Result<(), String> {
+    let tx = block(client.transaction()).map_err(error_text)?;
+    block(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_LOCK])).map_err(error_text)?;
+    if durability == Durability::Relaxed {
+        block(tx.batch_execute("SET LOCAL synchronous_commit = off")).map_err(error_text)?;
+    }
+    let end = work(&mut Tx(&tx))?;
+    match end {
+        End::Commit => block(tx.commit()).map_err(error_text),
+        End::Rollback => block(tx.rollback()).map_err(error_text),
+    }
+}
+
 impl Backend for Postgres {
     fn transaction(
         &self,
@@ -135,15 +169,23 @@ impl Backend for Postgres {
         work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
     ) -> Result<(), String> {
         let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = block(client.transaction()).map_err(error_text)?;
-        block(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_LOCK])).map_err(error_text)?;
-        if durability == Durability::Relaxed {
-            block(tx.batch_execute("SET LOCAL synchronous_commit = off")).map_err(error_text)?;
+        if client.is_closed() {
+            *client = self.reconnect("it was closed")?;
         }
-        let end = work(&mut Tx(&tx))?;
-        match end {
-            End::Commit => block(tx.commit()).map_err(error_text),
-            End::Rollback => block(tx.rollback()).map_err(error_text),
+        // The session may end under the work (nothing was committed: a
+        // commit that failed leaves the client open with an error): the work
+        // runs again on a new session, a few times (a backend told to end
+        // can take a moment to go, under load).
+        let mut attempts = 0;
+        loop {
+            match run_transaction(&mut client, durability, work) {
+                Err(e) if (client.is_closed() || e.ends_with(ADMIN_SHUTDOWN)) && attempts < RECONNECTS => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100 * attempts));
+                    *client = self.reconnect(&e)?;
+                }
+                other => return other,
+            }
         }
     }
 

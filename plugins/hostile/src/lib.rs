@@ -370,6 +370,21 @@ impl Guest for Hostile {
                 let usable = conn.query("select 1", &[]).is_ok();
                 outcome("big query", result, |n| format!("{n} rows")).output("usable_after", usable.to_string())
             }
+            "sql-switch" => {
+                // Runs `path` on database `name` (SQL that switches the
+                // session to another role, in some spelling), then asks
+                // who the session is.
+                let fail = |e: sdk::db::SqlError| sdk::db::describe(&e);
+                let conn = sdk::db::open(&p.name)?;
+                let who = conn.batch(&p.path).map_err(fail).and_then(|()| {
+                    let rows = conn.query("select current_user::text", &[]).map_err(fail)?.rows;
+                    match rows.first().and_then(|r| r.first()) {
+                        Some(sdk::db::Value::Text(user)) => Ok(user.clone()),
+                        _ => Err("no current_user".to_string()),
+                    }
+                });
+                outcome("role switch", who, |user| format!("session now `{user}`"))
+            }
             "copy" => {
                 let (from, to) = p.path.split_once("->").unwrap_or((&p.path, ""));
                 outcome("copying", std::fs::copy(from.trim(), to.trim()), |n| format!("copied {n} bytes"))

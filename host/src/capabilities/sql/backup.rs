@@ -339,8 +339,11 @@ fn digest(mut from: std::fs::File, copy_to: Option<&Path>) -> std::io::Result<(S
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-/// Environment for the tools: the connection without a command line.
-pub(super) fn pg_env(cmd: &mut Command, target: &DbTarget) {
+/// Environment for the tools: the connection without a command line, and
+/// without the password, which any process of the same user could read in
+/// `/proc/<pid>/environ` (a parallel step's host program): it goes through
+/// [`PassFile`]. Keep the returned file until the tool has ended.
+pub(super) fn pg_env(cmd: &mut Command, target: &DbTarget) -> Result<Option<PassFile>, SqlError> {
     let c = &target.config;
     cmd.env_clear().env("LC_ALL", "C").env("PGCONNECT_TIMEOUT", "10");
     if let Some(tokio_postgres::config::Host::Tcp(h)) = c.get_hosts().first() {
@@ -356,11 +359,64 @@ pub(super) fn pg_env(cmd: &mut Command, target: &DbTarget) {
     if let Some(d) = c.get_dbname() {
         cmd.env("PGDATABASE", d);
     }
-    if let Some(pw) = c.get_password() {
-        cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
-    }
     for (key, value) in target.tls.libpq_env() {
         cmd.env(key, value);
+    }
+    let Some(pw) = c.get_password() else { return Ok(None) };
+    let file = PassFile::new(pw).map_err(|e| SqlError::Tool(format!("cannot hand the password to the tool: {e}")))?;
+    file.give_to(cmd);
+    Ok(Some(file))
+}
+
+/// A libpq password file (`*:*:*:*:password`) that no path names: a
+/// memfd, mode 0600, close-on-exec except in the one tool it is given to,
+/// which reads it as `PGPASSFILE=/dev/fd/N`. It is gone with its last
+/// descriptor: nothing to remove after, nothing left by a crash.
+pub(super) struct PassFile(std::os::fd::OwnedFd);
+
+impl PassFile {
+    #[allow(unsafe_code, reason = "memfd_create(2) has no safe wrapper in the dependencies")]
+    fn new(password: &[u8]) -> std::io::Result<PassFile> {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        // SAFETY: the name is a NUL-terminated literal; the flags are plain integers.
+        let fd = unsafe { libc::memfd_create(c"deployhost-pgpass".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        let mut file = std::fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        // libpq ignores a password file that its group or others may read.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        let mut line = b"*:*:*:*:".to_vec();
+        for &b in password {
+            if b == b'\\' || b == b':' {
+                line.push(b'\\');
+            }
+            line.push(b);
+        }
+        line.push(b'\n');
+        file.write_all(&line)?;
+        Ok(PassFile(file.into()))
+    }
+
+    /// `cmd` inherits the file, and only `cmd`: close-on-exec is cleared in
+    /// its child, after the fork.
+    #[allow(unsafe_code, reason = "the hook only calls fcntl(2), which is async-signal-safe")]
+    fn give_to(&self, cmd: &mut Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        cmd.env("PGPASSFILE", format!("/dev/fd/{fd}"));
+        // SAFETY: the hook allocates nothing and takes no locks.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
     }
 }
 
@@ -388,7 +444,7 @@ pub(super) async fn run_tool(mut cmd: Command, what: &str) -> Result<(), SqlErro
 
 /// `SHOW server_version_num` → (major, full version text).
 pub(super) async fn server_version(target: &DbTarget) -> Result<(u32, String), SqlError> {
-    let client = connect(target).await.map_err(SqlError::Connection)?;
+    let client = connect(target).await?;
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
         .await
@@ -432,7 +488,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let started = Instant::now();
     let (major, version) = server_version(&target).await?;
     let tool = state.caps.sql.tools.pick("pg_dump", major)?;
-    let client = connect(&target).await.map_err(SqlError::Connection)?;
+    let client = connect(&target).await?;
     let mut recorded = scope::record(&client, &state.caps.sql.scope()?).await.map_err(SqlError::Connection)?;
     if recorded.schemas.is_empty() {
         return Err(SqlError::Tool(format!(
@@ -467,7 +523,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     drop(client);
     let out = file.create().map_err(|m| path_error(state, database, "dump-write", path, m))?;
     let mut cmd = Command::new(&tool);
-    pg_env(&mut cmd, &target);
+    let _password = pg_env(&mut cmd, &target)?;
     cmd.args(["--format=custom", "--no-password"])
         .args(scope::dump_args(&recorded.schemas))
         .args(&data)
@@ -499,6 +555,7 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     let dumped = Dumped {
         database: database.to_string(),
         path: path.to_string(),
+        file: host.display().to_string(),
         sha256: info.sha256.clone(),
         bytes: info.bytes,
         tool: tool.display().to_string(),
@@ -572,7 +629,7 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
 
     // Everything is checked before anything changes.
     let plan = {
-        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let client = connect(&target).await?;
         scope::plan_restore(&client, &list, recorded.as_ref()).await.map_err(SqlError::Tool)?
     };
     let clear = write("clear.sql", &plan.clear)?;
@@ -595,7 +652,7 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
     // connection, and the server rolls the transaction back.
     let result = match connect(&target).await {
         Ok(client) => super::replay::replay(state.caps, &client, database, &[&clear, &script, &after]).await,
-        Err(e) => Err(SqlError::Connection(e)),
+        Err(e) => Err(e),
     };
     let caps = &state.caps;
     if result.is_ok() && !plan.new_extensions.is_empty() {
@@ -640,6 +697,30 @@ mod tests {
         let set = ToolSet::default();
         let _ = set.found.set(majors.iter().map(|m| (*m, PathBuf::from(format!("/pg/{m}/bin")))).collect());
         set
+    }
+
+    /// Issue 25, #14, in process: whatever the tool's environment holds, it
+    /// is not the password (a same-user process could read it in
+    /// `/proc/<pid>/environ`); the password file it names holds it, escaped
+    /// as libpq reads it, readable by the owner only.
+    #[test]
+    fn the_password_reaches_the_tool_through_a_private_file_not_its_environment() {
+        use std::os::unix::fs::PermissionsExt;
+        let target = DbTarget::parse("postgres://deploy:pa:ss%5Cword@127.0.0.1:5432/app").unwrap();
+        let mut cmd = Command::new("pg_dump");
+        let file = pg_env(&mut cmd, &target).unwrap().expect("a password file");
+        let envs: Vec<(String, String)> = cmd
+            .as_std()
+            .get_envs()
+            .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+            .collect();
+        assert!(envs.iter().all(|(_, v)| !v.contains("pa:ss")), "{envs:?}");
+        let passfile = envs.iter().find(|(k, _)| k == "PGPASSFILE").map(|(_, v)| v.clone()).expect("PGPASSFILE");
+        use std::os::fd::AsRawFd;
+        assert_eq!(passfile, format!("/dev/fd/{}", file.0.as_raw_fd()));
+        let proc_path = format!("/proc/self/fd/{}", file.0.as_raw_fd());
+        assert_eq!(std::fs::read_to_string(&proc_path).unwrap(), "*:*:*:*:pa\\:ss\\\\word\n");
+        assert_eq!(std::fs::metadata(&proc_path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

@@ -41,9 +41,61 @@ use crate::pgconn::error_text;
 pub(crate) use crate::sqlparse::quote_ident;
 
 /// Opens a connection for a step; the error names the server, `sslmode` and
-/// certificate, never the password.
-async fn connect(target: &DbTarget) -> Result<Client, String> {
-    crate::pgconn::connect(target).await.map_err(|e| e.to_string())
+/// certificate, never the password. A URL that logs in as a superuser is
+/// refused unless the pipeline says `superuser: true` for the database
+/// (`NotGranted`): a superuser bypasses every grant, role and row policy.
+async fn connect(target: &DbTarget) -> Result<Client, SqlError> {
+    let client = crate::pgconn::connect(target).await.map_err(|e| SqlError::Connection(e.to_string()))?;
+    if target.superuser_allowed {
+        return Ok(client);
+    }
+    let row = client
+        .query_one("SELECT current_setting('is_superuser') = 'on', session_user::text", &[])
+        .await
+        .map_err(|e| SqlError::Connection(error_text(&e)))?;
+    if row.get::<_, bool>(0) {
+        let user: String = row.get(1);
+        return Err(SqlError::NotGranted(format!(
+            "{} logs in as `{user}`, a superuser, which no grant, role or row policy binds: use a role without \
+             SUPERUSER, or say `superuser: true` for this database in the pipeline's `databases:` (refused under \
+             `run --sandbox-only` whatever it says)",
+            target.display
+        )));
+    }
+    Ok(client)
+}
+
+/// Who a session was found to be after a statement, when it was not the
+/// login role or one of the step's granted roles.
+struct Switched {
+    current_user: String,
+    session_user: String,
+}
+
+/// Whatever a statement did (`SET ROLE`, `set_config('role', …, false)`,
+/// `SET SESSION AUTHORIZATION`, in a `DO` block or a function), the session
+/// it leaves must be the login role, or one of the granted roles: the host
+/// asks after every statement. A switched session has its transaction
+/// rolled back and its identity reset before the step hears of it. (A
+/// switch undone within the same statement is not seen: see
+/// docs/security.md, *Known limits*.)
+async fn session_switched(conn: &Connection) -> Option<Switched> {
+    // A grant without roles is the login role's whole power, as it always
+    // was (pgTAP files `SET LOCAL ROLE authenticated` under it); roles, once
+    // listed, are the bound.
+    if conn.roles.is_empty() || conn.login.is_empty() {
+        return None;
+    }
+    let row = conn.client.query_one("SELECT current_user::text, session_user::text", &[]).await.ok()?;
+    let (current_user, session_user): (String, String) = (row.get(0), row.get(1));
+    let granted = |role: &String| *role == conn.login || conn.roles.contains(role);
+    if session_user == conn.login && granted(&current_user) {
+        return None;
+    }
+    let _ = conn.client.batch_execute("ROLLBACK").await;
+    let _ = conn.client.batch_execute("RESET SESSION AUTHORIZATION").await;
+    let _ = conn.client.batch_execute("RESET ROLE").await;
+    Some(Switched { current_user, session_user })
 }
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
@@ -365,7 +417,29 @@ impl CapsView<'_> {
         };
         let caps = &self.caps;
         caps.audit.record(Some(&caps.step), Record::Sql(ran));
+        if let Some(switched) = session_switched(conn).await {
+            return Err(self.deny_switch(&conn.database, &conn.roles, &switched));
+        }
         result.map(|(v, _)| v)
+    }
+
+    /// Audits a session found switched to a role the step was not granted.
+    fn deny_switch(&self, database: &str, roles: &[String], switched: &Switched) -> SqlError {
+        let caps = &self.caps;
+        let denial = Denial {
+            database: Some(database.to_string()),
+            op: Some("switch-role".into()),
+            role: Some(switched.current_user.clone()),
+            session_user: Some(switched.session_user.clone()),
+            ..Denial::default()
+        };
+        caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
+        SqlError::RoleNotGranted(format!(
+            "step `{}` switched its session on `{database}` to role `{}` (session `{}`), which it was not granted \
+             (granted roles: {roles:?}); the host rolled back its transaction and reset the session. Switch roles \
+             with `set-role` to a role written in `databases: [{{ name: {database}, roles: [...] }}]`",
+            caps.step, switched.current_user, switched.session_user
+        ))
     }
 
     /// A query went over `limits.query_result`: the server is told to stop
@@ -441,8 +515,25 @@ impl Host for CapsView<'_> {
             caps.audit.record(Some(&caps.step), Record::Limit(hit));
             return Err(SqlError::Connection(message));
         }
-        let client = connect(&target).await.map_err(SqlError::Connection)?;
-        let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.ok().and_then(|r| r.try_get(0).ok());
+        let client = match connect(&target).await {
+            Ok(client) => client,
+            Err(e) => {
+                if let SqlError::NotGranted(reason) = &e {
+                    let caps = &self.caps;
+                    let denial = Denial {
+                        database: Some(database.clone()),
+                        op: Some("open".into()),
+                        reason: Some(reason.clone()),
+                        ..Denial::default()
+                    };
+                    caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
+                }
+                return Err(e);
+            }
+        };
+        let opened = client.query_one("SELECT pg_backend_pid(), session_user::text", &[]).await.ok();
+        let pid = opened.as_ref().and_then(|r| r.try_get(0).ok());
+        let login = opened.as_ref().and_then(|r| r.try_get(1).ok()).unwrap_or_default();
         if let Ok(mut opened) = self.caps.sql.opened.lock() {
             opened.push((client.cancel_token(), target.clone()));
         }
@@ -450,7 +541,7 @@ impl Host for CapsView<'_> {
         let opened = ConnectionOpened { database: database.clone(), server: target.display.to_string() };
         caps.audit.record(Some(&caps.step), Record::SqlOpen(opened));
         self.table
-            .push(Connection { database, roles, client, pid, slot })
+            .push(Connection { database, roles, client, pid, login, slot })
             .map_err(|e| SqlError::Connection(e.to_string()))
     }
 
@@ -491,7 +582,7 @@ impl Host for CapsView<'_> {
         let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
         })?;
-        let client = connect(&target).await.map_err(SqlError::Connection)?;
+        let client = connect(&target).await?;
         let started = Instant::now();
         let result = ledger::revert(&client, &dir, &database).await;
         let caps = &self.caps;

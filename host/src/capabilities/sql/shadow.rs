@@ -56,7 +56,7 @@ pub async fn rehearse(
         pg_dump: state.caps.sql.tools.pick("pg_dump", major)?,
         psql: state.caps.sql.tools.pick("psql", major)?,
     };
-    let admin = connect(&target).await.map_err(SqlError::Connection)?;
+    let admin = connect(&target).await?;
     may_create_databases(&admin, database).await?;
     let recorded = scope::record(&admin, &scope::Scope::default()).await.map_err(SqlError::Connection)?;
     let name = shadow_name();
@@ -180,14 +180,15 @@ async fn fill(target: &DbTarget, shadow: &DbTarget, schemas: &[String], tools: &
         .open(&script)
         .map_err(|e| SqlError::Tool(format!("cannot write the schema dump: {e}")))?;
     let mut dump = Command::new(&tools.pg_dump);
-    pg_env(&mut dump, target);
+    // Kept until the tool has ended: the password reaches it through this file.
+    let _password = pg_env(&mut dump, target)?;
     dump.args(["--schema-only", "--no-owner", "--no-privileges", "--no-security-labels", "--no-password"])
         .args(["--no-subscriptions", "--no-publications"])
         .args(scope::dump_args(schemas))
         .stdout(Stdio::from(out));
     run_tool(dump, "pg_dump (the shadow's schema)").await?;
     let mut replay = Command::new(&tools.psql);
-    pg_env(&mut replay, shadow);
+    let _password = pg_env(&mut replay, shadow)?;
     replay.args(["-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "-f"]).arg(&script).stdout(Stdio::null());
     run_tool(replay, "psql (filling the shadow)").await
 }
@@ -206,7 +207,7 @@ async fn apply_all(
     shadow: &DbTarget,
     files: &[RehearsalFile],
 ) -> Result<Vec<RehearsedFile>, SqlError> {
-    let client = connect(shadow).await.map_err(SqlError::Connection)?;
+    let client = connect(shadow).await?;
     if let Ok(mut opened) = opened.lock() {
         opened.push((client.cancel_token(), shadow.clone()));
     }
