@@ -35,53 +35,8 @@ pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<Plan, ConfigEr
     let m = &loaded.model;
     let mut errors: Vec<ConfigError> = Vec::new();
 
-    if m.pipeline.trim().is_empty() {
-        errors.push(loaded.value_error_at("pipeline", "the pipeline needs a name"));
-    }
-    if m.stages.is_empty() {
-        errors.push(loaded.value_error_at("stages", "a pipeline needs at least one stage"));
-    }
-    for (name, source) in &m.secrets {
-        let key = format!("secrets.{name}");
-        if source.env.is_some() == source.file.is_some() {
-            errors.push(loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"));
-        }
-    }
-
-    for (name, source) in &m.databases {
-        let key = format!("databases.{name}");
-        if source.url_env.is_some() == source.url_file.is_some() {
-            errors.push(loaded.value_error_at(&key, "a database needs exactly one of `url_env:` or `url_file:`"));
-        }
-    }
-
-    for (name, env) in &m.environments {
-        if let Some(required) = &env.requires
-            && !m.environments.contains_key(required)
-        {
-            errors.push(loaded.value_error_at(
-                &format!("environments.{name}.requires"),
-                format!("`{required}` is not a declared environment"),
-            ));
-        }
-        if env.require_approval && env.approvers.is_empty() {
-            errors.push(loaded.value_error_at(
-                &format!("environments.{name}.approvers"),
-                "require_approval needs at least one approver",
-            ));
-        }
-    }
     let environment = m.environment.clone().unwrap_or_else(|| "default".into());
-    for (name, env) in &m.environments {
-        check_approval_rules(loaded, name, env, *name == environment, &mut errors);
-    }
-    if !m.environments.is_empty() && !m.environments.contains_key(&environment) {
-        let declared: Vec<&String> = m.environments.keys().collect();
-        errors.push(loaded.value_error_at(
-            "environment",
-            format!("environment `{environment}` is not declared in `environments:` (declared: {declared:?})"),
-        ));
-    }
+    check_top_level(loaded, &environment, &mut errors);
 
     let mut stage_names = HashMap::new();
     let mut step_names: HashMap<&str, String> = HashMap::new();
@@ -139,6 +94,58 @@ pub fn validate(loaded: &Loaded, catalog: &dyn Catalog) -> Result<Plan, ConfigEr
         stages,
         rollback,
     })
+}
+
+/// The pipeline's name, stages, secrets, databases and environments: what
+/// is wrong with them, each located.
+fn check_top_level(loaded: &Loaded, environment: &str, errors: &mut Vec<ConfigError>) {
+    let m = &loaded.model;
+    if m.pipeline.trim().is_empty() {
+        errors.push(loaded.value_error_at("pipeline", "the pipeline needs a name"));
+    }
+    if m.stages.is_empty() {
+        errors.push(loaded.value_error_at("stages", "a pipeline needs at least one stage"));
+    }
+    for (name, source) in &m.secrets {
+        let key = format!("secrets.{name}");
+        if source.env.is_some() == source.file.is_some() {
+            errors.push(loaded.value_error_at(&key, "a secret needs exactly one of `env:` or `file:`"));
+        }
+    }
+
+    for (name, source) in &m.databases {
+        let key = format!("databases.{name}");
+        if source.url_env.is_some() == source.url_file.is_some() {
+            errors.push(loaded.value_error_at(&key, "a database needs exactly one of `url_env:` or `url_file:`"));
+        }
+    }
+
+    for (name, env) in &m.environments {
+        if let Some(required) = &env.requires
+            && !m.environments.contains_key(required)
+        {
+            errors.push(loaded.value_error_at(
+                &format!("environments.{name}.requires"),
+                format!("`{required}` is not a declared environment"),
+            ));
+        }
+        if env.require_approval && env.approvers.is_empty() {
+            errors.push(loaded.value_error_at(
+                &format!("environments.{name}.approvers"),
+                "require_approval needs at least one approver",
+            ));
+        }
+    }
+    for (name, env) in &m.environments {
+        check_approval_rules(loaded, name, env, *name == environment, errors);
+    }
+    if !m.environments.is_empty() && !m.environments.contains_key(environment) {
+        let declared: Vec<&String> = m.environments.keys().collect();
+        errors.push(loaded.value_error_at(
+            "environment",
+            format!("environment `{environment}` is not declared in `environments:` (declared: {declared:?})"),
+        ));
+    }
 }
 
 /// GitHub's longest wait timer (30 days).

@@ -345,6 +345,33 @@ fn resolve(program: &str, grant: &ExecGrant) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("`{program}` was not found on PATH (entries inside write grants are not searched)"))
 }
 
+/// Refuses (and audits) a program the step was not granted, or a variable
+/// that would make the loader or the shell run code of the plugin's choosing.
+fn allowed(caps: &super::StepCaps, program: &str, env: &[(String, String)]) -> Result<(), ExecError> {
+    if !caps.exec.programs.iter().any(|p| p == program) {
+        let denial = Denial { program: Some(program.to_string()), ..Denial::default() };
+        caps.audit.record(Some(&caps.step), Record::ExecDenied(denial));
+        return Err(ExecError::NotGranted(format!(
+            "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
+            caps.step, caps.exec.programs
+        )));
+    }
+    if let Some((name, why)) = env.iter().find_map(|(k, _)| Some((k, forbidden_env(k)?))) {
+        let denial = Denial {
+            program: Some(program.to_string()),
+            env: Some(name.clone()),
+            reason: Some(why.to_string()),
+            ..Denial::default()
+        };
+        caps.audit.record(Some(&caps.step), Record::ExecDenied(denial));
+        return Err(ExecError::NotGranted(format!(
+            "step `{}` may not pass `{name}` to `{program}`: it {why}",
+            caps.step
+        )));
+    }
+    Ok(())
+}
+
 impl Host for CapsView<'_> {
     async fn run(
         &mut self,
@@ -353,29 +380,7 @@ impl Host for CapsView<'_> {
         env: Vec<(String, String)>,
     ) -> Result<Output, ExecError> {
         let caps = &self.caps;
-        if !caps.exec.programs.contains(&program) {
-            caps.audit.record(
-                Some(&caps.step),
-                Record::ExecDenied(Denial { program: Some(program.clone()), ..Denial::default() }),
-            );
-            return Err(ExecError::NotGranted(format!(
-                "step `{}` may not run `{program}`: add it to the step's grants.exec (granted: {:?})",
-                caps.step, caps.exec.programs
-            )));
-        }
-        if let Some((name, why)) = env.iter().find_map(|(k, _)| Some((k, forbidden_env(k)?))) {
-            let denial = Denial {
-                program: Some(program.clone()),
-                env: Some(name.clone()),
-                reason: Some(why.to_string()),
-                ..Denial::default()
-            };
-            caps.audit.record(Some(&caps.step), Record::ExecDenied(denial));
-            return Err(ExecError::NotGranted(format!(
-                "step `{}` may not pass `{name}` to `{program}`: it {why}",
-                caps.step
-            )));
-        }
+        allowed(caps, &program, &env)?;
         let path = match resolve(&program, &caps.exec) {
             Ok(p) => p,
             Err(m) => return Err(ExecError::FailedToStart(m)),

@@ -315,6 +315,16 @@ fn quoted(text: &str) -> String {
 fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
     let mut y = String::new();
     let w = &mut y;
+    render_header(w, found)?;
+    render_environments(w, found, name)?;
+    render_databases(w, found)?;
+    render_stages(w, found)?;
+    render_after(w, found)?;
+    Ok(y)
+}
+
+/// How to run it and the variables each environment reads.
+fn render_header(w: &mut String, found: &Found) -> std::fmt::Result {
     let functions = found.functions();
     writeln!(w, "# Written by `deployhost init` from this repository; yours to edit.")?;
     writeln!(w, "#   deployhost validate {PIPELINE_FILE}")?;
@@ -334,6 +344,12 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
     if functions {
         writeln!(w, "# and SUPABASE_ACCESS_TOKEN (a Supabase access token) for the Edge Functions.")?;
     }
+    Ok(())
+}
+
+/// The pipeline's name, version and environments.
+fn render_environments(w: &mut String, found: &Found, name: &str) -> std::fmt::Result {
+    let functions = found.functions();
     writeln!(w, "pipeline: {name}")?;
     writeln!(w, "environment: \"${{DEPLOY_ENV:-dev}}\"")?;
     writeln!(w, "# CI passes --version (the generated workflow: the commit); a run from a laptop is `local`.")?;
@@ -378,6 +394,12 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
         writeln!(w, "      HEALTH_URL: {}", quoted(&format!("${{{p}HEALTH_URL:-https://{placeholder}/health}}")))?;
         writeln!(w, "      HEALTH_HOST: {}", quoted(&format!("${{{p}HEALTH_HOST:-{placeholder}}}")))?;
     }
+    Ok(())
+}
+
+/// The database, and the secrets the functions need.
+fn render_databases(w: &mut String, found: &Found) -> std::fmt::Result {
+    let functions = found.functions();
     writeln!(w)?;
     writeln!(w, "# The host holds the URL; a step reaches the database only through its grant.")?;
     writeln!(w, "# On Supabase: the session pooler (port 5432) or the direct connection, never")?;
@@ -394,6 +416,12 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
         writeln!(w, "secrets: {{}}")?;
     }
     writeln!(w)?;
+    Ok(())
+}
+
+/// Pre-flight, backup, migrations, seeds, functions, tests.
+fn render_stages(w: &mut String, found: &Found) -> std::fmt::Result {
+    let functions = found.functions();
     writeln!(w, "stages:")?;
     let migrations = "supabase/migrations";
     let has_preflight = !found.checks.is_empty() || found.migrations();
@@ -490,6 +518,12 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
         writeln!(w, "        grants: {{ databases: [app], fs: {{ read: [supabase/tests] }} }}")?;
         writeln!(w)?;
     }
+    Ok(())
+}
+
+/// The health check, notifications and the rollback.
+fn render_after(w: &mut String, found: &Found) -> std::fmt::Result {
+    let functions = found.functions();
     writeln!(w, "  - name: health")?;
     writeln!(w, "    steps:")?;
     writeln!(w, "      # PLACEHOLDER: set HEALTH_URL and HEALTH_HOST (host:port) per environment to your")?;
@@ -530,7 +564,7 @@ fn render(found: &Found, name: &str) -> Result<String, std::fmt::Error> {
         "  #     with: {{ webhook_secret: slack_webhook, text: \"Rollback of ${{VERSION}} on ${{ENVIRONMENT}}: ${{REASON}}\" }}"
     )?;
     writeln!(w, "  #     grants: {{ net: [hooks.slack.com], secrets: [slack_webhook] }}")?;
-    Ok(y)
+    Ok(())
 }
 
 /// Lines of `.gitignore` that already cover `entry` (`.deployhost/`, `/.deployhost`, …).
@@ -638,6 +672,14 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
 
     // What was found, what was assumed, what to set.
     println!("wrote {}", pipeline_path.display());
+    say_found(&found, &name);
+    say_to_set(&found, &ignored, workflow);
+    println!("\nnext: deployhost validate {PIPELINE_FILE} && deployhost run {PIPELINE_FILE} --env dev");
+    Ok(ExitStatus::Success)
+}
+
+/// What `init` found in the repository, and what it assumed.
+fn say_found(found: &Found, name: &str) {
     println!("\nfound:");
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match &found.project_id {
@@ -701,9 +743,13 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
     }
     println!("  the health check's URL is a PLACEHOLDER (https://<env>.health-check-placeholder.invalid/health):");
     println!("    set HEALTH_URL and HEALTH_HOST (STAGING_HEALTH_URL, …); it does not block a deploy until you say so");
+}
+
+/// The variables to set per environment, `.gitignore` and the workflow.
+fn say_to_set(found: &Found, ignored: &[&str], workflow: Option<(PathBuf, bool)>) {
     println!("\nset, per environment:");
     for env in &ENVIRONMENTS {
-        println!("  {:<8} {}", env.name, variables(&found, env).join("  "));
+        println!("  {:<8} {}", env.name, variables(found, env).join("  "));
     }
     println!("  (DATABASE_URL: postgres://…; on Supabase the session pooler, port 5432, not 6543)");
     if !ignored.is_empty() {
@@ -727,8 +773,6 @@ pub fn init(dir: &Path, ci: Option<Ci>) -> Result<ExitStatus> {
             );
         }
     }
-    println!("\nnext: deployhost validate {PIPELINE_FILE} && deployhost run {PIPELINE_FILE} --env dev");
-    Ok(ExitStatus::Success)
 }
 
 #[cfg(test)]

@@ -567,19 +567,19 @@ pub async fn dump(state: &mut CapsView<'_>, database: &str, path: &str) -> Resul
     Ok(info)
 }
 
-pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
-    let host = fs::host_path(&state.caps.sql.mounts, path, false)
-        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let file = GrantFile::open(&state.caps.sql.mounts, path, false)
-        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let trusted = recorded_digest(state, path, &host)?;
-    // The backup is copied into the host's own work folder while its digest
-    // is taken, and the tools read that copy: a file swapped after the
-    // check is never the one restored.
-    let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
-    let copy = work.path().join("backup.dump");
+/// Copies the backup at `path` to `copy`, taking its digest on the way,
+/// and refuses (audited) a digest other than the one the host recorded.
+fn trusted_copy(
+    state: &CapsView<'_>,
+    database: &str,
+    path: &str,
+    host: &Path,
+    file: &GrantFile,
+    copy: &Path,
+) -> Result<String, SqlError> {
+    let trusted = recorded_digest(state, path, host)?;
     let reader = file.open_read(MAX_BACKUP).map_err(|m| path_error(state, database, "restore-read", path, m))?;
-    let (digest, _) = digest(reader.into_std(), Some(&copy))
+    let (digest, _) = digest(reader.into_std(), Some(copy))
         .map_err(|e| SqlError::Tool(format!("cannot read backup `{path}`: {e}")))?;
     if trusted != digest {
         let caps = &state.caps;
@@ -596,11 +596,22 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
             "backup `{path}` changed since it was taken (sha256 {digest}, recorded {trusted}); refusing to restore it"
         )));
     }
-    // What was in scope comes from the host's own ledger entry for this
-    // digest, else from a manifest that names the trusted digest; a
-    // manifest the steps could have rewritten for another dump is ignored.
-    let mut recorded: Option<Recorded> = recorded_scope(state, &host, &file, &trusted);
-    // `schemas:`/`exclude_schemas:` on the restore step override the backup's.
+    Ok(digest)
+}
+
+/// What the backup holds, as far as the restore goes: from the host's own
+/// ledger entry for `digest`, else from a manifest that names it (a manifest
+/// the steps could have rewritten for another dump is ignored), with the
+/// restore step's `schemas:`/`exclude_schemas:` over it. A backup of some
+/// tables' rows only is refused: restoring it would empty the others.
+fn restore_scope(
+    state: &CapsView<'_>,
+    path: &str,
+    host: &Path,
+    file: &GrantFile,
+    digest: &str,
+) -> Result<Option<Recorded>, SqlError> {
+    let mut recorded: Option<Recorded> = recorded_scope(state, host, file, digest);
     let given = state.caps.sql.scope()?;
     if given != scope::Scope::default() {
         recorded.get_or_insert_with(Recorded::default).scope = given;
@@ -613,6 +624,21 @@ pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Re
             tables.len()
         )));
     }
+    Ok(recorded)
+}
+
+pub async fn restore(state: &mut CapsView<'_>, database: &str, path: &str) -> Result<(), SqlError> {
+    let host = fs::host_path(&state.caps.sql.mounts, path, false)
+        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
+    let file = GrantFile::open(&state.caps.sql.mounts, path, false)
+        .map_err(|m| path_error(state, database, "restore-read", path, m))?;
+    // The backup is copied into the host's own work folder while its digest
+    // is taken, and the tools read that copy: a file swapped after the
+    // check is never the one restored.
+    let work = tempfile::tempdir().map_err(|e| SqlError::Tool(format!("cannot make a work folder: {e}")))?;
+    let copy = work.path().join("backup.dump");
+    let digest = trusted_copy(state, database, path, &host, &file, &copy)?;
+    let recorded = restore_scope(state, path, &host, &file, &digest)?;
     let target = target(state, database)?;
     let started = Instant::now();
     let (major, _) = server_version(&target).await?;
