@@ -518,7 +518,13 @@ impl<'a> Linter<'a> {
             NodeEnum::RefreshMatViewStmt(r) => r.relation.iter().map(table).collect(),
             _ => Vec::new(),
         };
-        // Statements that cannot run in a transaction block.
+        self.outside_transaction(node, start);
+        self.tables(node, start, last);
+    }
+
+    /// Statements that cannot run in a transaction block, and those that run
+    /// outside one (at the very start of a file) without IF [NOT] EXISTS.
+    fn outside_transaction(&mut self, node: &NodeEnum, start: usize) {
         match non_transactional(node) {
             Some((what, concurrent)) if !self.leading || self.explicit => {
                 let rule = if concurrent {
@@ -554,7 +560,11 @@ impl<'a> Linter<'a> {
             }
             None => self.leading = false,
         }
+    }
 
+    /// Tables made, emptied, dropped, altered or renamed; anything else goes
+    /// on to [`Linter::maintenance`].
+    fn tables(&mut self, node: &NodeEnum, start: usize, last: bool) {
         match node {
             NodeEnum::TransactionStmt(t) => self.transaction(t, start, last),
             NodeEnum::CreateStmt(c) => {
@@ -617,6 +627,13 @@ impl<'a> Linter<'a> {
                 }
             }
             NodeEnum::RenameStmt(r) => self.rename(r, start),
+            _ => self.maintenance(node, start),
+        }
+    }
+
+    /// Rebuilds, refreshes and rewrites, and domain constraints.
+    fn maintenance(&mut self, node: &NodeEnum, start: usize) {
+        match node {
             NodeEnum::ReindexStmt(r) if !has_option(&r.params, "concurrently") => {
                 let what = r.relation.as_ref().map(|r| display(&table(r))).unwrap_or_else(|| r.name.clone());
                 self.push(
@@ -929,6 +946,100 @@ impl<'a> Linter<'a> {
         }
     }
 
+    /// ADD COLUMN to a table that existed before: a default that rewrites
+    /// it, NOT NULL without a default, a serial or an identity.
+    fn add_column(&mut self, t: &TableName, col: &pg_query::protobuf::ColumnDef, start: usize) {
+        let name = display(t);
+        let at = Self::at(col.location, start);
+        let cons: Vec<&Constraint> = constraints(&col.constraints).collect();
+        let default = cons.iter().find(|k| contype(k) == ConstrType::ConstrDefault);
+        let identity = cons.iter().any(|k| contype(k) == ConstrType::ConstrIdentity);
+        let stored = cons.iter().any(|k| contype(k) == ConstrType::ConstrGenerated && k.generated_kind != "v");
+        let type_name = col.type_name.as_ref().map(|t| strings(&t.names)).unwrap_or_default();
+        let serial = type_name.last().is_some_and(|n| {
+            matches!(n.as_str(), "serial" | "serial2" | "serial4" | "serial8" | "smallserial" | "bigserial")
+        });
+        let volatile = default.is_some_and(|k| !k.raw_expr.as_deref().is_some_and(is_constant_default));
+        if volatile || identity || stored || serial {
+            let what = if stored {
+                "a stored generated column"
+            } else if identity || serial {
+                "an identity or serial column (its default is nextval())"
+            } else {
+                "a column whose default is not a constant (it is computed for every row)"
+            };
+            self.push(
+                Draft::new(
+                    Rule::AddingFieldWithDefault,
+                    at,
+                    format!(
+                        "adding {what} rewrites {name} under an ACCESS EXCLUSIVE lock: every query on \
+                         it waits for the rewrite"
+                    ),
+                    "add the column without a default (or with a constant one), set the default with \
+                     ALTER COLUMN … SET DEFAULT, and backfill existing rows in batches",
+                )
+                .locks(Lock::AccessExclusive, name.clone()),
+            );
+        }
+        let not_null = cons.iter().any(|k| matches!(contype(k), ConstrType::ConstrNotnull | ConstrType::ConstrPrimary));
+        if not_null && default.is_none() && !identity && !serial && !stored {
+            self.push(
+                Draft::new(
+                    Rule::AddingRequiredField,
+                    at,
+                    format!(
+                        "a NOT NULL column without a default fails as soon as {name} has a row: existing \
+                         rows would hold NULL"
+                    ),
+                    "add it with a constant DEFAULT, or nullable, backfilled, then made NOT NULL through a \
+                     validated CHECK (col IS NOT NULL)",
+                )
+                .on(name.clone())
+                .check(format!("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) AS any_row", t.sql())),
+            );
+        }
+    }
+
+    /// SET NOT NULL on a table that existed before, unless a validated
+    /// check already covers the column.
+    fn set_not_null(&mut self, t: &TableName, column: &str, start: usize) {
+        let name = display(t);
+        let column = column.to_string();
+        let covered =
+            self.validated.iter().any(|(v, col)| same_table(v, t) && col.as_deref().is_none_or(|col| col == column));
+        if covered {
+            return;
+        }
+        self.push(
+            Draft::new(
+                Rule::AddingNotNullableField,
+                start,
+                format!(
+                    "SET NOT NULL scans all of {name} for NULLs under an ACCESS EXCLUSIVE lock: every query \
+                     on it waits for the scan"
+                ),
+                format!(
+                    "ADD CONSTRAINT {col}_not_null CHECK ({col} IS NOT NULL) NOT VALID; then, in a later \
+                     file, VALIDATE CONSTRAINT {col}_not_null, SET NOT NULL (PostgreSQL 12+ trusts the \
+                     validated check and skips the scan), DROP CONSTRAINT {col}_not_null",
+                    col = column
+                ),
+            )
+            .locks(Lock::AccessExclusive, name.clone()),
+        );
+        self.push(
+            Draft::new(
+                Rule::NotNullOnExistingRows,
+                start,
+                format!("SET NOT NULL fails if a row of {name} holds NULL in {column}"),
+                format!("backfill {column} first (the check query counts the NULLs)"),
+            )
+            .on(name.clone())
+            .check(format!("SELECT count(*) FROM {} WHERE {} IS NULL", t.sql(), ident(&column))),
+        );
+    }
+
     fn alter_table(&mut self, t: &TableName, c: &pg_query::protobuf::AlterTableCmd, start: usize) {
         let name = display(t);
         let subtype = AlterTableType::try_from(c.subtype).unwrap_or(AlterTableType::Undefined);
@@ -950,99 +1061,8 @@ impl<'a> Linter<'a> {
             return;
         }
         match (subtype, def) {
-            (AlterTableType::AtAddColumn, Some(NodeEnum::ColumnDef(col))) => {
-                let at = Self::at(col.location, start);
-                let cons: Vec<&Constraint> = constraints(&col.constraints).collect();
-                let default = cons.iter().find(|k| contype(k) == ConstrType::ConstrDefault);
-                let identity = cons.iter().any(|k| contype(k) == ConstrType::ConstrIdentity);
-                let stored = cons.iter().any(|k| contype(k) == ConstrType::ConstrGenerated && k.generated_kind != "v");
-                let type_name = col.type_name.as_ref().map(|t| strings(&t.names)).unwrap_or_default();
-                let serial = type_name.last().is_some_and(|n| {
-                    matches!(n.as_str(), "serial" | "serial2" | "serial4" | "serial8" | "smallserial" | "bigserial")
-                });
-                let volatile = default.is_some_and(|k| !k.raw_expr.as_deref().is_some_and(is_constant_default));
-                if volatile || identity || stored || serial {
-                    let what = if stored {
-                        "a stored generated column"
-                    } else if identity || serial {
-                        "an identity or serial column (its default is nextval())"
-                    } else {
-                        "a column whose default is not a constant (it is computed for every row)"
-                    };
-                    self.push(
-                        Draft::new(
-                            Rule::AddingFieldWithDefault,
-                            at,
-                            format!(
-                                "adding {what} rewrites {name} under an ACCESS EXCLUSIVE lock: every query on \
-                                 it waits for the rewrite"
-                            ),
-                            "add the column without a default (or with a constant one), set the default with \
-                             ALTER COLUMN … SET DEFAULT, and backfill existing rows in batches",
-                        )
-                        .locks(Lock::AccessExclusive, name.clone()),
-                    );
-                }
-                let not_null =
-                    cons.iter().any(|k| matches!(contype(k), ConstrType::ConstrNotnull | ConstrType::ConstrPrimary));
-                if not_null && default.is_none() && !identity && !serial && !stored {
-                    self.push(
-                        Draft::new(
-                            Rule::AddingRequiredField,
-                            at,
-                            format!(
-                                "a NOT NULL column without a default fails as soon as {name} has a row: existing \
-                                 rows would hold NULL"
-                            ),
-                            "add it with a constant DEFAULT, or nullable, backfilled, then made NOT NULL through a \
-                             validated CHECK (col IS NOT NULL)",
-                        )
-                        .on(name.clone())
-                        .check(format!("SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1) AS any_row", t.sql())),
-                    );
-                }
-            }
-            (AlterTableType::AtSetNotNull, _) => {
-                let column = c.name.clone();
-                let covered = self
-                    .validated
-                    .iter()
-                    .any(|(v, col)| same_table(v, t) && col.as_deref().is_none_or(|col| col == column));
-                if covered {
-                    return;
-                }
-                self.push(
-                    Draft::new(
-                        Rule::AddingNotNullableField,
-                        start,
-                        format!(
-                            "SET NOT NULL scans all of {name} for NULLs under an ACCESS EXCLUSIVE lock: every query \
-                             on it waits for the scan"
-                        ),
-                        format!(
-                            "ADD CONSTRAINT {col}_not_null CHECK ({col} IS NOT NULL) NOT VALID; then, in a later \
-                             file, VALIDATE CONSTRAINT {col}_not_null, SET NOT NULL (PostgreSQL 12+ trusts the \
-                             validated check and skips the scan), DROP CONSTRAINT {col}_not_null",
-                            col = column
-                        ),
-                    )
-                    .locks(Lock::AccessExclusive, name.clone()),
-                );
-                self.push(
-                    Draft::new(
-                        Rule::NotNullOnExistingRows,
-                        start,
-                        format!("SET NOT NULL fails if a row of {name} holds NULL in {column}"),
-                        format!("backfill {column} first (the check query counts the NULLs)"),
-                    )
-                    .on(name.clone())
-                    .check(format!(
-                        "SELECT count(*) FROM {} WHERE {} IS NULL",
-                        t.sql(),
-                        ident(&column)
-                    )),
-                );
-            }
+            (AlterTableType::AtAddColumn, Some(NodeEnum::ColumnDef(col))) => self.add_column(t, col, start),
+            (AlterTableType::AtSetNotNull, _) => self.set_not_null(t, &c.name, start),
             (AlterTableType::AtAddConstraint, Some(NodeEnum::Constraint(k))) => self.add_constraint(t, k, start),
             (AlterTableType::AtValidateConstraint, _) => {
                 let added_here = self.not_valid.iter().find(|(v, n, _)| same_table(v, t) && *n == c.name).cloned();
