@@ -75,21 +75,26 @@ mod sockets {
         socket.finish_bind().map_err(|e| format!("bind failed: {e:?}"))
     }
 
-    /// `count` GETs of `url` (`http://authority/path`) all sent before any
-    /// is waited for; how many were answered and how many refused.
-    pub fn parallel_get(url: &str, count: usize) -> (usize, usize) {
-        use wasip2::http::outgoing_handler;
+    /// Sends a GET of `url` (`http://authority/path`) through wasi:http
+    /// directly, without waiting for it.
+    fn send_get(url: &str) -> Result<wasip2::http::types::FutureIncomingResponse, wasip2::http::types::ErrorCode> {
         use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
         let rest = url.strip_prefix("http://").unwrap_or(url);
         let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+        let request = OutgoingRequest::new(Fields::new());
+        let _ = request.set_scheme(Some(&Scheme::Http));
+        let _ = request.set_authority(Some(authority));
+        let _ = request.set_path_with_query(Some(&path));
+        wasip2::http::outgoing_handler::handle(request, None)
+    }
+
+    /// `count` GETs of `url` (`http://authority/path`) all sent before any
+    /// is waited for; how many were answered and how many refused.
+    pub fn parallel_get(url: &str, count: usize) -> (usize, usize) {
         let mut pending = Vec::new();
         let mut refused = 0;
         for _ in 0..count {
-            let request = OutgoingRequest::new(Fields::new());
-            let _ = request.set_scheme(Some(&Scheme::Http));
-            let _ = request.set_authority(Some(authority));
-            let _ = request.set_path_with_query(Some(&path));
-            match outgoing_handler::handle(request, None) {
+            match send_get(url) {
                 Ok(p) => pending.push(p),
                 Err(_) => refused += 1,
             }
@@ -127,18 +132,10 @@ mod sockets {
     /// server trickles keeps its connection open). Returns how many it
     /// holds and how many were refused.
     pub fn hold_responses(url: &str, count: usize) -> (usize, usize) {
-        use wasip2::http::outgoing_handler;
-        use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
-        let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (authority, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
         let mut held = Vec::new();
         let mut refused = 0;
         for _ in 0..count {
-            let request = OutgoingRequest::new(Fields::new());
-            let _ = request.set_scheme(Some(&Scheme::Http));
-            let _ = request.set_authority(Some(authority));
-            let _ = request.set_path_with_query(Some(&path));
-            let Ok(pending) = outgoing_handler::handle(request, None) else {
+            let Ok(pending) = send_get(url) else {
                 refused += 1;
                 continue;
             };
