@@ -70,6 +70,8 @@ struct Proc {
     pid: i32,
     ppid: i32,
     session: i32,
+    /// Ended, waiting to be reaped.
+    zombie: bool,
 }
 
 fn processes() -> Vec<Proc> {
@@ -80,7 +82,12 @@ fn processes() -> Vec<Proc> {
         // After the command name (which may hold spaces and parentheses):
         // state, ppid, pgrp, session.
         let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-        Some(Proc { pid, ppid: fields.get(1)?.parse().ok()?, session: fields.get(3)?.parse().ok()? })
+        Some(Proc {
+            pid,
+            ppid: fields.get(1)?.parse().ok()?,
+            session: fields.get(3)?.parse().ok()?,
+            zombie: *fields.first()? == "Z",
+        })
     })
     .collect()
 }
@@ -97,14 +104,18 @@ pub fn sweep() -> usize {
     // Held throughout: a program being started is registered before a
     // sweep can see it (see `ProcessGroup::start`).
     let running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-    let left: Vec<i32> = procs
-        .iter()
-        .filter(|p| p.ppid == me && p.session != mine && !running.contains(&p.session))
-        .map(|p| p.pid)
-        .collect();
+    let left: Vec<&Proc> =
+        procs.iter().filter(|p| p.ppid == me && p.session != mine && !running.contains(&p.session)).collect();
     let mut killed = 0;
     for root in left {
-        let mut tree = vec![root];
+        // SAFETY: `root` is this process's child (reparented to it); reaping
+        // it leaves no zombie. WNOHANG: nothing here waits.
+        let reap = || unsafe { libc::waitpid(root.pid, std::ptr::null_mut(), libc::WNOHANG) };
+        if root.zombie {
+            reap();
+            continue;
+        }
+        let mut tree = vec![root.pid];
         let mut i = 0;
         while i < tree.len() {
             let parent = tree[i];
@@ -115,9 +126,8 @@ pub fn sweep() -> usize {
             // SAFETY: kill takes integers; each pid is a descendant of this process.
             unsafe { libc::kill(*pid, libc::SIGKILL) };
         }
-        // SAFETY: `root` is this process's child (reparented to it); reaping
-        // it leaves no zombie. It was just killed, so the wait is short.
-        unsafe { libc::waitpid(root, std::ptr::null_mut(), 0) };
+        // Reaped now if it is gone already, else by the next sweep.
+        reap();
         killed += tree.len();
     }
     killed
