@@ -7,9 +7,8 @@
 use crate::support::http::{Response, Server};
 use crate::support::management_api::ManagementApi;
 use crate::support::pg::Postgres;
-use crate::support::{Project, Run};
+use crate::support::{Project, Run, files_under};
 use std::collections::BTreeMap;
-use std::path::Path;
 
 const TOKEN: &str = "sbp_init_test_token";
 const USER: &str = "44444444-4444-4444-8444-000000000001";
@@ -112,24 +111,6 @@ fn audit_reads(p: &Project) -> BTreeMap<String, Vec<String>> {
     text.assert_code(0);
     assert!(!text.stdout.contains("OVER-GRANT"), "{}", text.stdout);
     reads
-}
-
-/// Every file under the project, by path (what `init` may have changed).
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path.strip_prefix(root).unwrap().display().to_string();
-                out.insert(rel, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
 }
 
 #[test]
@@ -295,7 +276,7 @@ fn init_without_functions_or_tests_writes_a_shorter_pipeline_that_validates() {
 fn init_twice_changes_nothing_and_a_repository_without_supabase_is_refused() {
     let p = repository();
     p.deployhost(&["init", ".", "--ci", "github"], &[]).assert_code(0);
-    let before = snapshot(p.path());
+    let before = files_under(p.path());
     assert!(before.contains_key("deployhost.yaml") && before.contains_key(".github/workflows/deploy.yml"));
     assert_eq!(
         before[".gitignore"],
@@ -309,7 +290,7 @@ fn init_twice_changes_nothing_and_a_repository_without_supabase_is_refused() {
         "{}",
         again.stderr
     );
-    assert_eq!(snapshot(p.path()), before, "a second init changed a file");
+    assert_eq!(files_under(p.path()), before, "a second init changed a file");
 
     // A workflow already there is left alone when the pipeline is written.
     std::fs::remove_file(p.path().join("deployhost.yaml")).unwrap();
@@ -325,7 +306,7 @@ fn init_twice_changes_nothing_and_a_repository_without_supabase_is_refused() {
     let refused = empty.deployhost(&["init"], &[]);
     refused.assert_code(2);
     assert!(refused.stderr.contains("has no supabase/ folder"), "{}", refused.stderr);
-    assert!(snapshot(empty.path()).is_empty());
+    assert!(files_under(empty.path()).is_empty());
 
     // A broken config.toml is named with its file.
     let broken = Project::new();

@@ -150,20 +150,26 @@ impl Project {
 
     /// Every file the last run wrote, concatenated.
     pub fn run_files_text(&self) -> String {
-        let mut all = String::new();
-        let mut stack = vec![self.last_run_dir()];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else {
-                    all.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
-                }
+        files_under(&self.last_run_dir()).values().map(|bytes| String::from_utf8_lossy(bytes)).collect()
+    }
+}
+
+/// Every file under `root`, by its path relative to `root`.
+pub fn files_under(root: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(rel, std::fs::read(&path).unwrap());
             }
         }
-        all
     }
+    out
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
