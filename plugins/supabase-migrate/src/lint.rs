@@ -19,7 +19,7 @@ use serde::{Deserialize, Deserializer};
 pub struct Policy {
     /// Classes whose findings stop the deploy unless acknowledged.
     #[serde(default, deserialize_with = "classes")]
-    pub block: Vec<Class>,
+    pub block: Vec<LintClass>,
     #[serde(default)]
     pub acknowledge: Vec<Acknowledgement>,
     /// Run the data-dependent findings' read-only queries on the target.
@@ -38,37 +38,24 @@ impl Default for Policy {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Class {
-    Locking,
-    Destructive,
-    DataDependent,
-    Advice,
-}
+/// The classes of the host's lint (WIT `lint-class`), in the order a
+/// summary lists them.
+const CLASSES: [LintClass; 4] =
+    [LintClass::Locking, LintClass::Destructive, LintClass::DataDependent, LintClass::Advice];
 
-impl Class {
-    pub fn name(self) -> &'static str {
-        match self {
-            Class::Locking => "locking",
-            Class::Destructive => "destructive",
-            Class::DataDependent => "data-dependent",
-            Class::Advice => "advice",
-        }
-    }
-
-    fn of(c: LintClass) -> Class {
-        match c {
-            LintClass::Locking => Class::Locking,
-            LintClass::Destructive => Class::Destructive,
-            LintClass::DataDependent => Class::DataDependent,
-            LintClass::Advice => Class::Advice,
-        }
+/// A class as a pipeline writes it in `lint.block`.
+pub fn class_name(class: LintClass) -> &'static str {
+    match class {
+        LintClass::Locking => "locking",
+        LintClass::Destructive => "destructive",
+        LintClass::DataDependent => "data-dependent",
+        LintClass::Advice => "advice",
     }
 }
 
 /// `block:` as a list, or as one comma-separated string (what an
 /// environment's `${VAR}` expands to).
-fn classes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Class>, D::Error> {
+fn classes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<LintClass>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {
@@ -82,14 +69,11 @@ fn classes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Class>, D::Error> {
     names
         .iter()
         .map(|s| {
-            [Class::Locking, Class::Destructive, Class::DataDependent, Class::Advice]
-                .into_iter()
-                .find(|c| c.name() == s)
-                .ok_or_else(|| {
-                    serde::de::Error::custom(format!(
-                        "lint.block: unknown class `{s}` (locking, destructive, data-dependent, advice)"
-                    ))
-                })
+            CLASSES.into_iter().find(|c| class_name(*c) == s).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "lint.block: unknown class `{s}` (locking, destructive, data-dependent, advice)"
+                ))
+            })
         })
         .collect()
 }
@@ -154,8 +138,8 @@ impl Checked {
         line
     }
 
-    fn class(&self) -> Class {
-        Class::of(self.finding.class)
+    fn class(&self) -> LintClass {
+        self.finding.class
     }
 
     /// Stops the deploy under `policy`: its class is blocked, it is not
@@ -164,7 +148,7 @@ impl Checked {
         self.acknowledged.is_none()
             && !self.new_tables
             && policy.block.contains(&self.class())
-            && !(self.class() == Class::DataDependent && matches!(self.data, Data::Rows(0)))
+            && !(self.class() == LintClass::DataDependent && matches!(self.data, Data::Rows(0)))
     }
 }
 
@@ -199,7 +183,7 @@ impl Outcome {
             .filter_map(|c| {
                 let level = if c.finding.severity == LintSeverity::Error || c.blocks(policy) {
                     AnnotationLevel::Error
-                } else if c.class() != Class::Advice && c.acknowledged.is_none() && !c.new_tables {
+                } else if c.class() != LintClass::Advice && c.acknowledged.is_none() && !c.new_tables {
                     AnnotationLevel::Warning
                 } else {
                     return None;
@@ -223,10 +207,10 @@ impl Outcome {
     /// `3 finding(s): 1 locking, 2 advice`.
     pub fn counts(&self) -> String {
         let mut parts = Vec::new();
-        for class in [Class::Locking, Class::Destructive, Class::DataDependent, Class::Advice] {
+        for class in CLASSES {
             let n = self.findings.iter().filter(|c| c.class() == class).count();
             if n > 0 {
-                parts.push(format!("{n} {}", class.name()));
+                parts.push(format!("{n} {}", class_name(class)));
             }
         }
         format!("{} finding(s): {}", self.findings.len(), parts.join(", "))
@@ -301,7 +285,7 @@ pub fn run(db: &Connection, pending: &[Migration], policy: &Policy, in_transacti
             } else if checked.blocks(policy) {
                 sdk::log::error(&format!("lint: blocked: {line}"));
                 out.blocked.push(line);
-            } else if checked.class() == Class::Advice && checked.acknowledged.is_none() {
+            } else if checked.class() == LintClass::Advice && checked.acknowledged.is_none() {
                 sdk::log::info(&format!("lint: {line}"));
             } else {
                 sdk::log::warn(&format!("lint: {line}"));
@@ -335,9 +319,9 @@ mod tests {
     #[test]
     fn block_reads_a_list_or_a_comma_separated_string() {
         let p: Policy = serde_json::from_str(r#"{"block": ["locking", "data-dependent"]}"#).unwrap();
-        assert_eq!(p.block, [Class::Locking, Class::DataDependent]);
+        assert_eq!(p.block, [LintClass::Locking, LintClass::DataDependent]);
         let p: Policy = serde_json::from_str(r#"{"block": "destructive, locking"}"#).unwrap();
-        assert_eq!(p.block, [Class::Destructive, Class::Locking]);
+        assert_eq!(p.block, [LintClass::Destructive, LintClass::Locking]);
         let e = serde_json::from_str::<Policy>(r#"{"block": "locking,loud"}"#).err().unwrap().to_string();
         assert!(e.contains("unknown class `loud`"), "{e}");
         let p: Policy =
