@@ -133,6 +133,20 @@ pub fn sweep() -> usize {
     killed
 }
 
+/// Set when a program was stopped with its step (its call dropped while it
+/// ran): what it left is swept when the step has ended ([`after_stop`]).
+static STOPPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// After a step: sweeps once if a program was stopped since the last time,
+/// so what it left does not outlive the step (or the run, which may end
+/// before a background sweep runs). Steps that stopped no program cost
+/// nothing here.
+pub fn after_stop() {
+    if STOPPED.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        sweep();
+    }
+}
+
 /// Sweeps until two passes in a row find nothing (a process whose parent
 /// is on its way out is reparented a moment later), for at most half a
 /// second. Returns how many it killed.
@@ -290,6 +304,7 @@ impl Drop for ProcessGroup {
             // A step stopped mid-program: what escaped the group goes too,
             // once it has been reparented to the host.
             self.ended();
+            STOPPED.store(true, std::sync::atomic::Ordering::SeqCst);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(sweep_all());
             }

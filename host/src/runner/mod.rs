@@ -385,7 +385,7 @@ impl StagesRun<'_> {
                 }
             };
             // What a stopped step's programs left behind goes with it.
-            crate::capabilities::exec::sweep();
+            crate::capabilities::exec::after_stop();
             note_failure(self.plan, self.run, &outcome, stopped_by);
             on_progress(Progress::StepFinished(&outcome))?;
             journal.record.steps.push(outcome);
@@ -412,7 +412,7 @@ impl StagesRun<'_> {
         }
         while let Some(joined) = set.join_next().await {
             let (i, outcome) = joined.context("a step task failed")?;
-            crate::capabilities::exec::sweep();
+            crate::capabilities::exec::after_stop();
             on_progress(Progress::StepFinished(&outcome))?;
             done.push((i, outcome));
         }
