@@ -22,6 +22,6 @@ pub mod written;
 pub use error::{ConfigError, ConfigErrors};
 pub use expand::{RUNTIME_VARIABLES, substitute};
 pub use load::{LoadOptions, Loaded, load, load_text, pipeline_dir};
-pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants, database_label};
+pub use plan::{Plan, PlannedRollback, PlannedStage, PlannedStep, StepGrants};
 pub use spans::{Spans, parse as parse_yaml};
 pub use validate::{protect, validate};

@@ -70,11 +70,6 @@ pub struct StepGrants {
     pub written: WrittenGrants,
 }
 
-/// A database grant as shown: `app`, or `app (roles: anon, authenticated)`.
-pub fn database_label(database: &str, roles: &[String]) -> String {
-    if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
-}
-
 impl PlannedStep {
     /// The sha256 of what this step will do, besides its plugin's bytes:
     /// stage, plugin name, parameters (`run:` included), limits, blocking,

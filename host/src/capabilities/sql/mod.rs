@@ -100,7 +100,7 @@ async fn session_switched(conn: &Connection) -> Option<Switched> {
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
 pub fn grant_label(database: &str, roles: &[String]) -> String {
-    deployhost_pipeline::database_label(database, roles)
+    if roles.is_empty() { database.to_string() } else { format!("{database} (roles: {})", roles.join(", ")) }
 }
 
 /// The databases of `grants.databases`, through connections the host holds.
