@@ -13,9 +13,6 @@ pub struct SqlConnection {
     /// The server process serving it (`pg_backend_pid()`): whom it waits
     /// for is looked up with `pg_blocking_pids` while a statement waits.
     pub pid: Option<i32>,
-    /// The role the URL logs in as (`session_user` at open): with `roles`,
-    /// the only identities the session may have after a statement.
-    pub login: String,
     /// Counts against the step's open connections until dropped.
     pub slot: ConnectionSlot,
 }

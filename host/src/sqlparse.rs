@@ -283,6 +283,41 @@ fn leading_noise(text: &str) -> usize {
     }
 }
 
+/// What a name in a statement is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameKind {
+    Relation,
+    Function,
+}
+
+/// A table, view or function a statement names, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Named {
+    pub kind: NameKind,
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+/// The tables, views and functions `sql` names (a `WITH` query's own names
+/// left out), sorted. A syntax error is returned as PostgreSQL words it.
+pub fn names(sql: &str) -> Result<Vec<Named>, String> {
+    let parsed = pg_query::parse(sql, 0).map_err(|e| e.to_string())?;
+    let named = |kind: NameKind, dotted: String| {
+        // `catalog.schema.name` or `schema.name` or `name`, as the parser joins them.
+        let mut parts: Vec<&str> = dotted.rsplitn(3, '.').collect();
+        let name = parts.remove(0).to_string();
+        Named { kind, schema: parts.first().map(|s| s.to_string()), name }
+    };
+    let mut out: Vec<Named> = parsed
+        .tables()
+        .into_iter()
+        .map(|t| named(NameKind::Relation, t))
+        .chain(parsed.functions().into_iter().map(|f| named(NameKind::Function, f)))
+        .collect();
+    out.sort_by(|a, b| (a.kind as u8, &a.schema, &a.name).cmp(&(b.kind as u8, &b.schema, &b.name)));
+    Ok(out)
+}
+
 /// Reads `sql` (one statement or several) with PostgreSQL's parser: one
 /// [`Analysis`] per statement, in order. A syntax error is returned as
 /// PostgreSQL words it.
@@ -384,5 +419,28 @@ mod tests {
     fn syntax_errors_are_postgresqls_own() {
         let e = analyze("create tabel x (id int)").unwrap_err();
         assert!(e.contains("syntax error at or near \"tabel\""), "{e}");
+    }
+
+    #[test]
+    fn names_are_the_tables_and_functions_a_statement_gives() {
+        let got = names(
+            "with recent as (select * from private.notes) select public.f(id), count(*) from recent \
+             join app.users u using (id) where exists (select from secrets)",
+        )
+        .unwrap();
+        let shown: Vec<String> =
+            got.iter().map(|n| format!("{:?} {}.{}", n.kind, n.schema.as_deref().unwrap_or("-"), n.name)).collect();
+        assert_eq!(
+            shown,
+            [
+                "Relation -.secrets",
+                "Relation app.users",
+                "Relation private.notes",
+                "Function -.count",
+                "Function public.f"
+            ]
+        );
+        let refused = names("selec 1").unwrap_err();
+        assert!(refused.contains("syntax error"), "{refused}");
     }
 }

@@ -426,29 +426,59 @@ fn a_superuser_url_is_refused_unless_the_pipeline_says_so_and_never_sandbox_only
 }
 
 /// Issue 25, #6: `databases: [{ name: app, roles: [anon] }]` binds the
-/// session: a step that switches to another role by SQL, in any spelling
-/// (`SET ROLE`, `set_config('role', …)`, `SET SESSION AUTHORIZATION`, a
-/// `DO` block, `SET LOCAL ROLE` in an open transaction), is failed, its
-/// transaction rolled back and its session reset; `set-role` to a granted
-/// role still works.
+/// session on the server: the step logs in as a login role the host made,
+/// a member of `anon` only, so every spelling of a switch to another role
+/// (`SET ROLE`, `set_config('role', …)`, `SET SESSION AUTHORIZATION`, a `DO`
+/// block, `SET LOCAL ROLE`, and a switch undone within the same call, which
+/// a check after each call could not see) is refused by PostgreSQL, and the
+/// step has no power of the pipeline's login either (reading as it, or
+/// dumping through the host's tools). `set-role` to a granted role still
+/// works, and the login roles are gone after the run.
 #[test]
 fn a_database_grant_binds_the_session_to_its_roles_whatever_the_spelling() {
     use crate::support::hostile_step;
     let pg = Postgres::start();
-    pg.admin("CREATE ROLE payroll_admin NOLOGIN; GRANT payroll_admin TO postgres");
+    pg.admin(
+        "CREATE ROLE payroll_admin NOLOGIN; GRANT payroll_admin TO postgres; CREATE SCHEMA payroll; \
+         CREATE TABLE payroll.salaries (who text, amount int); INSERT INTO payroll.salaries VALUES ('ada', 9000); \
+         GRANT USAGE ON SCHEMA payroll TO payroll_admin; GRANT SELECT ON payroll.salaries TO payroll_admin; \
+         CREATE TABLE public.leak (line text); GRANT INSERT, SELECT ON public.leak TO anon, payroll_admin",
+    );
     let p = Project::new();
     let digest = p.plugin("hostile");
+    let leak = "INSERT INTO public.leak SELECT who || ' ' || amount FROM payroll.salaries";
+    let switch_and_back = format!("SET ROLE payroll_admin; {leak}; RESET ROLE");
+    let do_and_back = format!(
+        "DO $$ BEGIN EXECUTE 'SET ROLE payroll_admin'; EXECUTE '{}'; EXECUTE 'RESET ROLE'; END $$",
+        leak.replace('\'', "''")
+    );
     let attacks = [
-        ("set-role", "SET ROLE payroll_admin"),
-        ("set-config", "SELECT set_config('role', 'payroll_admin', false)"),
-        ("session-authorization", "SET SESSION AUTHORIZATION payroll_admin"),
-        ("do-block", "DO $$ BEGIN EXECUTE 'SET ROLE payroll_admin'; END $$"),
-        ("set-local", "BEGIN; SET LOCAL ROLE payroll_admin"),
+        ("set-role", "SET ROLE payroll_admin".to_string(), "permission denied to set role \"payroll_admin\""),
+        (
+            "set-config",
+            "SELECT set_config('role', 'payroll_admin', false)".to_string(),
+            "permission denied to set role \"payroll_admin\"",
+        ),
+        (
+            "session-authorization",
+            "SET SESSION AUTHORIZATION payroll_admin".to_string(),
+            "permission denied to set session authorization",
+        ),
+        (
+            "do-block",
+            "DO $$ BEGIN EXECUTE 'SET ROLE payroll_admin'; END $$".to_string(),
+            "permission denied to set role \"payroll_admin\"",
+        ),
+        ("set-local", "BEGIN; SET LOCAL ROLE payroll_admin".to_string(), "permission denied to set role"),
+        ("switch-and-back", switch_and_back, "permission denied to set role \"payroll_admin\""),
+        ("do-and-back", do_and_back, "permission denied to set role \"payroll_admin\""),
+        ("as-the-login", leak.to_string(), "permission denied for schema payroll"),
     ];
     let grants = "{ databases: [{ name: app, roles: [anon] }] }";
     let mut yaml =
         String::from("pipeline: r\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n");
-    for (name, sql) in attacks {
+    for (name, sql, _) in &attacks {
+        let sql = sql.replace('"', "\\\"");
         yaml.push_str(&hostile_step(
             name,
             &digest,
@@ -462,18 +492,26 @@ fn a_database_grant_binds_the_session_to_its_roles_whatever_the_spelling() {
         "{ attack: sql-switch, name: app, path: \"SET ROLE anon\" }",
         grants,
     ));
+    yaml.push_str(
+        "      - name: dump-as-anon\n        uses: pg-backup\n        blocking: false\n        with: { database: app }\n        \
+         grants: { databases: [{ name: app, roles: [anon] }], fs: { write: [backups] } }\n",
+    );
     p.pipeline(&yaml);
     p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]).assert_code(0);
-    for (name, _) in attacks {
+    for (name, _, refused) in &attacks {
         let step = p.step(name);
         let result = step["outputs"]["result"].as_str().unwrap_or_default().to_string();
-        assert!(result.starts_with("denied:"), "{name}: {step:#}");
+        assert!(result.starts_with("denied:") && result.contains(refused), "{name}: {step:#}");
+        let statements = p.audit_events(name, "sql");
+        assert!(statements.iter().any(|e| e["error"] == "42501"), "{name}: {statements:?}");
     }
-    for name in ["set-role", "set-config", "do-block", "set-local"] {
-        let result = p.step(name)["outputs"]["result"].as_str().unwrap().to_string();
-        assert!(result.contains("`payroll_admin`") && result.contains("not granted"), "{name}: {result}");
-        let denied = p.audit_events(name, "sql.denied");
-        assert!(denied.iter().any(|e| e["op"] == "switch-role" && e["role"] == "payroll_admin"), "{name}: {denied:?}");
-    }
+    assert_eq!(pg.admin("SELECT count(*) FROM public.leak"), "0", "nothing left payroll");
     assert_eq!(p.step("granted")["outputs"]["result"], "escaped: session now `anon`");
+    let opened = p.audit_events("granted", "sql.open");
+    assert!(opened[0]["bound_login"].as_str().is_some_and(|l| l.starts_with("deployhost_step_")), "{opened:?}");
+    let dump = p.step("dump-as-anon");
+    assert_eq!(dump["status"], "failed", "{dump:#}");
+    assert!(dump["summary"].as_str().unwrap().contains("runs as the pipeline's login"), "{dump:#}");
+    assert!(p.audit_events("dump-as-anon", "sql.denied").iter().any(|e| e["op"] == "dump"));
+    assert_eq!(pg.admin("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'deployhost_step_%'"), "0");
 }

@@ -269,9 +269,6 @@ pub struct Denial {
     pub database: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// The session's user when its role was switched by SQL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_user: Option<String>,
     /// A migration's label (`rollback: lossless`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -340,6 +337,10 @@ pub struct StatementRan {
 pub struct ConnectionOpened {
     pub database: String,
     pub server: String,
+    /// The login role the host made for the connection, bound to the
+    /// grant's roles (when it lists some).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bound_login: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

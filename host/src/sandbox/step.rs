@@ -97,7 +97,8 @@ impl Prepared {
     pub async fn run(self, ctx: &StepContext) -> Execution {
         let Prepared { pre, mut store, step, limits, audit } = self;
         let timeout = limits.timeout + HOST_CALL_GRACE;
-        let opened = crate::capabilities::StepStore::caps(store.data()).sql.opened.clone();
+        let sql = &crate::capabilities::StepStore::caps(store.data()).sql;
+        let (opened, bound) = (sql.opened.clone(), sql.bound.clone());
         let call = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.call_run(&mut store, ctx).await
@@ -111,7 +112,7 @@ impl Prepared {
                 audit.record(Some(&step), Record::Limit(LimitHit::new(LimitKind::Stopped, message)));
             }
         }
-        match result {
+        let execution = match result {
             Err(_) => Execution::Stopped(
                 Stop::Timeout,
                 format!("timed out after {}", humantime::format_duration(limits.timeout)),
@@ -123,7 +124,12 @@ impl Prepared {
                 audit.record(Some(&step), Record::Limit(LimitHit::new(stop.limit_kind(), message.clone())));
                 Execution::Stopped(stop, message)
             }
-        }
+        };
+        // Its connections close with its store; then the login roles made
+        // for them go.
+        drop(store);
+        crate::capabilities::sql::drop_bound_logins(&bound).await;
+        execution
     }
 }
 

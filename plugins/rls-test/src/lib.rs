@@ -5,14 +5,17 @@
 //! row count, success, or permission denial.
 //!
 //! A denial counts only when it is one: SQLSTATE 42501 for the role, and
-//! the same statement names objects that exist. PostgreSQL checks a
-//! schema's USAGE before it looks the relation up, so `denied: true` on a
-//! misspelled table in a schema the role may not use would otherwise pass;
-//! the statement is therefore planned (`EXPLAIN`, never run) as the
-//! deploying role too, and an error there other than a permission one
-//! (42P01 undefined table, 42703 undefined column, …) fails the check.
+//! the tables, views and functions the statement names exist. PostgreSQL
+//! checks a schema's USAGE before it looks the relation up, so `denied:
+//! true` on a misspelled table in a schema the role may not use would
+//! otherwise pass; the names the statement gives (read by the host with
+//! PostgreSQL's own parser) are therefore looked up in the catalog, which
+//! every role may read, and one that is missing (42P01 undefined table,
+//! 42883 undefined function) fails the check. The step's session has the
+//! granted roles' power only (the host binds it), so nothing is planned
+//! with more.
 
-use deployhost_plugin_sdk::db::{self, Connection, INSUFFICIENT_PRIVILEGE, Value};
+use deployhost_plugin_sdk::db::{self, Connection, INSUFFICIENT_PRIVILEGE, ObjectKind, Value};
 use deployhost_plugin_sdk::{self as sdk, Capability, Guest, PluginInfo, Report, StepContext, StepError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -101,19 +104,32 @@ fn run_check(db: &Connection, entry: &Entry, check: &Check) -> Result<String, St
     }
 }
 
-/// SQLSTATE of a statement that cannot be planned at all (a `denied:` check
-/// of a statement `EXPLAIN` does not take, e.g. `TRUNCATE`): nothing learnt.
-const SYNTAX_ERROR: &str = "42601";
-
-/// Why `sql` fails for the deploying role itself, when it names something
-/// that does not exist: planned, never run, and rolled back.
+/// What `sql` names that does not exist, as PostgreSQL would say it. A
+/// name the statement does not qualify is the role's own lookup: missing,
+/// it fails with 42P01 or 42883 before any permission is checked.
 fn names_missing(db: &Connection, sql: &str) -> Option<String> {
-    db.begin().ok()?;
-    let planned = db.execute(&format!("EXPLAIN {sql}"), &[]);
-    let _ = db.rollback();
-    let e = planned.err()?;
-    let code = db::code(&e)?;
-    (code != INSUFFICIENT_PRIVILEGE && code != SYNTAX_ERROR).then(|| db::describe(&e))
+    for named in db::names(sql).ok()? {
+        let Some(schema) = named.schema else { continue };
+        let (what, code, lookup) = match named.kind {
+            ObjectKind::Relation => (
+                "relation",
+                "42P01",
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+            ),
+            ObjectKind::Function => (
+                "function",
+                "42883",
+                "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname = $1 AND p.proname = $2",
+            ),
+        };
+        let found = db.query(lookup, &[Value::Text(schema.clone()), Value::Text(named.name.clone())]).ok()?;
+        if found.rows.is_empty() {
+            return Some(format!("{what} \"{schema}.{}\" does not exist (SQLSTATE {code})", named.name));
+        }
+    }
+    None
 }
 
 fn passes(expect: &Expect, got: &str) -> bool {

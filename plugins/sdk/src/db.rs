@@ -2,8 +2,8 @@
 
 use crate::StepError;
 pub use crate::bindings::deployhost::plugin::sql::{
-    Connection, DbError, DumpInfo, LintClass, LintFinding, LintSeverity, QueryResult, RehearsalFile, RehearsedFile,
-    RehearsedStatement, SqlError, Value,
+    Connection, DbError, DumpInfo, LintClass, LintFinding, LintSeverity, NamedObject, ObjectKind, QueryResult,
+    RehearsalFile, RehearsedFile, RehearsedStatement, SqlError, Value,
 };
 
 /// SQLSTATE for "insufficient privilege", also raised by row-level security.
@@ -53,6 +53,12 @@ pub fn check_reversible(label: &str, sql: &str) -> Result<Vec<String>, SqlError>
 /// A file the parser refuses is a database error with SQLSTATE 42601.
 pub fn lint(label: &str, sql: &str) -> Result<Vec<LintFinding>, SqlError> {
     crate::bindings::deployhost::plugin::sql::lint(label, sql)
+}
+
+/// The tables, views and functions a statement names, read with
+/// PostgreSQL's own parser (nothing runs).
+pub fn names(sql: &str) -> Result<Vec<NamedObject>, SqlError> {
+    crate::bindings::deployhost::plugin::sql::names(sql)
 }
 
 /// Applies `files` to a shadow copy of `database` (its schema, no rows)

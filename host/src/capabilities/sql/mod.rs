@@ -4,6 +4,7 @@
 //! the text, rows, milliseconds, and the SQLSTATE when it fails.
 
 mod backup;
+mod bound;
 pub mod ledger;
 mod replay;
 pub mod scope;
@@ -12,8 +13,8 @@ mod values;
 
 use crate::audit::{ConnectionOpened, Denial, Ledgered, LimitHit, LimitKind, Record, Reverted, StatementRan};
 use crate::bindings::deployhost::plugin::sql::{
-    DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, QueryResult, RehearsalFile,
-    RehearsedFile, SqlError, Value,
+    DbError, DumpInfo, Host, HostConnection, LintClass, LintFinding, LintSeverity, NamedObject, ObjectKind,
+    QueryResult, RehearsalFile, RehearsedFile, SqlError, Value,
 };
 use crate::bindings::deployhost::plugin::types::Capability as Need;
 use crate::capabilities::CapsView;
@@ -31,6 +32,7 @@ use values::{Param, row_values, value_bytes};
 use wasmtime::component::Resource;
 
 pub use backup::{BackupData, ToolSet};
+pub use bound::{Made as BoundLogins, drop_all as drop_bound_logins};
 
 const AUDIT_STATEMENT_CHARS: usize = 200;
 
@@ -65,37 +67,19 @@ async fn connect(target: &DbTarget) -> Result<Client, SqlError> {
     Ok(client)
 }
 
-/// Who a session was found to be after a statement, when it was not the
-/// login role or one of the step's granted roles.
-struct Switched {
-    current_user: String,
-    session_user: String,
-}
-
-/// Whatever a statement did (`SET ROLE`, `set_config('role', …, false)`,
-/// `SET SESSION AUTHORIZATION`, in a `DO` block or a function), the session
-/// it leaves must be the login role, or one of the granted roles: the host
-/// asks after every statement. A switched session has its transaction
-/// rolled back and its identity reset before the step hears of it. (A
-/// switch undone within the same statement is not seen: see
-/// docs/security.md, *Known limits*.)
-async fn session_switched(conn: &Connection) -> Option<Switched> {
-    // A grant without roles is the login role's whole power, as it always
-    // was (pgTAP files `SET LOCAL ROLE authenticated` under it); roles, once
-    // listed, are the bound.
-    if conn.roles.is_empty() || conn.login.is_empty() {
-        return None;
+/// A step's connection: as the pipeline's login, or, when its grant lists
+/// roles, as a login bound to them (see `bound.rs`).
+async fn connect_step(
+    target: &DbTarget,
+    roles: &[String],
+    made: &BoundLogins,
+) -> Result<(Client, Option<String>), SqlError> {
+    let client = connect(target).await?;
+    if roles.is_empty() {
+        return Ok((client, None));
     }
-    let row = conn.client.query_one("SELECT current_user::text, session_user::text", &[]).await.ok()?;
-    let (current_user, session_user): (String, String) = (row.get(0), row.get(1));
-    let granted = |role: &String| *role == conn.login || conn.roles.contains(role);
-    if session_user == conn.login && granted(&current_user) {
-        return None;
-    }
-    let _ = conn.client.batch_execute("ROLLBACK").await;
-    let _ = conn.client.batch_execute("RESET SESSION AUTHORIZATION").await;
-    let _ = conn.client.batch_execute("RESET ROLE").await;
-    Some(Switched { current_user, session_user })
+    let (bound, name) = bound::connect(&client, target, roles, made).await?;
+    Ok((bound, Some(name)))
 }
 
 /// A database grant as shown to people: `app`, or `app (roles: anon)`.
@@ -158,6 +142,7 @@ impl SqlGrant {
             changes: run.changes.clone(),
             lossless: run.lossless.clone(),
             opened: Default::default(),
+            bound: Default::default(),
             open: Default::default(),
             max_connections: step.limits.db_connections,
             max_result: step.limits.query_result,
@@ -198,6 +183,9 @@ pub struct SqlGrant {
     /// Every connection the step opened, to cancel what still runs on the
     /// server when the step is stopped ([`cancel_opened`]).
     pub opened: Opened,
+    /// The login roles made for its connections, bound to the granted
+    /// roles; dropped when the step ends ([`drop_bound_logins`]).
+    pub bound: BoundLogins,
     /// Connections the step holds open now.
     pub open: Arc<AtomicUsize>,
     /// Connections the step may hold open at once (`limits.db_connections`);
@@ -223,6 +211,7 @@ impl Default for SqlGrant {
             lossless: None,
             params: Arc::default(),
             opened: Opened::default(),
+            bound: BoundLogins::default(),
             open: Arc::default(),
             max_connections: deployhost_pipeline::grants::DEFAULT_DB_CONNECTIONS,
             max_result: deployhost_pipeline::grants::DEFAULT_QUERY_RESULT,
@@ -417,29 +406,7 @@ impl CapsView<'_> {
         };
         let caps = &self.caps;
         caps.audit.record(Some(&caps.step), Record::Sql(ran));
-        if let Some(switched) = session_switched(conn).await {
-            return Err(self.deny_switch(&conn.database, &conn.roles, &switched));
-        }
         result.map(|(v, _)| v)
-    }
-
-    /// Audits a session found switched to a role the step was not granted.
-    fn deny_switch(&self, database: &str, roles: &[String], switched: &Switched) -> SqlError {
-        let caps = &self.caps;
-        let denial = Denial {
-            database: Some(database.to_string()),
-            op: Some("switch-role".into()),
-            role: Some(switched.current_user.clone()),
-            session_user: Some(switched.session_user.clone()),
-            ..Denial::default()
-        };
-        caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
-        SqlError::RoleNotGranted(format!(
-            "step `{}` switched its session on `{database}` to role `{}` (session `{}`), which it was not granted \
-             (granted roles: {roles:?}); the host rolled back its transaction and reset the session. Switch roles \
-             with `set-role` to a role written in `databases: [{{ name: {database}, roles: [...] }}]`",
-            caps.step, switched.current_user, switched.session_user
-        ))
     }
 
     /// A query went over `limits.query_result`: the server is told to stop
@@ -482,6 +449,31 @@ impl CapsView<'_> {
             caps.step
         ))
     }
+
+    /// The host's tools (dumps, restores, the ledger's revert, a shadow
+    /// rehearsal) run as the pipeline's login: a step may call them on a
+    /// database granted without roles only.
+    fn host_tools(&self, database: &str, what: &str) -> Result<(), SqlError> {
+        let roles = match self.caps.sql.granted.get(database) {
+            None => return Err(self.deny_database(database, what)),
+            Some(roles) if roles.is_empty() => return Ok(()),
+            Some(roles) => roles,
+        };
+        let caps = &self.caps;
+        let denial = Denial {
+            database: Some(database.to_string()),
+            op: Some(what.to_string()),
+            reason: Some("the grant lists roles".into()),
+            ..Denial::default()
+        };
+        caps.audit.record(Some(&caps.step), Record::SqlDenied(denial));
+        Err(SqlError::NotGranted(format!(
+            "step `{}` is granted `{database}` as {} only, and `{what}` runs as the pipeline's login: grant the \
+             database without `roles:` to a step that dumps, restores or reverts it",
+            caps.step,
+            roles.join(", ")
+        )))
+    }
 }
 
 fn params(values: Vec<Value>) -> Vec<Param> {
@@ -515,10 +507,11 @@ impl Host for CapsView<'_> {
             caps.audit.record(Some(&caps.step), Record::Limit(hit));
             return Err(SqlError::Connection(message));
         }
-        let client = match connect(&target).await {
-            Ok(client) => client,
+        let bound = self.caps.sql.bound.clone();
+        let (client, bound_login) = match connect_step(&target, &roles, &bound).await {
+            Ok(opened) => opened,
             Err(e) => {
-                if let SqlError::NotGranted(reason) = &e {
+                if let SqlError::NotGranted(reason) | SqlError::RoleNotGranted(reason) = &e {
                     let caps = &self.caps;
                     let denial = Denial {
                         database: Some(database.clone()),
@@ -531,31 +524,25 @@ impl Host for CapsView<'_> {
                 return Err(e);
             }
         };
-        let opened = client.query_one("SELECT pg_backend_pid(), session_user::text", &[]).await.ok();
-        let pid = opened.as_ref().and_then(|r| r.try_get(0).ok());
-        let login = opened.as_ref().and_then(|r| r.try_get(1).ok()).unwrap_or_default();
+        let pid = client.query_one("SELECT pg_backend_pid()", &[]).await.ok().and_then(|r| r.try_get(0).ok());
         if let Ok(mut opened) = self.caps.sql.opened.lock() {
             opened.push((client.cancel_token(), target.clone()));
         }
         let caps = &self.caps;
-        let opened = ConnectionOpened { database: database.clone(), server: target.display.to_string() };
+        let opened = ConnectionOpened { database: database.clone(), server: target.display.to_string(), bound_login };
         caps.audit.record(Some(&caps.step), Record::SqlOpen(opened));
         self.table
-            .push(Connection { database, roles, client, pid, login, slot })
+            .push(Connection { database, roles, client, pid, slot })
             .map_err(|e| SqlError::Connection(e.to_string()))
     }
 
     async fn dump(&mut self, database: String, path: String) -> Result<DumpInfo, SqlError> {
-        if !self.caps.sql.granted.contains_key(&database) {
-            return Err(self.deny_database(&database, "dump"));
-        }
+        self.host_tools(&database, "dump")?;
         backup::dump(self, &database, &path).await
     }
 
     async fn restore(&mut self, database: String, path: String) -> Result<(), SqlError> {
-        if !self.caps.sql.granted.contains_key(&database) {
-            return Err(self.deny_database(&database, "restore"));
-        }
+        self.host_tools(&database, "restore")?;
         backup::restore(self, &database, &path).await
     }
 
@@ -567,17 +554,30 @@ impl Host for CapsView<'_> {
         lint(&label, &sql)
     }
 
+    async fn names(&mut self, sql: String) -> Result<Vec<NamedObject>, SqlError> {
+        use crate::sqlparse::NameKind;
+        let named = crate::sqlparse::names(&sql)
+            .map_err(|message| SqlError::Database(DbError { code: "42601".into(), message, detail: None }))?;
+        Ok(named
+            .into_iter()
+            .map(|n| NamedObject {
+                kind: match n.kind {
+                    NameKind::Relation => ObjectKind::Relation,
+                    NameKind::Function => ObjectKind::Function,
+                },
+                schema: n.schema,
+                name: n.name,
+            })
+            .collect())
+    }
+
     async fn rehearse(&mut self, database: String, files: Vec<RehearsalFile>) -> Result<Vec<RehearsedFile>, SqlError> {
-        if !self.caps.sql.granted.contains_key(&database) {
-            return Err(self.deny_database(&database, "rehearse"));
-        }
+        self.host_tools(&database, "rehearse")?;
         shadow::rehearse(self, &database, files).await
     }
 
     async fn revert(&mut self, database: String) -> Result<Vec<String>, SqlError> {
-        if !self.caps.sql.granted.contains_key(&database) {
-            return Err(self.deny_database(&database, "revert"));
-        }
+        self.host_tools(&database, "revert")?;
         let dir = self.changes_dir()?;
         let target = self.caps.sql.targets.get(&database).cloned().ok_or_else(|| {
             SqlError::Connection(format!("database `{database}` has no connection settings in this run"))
