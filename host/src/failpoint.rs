@@ -32,14 +32,28 @@ pub fn after_step(count: usize) {
 /// `DEPLOYHOST_FAILPOINT=<name>` the process dies there as under SIGKILL;
 /// with `<name>:N`, the Nth time it gets there.
 pub fn hit(name: &str) {
+    if let Some(spec) = reached(name) {
+        eprintln!("deployhost: failpoint {spec}: dying without cleanup");
+        std::process::abort();
+    }
+}
+
+/// Like [`hit`], for a fault the caller plays itself (a lost answer from a
+/// server): true where `hit` would die.
+pub fn fires(name: &str) -> bool {
+    reached(name).inspect(|spec| eprintln!("deployhost: failpoint {spec}")).is_some()
+}
+
+/// The failpoint's spec when this is the time `name` was asked for.
+fn reached(name: &str) -> Option<String> {
     static HITS: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
-    let Ok(spec) = std::env::var(VAR) else { return };
+    let spec = std::env::var(VAR).ok()?;
     let (wanted, nth) = match spec.rsplit_once(':') {
         Some((n, count)) => (n, count.parse().unwrap_or(1)),
         None => (spec.as_str(), 1),
     };
     if wanted != name {
-        return;
+        return None;
     }
     let count = {
         let mut hits = HITS.lock().unwrap_or_else(|e| e.into_inner());
@@ -54,8 +68,5 @@ pub fn hit(name: &str) {
             }
         }
     };
-    if count == nth {
-        eprintln!("deployhost: failpoint {spec}: dying without cleanup");
-        std::process::abort();
-    }
+    (count == nth).then_some(spec)
 }

@@ -168,3 +168,50 @@ fn a_step_that_ends_the_state_store_s_session_does_not_stop_the_record() {
     let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     assert_eq!(status["steps"].as_array().unwrap().len(), 2, "{status:#}");
 }
+
+/// Issue 25, #5, what the reconnection must not do: the server commits a
+/// state-store transaction and the session ends before its answer arrives
+/// (played by a failpoint at each transaction of a run in turn). The store
+/// asks the server whether it committed (`txid_status`) before it runs
+/// anything again: every run is recorded once, with its steps once, and its
+/// environment lock released.
+#[test]
+fn a_commit_whose_answer_is_lost_is_not_applied_twice() {
+    use crate::support::hostile_step;
+    let pg = Postgres::start();
+    pg.psql("postgres", "create database deploy_state");
+    let state = pg.url("deploy_state");
+    let p = Project::new();
+    let digest = p.plugin("hostile");
+    let mut yaml = String::from("pipeline: shop\nenvironments:\n  prod: {}\nstages:\n  - name: s\n    steps:\n");
+    yaml.push_str(&hostile_step("one", &digest, "{ attack: say, name: fine }", "{}"));
+    yaml.push_str(&hostile_step("two", &digest, "{ attack: say, name: fine }", "{}"));
+    p.pipeline(&yaml);
+    // A first run makes the store's tables; each later one has six
+    // transactions: begin (the lock and the run), the previous version,
+    // two steps, the end (and the lock's release), the seal.
+    p.deployhost(&["run", "pipeline.yaml", "--env", "prod"], &[("DEPLOYHOST_STATE", &state)]).assert_code(0);
+    let runs = 7;
+    for n in 1..runs {
+        let failpoint = format!("state-commit-answer-lost:{n}");
+        let run = p.deployhost(
+            &["run", "pipeline.yaml", "--env", "prod"],
+            &[("DEPLOYHOST_STATE", &state), ("DEPLOYHOST_FAILPOINT", &failpoint)],
+        );
+        run.assert_code(0);
+        assert!(run.stderr.contains(&format!("failpoint {failpoint}")), "{n}: {}", run.stderr);
+        assert!(run.stderr.contains("the state store's session ended"), "{n}: {}", run.stderr);
+    }
+    let history = p.deployhost(&["history", "--json"], &[("DEPLOYHOST_STATE", &state)]);
+    let history: serde_json::Value = serde_json::from_str(&history.stdout).unwrap();
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), runs, "{history:#?}");
+    for run in history {
+        assert_eq!(run["status"], "passed", "{run:#}");
+        let id = run["id"].as_str().unwrap();
+        let status = p.deployhost(&["status", id, "--json"], &[("DEPLOYHOST_STATE", &state)]);
+        let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        assert_eq!(status["steps"].as_array().unwrap().len(), 2, "{status:#}");
+    }
+    assert_eq!(pg.psql("deploy_state", "select count(*) from locks"), "0");
+}

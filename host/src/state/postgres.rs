@@ -145,21 +145,63 @@ impl Postgres {
     }
 }
 
+/// A transaction that did not end as asked. `at_commit` is its id when the
+/// failure came with its COMMIT: the server may have committed it and the
+/// answer been lost with the session, so whether it did is asked again.
+struct Failed {
+    error: String,
+    at_commit: Option<i64>,
+}
+
+impl From<tokio_postgres::Error> for Failed {
+    fn from(e: tokio_postgres::Error) -> Failed {
+        Failed { error: error_text(e), at_commit: None }
+    }
+}
+
 fn run_transaction(
     client: &mut Client,
     durability: Durability,
     work: &mut dyn FnMut(&mut dyn Conn) -> Result<End, String>,
-) -> Result<(), String> {
-    let tx = block(client.transaction()).map_err(error_text)?;
-    block(tx.execute("SELECT pg_advisory_xact_lock($1)", &[&STATE_LOCK])).map_err(error_text)?;
+) -> Result<(), Failed> {
+    let tx = block(client.transaction())?;
+    let locked =
+        block(tx.query_one("SELECT txid_current() FROM (SELECT pg_advisory_xact_lock($1)) l", &[&STATE_LOCK]))?;
+    let xid: i64 = locked.get(0);
     if durability == Durability::Relaxed {
-        block(tx.batch_execute("SET LOCAL synchronous_commit = off")).map_err(error_text)?;
+        block(tx.batch_execute("SET LOCAL synchronous_commit = off"))?;
     }
-    let end = work(&mut Tx(&tx))?;
+    let end = work(&mut Tx(&tx)).map_err(|error| Failed { error, at_commit: None })?;
     match end {
-        End::Commit => block(tx.commit()).map_err(error_text),
-        End::Rollback => block(tx.rollback()).map_err(error_text),
+        End::Commit => {
+            let committed = block(tx.commit());
+            if committed.is_ok() && crate::failpoint::fires("state-commit-answer-lost") {
+                // As when the session ends between the server's commit and its answer.
+                return Err(Failed {
+                    error: format!("the commit's answer was lost {ADMIN_SHUTDOWN}"),
+                    at_commit: Some(xid),
+                });
+            }
+            committed.map_err(|e| Failed { error: error_text(e), at_commit: Some(xid) })
+        }
+        End::Rollback => block(tx.rollback()).map_err(Failed::from),
     }
+}
+
+/// Whether transaction `xid`, whose COMMIT's answer was lost, committed
+/// (PostgreSQL's `txid_status`, made for this); asked on a new session.
+fn committed(client: &Client, xid: i64) -> Result<bool, String> {
+    for _ in 0..50 {
+        let row = block(client.query_one("SELECT txid_status($1)", &[&xid])).map_err(error_text)?;
+        match row.get::<_, Option<String>>(0).as_deref() {
+            Some("committed") => return Ok(true),
+            Some("aborted") => return Ok(false),
+            // Its server process is still ending.
+            Some("in progress") => std::thread::sleep(std::time::Duration::from_millis(100)),
+            _ => break,
+        }
+    }
+    Err(format!("the session ended at the commit of transaction {xid}, and whether it committed cannot be told"))
 }
 
 impl Backend for Postgres {
@@ -172,19 +214,26 @@ impl Backend for Postgres {
         if client.is_closed() {
             *client = self.reconnect("it was closed")?;
         }
-        // The session may end under the work (nothing was committed: a
-        // commit that failed leaves the client open with an error): the work
-        // runs again on a new session, a few times (a backend told to end
-        // can take a moment to go, under load).
+        // The session may end under the work: what did not commit runs
+        // again on a new session, a few times (a backend told to end can
+        // take a moment to go, under load). One that ends at the commit
+        // may have committed: the server is asked before anything runs
+        // again.
         let mut attempts = 0;
         loop {
             match run_transaction(&mut client, durability, work) {
-                Err(e) if (client.is_closed() || e.ends_with(ADMIN_SHUTDOWN)) && attempts < RECONNECTS => {
+                Err(f) if (client.is_closed() || f.error.ends_with(ADMIN_SHUTDOWN)) && attempts < RECONNECTS => {
                     attempts += 1;
                     std::thread::sleep(std::time::Duration::from_millis(100 * attempts));
-                    *client = self.reconnect(&e)?;
+                    *client = self.reconnect(&f.error)?;
+                    // Run again only what did not commit: never twice.
+                    if let Some(xid) = f.at_commit
+                        && committed(&client, xid)?
+                    {
+                        return Ok(());
+                    }
                 }
-                other => return other,
+                other => return other.map_err(|f| f.error),
             }
         }
     }
