@@ -18,7 +18,6 @@ use crate::exit::Refusal;
 use crate::pipeline::Plan;
 use crate::pipeline::model::{ApprovalMode, Environment};
 use crate::state::{ApprovalRecord, RunRow};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -176,8 +175,11 @@ fn step_lines(grants: &std::collections::BTreeMap<String, crate::pipeline::writt
 /// and what changed. Empty when they are the same. A record from before
 /// step digests were kept compares grants and plugins only.
 pub fn plan_changes(row: &RunRow, plan: &Plan) -> Vec<String> {
-    use crate::pipeline::written::WrittenGrants;
-    let recorded: BTreeMap<String, WrittenGrants> = serde_json::from_str(&row.grants).unwrap_or_default();
+    let recorded = match row.written_grants() {
+        Ok(recorded) => recorded,
+        // Nothing to compare with is not "nothing changed".
+        Err(e) => return vec![format!("{e:#}: the plan it began with cannot be compared")],
+    };
     let now = plan.written_grants();
     let mut changes = Vec::new();
     for name in recorded.keys().filter(|n| !now.contains_key(*n)) {

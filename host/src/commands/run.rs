@@ -89,7 +89,7 @@ struct Starting<'a> {
     id: &'a str,
     who: String,
     file: String,
-    grants: String,
+    grants: &'a BTreeMap<String, WrittenGrants>,
     approvals: &'a Approvals,
 }
 
@@ -103,7 +103,7 @@ impl Starting<'_> {
             who: &self.who,
             approved_by: self.approvals.approved_by.as_deref(),
             file: &self.file,
-            grants: &self.grants,
+            grants: self.grants,
             grants_accepted_by: self.approvals.grants_accepted_by.as_deref(),
         }
     }
@@ -139,7 +139,7 @@ pub async fn run(
         id: &run_id,
         who: who.clone(),
         file: plan.file.display().to_string(),
-        grants: serde_json::to_string(&grants).unwrap_or_default(),
+        grants: &grants,
         approvals,
     };
     let (approvals, given) = match gate {

@@ -18,7 +18,7 @@ use crate::outcome::StepOutcome;
 use crate::status::RunStatus;
 use db::{Backend, Conn, Durability, End, Val};
 use deployhost_pipeline::written::WrittenGrants;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -106,7 +106,7 @@ pub struct RunRow {
     pub file: String,
     pub pid: i64,
     pub reason: Option<String>,
-    /// Each step's grants as written (JSON), for promotion checks.
+    /// Each step's grants as recorded (JSON, see [`RunRow::written_grants`]).
     #[serde(skip)]
     pub grants: String,
     pub grants_accepted_by: Option<String>,
@@ -122,11 +122,40 @@ impl RunRow {
     /// an approval rests on: a record that cannot be read is an error, never
     /// "no grants".
     pub fn written_grants(&self) -> anyhow::Result<BTreeMap<String, WrittenGrants>> {
-        if self.grants.trim().is_empty() {
+        RecordedGrants::read(&self.grants).map_err(|e| anyhow::anyhow!("run {}: its recorded grants {e}", self.id))
+    }
+}
+
+/// Each step's grants, plugin digest and step digest as a run recorded them
+/// when it began (`runs.grants`), versioned: `{"version": 1, "steps": {…}}`.
+/// The unversioned map of stores from before is read as it was; a version
+/// newer than this deployhost knows is refused, not guessed at.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum RecordedGrants {
+    Versioned { version: u32, steps: BTreeMap<String, WrittenGrants> },
+    Unversioned(BTreeMap<String, WrittenGrants>),
+}
+
+impl RecordedGrants {
+    const VERSION: u32 = 1;
+
+    fn write(steps: &BTreeMap<String, WrittenGrants>) -> Result<String, String> {
+        let recorded = RecordedGrants::Versioned { version: Self::VERSION, steps: steps.clone() };
+        serde_json::to_string(&recorded).map_err(|e| format!("cannot record the run's grants: {e}"))
+    }
+
+    fn read(text: &str) -> Result<BTreeMap<String, WrittenGrants>, String> {
+        if text.trim().is_empty() {
             return Ok(BTreeMap::new());
         }
-        serde_json::from_str(&self.grants)
-            .map_err(|e| anyhow::anyhow!("run {}: its recorded grants cannot be read: {e}", self.id))
+        match serde_json::from_str(text).map_err(|e| format!("cannot be read: {e}"))? {
+            RecordedGrants::Versioned { version, .. } if version > Self::VERSION => Err(format!(
+                "are in version {version}, written by a newer deployhost (this one reads up to {})",
+                Self::VERSION
+            )),
+            RecordedGrants::Versioned { steps, .. } | RecordedGrants::Unversioned(steps) => Ok(steps),
+        }
     }
 }
 
@@ -175,8 +204,8 @@ pub struct NewRun<'a> {
     pub who: &'a str,
     pub approved_by: Option<&'a str>,
     pub file: &'a str,
-    /// Each step's grants as written, JSON.
-    pub grants: &'a str,
+    /// Each step's grants as written, with its plugin's and its own digest.
+    pub grants: &'a BTreeMap<String, WrittenGrants>,
     pub grants_accepted_by: Option<&'a str>,
 }
 
@@ -478,6 +507,7 @@ impl StateStore {
 }
 
 fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: RunStatus, pid: i64, started: &str) -> Result<(), String> {
+    let grants = RecordedGrants::write(run.grants)?;
     conn.exec(
         "INSERT INTO runs (id, pipeline, environment, version, status, started, who, approved_by, file, pid, grants, grants_accepted_by, host)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
@@ -492,7 +522,7 @@ fn insert_run(conn: &mut dyn Conn, run: &NewRun, status: RunStatus, pid: i64, st
             run.approved_by.into(),
             run.file.into(),
             pid.into(),
-            run.grants.into(),
+            (&grants).into(),
             run.grants_accepted_by.into(),
             this_host().as_str().into(),
         ],
@@ -576,5 +606,24 @@ mod tests {
         // reused, the run's own process is gone.
         row.started = "2000-01-01T00:00:00Z".into();
         assert!(row.process_gone(), "this process started long after the run, so it is not the run's");
+    }
+
+    #[test]
+    fn recorded_grants_are_versioned_and_the_old_shape_still_reads() {
+        let mut steps = BTreeMap::new();
+        steps.insert("probe".to_string(), WrittenGrants { net: ["127.0.0.1:80".into()].into(), ..Default::default() });
+        let written = RecordedGrants::write(&steps).unwrap();
+        assert!(written.starts_with(r#"{"version":1,"steps":{"probe":"#), "{written}");
+        assert_eq!(RecordedGrants::read(&written).unwrap(), steps);
+        // Stores from before the version: the map of steps itself.
+        let old = serde_json::to_string(&steps).unwrap();
+        assert_eq!(RecordedGrants::read(&old).unwrap(), steps);
+        // A step named `version` in the old shape is still a step.
+        let named = r#"{"version":{"net":[],"fs_read":[],"fs_write":[],"secrets":[],"databases":[],"exec":[]}}"#;
+        assert_eq!(RecordedGrants::read(named).unwrap().keys().collect::<Vec<_>>(), ["version"]);
+        let newer = written.replace(r#""version":1"#, r#""version":2"#);
+        assert!(RecordedGrants::read(&newer).unwrap_err().contains("newer deployhost"));
+        assert!(RecordedGrants::read("{not json").unwrap_err().starts_with("cannot be read"));
+        assert!(RecordedGrants::read("").unwrap().is_empty());
     }
 }
