@@ -15,6 +15,32 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
+/// `deployhost audit`'s arguments.
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The pipeline file (grants as written, next to the plugins' declared needs).
+    #[arg(required_unless_present = "run")]
+    file: Option<std::path::PathBuf>,
+    /// A run id: granted versus used in that run, from its audit log.
+    #[arg(long, conflicts_with = "file")]
+    run: Option<String>,
+    /// Version to load the file with (overrides its `version:`).
+    #[arg(long, conflicts_with = "run")]
+    version: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl AuditArgs {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        match (self.file, self.run) {
+            (Some(file), None) => pipeline(&file, self.version, self.json).await,
+            (None, Some(run_id)) => run(&ctx.state_dir, &run_id, self.json),
+            _ => anyhow::bail!("give a pipeline file or --run RUN_ID"),
+        }
+    }
+}
+
 /// One step as `audit` shows it from the pipeline file.
 #[derive(Serialize)]
 struct PlannedRow {

@@ -14,6 +14,40 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+/// `deployhost ci …`: generate CI configuration.
+#[derive(clap::Subcommand)]
+pub enum CiCommand {
+    /// Write a GitHub Actions workflow: pre-flight, then one job per environment in promotion order.
+    #[command(after_help = "Example:\n  deployhost ci github pipelines/prod.yaml")]
+    Github {
+        #[arg(required = true)]
+        pipelines: Vec<PathBuf>,
+        #[arg(long, default_value = ".github/workflows/deploy.yml")]
+        output: PathBuf,
+        /// The action each job installs deployhost with (this repository's action.yml).
+        #[arg(long, value_name = "OWNER/deployhost@TAG", default_value = DEFAULT_ACTION, value_parser = parse_action)]
+        action: String,
+        /// Install with this shell command instead of the action
+        /// (e.g. `cargo install --locked --git https://github.com/OWNER/deployhost --tag TAG deployhost`).
+        #[arg(long, value_name = "CMD")]
+        install: Option<String>,
+    },
+}
+
+impl CiCommand {
+    pub fn run(self, _: &super::Context) -> Result<ExitStatus> {
+        match self {
+            CiCommand::Github { pipelines, output, action, install } => {
+                let install = match &install {
+                    Some(command) => Install::Command(command),
+                    None => Install::Action(&action),
+                };
+                github(&pipelines, &output, install)
+            }
+        }
+    }
+}
+
 /// Environments in promotion order: each after the one it requires.
 fn promotion_order(default: &str, environments: &BTreeMap<String, Environment>) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();

@@ -16,6 +16,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use tokio_postgres::Client;
 
+/// `deployhost doctor`'s arguments.
+#[derive(clap::Args)]
+pub struct DoctorArgs {
+    /// The pipeline file.
+    #[arg(default_value = "deployhost.yaml")]
+    file: std::path::PathBuf,
+    #[arg(long = "env")]
+    environment: Option<String>,
+    #[arg(long)]
+    version: Option<String>,
+}
+
+impl DoctorArgs {
+    pub async fn run(self, _: &super::Context) -> Result<ExitStatus> {
+        doctor(&self.file, self.environment, self.version).await
+    }
+}
+
 /// One check's outcome; `info` is said, never failed.
 struct Check {
     ok: bool,

@@ -8,6 +8,57 @@ use anyhow::{Result, bail};
 use serde_json::json;
 use std::path::Path;
 
+/// `deployhost history`'s arguments.
+#[derive(clap::Args)]
+pub struct HistoryArgs {
+    #[arg(long = "env")]
+    environment: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+impl HistoryArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        history(&ctx.state_dir, self.environment.as_deref(), self.limit, self.json)
+    }
+}
+
+/// `deployhost status`'s arguments.
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    run_id: String,
+    #[arg(long)]
+    json: bool,
+}
+
+impl StatusArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        status(&ctx.state_dir, &self.run_id, self.json)
+    }
+}
+
+/// `deployhost unlock`'s arguments.
+#[derive(clap::Args)]
+pub struct UnlockArgs {
+    #[arg(long = "env")]
+    environment: String,
+    /// Break it even though the holder's process may be alive.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why (recorded with the run), with --force.
+    #[arg(long, requires = "force")]
+    reason: Option<String>,
+}
+
+impl UnlockArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        let forced = if self.force { self.reason.as_deref() } else { None };
+        unlock(&ctx.state_dir, &self.environment, forced)
+    }
+}
+
 pub fn history(state_dir: &Path, environment: Option<&str>, limit: usize, as_json: bool) -> Result<ExitStatus> {
     let store = StateStore::open(state_dir)?;
     let runs = store.history(environment, limit)?;

@@ -12,6 +12,23 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+/// `deployhost init`'s arguments.
+#[derive(clap::Args)]
+pub struct InitArgs {
+    /// The repository (the folder holding supabase/).
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    /// Also write the CI workflow (`github`: .github/workflows/deploy.yml, as `deployhost ci github` writes it).
+    #[arg(long, value_enum)]
+    ci: Option<Ci>,
+}
+
+impl InitArgs {
+    pub fn run(self, _: &super::Context) -> Result<ExitStatus> {
+        init(&self.dir, self.ci)
+    }
+}
+
 /// The pipeline file `init` writes, at the repository's root.
 pub const PIPELINE_FILE: &str = "deployhost.yaml";
 /// The workflow `--ci github` writes (what `deployhost ci github` writes by default).

@@ -1,6 +1,8 @@
-//! The CLI's commands. Each loads what it needs through `pipeline`, runs
-//! through `runner`, and prints; none holds policy of its own. The CLI
-//! ([`crate::cli::dispatch`]) calls them; they never call back.
+//! The CLI's commands. Each is a struct that owns its arguments (their
+//! flags and help beside them: `run::RunArgs`, `history::UnlockArgs`, …)
+//! with a `run(self, &Context)`; it loads what it needs through `pipeline`,
+//! runs through `runner`, and prints; none holds policy of its own. The CLI
+//! ([`crate::cli::dispatch`]) parses and calls them; they never call back.
 
 pub mod audit;
 pub mod ci;
@@ -22,6 +24,14 @@ use crate::sandbox::{Runtime, inspect};
 use anyhow::Result;
 use std::collections::HashMap;
 use std::path::Path;
+
+/// What every command is given besides its own arguments: the global options.
+pub struct Context {
+    /// Where runs, logs, audit logs and the compiled-code cache are kept.
+    pub state_dir: std::path::PathBuf,
+    /// `--quiet`: errors only.
+    pub quiet: bool,
+}
 
 /// The runtime for commands that compile plugins: compiled code is kept
 /// in the state folder (or `DEPLOYHOST_CACHE_DIR`, e.g. a CI cache shared

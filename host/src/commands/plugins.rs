@@ -11,6 +11,60 @@ use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
 
+/// `deployhost plugins`'s arguments.
+#[derive(clap::Args)]
+pub struct PluginsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+impl PluginsArgs {
+    pub async fn run(self, _: &super::Context) -> Result<ExitStatus> {
+        list(self.json).await
+    }
+}
+
+/// `deployhost plugin …`: write your own plugin.
+#[derive(clap::Subcommand)]
+pub enum PluginCommand {
+    /// Scaffold a plugin that builds on its own (the SDK and the WIT world are copied in).
+    #[command(after_help = "Example:\n  deployhost plugin new price-check && deployhost plugin build price-check")]
+    New {
+        name: String,
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: Lang,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Build a plugin to a wasm32-wasip2 component and print its sha256 to pin.
+    #[command(after_help = "Example:\n  deployhost plugin build price-check --out plugins/price-check.wasm")]
+    Build {
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Copy the component here.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Show a component's imports and exports, what it declares, and its digest.
+    #[command(after_help = "Example:\n  deployhost plugin inspect plugins/price-check.wasm --json")]
+    Inspect {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl PluginCommand {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        match self {
+            PluginCommand::New { name, lang, dir } => new(&name, lang, dir.as_deref()),
+            PluginCommand::Build { dir, out } => build(&dir, out.as_deref(), &ctx.state_dir).await,
+            PluginCommand::Inspect { file, json } => inspect_file(&file, json, &ctx.state_dir).await,
+        }
+    }
+}
+
 /// The built-ins with version, digest and what they declare they need.
 pub async fn list(as_json: bool) -> Result<ExitStatus> {
     let runtime = Runtime::new()?;

@@ -18,6 +18,42 @@ use serde::Serialize;
 use serde_json::json;
 use std::path::Path;
 
+/// `deployhost report`'s arguments.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    run_id: String,
+    /// `html` is one self-contained page: timeline, steps, checklists, audit.
+    /// Default: `text` on a terminal, else `markdown`.
+    #[arg(long, value_parser = ["markdown", "md", "text", "json", "html"])]
+    format: Option<String>,
+}
+
+impl ReportArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        use std::io::IsTerminal;
+        let terminal = if std::io::stdout().is_terminal() { "text" } else { "markdown" };
+        report(&ctx.state_dir, &self.run_id, self.format.as_deref().unwrap_or(terminal))
+    }
+}
+
+/// `deployhost attest`'s arguments.
+#[derive(clap::Args)]
+pub struct AttestArgs {
+    run_id: String,
+    /// A checklist item's key (repeat for several).
+    #[arg(long = "item", required = true)]
+    items: Vec<String>,
+    /// Who attests; must be listed in the run's environment's `approvers`.
+    #[arg(long = "as")]
+    name: String,
+}
+
+impl AttestArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        attest(&ctx.state_dir, &self.run_id, &self.items, &self.name)
+    }
+}
+
 #[derive(Serialize)]
 struct Item {
     /// What `deployhost attest --item` names it by.

@@ -2,7 +2,7 @@ use super::inputs;
 use super::{ExitStatus, check_plugins, load_plan, refuse};
 use crate::approval;
 use crate::exit::Refusal;
-use crate::output::Output;
+use crate::output::{Output, OutputOptions};
 use crate::pipeline::model::ApprovalMode;
 use crate::pipeline::written::WrittenGrants;
 use crate::pipeline::{ConfigErrors, Plan};
@@ -13,14 +13,131 @@ use crate::state::{NewRun, StateError, StateStore};
 use crate::status::RunStatus;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub struct RunFlags {
+/// `deployhost run`'s arguments.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The pipeline file.
+    file: PathBuf,
+    /// Target environment (overrides the file's `environment:`).
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// Version being deployed (overrides the file's `version:`).
+    #[arg(long)]
+    version: Option<String>,
+    /// Validate, load every plugin and print the plan; run nothing.
+    #[arg(long)]
     pub dry_run: bool,
-    pub sandbox_only: bool,
-    pub approved_by: Option<String>,
-    pub accept_grants: Option<String>,
+    /// Refuse pipelines whose steps may run host programs (`run:`,
+    /// `grants.exec`): everything stays in the sandbox.
+    #[arg(long)]
+    sandbox_only: bool,
+    /// Who approved this deploy, for environments with `approval: name`
+    /// (a typed name, not verified; `signed` and `github` refuse it).
+    #[arg(long, env = "DEPLOYHOST_APPROVED_BY")]
+    approved_by: Option<String>,
+    /// Accept grants wider than when this version passed in the required
+    /// environment; NAME must be one of the target environment's approvers.
+    #[arg(long, value_name = "NAME")]
+    accept_grants: Option<String>,
+    #[command(flatten)]
+    output: OutputOptions,
+}
+
+/// `deployhost resume`'s arguments.
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    run_id: String,
+    #[command(flatten)]
+    output: OutputOptions,
+}
+
+impl ResumeArgs {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        resume(&self.run_id, &ctx.state_dir, &Output::new(&self.output, ctx.quiet)).await
+    }
+}
+
+/// `deployhost rollback`'s arguments.
+#[derive(clap::Args)]
+pub struct RollbackArgs {
+    /// An interrupted, failed or passed run.
+    #[arg(required_unless_present = "environment", conflicts_with = "environment")]
+    run_id: Option<String>,
+    #[arg(long = "env")]
+    environment: Option<String>,
+    /// The version to return to; it must have passed in the environment.
+    #[arg(long, requires = "environment")]
+    to: Option<String>,
+    /// Only list the runs that would be undone.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    output: OutputOptions,
+}
+
+impl RollbackArgs {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        let out = Output::new(&self.output, ctx.quiet);
+        match (self.run_id, self.environment) {
+            (Some(run_id), _) => rollback(&run_id, &ctx.state_dir, &out).await,
+            (None, Some(environment)) => {
+                super::rollback::environment(&environment, self.to.as_deref(), self.dry_run, &ctx.state_dir, &out).await
+            }
+            (None, None) => anyhow::bail!("give a run id or --env ENV"),
+        }
+    }
+}
+
+/// `deployhost approve`'s arguments.
+#[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["name", "key", "signature", "print_statement"])))]
+pub struct ApproveArgs {
+    run_id: String,
+    /// `approval: name`: the approver's name, typed (not verified); must be listed in `approvers`.
+    #[arg(long = "as")]
+    name: Option<String>,
+    /// `approval: signed`: sign the run's statement with this SSH private key (ssh-keygen -Y sign).
+    #[arg(long, value_name = "KEY")]
+    key: Option<PathBuf>,
+    /// `approval: signed`: a signature of the run's statement made elsewhere (namespace deployhost-approval).
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
+    /// `approval: signed`: print the statement a signed approval of this run signs.
+    #[arg(long)]
+    print_statement: bool,
+}
+
+impl ApproveArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        let with = match (self.name, self.key, self.signature) {
+            (Some(name), ..) => ApproveWith::Name(name),
+            (_, Some(key), _) => ApproveWith::Key(key),
+            (_, _, Some(file)) => ApproveWith::Signature(file),
+            _ if self.print_statement => ApproveWith::PrintStatement,
+            _ => anyhow::bail!("give --key KEY, --signature FILE, --print-statement or --as NAME"),
+        };
+        approve(&self.run_id, with, &ctx.state_dir)
+    }
+}
+
+/// `deployhost reject`'s arguments.
+#[derive(clap::Args)]
+pub struct RejectArgs {
+    run_id: String,
+    /// Who rejects; must be listed in the environment's `approvers`.
+    #[arg(long = "as")]
+    name: String,
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl RejectArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        reject(&self.run_id, &self.name, self.reason.as_deref(), &ctx.state_dir)
+    }
 }
 
 /// Who acts: see [`approval::starter`] (GitHub's actor, `DEPLOYHOST_ACTOR`,
@@ -109,78 +226,76 @@ impl Starting<'_> {
     }
 }
 
-pub async fn run(
-    file: &Path,
-    environment: Option<String>,
-    version: Option<String>,
-    flags: RunFlags,
-    state_dir: &Path,
-    out: &Output,
-) -> Result<ExitStatus> {
-    // Naming the starter may start a git process: it runs beside the
-    // preparation (engine, plugins) instead of after it.
-    let starter = (!flags.dry_run).then(|| {
-        let dir = crate::pipeline::pipeline_dir(file);
-        std::thread::spawn(move || approval::starter(&dir))
-    });
-    let Prepared { plan, runtime, inputs, grants } =
-        prepare(file, environment, version, flags.sandbox_only, state_dir).await?;
-    if flags.dry_run {
-        out.plan(&plan);
-        return Ok(ExitStatus::Success);
-    }
+impl RunArgs {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        let RunArgs { file, environment, version, dry_run, sandbox_only, approved_by, accept_grants, output } = self;
+        let (file, state_dir) = (file.as_path(), ctx.state_dir.as_path());
+        let out = &Output::new(&output, ctx.quiet);
+        // Naming the starter may start a git process: it runs beside the
+        // preparation (engine, plugins) instead of after it.
+        let starter = (!dry_run).then(|| {
+            let dir = crate::pipeline::pipeline_dir(file);
+            std::thread::spawn(move || approval::starter(&dir))
+        });
+        let Prepared { plan, runtime, inputs, grants } =
+            prepare(file, environment, version, sandbox_only, state_dir).await?;
+        if dry_run {
+            out.plan(&plan);
+            return Ok(ExitStatus::Success);
+        }
 
-    let store = StateStore::open(state_dir)?;
-    let run_id = runner::new_run_id();
-    let gate = promotion::gate(&plan, &grants, &store, flags.approved_by.as_deref(), flags.accept_grants.as_deref());
-    let gate = gate.await;
-    let who = starter.and_then(|s| s.join().ok()).unwrap_or_else(|| "unknown".into());
-    let start = |approvals| Starting {
-        id: &run_id,
-        who: who.clone(),
-        file: plan.file.display().to_string(),
-        grants: &grants,
-        approvals,
-    };
-    let (approvals, given) = match gate {
-        Ok(Gate::Proceed(approvals, given)) => (approvals, given),
-        Ok(Gate::Await(message)) => {
-            let waiting = Approvals { approved_by: None, grants_accepted_by: flags.accept_grants.clone() };
-            store.wait_for_approval(&start(&waiting).record(&plan))?;
-            eprintln!("awaiting approval: {message}");
-            let signed = plan.environment_rules.as_ref().map(approval::mode) == Some(ApprovalMode::Signed);
-            let how = approve_with(signed);
-            eprintln!(
-                "run {run_id} waits at the gate: `deployhost approve {run_id} {how}`, then `deployhost resume {run_id}`"
+        let store = StateStore::open(state_dir)?;
+        let run_id = runner::new_run_id();
+        let gate = promotion::gate(&plan, &grants, &store, approved_by.as_deref(), accept_grants.as_deref());
+        let gate = gate.await;
+        let who = starter.and_then(|s| s.join().ok()).unwrap_or_else(|| "unknown".into());
+        let start = |approvals| Starting {
+            id: &run_id,
+            who: who.clone(),
+            file: plan.file.display().to_string(),
+            grants: &grants,
+            approvals,
+        };
+        let (approvals, given) = match gate {
+            Ok(Gate::Proceed(approvals, given)) => (approvals, given),
+            Ok(Gate::Await(message)) => {
+                let waiting = Approvals { approved_by: None, grants_accepted_by: accept_grants.clone() };
+                store.wait_for_approval(&start(&waiting).record(&plan))?;
+                eprintln!("awaiting approval: {message}");
+                let signed = plan.environment_rules.as_ref().map(approval::mode) == Some(ApprovalMode::Signed);
+                let how = approve_with(signed);
+                eprintln!(
+                    "run {run_id} waits at the gate: `deployhost approve {run_id} {how}`, then `deployhost resume {run_id}`"
+                );
+                out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
+                return Ok(ExitStatus::AwaitingApproval);
+            }
+            Err(CheckError::Refused(refusal)) => return Ok(refuse(Some(out), None, &refusal)),
+            Err(CheckError::State(e)) => return Err(e.into()),
+        };
+        let timer = plan.environment_rules.as_ref().and_then(|r| r.wait_timer).filter(|t| !t.0.is_zero());
+        if let (Some(given), Some(timer)) = (&given, timer) {
+            // Approved, but the wait timer runs from the gate: the run waits
+            // there, approval recorded, until `resume`.
+            store.wait_for_approval(&start(&approvals).record(&plan))?;
+            store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
+            let message = format!(
+                "`{}` has a wait timer of {timer}: the run proceeds no sooner than that after reaching the gate",
+                plan.environment
             );
+            eprintln!("waiting: {message}");
+            eprintln!("run {run_id} waits at the gate: `deployhost resume {run_id}` after {timer}");
             out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
             return Ok(ExitStatus::AwaitingApproval);
         }
-        Err(CheckError::Refused(refusal)) => return Ok(refuse(Some(out), None, &refusal)),
-        Err(CheckError::State(e)) => return Err(e.into()),
-    };
-    let timer = plan.environment_rules.as_ref().and_then(|r| r.wait_timer).filter(|t| !t.0.is_zero());
-    if let (Some(given), Some(timer)) = (&given, timer) {
-        // Approved, but the wait timer runs from the gate: the run waits
-        // there, approval recorded, until `resume`.
-        store.wait_for_approval(&start(&approvals).record(&plan))?;
-        store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
-        let message = format!(
-            "`{}` has a wait timer of {timer}: the run proceeds no sooner than that after reaching the gate",
-            plan.environment
-        );
-        eprintln!("waiting: {message}");
-        eprintln!("run {run_id} waits at the gate: `deployhost resume {run_id}` after {timer}");
-        out.not_started(&ExitStatus::AwaitingApproval, Some(&run_id), &message);
-        return Ok(ExitStatus::AwaitingApproval);
+        if let Err(refusal) = begin(&store, &start(&approvals).record(&plan))? {
+            return Ok(refuse(Some(out), None, &refusal));
+        }
+        if let Some(given) = given {
+            store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
+        }
+        execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await
     }
-    if let Err(refusal) = begin(&store, &start(&approvals).record(&plan))? {
-        return Ok(refuse(Some(out), None, &refusal));
-    }
-    if let Some(given) = given {
-        store.record_approval(&run_id, given.mode, &given.approver, None, given.detail.as_deref())?;
-    }
-    execute(plan, runtime, inputs, &store, state_dir, &run_id, out).await
 }
 
 /// Continues a run that was interrupted or waited for approval: its

@@ -2,6 +2,22 @@ use super::{ExitStatus, check_plugins, load_plan};
 use anyhow::Result;
 use std::path::Path;
 
+/// `deployhost validate`'s arguments.
+#[derive(clap::Args)]
+pub struct ValidateArgs {
+    file: std::path::PathBuf,
+    #[arg(long = "env")]
+    environment: Option<String>,
+    #[arg(long)]
+    version: Option<String>,
+}
+
+impl ValidateArgs {
+    pub async fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        validate(&self.file, self.environment, self.version, &ctx.state_dir).await
+    }
+}
+
 pub async fn validate(
     file: &Path,
     environment: Option<String>,

@@ -13,6 +13,19 @@ use crate::state::StateStore;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
+/// `deployhost verify`'s arguments.
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// A run id, or a run folder.
+    run: String,
+}
+
+impl VerifyArgs {
+    pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
+        verify(&ctx.state_dir, &self.run)
+    }
+}
+
 /// What was checked: one line each, and what did not hold.
 #[derive(Default)]
 struct Findings {
