@@ -138,6 +138,19 @@ pub enum Command {
         after_help = "Examples:\n  deployhost verify 20261128T013045123Z-3fa2c1\n  deployhost verify .deployhost/runs/20261128T013045123Z-3fa2c1"
     )]
     Verify(commands::verify::VerifyArgs),
+    /// Sign what a run was (an in-toto statement in a DSSE envelope) with an SSH key, for auditors to check offline.
+    #[command(
+        long_about = "Check the run's record as `verify` does (refused if it does not hold), then write an in-toto \
+                      Statement whose subjects are the run's evidence with their sha256 (audit.jsonl, results.json \
+                      as sealed, each change-ledger file, each plugin and backup the run recorded) and whose \
+                      predicate is the deploy (pipeline, environment, version, who, the approval, each step's \
+                      grants and outcome, the seal), in a DSSE envelope signed with `ssh-keygen -Y sign` \
+                      (namespace deployhost-attestation). `deployhost verify RUN --provenance FILE \
+                      --allowed-signers FILE` checks it, from the run folder alone.",
+        after_help = "Examples:\n  deployhost provenance 20261128T013045123Z-3fa2c1 --key ~/.ssh/id_ed25519\n  \
+                      deployhost verify 20261128T013045123Z-3fa2c1 --provenance provenance.json --allowed-signers auditors"
+    )]
+    Provenance(commands::provenance::ProvenanceArgs),
     /// Check a pipeline file without running it.
     #[command(after_help = "Example:\n  deployhost validate pipelines/prod.yaml")]
     Validate(commands::validate::ValidateArgs),
@@ -255,6 +268,7 @@ async fn run_command(command: Command, ctx: &commands::Context) -> Result<ExitSt
         Command::Unlock(args) => args.run(ctx),
         Command::Ci(command) => command.run(ctx),
         Command::Verify(args) => args.run(ctx),
+        Command::Provenance(args) => args.run(ctx),
         Command::Report(args) => args.run(ctx),
         Command::Approve(args) => args.run(ctx),
         Command::Attest(args) => args.run(ctx),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Makes an ed25519 key pair `keys/NAME` (no passphrase); returns the
 /// private key's path and the public key's `type base64` text.
-fn key(p: &Project, name: &str) -> (PathBuf, String) {
+pub(crate) fn key(p: &Project, name: &str) -> (PathBuf, String) {
     let dir = p.mkdir("keys");
     let path = dir.join(name);
     let ok = Command::new("ssh-keygen")

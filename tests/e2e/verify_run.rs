@@ -133,3 +133,130 @@ fn an_edited_results_json_or_ledger_or_backup_is_named() {
     std::fs::write(&backup, b"not the dump").unwrap();
     broken(&p, &dir, "backup ");
 }
+
+/// The audit log re-chained and both seals rewritten after the `sql.dump`
+/// line was taken out: what someone who can write the run folder and the
+/// state store can do. `verify` alone cannot see it (the known limit); the
+/// provenance an auditor's key signed before does, from the run folder
+/// alone (issue 25, the signed attestation).
+#[test]
+fn a_signed_provenance_catches_a_re_chained_and_re_sealed_record() {
+    let pg = Postgres::start();
+    let (p, dir) = deployed(&pg);
+    let run_id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let (auditor, public) = crate::approvals::key(&p, "auditor");
+    let (stranger, _) = crate::approvals::key(&p, "stranger");
+    p.write("auditors", &format!("auditor@example.com namespaces=\"deployhost-attestation\" {public}\n"));
+    let key = auditor.to_str().unwrap();
+    let signed = p.deployhost(&["provenance", &run_id, "--key", key], &[]);
+    signed.assert_code(0);
+    let envelope = dir.join("provenance.json");
+    let statement = statement_of(&envelope);
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicate"]["run_id"], run_id.as_str());
+    let names: Vec<&str> =
+        statement["subject"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in ["audit.jsonl", "results.json", "changes/app.jsonl", "plugin:pg-backup", "plugin:./hostile.wasm"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    assert!(names.iter().any(|n| n.starts_with("backup:")), "{names:?}");
+    let envelope_arg = envelope.to_str().unwrap();
+    let with_provenance = |state_dir: &str| {
+        p.deployhost(
+            &[
+                "--state-dir",
+                state_dir,
+                "verify",
+                dir.to_str().unwrap(),
+                "--provenance",
+                envelope_arg,
+                "--allowed-signers",
+                "auditors",
+            ],
+            &[],
+        )
+    };
+    let good = with_provenance(".deployhost");
+    good.assert_code(0);
+    assert!(good.stdout.contains("as signed by auditor@example.com"), "{}", good.stdout);
+    // Offline: the run folder and the provenance, no state store.
+    let offline = with_provenance("elsewhere");
+    offline.assert_code(0);
+    assert!(offline.stdout.contains("the provenance's signature stands"), "{}", offline.stdout);
+
+    // A key the auditors' file does not list, and a signature moved onto
+    // another statement, do not stand.
+    let stranger_file = dir.join("stranger.json");
+    let by_stranger = p.deployhost(
+        &["provenance", &run_id, "--key", stranger.to_str().unwrap(), "--out", stranger_file.to_str().unwrap()],
+        &[],
+    );
+    by_stranger.assert_code(0);
+    let refused = p.deployhost(
+        &["verify", &run_id, "--provenance", stranger_file.to_str().unwrap(), "--allowed-signers", "auditors"],
+        &[],
+    );
+    refused.assert_code(1);
+    assert!(refused.stdout.contains("not listed in"), "{}", refused.stdout);
+    std::fs::remove_file(&stranger_file).unwrap();
+
+    // The rewrite: the dump's line goes, the chain and both seals are made again.
+    let mut lines: Vec<String> =
+        std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().map(str::to_string).collect();
+    lines.remove(dump_line(&lines));
+    let (text, head, count) = rechain(&run_id, &lines);
+    std::fs::write(dir.join("audit.jsonl"), text).unwrap();
+    let results_path = dir.join("results.json");
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results_path).unwrap()).unwrap();
+    results["seal"]["audit"] = serde_json::json!({ "sha256": head, "lines": count });
+    std::fs::write(&results_path, serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    let mut unsealed = results.clone();
+    unsealed.as_object_mut().unwrap().remove("seal");
+    let mut seal = results["seal"].clone();
+    seal["results"] = serde_json::json!(sha256_hex(&serde_json::to_vec(&unsealed).unwrap()));
+    let db = rusqlite::Connection::open(p.path().join(".deployhost/state.db")).unwrap();
+    db.execute("UPDATE runs SET seal = ?1 WHERE id = ?2", (seal.to_string(), &run_id)).unwrap();
+    drop(db);
+    verify(&p, &dir).assert_code(0);
+    let caught = with_provenance(".deployhost");
+    caught.assert_code(1);
+    assert!(caught.stdout.contains("BROKEN  audit.jsonl: sha256"), "{}", caught.stdout);
+    assert!(caught.stdout.contains("the provenance signed"), "{}", caught.stdout);
+    // A record that does not verify is not signed.
+    edit_lines(&dir, |lines| {
+        lines.remove(1);
+    });
+    let refused = p.deployhost(&["provenance", &run_id, "--key", key, "--out", "again.json"], &[]);
+    refused.assert_code(4);
+    assert!(refused.stderr.contains("does not verify"), "{}", refused.stderr);
+}
+
+/// The statement inside a DSSE envelope.
+fn statement_of(envelope: &Path) -> serde_json::Value {
+    use base64::Engine;
+    let envelope: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(envelope).unwrap()).unwrap();
+    assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
+    let payload = base64::engine::general_purpose::STANDARD.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
+/// `lines` chained again from `run_id`'s genesis, as the audit log chains
+/// them: the text, its head and its line count.
+fn rechain(run_id: &str, lines: &[String]) -> (String, String, u64) {
+    let mut prev = sha256_hex(run_id.as_bytes());
+    let mut text = String::new();
+    for line in lines {
+        let body = line.split_once(",").map(|(_, rest)| rest).unwrap();
+        let chained = format!("{{\"prev\":\"{prev}\",{body}");
+        prev = sha256_hex(chained.as_bytes());
+        text.push_str(&chained);
+        text.push('\n');
+    }
+    (text, prev, lines.len() as u64)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

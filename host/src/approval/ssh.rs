@@ -46,6 +46,11 @@ fn stderr_of(out: &Output) -> String {
 /// Signs `statement` with the private key at `key` (a passphrase is asked
 /// on the terminal by ssh-keygen itself); returns the armored signature.
 pub fn sign(key: &Path, statement: &str) -> Result<String, Refusal> {
+    sign_in(NAMESPACE, key, statement)
+}
+
+/// [`sign`] in `namespace` (a provenance's is `deployhost-attestation`).
+pub fn sign_in(namespace: &str, key: &Path, statement: &str) -> Result<String, Refusal> {
     if !key.is_file() {
         return Err(Refusal::Invalid(format!("no key file at {}", key.display())));
     }
@@ -53,7 +58,7 @@ pub fn sign(key: &Path, statement: &str) -> Result<String, Refusal> {
     let file = dir.path().join("statement");
     std::fs::write(&file, statement).map_err(|e| Refusal::Invalid(e.to_string()))?;
     let mut cmd = ssh_keygen();
-    cmd.args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"]).arg(key).arg(&file);
+    cmd.args(["-q", "-Y", "sign", "-n", namespace, "-f"]).arg(key).arg(&file);
     // ssh-keygen asks for a passphrase on the terminal, not on stdin.
     cmd.stdin(Stdio::null());
     let out = cmd.output().map_err(|e| {
@@ -93,6 +98,16 @@ fn signed_namespace(armored: &str) -> Option<String> {
 /// Checks that `signature` is a signature of exactly `statement`, in the
 /// approval namespace, by a key `allowed_signers` lists (valid now).
 pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Result<Verified, Refusal> {
+    verify_in(NAMESPACE, allowed_signers, statement, signature)
+}
+
+/// [`verify`] in `namespace`.
+pub fn verify_in(
+    namespace: &str,
+    allowed_signers: &Path,
+    statement: &str,
+    signature: &str,
+) -> Result<Verified, Refusal> {
     if let Err(e) = crate::files::read_regular_string(allowed_signers, 1 << 20) {
         return Err(Refusal::Invalid(format!(
             "cannot read the allowed-signers file {}: {e}",
@@ -100,12 +115,12 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
         )));
     }
     if !signature.contains("-----BEGIN SSH SIGNATURE-----") {
-        return Err(Refusal::Refused("the approval is not an SSH signature".into()));
+        return Err(Refusal::Refused("the signature is not an SSH signature".into()));
     }
-    if let Some(ns) = signed_namespace(signature).filter(|ns| ns != NAMESPACE) {
+    if let Some(ns) = signed_namespace(signature).filter(|ns| ns != namespace) {
         return Err(Refusal::Refused(format!(
-            "the signature was made for namespace `{ns}`, not `{NAMESPACE}`: a signature made for something else \
-             (a git commit, a file) is not an approval"
+            "the signature was made for namespace `{ns}`, not `{namespace}`: a signature made for something else \
+             (a git commit, a file, an approval or a provenance) does not stand for this one"
         )));
     }
     let dir = tempfile::tempdir().map_err(|e| Refusal::Invalid(e.to_string()))?;
@@ -136,7 +151,7 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
         check
             .args(["-Y", "verify", "-f"])
             .arg(allowed_signers)
-            .args(["-I", principal, "-n", NAMESPACE, "-s"])
+            .args(["-I", principal, "-n", namespace, "-s"])
             .arg(&sig);
         let out = run(check, Some(&msg))?;
         if out.status.success() {
@@ -151,7 +166,7 @@ pub fn verify(allowed_signers: &Path, statement: &str, signature: &str) -> Resul
     if verified.principals.is_empty() {
         return Err(Refusal::Refused(format!(
             "the signature by {} does not verify for this run: it was made for another statement (another run, \
-             version, environment or plugin digests) or is not permitted in namespace `{NAMESPACE}` \
+             version, environment or plugin digests) or is not permitted in namespace `{namespace}` \
              ({last_error})",
             principals.join(", ")
         )));

@@ -11,6 +11,7 @@ pub mod history;
 pub mod init;
 pub mod inputs;
 pub mod plugins;
+pub mod provenance;
 pub mod report;
 pub mod rollback;
 pub mod run;

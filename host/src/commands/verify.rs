@@ -18,19 +18,28 @@ use std::path::{Path, PathBuf};
 pub struct VerifyArgs {
     /// A run id, or a run folder.
     run: String,
+    /// A provenance of the run (`deployhost provenance`) to check as well:
+    /// its signature, and every subject as signed. The run folder is then
+    /// enough: a state store that does not know the run is not a break.
+    #[arg(long, value_name = "FILE", requires = "allowed_signers")]
+    provenance: Option<PathBuf>,
+    /// Who may sign a provenance: an allowed-signers file (git's format).
+    #[arg(long, value_name = "FILE", requires = "provenance")]
+    allowed_signers: Option<PathBuf>,
 }
 
 impl VerifyArgs {
     pub fn run(self, ctx: &super::Context) -> Result<ExitStatus> {
-        verify(&ctx.state_dir, &self.run)
+        let provenance = self.provenance.as_deref().zip(self.allowed_signers.as_deref());
+        verify(&ctx.state_dir, &self.run, provenance)
     }
 }
 
 /// What was checked: one line each, and what did not hold.
 #[derive(Default)]
-struct Findings {
-    ok: Vec<String>,
-    broken: Vec<String>,
+pub struct Findings {
+    pub ok: Vec<String>,
+    pub broken: Vec<String>,
 }
 
 impl Findings {
@@ -39,7 +48,17 @@ impl Findings {
     }
 }
 
-pub fn verify(state_dir: &Path, run: &str) -> Result<ExitStatus> {
+/// A run's record, checked.
+pub struct Checked {
+    pub run_dir: PathBuf,
+    pub run_id: String,
+    pub record: RunRecord,
+    pub findings: Findings,
+}
+
+/// Checks the record of `run`; with `provenance` (an envelope and the
+/// allowed signers), that too.
+pub fn check(state_dir: &Path, run: &str, provenance: Option<(&Path, &Path)>) -> Result<Checked> {
     let (run_dir, run_id) = locate(state_dir, run)?;
     let mut found = Findings::default();
     let audit_path = run_dir.join("audit.jsonl");
@@ -55,12 +74,23 @@ pub fn verify(state_dir: &Path, run: &str) -> Result<ExitStatus> {
         }
     };
     let record = runner::read_record(&run_dir)?;
-    let stored = store_seal(state_dir, &run_id, &mut found);
+    let stored = store_seal(state_dir, &run_id, provenance.is_some(), &mut found);
     check_seals(&run_dir, head.as_ref(), record.seal.as_ref(), stored.as_ref(), &mut found)?;
     if let Some(seal) = stored.as_ref().or(record.seal.as_ref()) {
         check_ledger(&run_dir, seal, &mut found);
     }
     check_recorded_files(&run_dir, &record, &audit_path, &mut found);
+    if let Some((envelope, allowed_signers)) = provenance {
+        match super::provenance::check(&run_dir, &run_id, envelope, allowed_signers) {
+            Ok(line) => found.ok.push(line),
+            Err(broken) => found.broken.extend(broken),
+        }
+    }
+    Ok(Checked { run_dir, run_id, record, findings: found })
+}
+
+fn verify(state_dir: &Path, run: &str, provenance: Option<(&Path, &Path)>) -> Result<ExitStatus> {
+    let Checked { run_id, findings: found, .. } = check(state_dir, run, provenance)?;
     for line in &found.ok {
         println!("ok      {}", plain(line));
     }
@@ -93,10 +123,15 @@ fn locate(state_dir: &Path, run: &str) -> Result<(PathBuf, String)> {
     Ok((dir, record.run_id))
 }
 
-/// The seal the state store kept, if it knows the run.
-fn store_seal(state_dir: &Path, run_id: &str, found: &mut Findings) -> Option<Seal> {
+/// The seal the state store kept, if it knows the run. Offline (a run
+/// folder and its signed provenance), a store without the run is no break.
+fn store_seal(state_dir: &Path, run_id: &str, offline: bool, found: &mut Findings) -> Option<Seal> {
     let row = match StateStore::open(state_dir).map(|s| s.run(run_id)) {
         Ok(Ok(Some((row, _)))) => row,
+        Ok(Ok(None)) if offline => {
+            found.ok.push(format!("the state store does not know run `{run_id}`: the provenance's signature stands"));
+            return None;
+        }
         Ok(Ok(None)) => {
             found.broken.push(format!("the state store has no run `{run_id}`"));
             return None;

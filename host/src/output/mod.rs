@@ -169,7 +169,7 @@ impl Output {
 /// Writes a file the host makes for people (`--junit`) without following a
 /// link: a step with a write grant on its folder could have planted one at
 /// that name, or at a folder on the way, pointing at a file to overwrite.
-fn write_no_follow(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_no_follow(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     // The folders on the way below the working folder (where steps' grants
