@@ -135,3 +135,44 @@ fn doctor_connects_with_the_urls_tls_settings_and_names_a_wrong_ca() {
     run.assert_code(1);
     assert!(line(&run.stdout, "✗ database app: connect:").contains("cannot connect"), "{}", run.stdout);
 }
+
+/// A step granted a database with roles runs as a login the host makes
+/// for it, bound to those roles (issue 25, #6): doctor says beforehand
+/// whether the pipeline's login may make it (a member of each role, with
+/// CREATEROLE), and makes nothing.
+#[test]
+fn doctor_says_whether_the_login_can_bind_a_step_to_its_roles() {
+    let pg = Postgres::start();
+    let p = Project::new();
+    p.pipeline(
+        "pipeline: r\ndatabases:\n  app: { url_env: DATABASE_URL }\nstages:\n  - name: s\n    steps:\n      - name: rls\n        \
+         uses: rls-test\n        with: { database: app, matrix: [{ as: visitor, role: anon, checks: [{ sql: select 1, rows: 1 }] }] }\n        \
+         grants: { databases: [{ name: app, roles: [anon] }] }\n",
+    );
+    let roles = "select count(*) from pg_roles";
+    let before = pg.admin(roles);
+    let run = p.deployhost(&["doctor", "pipeline.yaml"], &[("DATABASE_URL", &pg.url("postgres"))]);
+    assert!(
+        line(&run.stdout, "✓ database app: roles of step rls:").contains("`postgres` may make the step's login"),
+        "{}",
+        run.stdout
+    );
+    pg.admin("create role deployer login password 'pw-deployer-1'");
+    let deployer = format!("postgres://deployer:pw-deployer-1@127.0.0.1:{}/postgres", pg.port);
+    let run = p.deployhost(&["doctor", "pipeline.yaml"], &[("DATABASE_URL", &deployer)]);
+    run.assert_code(1);
+    assert!(
+        line(&run.stdout, "✗ database app: roles of step rls:").contains("not a member of `anon`"),
+        "{}",
+        run.stdout
+    );
+    pg.admin("grant anon to deployer");
+    let run = p.deployhost(&["doctor", "pipeline.yaml"], &[("DATABASE_URL", &deployer)]);
+    run.assert_code(1);
+    assert!(line(&run.stdout, "✗ database app: roles of step rls:").contains("lacks CREATEROLE"), "{}", run.stdout);
+    // The step itself fails the same way, before it runs anything.
+    let deploy = p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &deployer)]);
+    deploy.assert_code(1);
+    assert!(deploy.all_output().contains("lacks CREATEROLE"), "{}", deploy.all_output());
+    assert_eq!(pg.admin(roles), format!("{}", before.parse::<i64>().unwrap() + 1), "only `deployer` was made");
+}

@@ -182,6 +182,7 @@ async fn check_database(plan: &Plan, db: &str, target: &DbTarget, checks: &mut C
             Err(e) => checks.fail(format!("database {db}: pgtap"), e),
         }
     }
+    role_bound_steps(plan, db, &client, checks).await;
     plpgsql_check(&client, db, checks).await;
     let dirs: BTreeSet<&str> = migrates
         .iter()
@@ -190,6 +191,26 @@ async fn check_database(plan: &Plan, db: &str, target: &DbTarget, checks: &mut C
         .collect();
     for dir in dirs {
         history(&client, db, &plan.dir, dir, checks).await;
+    }
+}
+
+/// Steps granted `db` with roles run as a login the host makes for them
+/// (bound to those roles): the login must be able to make it.
+async fn role_bound_steps(plan: &Plan, db: &str, client: &Client, checks: &mut Checks) {
+    for step in plan.steps() {
+        let Some(roles) = step.grants.databases.get(db).filter(|r| !r.is_empty()) else { continue };
+        let what = format!("database {db}: roles of step {}", step.name);
+        match crate::capabilities::sql::bound_login_maker(client, db, roles).await {
+            Ok(maker) => checks.pass(
+                what,
+                format!(
+                    "`{}` may make the step's login, bound to {} (CREATEROLE, a member of each)",
+                    maker.login,
+                    roles.join(", ")
+                ),
+            ),
+            Err(e) => checks.fail(what, crate::capabilities::sql::describe_error(&e)),
+        }
     }
 }
 

@@ -35,6 +35,51 @@ const VALID_FOR: &str = "15 minutes";
 /// when the step ends ([`drop_all`]).
 pub type Made = Arc<Mutex<Vec<(String, DbTarget)>>>;
 
+/// What the pipeline's login is, when it can make a login bound to
+/// `roles`: a member of each (a bound login has nothing its maker lacks)
+/// and allowed to make roles. Read only: `doctor` asks it too.
+pub struct Maker {
+    pub login: String,
+    /// `VALID UNTIL` for a login made now, in the server's clock.
+    until: String,
+}
+
+pub async fn maker(admin: &Client, display: &str, roles: &[String]) -> Result<Maker, SqlError> {
+    let row = admin
+        .query_one(
+            "SELECT session_user::text, rolcreaterole OR rolsuper, \
+                    array(SELECT r FROM unnest($1::text[]) r WHERE NOT pg_has_role(session_user, r, 'MEMBER')), \
+                    (now() + $2::text::interval)::text \
+             FROM pg_roles WHERE rolname = session_user",
+            &[&roles, &VALID_FOR],
+        )
+        .await
+        .map_err(|e| {
+            SqlError::Connection(format!(
+                "cannot bind the session on {display} to the granted roles ({}): reading the login's roles: {}",
+                roles.join(", "),
+                error_text(&e)
+            ))
+        })?;
+    let (login, can_create, not_member, until): (String, bool, Vec<String>, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if !not_member.is_empty() {
+        return Err(SqlError::RoleNotGranted(format!(
+            "{display} logs in as `{login}`, which is not a member of {}: a grant's roles must be roles the pipeline's \
+             login may take itself",
+            not_member.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    if !can_create {
+        return Err(SqlError::NotGranted(format!(
+            "{display} logs in as `{login}`, which lacks CREATEROLE: a grant that lists roles runs its step as a login \
+             role the host makes for it, a member of those roles only (Supabase's `postgres` has CREATEROLE); \
+             grant it, or leave `roles:` out to give the step the login's whole power"
+        )));
+    }
+    Ok(Maker { login, until })
+}
+
 /// A connection for a step granted `roles` on `target`, logged in as a new
 /// login role bound to them. `admin` is a connection of the pipeline's
 /// login. Returns the connection and the bound login's name.
@@ -53,34 +98,7 @@ pub async fn connect(
         ))
     };
     sweep(admin).await;
-    let row = admin
-        .query_one(
-            "SELECT session_user::text, rolcreaterole OR rolsuper, \
-                    array(SELECT r FROM unnest($1::text[]) r WHERE NOT pg_has_role(session_user, r, 'MEMBER')), \
-                    (now() + $2::text::interval)::text \
-             FROM pg_roles WHERE rolname = session_user",
-            &[&roles, &VALID_FOR],
-        )
-        .await
-        .map_err(|e| fail("reading the login's roles", e))?;
-    let (login, can_create, not_member, until): (String, bool, Vec<String>, String) =
-        (row.get(0), row.get(1), row.get(2), row.get(3));
-    if !not_member.is_empty() {
-        return Err(SqlError::RoleNotGranted(format!(
-            "{} logs in as `{login}`, which is not a member of {}: a grant's roles must be roles the pipeline's \
-             login may take itself",
-            target.display,
-            not_member.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", ")
-        )));
-    }
-    if !can_create {
-        return Err(SqlError::NotGranted(format!(
-            "{} logs in as `{login}`, which lacks CREATEROLE: a grant that lists roles runs its step as a login \
-             role the host makes for it, a member of those roles only (Supabase's `postgres` has CREATEROLE); \
-             grant it, or leave `roles:` out to give the step the login's whole power",
-            target.display
-        )));
-    }
+    let Maker { login, until } = maker(admin, &target.display, roles).await?;
     let name = format!("{PREFIX}{}", hex::encode(random::<6>()?));
     let password = hex::encode(random::<32>()?);
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());

@@ -32,7 +32,7 @@ use values::{Param, row_values, value_bytes};
 use wasmtime::component::Resource;
 
 pub use backup::{BackupData, ToolSet};
-pub use bound::{Made as BoundLogins, drop_all as drop_bound_logins};
+pub use bound::{Made as BoundLogins, drop_all as drop_bound_logins, maker as bound_login_maker};
 
 const AUDIT_STATEMENT_CHARS: usize = 200;
 
@@ -275,7 +275,7 @@ fn sql_error(e: tokio_postgres::Error) -> SqlError {
 }
 
 /// A database error on one line: the message, with its SQLSTATE.
-fn describe_error(e: &SqlError) -> String {
+pub fn describe_error(e: &SqlError) -> String {
     match e {
         SqlError::Database(db) => format!("{} (SQLSTATE {})", db.message, db.code),
         SqlError::Connection(m) | SqlError::Tool(m) | SqlError::NotGranted(m) | SqlError::RoleNotGranted(m) => {
