@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the pre-flights of issue 24 cost on 500 small migrations (`create
-# table` + one `insert` each), each command timed whole by farm-bench
+# table` + one `insert` each), each command timed whole (bench/pairs.py)
 # against applying them, on a database made fresh before every run:
 #   apply:    the backup-then-migrate pipeline, as bench/migrations.sh
 #   lint:     the same pipeline with a 501st file that the lint blocks
@@ -70,7 +70,7 @@ chmod +x "$work/way.sh"
 
 for way in lint rehearse; do
     echo "== $way vs apply ($N migrations, $RUNS runs each)"
-    farm-bench -n "$RUNS" --warmup "$WARMUP" --timeout 3000 --vs "$work/way.sh apply" -- "$work/way.sh" "$way"
+    python3 bench/pairs.py -n "$RUNS" --warmup "$WARMUP" --vs "$work/way.sh apply" -- "$work/way.sh" "$way"
 done
 
 # What each way did, from its last run.
