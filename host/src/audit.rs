@@ -223,22 +223,19 @@ impl AuditLog {
     /// Writes one record.
     pub fn record(&self, step: Option<&str>, record: Record) {
         let kind = record.kind();
-        let event = Event { prev: None, ts: timestamp(SystemTime::now()), step: step.map(str::to_string), record };
-        let Ok(Value::Object(mut fields)) = serde_json::to_value(&event) else {
+        let mut event = Event { prev: None, ts: timestamp(SystemTime::now()), step: step.map(str::to_string), record };
+        let Ok(mut json) = serde_json::to_string(&event) else {
             return;
         };
-        let mut cut = false;
-        for value in fields.values_mut() {
-            cut |= cut_long_string(value, &self.redactor);
+        // A field over MAX_FIELD makes the line longer still: only such a
+        // line is taken apart to cut it. What was written is what the tap
+        // sees: the record as cut.
+        if json.len() > MAX_FIELD
+            && let Some((cut, text)) = self.cut_fields(&event)
+        {
+            event = cut.unwrap_or(event);
+            json = text;
         }
-        // What was written is what the tap sees: the record as cut.
-        let event = match cut {
-            true => serde_json::from_value(Value::Object(fields.clone())).unwrap_or(event),
-            false => event,
-        };
-        let Ok(json) = serde_json::to_string(&fields) else {
-            return;
-        };
         let line = self.redactor.redact_json(&json);
         if let Some(tap) = &self.tap {
             tap(&event);
@@ -265,6 +262,24 @@ impl AuditLog {
                 out.file = None;
                 out.write_error.get_or_insert(format!("audit log: {e}"));
             }
+        }
+    }
+
+    /// `event` with every string field over [`MAX_FIELD`] cut, and its
+    /// line; `None` when nothing was cut. (The event itself is `None` in the
+    /// unlikely case that the cut record no longer reads as one.)
+    fn cut_fields(&self, event: &Event) -> Option<(Option<Event>, String)> {
+        let Ok(Value::Object(mut fields)) = serde_json::to_value(event) else { return None };
+        let mut cut = false;
+        for value in fields.values_mut() {
+            cut |= cut_long_string(value, &self.redactor);
+        }
+        if !cut {
+            return None;
+        }
+        match serde_json::from_value::<Event>(Value::Object(fields.clone())) {
+            Ok(cut) => serde_json::to_string(&cut).ok().map(|text| (Some(cut), text)),
+            Err(_) => serde_json::to_string(&fields).ok().map(|text| (None, text)),
         }
     }
 
@@ -317,4 +332,41 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Event>> {
 /// RFC 3339 with milliseconds, UTC.
 pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A field over MAX_FIELD is cut (redacted first), in the line and in
+    /// what the tap sees; a short record is written whole; both lines keep
+    /// the record's own order and are chained.
+    #[test]
+    fn a_long_field_is_cut_and_a_short_record_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let redactor = Arc::new(Redactor::new(["hunter2".to_string()]));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let tap_seen = seen.clone();
+        let tap: AuditTap = Arc::new(move |e: &Event| tap_seen.lock().unwrap().push(e.clone()));
+        let log = AuditLog::create(&path, "run-1", redactor).unwrap().with_tap(Some(tap));
+        let long = format!("{}hunter2{}", "a".repeat(MAX_FIELD - 3), "b".repeat(5000));
+        log.record(Some("s"), Record::Log(PluginLogged { level: "info".into(), message: long }));
+        log.record(Some("s"), Record::Log(PluginLogged { level: "warn".into(), message: "short hunter2".into() }));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let message = first["message"].as_str().unwrap();
+        assert!(message.len() < MAX_FIELD + 40 && message.ends_with("more bytes)"), "{message}");
+        assert!(!lines[0].contains("hunter2") && !lines[0].contains("hunt"), "{}", lines[0]);
+        assert!(lines[1].starts_with(r#"{"prev":""#) && lines[1].contains(r#""ts":"#), "{}", lines[1]);
+        assert!(lines[1].contains(r#""step":"s","event":"log","level":"warn","message":"short ***""#), "{}", lines[1]);
+        assert_eq!(crate::chain::check("run-1", &text).unwrap().lines, 2);
+        let seen = seen.lock().unwrap();
+        match &seen[0].record {
+            Record::Log(l) => assert!(l.message.ends_with("more bytes)") && l.message.len() < MAX_FIELD + 40),
+            other => panic!("{other:?}"),
+        }
+    }
 }
