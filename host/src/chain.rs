@@ -26,8 +26,14 @@ impl Head {
     /// the head moves past it.
     pub fn link(&mut self, line: &str) -> String {
         let body = line.strip_prefix('{').unwrap_or(line);
-        let sep = if body.starts_with('}') { "" } else { "," };
-        let chained = format!("{{\"prev\":\"{}\"{sep}{body}", self.sha256);
+        let mut chained = String::with_capacity(line.len() + self.sha256.len() + 12);
+        chained.push_str("{\"prev\":\"");
+        chained.push_str(&self.sha256);
+        chained.push('"');
+        if !body.starts_with('}') {
+            chained.push(',');
+        }
+        chained.push_str(body);
         self.sha256 = sha256(chained.as_bytes());
         self.lines += 1;
         chained

@@ -697,11 +697,14 @@ async fn execute(
         }
     };
     let reason = record.rollback.as_ref().map(|r| format!("rolled back: {}", r.reason));
-    store.finish(run_id, record.status, reason.as_deref())?;
-    if let Some(mut seal) = record.seal.clone() {
-        seal.results = Some(runner::sealed_results_sha256(&runner::runs_dir(state_dir).join(run_id))?);
-        store.seal(run_id, &seal)?;
-    }
+    let seal = match record.seal.clone() {
+        Some(mut seal) => {
+            seal.results = Some(runner::sealed_results_sha256(&runner::runs_dir(state_dir).join(run_id))?);
+            Some(seal)
+        }
+        None => None,
+    };
+    store.finish_sealed(run_id, record.status, reason.as_deref(), seal.as_ref())?;
     if crate::github::active() {
         let approved_by = store.run(run_id)?.and_then(|(r, _)| r.approved_by);
         let approval = approval::evidence(store.approval(run_id)?.as_ref(), approved_by.as_deref());

@@ -403,23 +403,35 @@ impl StateStore {
 
     /// Records how the run ended and releases its environment's lock.
     pub fn finish(&self, run_id: &str, status: RunStatus, reason: Option<&str>) -> Result<(), StateError> {
+        self.finish_sealed(run_id, status, reason, None)
+    }
+
+    /// Ends the run and, in the same transaction, keeps its seal
+    /// ([`crate::chain::Seal`]) apart from its folder: `deployhost verify`
+    /// compares the two.
+    pub fn finish_sealed(
+        &self,
+        run_id: &str,
+        status: RunStatus,
+        reason: Option<&str>,
+        seal: Option<&crate::chain::Seal>,
+    ) -> Result<(), StateError> {
         let finished = now();
+        let seal = seal.map(serde_json::to_string).transpose().map_err(|e| StateError::Db {
+            location: self.backend.location(),
+            message: format!("cannot write the run's seal: {e}"),
+        })?;
         self.with(|conn| {
             conn.exec(
                 "UPDATE runs SET status = ?2, finished = ?3, reason = ?4 WHERE id = ?1",
                 &[run_id.into(), status.as_str().into(), (&finished).into(), reason.into()],
             )?;
+            if let Some(seal) = &seal {
+                conn.exec("UPDATE runs SET seal = ?2 WHERE id = ?1", &[run_id.into(), seal.into()])?;
+            }
             conn.exec("DELETE FROM locks WHERE run_id = ?1", &[run_id.into()])
         })
         .map(|_| ())
-    }
-
-    /// Keeps the seal of an ended run ([`crate::chain::Seal`]), apart from
-    /// its folder: `deployhost verify` compares the two.
-    pub fn seal(&self, run_id: &str, seal: &crate::chain::Seal) -> Result<(), StateError> {
-        let text = serde_json::to_string(seal).unwrap_or_default();
-        self.with(|conn| conn.exec("UPDATE runs SET seal = ?2 WHERE id = ?1", &[run_id.into(), (&text).into()]))
-            .map(|_| ())
     }
 
     /// The run holding an environment's lock, if any.
