@@ -31,9 +31,10 @@ const PREFIX: &str = "deployhost_step_";
 /// is opened at once; an open session outlives `VALID UNTIL`).
 const VALID_FOR: &str = "15 minutes";
 
-/// The bound logins a step made, with the login that made each: dropped
-/// when the step ends ([`drop_all`]).
-pub type Made = Arc<Mutex<Vec<(String, DbTarget)>>>;
+/// The bound logins a step made, each with the connection of the login
+/// that made it (kept open to drop it): dropped when the step ends
+/// ([`drop_all`]).
+pub type Made = Arc<Mutex<Vec<(String, Client)>>>;
 
 /// What the pipeline's login is, when it can make a login bound to
 /// `roles`: a member of each (a bound login has nothing its maker lacks)
@@ -82,9 +83,10 @@ pub async fn maker(admin: &Client, display: &str, roles: &[String]) -> Result<Ma
 
 /// A connection for a step granted `roles` on `target`, logged in as a new
 /// login role bound to them. `admin` is a connection of the pipeline's
-/// login. Returns the connection and the bound login's name.
+/// login, kept to drop the bound login when the step ends. Returns the
+/// connection and the bound login's name.
 pub async fn connect(
-    admin: &Client,
+    admin: Client,
     target: &DbTarget,
     roles: &[String],
     made: &Made,
@@ -97,8 +99,8 @@ pub async fn connect(
             error_text(&e)
         ))
     };
-    sweep(admin).await;
-    let Maker { login, until } = maker(admin, &target.display, roles).await?;
+    sweep(&admin).await;
+    let Maker { login, until } = maker(&admin, &target.display, roles).await?;
     let name = format!("{PREFIX}{}", hex::encode(random::<6>()?));
     let password = hex::encode(random::<32>()?);
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
@@ -110,13 +112,15 @@ pub async fn connect(
         members.join(", ")
     );
     admin.batch_execute(&create).await.map_err(|e| fail("making the step's login role", e))?;
-    if let Ok(mut made) = made.lock() {
-        made.push((name.clone(), target.clone()));
-    }
     let bound = as_login(target, &login, &name, &password);
-    let client = crate::pgconn::connect(&bound).await.map_err(|e| SqlError::Connection(e.to_string()))?;
-    same_settings(admin, &client).await;
-    Ok((client, name))
+    let client = crate::pgconn::connect(&bound).await.map_err(|e| SqlError::Connection(e.to_string()));
+    if let Ok(client) = &client {
+        same_settings(&admin, client).await;
+    }
+    if let Ok(mut made) = made.lock() {
+        made.push((name.clone(), admin));
+    }
+    Ok((client?, name))
 }
 
 /// The session settings the pipeline's login gets at login from its role
@@ -157,9 +161,8 @@ fn as_login(target: &DbTarget, login: &str, name: &str, password: &str) -> DbTar
 /// (the step's store is gone); a login still owning a temporary table
 /// waits for its server process to end, a second at most.
 pub async fn drop_all(made: &Made) {
-    let made: Vec<(String, DbTarget)> = made.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
-    for (name, target) in made {
-        let Ok(admin) = crate::pgconn::connect(&target).await else { continue };
+    let made: Vec<(String, Client)> = made.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
+    for (name, admin) in made {
         for _ in 0..10 {
             match admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name))).await {
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => {

@@ -78,7 +78,7 @@ async fn connect_step(
     if roles.is_empty() {
         return Ok((client, None));
     }
-    let (bound, name) = bound::connect(&client, target, roles, made).await?;
+    let (bound, name) = bound::connect(client, target, roles, made).await?;
     Ok((bound, Some(name)))
 }
 
