@@ -28,6 +28,7 @@ pub mod output;
 pub mod pgconn;
 pub use deployhost_pipeline as pipeline;
 pub mod promotion;
+pub mod random;
 pub mod redact;
 pub mod registry;
 pub mod runner;

@@ -284,14 +284,14 @@ fn leading_noise(text: &str) -> usize {
 }
 
 /// What a name in a statement is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum NameKind {
     Relation,
     Function,
 }
 
 /// A table, view or function a statement names, as written.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Named {
     pub kind: NameKind,
     pub schema: Option<String>,
@@ -314,7 +314,7 @@ pub fn names(sql: &str) -> Result<Vec<Named>, String> {
         .map(|t| named(NameKind::Relation, t))
         .chain(parsed.functions().into_iter().map(|f| named(NameKind::Function, f)))
         .collect();
-    out.sort_by(|a, b| (a.kind as u8, &a.schema, &a.name).cmp(&(b.kind as u8, &b.schema, &b.name)));
+    out.sort();
     Ok(out)
 }
 

@@ -16,7 +16,6 @@
 use super::ExitStatus;
 use super::verify::{self, Checked};
 use crate::approval::ssh;
-use crate::audit::Record;
 use crate::exit::Refusal;
 use crate::pipeline::written::WrittenGrants;
 use crate::state::{ApprovalRecord, StateStore};
@@ -216,14 +215,8 @@ pub fn subjects(run_dir: &Path) -> Result<Vec<Subject>> {
     for (name, sha256) in crate::runner::ledger_digests(&ledger)? {
         subjects.push(Subject::new(format!("changes/{name}"), &sha256));
     }
-    for event in crate::audit::read(&audit_path)? {
-        match &event.record {
-            Record::PluginLoad(load) => subjects.push(Subject::new(format!("plugin:{}", load.plugin), &load.sha256)),
-            Record::SqlDump(dump) if !dump.file.is_empty() => {
-                subjects.push(Subject::new(format!("backup:{}", dump.file), &dump.sha256))
-            }
-            _ => {}
-        }
+    for (what, file, sha256) in verify::recorded_digests(&crate::audit::read(&audit_path)?) {
+        subjects.push(Subject::new(format!("{what}:{file}"), &sha256));
     }
     subjects.sort();
     subjects.dedup();

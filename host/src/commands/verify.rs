@@ -229,20 +229,23 @@ fn check_ledger(run_dir: &Path, seal: &Seal, found: &mut Findings) {
     }
 }
 
+/// Each plugin (`"plugin"`) and backup (`"backup"`) the audit log recorded
+/// a digest of, once each, in the order recorded: `(what, file, sha256)`.
+pub fn recorded_digests(events: &[audit::Event]) -> Vec<(&'static str, String, String)> {
+    let mut seen = std::collections::BTreeSet::new();
+    let recorded = events.iter().filter_map(|event| match &event.record {
+        Record::PluginLoad(load) => Some(("plugin", load.plugin.clone(), load.sha256.clone())),
+        Record::SqlDump(dump) => Some(("backup", dump.file.clone(), dump.sha256.clone())),
+        _ => None,
+    });
+    recorded.filter(|(_, file, sha256)| !file.is_empty() && seen.insert((file.clone(), sha256.clone()))).collect()
+}
+
 /// Every plugin and backup the audit log recorded a digest for, read now.
 fn check_recorded_files(run_dir: &Path, record: &RunRecord, audit_path: &Path, found: &mut Findings) {
     let Ok(events) = audit::read(audit_path) else { return };
     let pipeline_dir = crate::pipeline::pipeline_dir(Path::new(&record.file));
-    let mut seen = std::collections::BTreeSet::new();
-    for event in &events {
-        let (what, file, recorded) = match &event.record {
-            Record::PluginLoad(load) => ("plugin", load.plugin.clone(), load.sha256.clone()),
-            Record::SqlDump(dump) => ("backup", dump.file.clone(), dump.sha256.clone()),
-            _ => continue,
-        };
-        if file.is_empty() || !seen.insert((file.clone(), recorded.clone())) {
-            continue;
-        }
+    for (what, file, recorded) in recorded_digests(&events) {
         if what == "plugin"
             && let Some(builtin) = crate::registry::builtin(&file)
         {

@@ -61,16 +61,12 @@ pub struct DiskCache {
 
 /// The cache's key: made once per cache folder, readable by this user only.
 fn cache_key(dir: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
     let path = dir.join("key");
     let _ = std::fs::create_dir_all(dir);
     let new = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
     if let Ok(mut file) = new {
-        let mut key = [0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut r| r.read_exact(&mut key))
-            .map_err(|e| format!("cannot make a cache key: {e}"))?;
+        let key = crate::random::bytes::<32>().map_err(|e| format!("cannot make a cache key: {e}"))?;
         file.write_all(&key)
             .and_then(|()| file.sync_all())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

@@ -423,12 +423,9 @@ impl StateStore {
         })?;
         self.with(|conn| {
             conn.exec(
-                "UPDATE runs SET status = ?2, finished = ?3, reason = ?4 WHERE id = ?1",
-                &[run_id.into(), status.as_str().into(), (&finished).into(), reason.into()],
+                "UPDATE runs SET status = ?2, finished = ?3, reason = ?4, seal = COALESCE(?5, seal) WHERE id = ?1",
+                &[run_id.into(), status.as_str().into(), (&finished).into(), reason.into(), seal.as_deref().into()],
             )?;
-            if let Some(seal) = &seal {
-                conn.exec("UPDATE runs SET seal = ?2 WHERE id = ?1", &[run_id.into(), seal.into()])?;
-            }
             conn.exec("DELETE FROM locks WHERE run_id = ?1", &[run_id.into()])
         })
         .map(|_| ())

@@ -55,13 +55,7 @@ pub async fn maker(admin: &Client, display: &str, roles: &[String]) -> Result<Ma
             &[&roles, &VALID_FOR],
         )
         .await
-        .map_err(|e| {
-            SqlError::Connection(format!(
-                "cannot bind the session on {display} to the granted roles ({}): reading the login's roles: {}",
-                roles.join(", "),
-                error_text(&e)
-            ))
-        })?;
+        .map_err(|e| bind_error(display, roles, "reading the login's roles", &e))?;
     let (login, can_create, not_member, until): (String, bool, Vec<String>, String) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     if !not_member.is_empty() {
@@ -81,6 +75,14 @@ pub async fn maker(admin: &Client, display: &str, roles: &[String]) -> Result<Ma
     Ok(Maker { login, until })
 }
 
+fn bind_error(display: &str, roles: &[String], what: &str, e: &tokio_postgres::Error) -> SqlError {
+    SqlError::Connection(format!(
+        "cannot bind the session on {display} to the granted roles ({}): {what}: {}",
+        roles.join(", "),
+        error_text(e)
+    ))
+}
+
 /// A connection for a step granted `roles` on `target`, logged in as a new
 /// login role bound to them. `admin` is a connection of the pipeline's
 /// login, kept to drop the bound login when the step ends. Returns the
@@ -91,18 +93,11 @@ pub async fn connect(
     roles: &[String],
     made: &Made,
 ) -> Result<(Client, String), SqlError> {
-    let fail = |what: &str, e: tokio_postgres::Error| {
-        SqlError::Connection(format!(
-            "cannot bind the session on {} to the granted roles ({}): {what}: {}",
-            target.display,
-            roles.join(", "),
-            error_text(&e)
-        ))
-    };
     sweep(&admin).await;
     let Maker { login, until } = maker(&admin, &target.display, roles).await?;
-    let name = format!("{PREFIX}{}", hex::encode(random::<6>()?));
-    let password = hex::encode(random::<32>()?);
+    let random = |e: std::io::Error| SqlError::Connection(format!("cannot read /dev/urandom: {e}"));
+    let name = format!("{PREFIX}{}", hex::encode(crate::random::bytes::<6>().map_err(random)?));
+    let password = hex::encode(crate::random::bytes::<32>().map_err(random)?);
     let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
     let members: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
     let create = format!(
@@ -111,7 +106,10 @@ pub async fn connect(
         quote_ident(&name),
         members.join(", ")
     );
-    admin.batch_execute(&create).await.map_err(|e| fail("making the step's login role", e))?;
+    admin
+        .batch_execute(&create)
+        .await
+        .map_err(|e| bind_error(&target.display, roles, "making the step's login role", &e))?;
     let bound = as_login(target, &login, &name, &password);
     let client = crate::pgconn::connect(&bound).await.map_err(|e| SqlError::Connection(e.to_string()));
     if let Ok(client) = &client {
@@ -164,7 +162,7 @@ pub async fn drop_all(made: &Made) {
     let made: Vec<(String, Client)> = made.lock().map(|mut m| std::mem::take(&mut *m)).unwrap_or_default();
     for (name, admin) in made {
         for _ in 0..10 {
-            match admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name))).await {
+            match drop_role(&admin, &name).await {
                 Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DEPENDENT_OBJECTS_STILL_EXIST) => {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
@@ -189,16 +187,10 @@ async fn sweep(admin: &Client) {
     };
     for row in rows {
         let name: String = row.get(0);
-        let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(&name))).await;
+        let _ = drop_role(admin, &name).await;
     }
 }
 
-/// `N` bytes from the kernel's random source.
-fn random<const N: usize>() -> Result<[u8; N], SqlError> {
-    use std::io::Read;
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(|e| SqlError::Connection(format!("cannot read /dev/urandom: {e}")))?;
-    Ok(bytes)
+async fn drop_role(admin: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    admin.batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(name))).await
 }
