@@ -331,6 +331,10 @@ stages:
         uses: supabase-migrate
         with: { database: app, dir: migrations }
         grants: { databases: [app], fs: { read: [migrations] } }
+      - name: rls
+        uses: rls-test
+        with: { database: app, matrix: [{ as: visitor, role: anon, checks: [{ sql: "select current_user", rows: 1 }] }] }
+        grants: { databases: [{ name: app, roles: [anon] }] }
       - name: restore
         uses: pg-restore
         with: { database: app, latest_in: backups }
@@ -367,9 +371,13 @@ fn tls_verify_full_deploys_and_backs_up_with_the_projects_ca() {
     let p = tls_project();
     let url = tls_url(&pg, &format!("sslmode=verify-full&sslrootcert={ca}"));
     p.deployhost(&["run", "pipeline.yaml"], &[("DATABASE_URL", &url)]).assert_code(0);
-    for step in ["backup", "migrate", "restore"] {
+    for step in ["backup", "migrate", "rls", "restore"] {
         assert_eq!(p.step(step)["status"], "passed", "{step}: {}", p.step(step));
     }
+    // The role-bound step's own login connects with the same TLS settings.
+    let opened = p.audit_events("rls", "sql.open");
+    assert!(opened[0]["bound_login"].as_str().is_some_and(|l| l.starts_with("deployhost_step_")), "{opened:?}");
+    assert_eq!(pg.psql("postgres", "select count(*) from pg_roles where rolname like 'deployhost_step_%'"), "0");
     assert_eq!(pg.psql("postgres", "select to_regclass('public.tls_check') is null"), "t", "restored over TLS");
     // The same from the environment, as libpq reads it.
     let plain = tls_url(&pg, "");
