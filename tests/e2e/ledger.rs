@@ -10,16 +10,24 @@ use crate::support::pg::{LiveWriter, Postgres, Psql};
 /// Backup, migrations, then a health check that fails (unless `healthy`):
 /// the rollback runs.
 fn pipeline(app: &Server) -> String {
+    pipeline_checked_by(&format!(
+        "      - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 20s }}\n        \
+         grants: {{ net: [\"{}\"] }}\n",
+        app.url("/health"),
+        app.grant()
+    ))
+}
+
+/// Backup, migrate, then `check` (a step) in stage `health`; a failed
+/// check rolls the deploy back.
+fn pipeline_checked_by(check: &str) -> String {
     format!(
         "pipeline: notes\nenvironment: staging\nversion: \"2\"\ndatabases:\n  app: {{ url_env: DATABASE_URL }}\n\
          stages:\n  - name: schema\n    steps:\n      - name: backup\n        uses: pg-backup\n        \
          with: {{ database: app }}\n        grants: {{ databases: [app], fs: {{ write: [backups] }} }}\n      \
          - name: migrate\n        uses: supabase-migrate\n        with: {{ database: app, dir: migrations }}\n        \
-         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n      \
-         - name: probe\n        uses: health-probe\n        with: {{ url: \"{}\", timeout: 20s }}\n        \
-         grants: {{ net: [\"{}\"] }}\nrollback:\n  on: [health_check_failure]\n",
-        app.url("/health"),
-        app.grant()
+         grants: {{ databases: [app], fs: {{ read: [migrations] }} }}\n  - name: health\n    steps:\n{check}\
+         rollback:\n  on: [health_check_failure]\n"
     )
 }
 
@@ -61,6 +69,46 @@ create trigger protect_buckets_delete before delete on storage.buckets
   for each statement execute function storage.protect_delete();
 create trigger protect_objects_delete before delete on storage.objects
   for each statement execute function storage.protect_delete();";
+
+/// A per-role check fails after the migration (V2 grants `anon` the notes
+/// it must not read): the rls-test step runs as a login bound to `anon`,
+/// the deploy is rolled back while a live writer inserts orders, and every
+/// row it wrote is kept, the schema and grants are as before, and the
+/// step's login is gone.
+#[test]
+fn a_failed_per_role_check_rolls_back_the_deploy_and_keeps_every_row_written_meanwhile() {
+    let pg = Postgres::start();
+    pg.psql("postgres", V1);
+    let schema_before = pg.app_schema("postgres");
+    let p = Project::new();
+    p.write("migrations/20240102000000_v2.sql", V2);
+    p.pipeline(&pipeline_checked_by(
+        "      - name: rls\n        uses: rls-test\n        with: { database: app, matrix: [{ as: visitor, role: anon, \
+         checks: [{ name: notes are private, sql: select * from notes, denied: true }] }] }\n        \
+         grants: { databases: [{ name: app, roles: [anon] }] }\n",
+    ));
+    let writer = LiveWriter::start(pg.client("postgres"), "insert into orders (item) values ('live') returning id");
+    let out = run(&p, &pg);
+    let written = writer.stop();
+    out.assert_code(1);
+    let rls = p.step("rls");
+    assert_eq!(rls["status"], "failed", "{rls:#}");
+    let summary = rls["summary"].as_str().unwrap();
+    assert!(summary.contains("`notes are private` expected denied, got 3 row(s)"), "{summary}");
+    let opened = p.audit_events("rls", "sql.open");
+    assert!(opened[0]["bound_login"].as_str().is_some_and(|l| l.starts_with("deployhost_step_")), "{opened:?}");
+    assert_eq!(p.results()["rollback"]["ok"], true, "{}", out.stdout);
+
+    assert!(!written.is_empty(), "the live writer wrote nothing");
+    let ids = q(&pg, "select string_agg(id::text, ',') from orders where item = 'live'");
+    let ids: Vec<&str> = ids.split(',').collect();
+    for id in &written {
+        assert!(ids.contains(&id.as_str()), "row {id} the live writer committed is gone");
+    }
+    assert_same_schema(&pg.app_schema("postgres"), &schema_before);
+    assert_eq!(q(&pg, "select has_table_privilege('anon', 'notes', 'select')"), "f");
+    assert_eq!(q(&pg, "select count(*) from pg_roles where rolname like 'deployhost_step_%'"), "0");
+}
 
 const V2: &str = "alter default privileges revoke execute on functions from public;
 alter table notes add column color text;
